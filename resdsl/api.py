@@ -1,0 +1,93 @@
+"""The Python API: compile a spec into an object that every backend reads."""
+
+from __future__ import annotations
+
+from functools import cached_property
+from pathlib import Path
+
+import networkx as nx
+
+from . import passes
+from .diagnostics import Source
+from .frontend.loader import load as load_program
+from .frontend.loader import read_source
+from .frontend.lower import lower
+
+
+class Compiled:
+    """A validated network: its IR plus lazily generated outputs."""
+
+    def __init__(self, graph: nx.DiGraph, source: Source):
+        self.graph = graph
+        self.source = source
+
+    @property
+    def name(self) -> str:
+        return self.graph.graph["name"]
+
+    @property
+    def input_shape(self) -> tuple[int, int, int]:
+        return self.graph.graph["input_shape"]
+
+    @cached_property
+    def totals(self) -> tuple[int, int]:
+        from .backends.cost import totals
+
+        return totals(self.graph)
+
+    @property
+    def params(self) -> int:
+        return self.totals[0]
+
+    @property
+    def macs(self) -> int:
+        return self.totals[1]
+
+    @cached_property
+    def torch_source(self) -> str:
+        from .backends import torch_src
+
+        return torch_src.emit(self.graph)
+
+    @property
+    def ir_text(self) -> str:
+        from .ir.graph import dump
+
+        return dump(self.graph)
+
+    def summary(self, fmt: str = "table", flops: bool = False) -> str:
+        from .backends import summary
+
+        return summary.emit(self.graph, fmt, flops)
+
+    def to_torch(self):
+        """A fresh instance of the generated top-level nn.Module."""
+        from .backends import torch_src
+
+        return torch_src.instantiate(self.torch_source, self.graph)
+
+    def __repr__(self) -> str:
+        return f"<resdsl.Compiled {self.name}: {self.params:,} parameters>"
+
+
+def _is_path(spec: str | Path) -> bool:
+    if isinstance(spec, Path):
+        return True
+    return "\n" not in spec and "{" not in spec and (spec.endswith(".res") or Path(spec).exists())
+
+
+def load(spec: str | Path) -> Source:
+    """Read a spec from a path, or take it as text."""
+    if _is_path(spec):
+        return read_source(spec)
+    return Source("<text>", str(spec))
+
+
+def compile(spec: str | Path | Source, overrides: dict[str, str] | None = None) -> Compiled:  # noqa: A001
+    """Parse, lower and check a spec (a path or the text itself); raises ResdslError on mistakes."""
+    source = spec if isinstance(spec, Source) else load(spec)
+    base = Path(source.name).parent if source.name != "<text>" else Path.cwd()
+    program = load_program(source, base)
+    graph = lower(program, overrides)
+    passes.run(graph)
+    return Compiled(graph, source)

@@ -1,0 +1,42 @@
+"""What the passes placed on their own: the lines of `resdsl check -v`."""
+
+from __future__ import annotations
+
+import networkx as nx
+
+from ..ir.graph import operands, order
+
+
+def _fmt(shape) -> str:
+    return "×".join(str(d) for d in shape)
+
+
+def inserted(graph: nx.DiGraph) -> list[str]:
+    policies = graph.graph["policies"]
+    lines = [f"policies: norm={policies['norm']}, shortcut={policies['shortcut']}"]
+    norms = sum(1 for n in graph if graph.nodes[n]["origin"] == "norm")
+    lines.append(f"norm policy placed {norms} BatchNorm/ReLU ops")
+    for add in order(graph):
+        data = graph.nodes[add]
+        if data["op"].kind != "add" or data.get("shortcut_kind") in (None, "identity"):
+            continue
+        chain = [n for n in order(graph) if graph.nodes[n]["shortcut_of"] == add]
+        source = operands(graph, chain[0])[0]
+        parts = []
+        for node in chain:
+            op = graph.nodes[node]["op"]
+            if op.kind == "conv":
+                parts.append(f"1×1 conv, stride {op.stride}")
+            elif op.kind == "pad_shortcut":
+                parts.append(f"stride-{op.stride} subsample + {op.pad_before}+{op.pad_after} zero channels")
+            elif op.kind == "avgpool":
+                parts.append(f"{op.kernel}×{op.kernel} avg-pool")
+            else:
+                parts.append("BN" if op.kind == "batchnorm" else op.kind)
+        name = graph.nodes[chain[0]]["path"] or f"{data['block'] or 'network'} shortcut"
+        name = name.rsplit(".", 1)[0] if graph.nodes[chain[0]]["path"] else name
+        lines.append(
+            f"inserted {name}: {' + '.join(parts)}, {_fmt(graph.nodes[source]['shape'])} → {_fmt(data['shape'])}"
+            f" (shortcut policy {policies['shortcut']}) at {data['span'].location}"
+        )
+    return lines

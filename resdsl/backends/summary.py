@@ -1,0 +1,67 @@
+"""`resdsl summary`: per-layer shapes, parameters and MACs, as a table or JSON."""
+
+from __future__ import annotations
+
+import json
+
+import networkx as nx
+
+from ..ir.graph import order
+from .cost import macs, params
+
+
+def rows(graph: nx.DiGraph) -> list[dict]:
+    out = []
+    for node in order(graph):
+        data = graph.nodes[node]
+        out.append({
+            "name": data["path"] or data["name"] or "",
+            "op": data["op"].kind,
+            "shape": list(data["shape"]),
+            "params": params(graph, node),
+            "macs": macs(graph, node),
+            "origin": data["origin"],
+        })
+    return out
+
+
+def as_dict(graph: nx.DiGraph, flops: bool = False) -> dict:
+    layers = rows(graph)
+    result = {
+        "network": graph.graph["name"],
+        "input": list(graph.graph["input_shape"]),
+        "params": sum(r["params"] for r in layers),
+        "macs": sum(r["macs"] for r in layers),
+        "layers": layers,
+    }
+    if flops:
+        result["flops"] = 2 * result["macs"]
+    return result
+
+
+def emit(graph: nx.DiGraph, fmt: str = "table", flops: bool = False) -> str:
+    data = as_dict(graph, flops)
+    if fmt == "json":
+        return json.dumps(data, indent=2) + "\n"
+    unit = "FLOPs" if flops else "MACs"
+    factor = 2 if flops else 1
+    header = ("layer", "op", "output", "params", unit)
+    table = [header]
+    for r in data["layers"]:
+        shape = "×".join(str(d) for d in r["shape"])
+        table.append((r["name"], r["op"], shape, f"{r['params']:,}" if r["params"] else "",
+                      f"{factor * r['macs']:,}" if r["macs"] else ""))
+    widths = [max(len(row[i]) for row in table) for i in range(len(header))]
+    lines = []
+    for index, row in enumerate(table):
+        cells = [row[i].ljust(widths[i]) if i < 3 else row[i].rjust(widths[i]) for i in range(len(header))]
+        lines.append("  ".join(cells).rstrip())
+        if index == 0:
+            lines.append("  ".join("-" * w for w in widths))
+    total_ops = factor * data["macs"]
+    lines.append("")
+    lines.append(f"network {data['network']}: input {'×'.join(map(str, data['input']))}")
+    lines.append(f"  parameters  {data['params']:,} ({data['params'] / 1e6:.3f} M)")
+    what = "floating-point operations (2 × MACs)" if flops else "multiply-accumulates (MACs; FLOPs = 2 × MACs: --flops)"
+    lines.append(f"  {unit:<10}  {total_ops:,} ({total_ops / 1e9:.3f} G) {what}")
+    return "\n".join(lines) + "\n"

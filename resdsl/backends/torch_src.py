@@ -1,0 +1,418 @@
+"""PyTorch backend: readable, standalone Python source from the IR.
+
+One nn.Module class per block template, written in the template's own terms
+(`nn.Conv2d(width, width, 3, stride=stride, ...)`), and a top-level class
+that builds the stages with each instance's concrete arguments. Module
+attribute names are the IR's module paths, so the state_dict keys are the
+paths themselves (torchvision's, for the bundled ResNets).
+"""
+
+from __future__ import annotations
+
+import keyword
+from dataclasses import dataclass, field
+
+import networkx as nx
+
+from ..ir.graph import Instance, operands, order
+
+
+class GenerationError(RuntimeError):
+    """The IR holds something the PyTorch backend cannot express: a resdsl bug."""
+
+
+def class_name(name: str, taken: set[str]) -> str:
+    base = "".join(part[:1].upper() + part[1:] for part in name.split("_") if part) or "Block"
+    if keyword.iskeyword(base) or base in ("Model", "Module", "Tensor", "F"):
+        base += "Block"
+    candidate, n = base, 2
+    while candidate in taken:
+        candidate, n = f"{base}{n}", n + 1
+    taken.add(candidate)
+    return candidate
+
+
+@dataclass
+class Shortcut:
+    """How one residual add's shortcut is written in a class."""
+
+    attr: str  # module attribute / flag name: downsample, downsample2, ...
+    ident: str  # forward variable: identity, identity2, ...
+    ops: list[str]  # op kinds on the shortcut path: conv, batchnorm, avgpool or pad_shortcut
+    stride: str
+    flag: str | None  # constructor flag when only some instances have it
+
+
+@dataclass
+class _Body:
+    """The code of one class: a block template's, or the network's."""
+
+    nodes: list[int]  # the representative nodes, in walk order
+    input: int
+    relative: int  # length of the module path prefix (`layer1.0.`) to strip
+    symbolic: bool  # write attributes in the template's terms
+    chain: str  # the running forward variable
+    shortcuts: dict[int, Shortcut] = field(default_factory=dict)
+    units: dict[int, tuple[str, int]] = field(default_factory=dict)  # output node -> (attr, input node)
+    unit_init: dict[int, str] = field(default_factory=dict)  # output node -> its constructor line
+    init: list[str] = field(default_factory=list)
+    forward: list[str] = field(default_factory=list)
+    sym: dict[int, str] = field(default_factory=dict)
+
+
+class _Emitter:
+    def __init__(self, graph: nx.DiGraph):
+        self.graph = graph
+        self.walk = order(graph)
+        self.instances: dict[str, Instance] = graph.graph["instances"]
+        self.live: dict[str | None, list[int]] = {}
+        self.chains: dict[int, list[int]] = {}
+        for node in self.walk:
+            data = graph.nodes[node]
+            self.live.setdefault(data["block"], []).append(node)
+            if data["shortcut_of"] is not None:
+                self.chains.setdefault(data["shortcut_of"], []).append(node)
+        self.by_template: dict[str, list[Instance]] = {}
+        for inst in self.instances.values():
+            self.by_template.setdefault(inst.template, []).append(inst)
+        taken: set[str] = set()
+        self.classes = {t: class_name(t, taken) for t in self.by_template}
+        self.top_name = class_name(graph.graph["name"], taken)
+
+    # -- small queries --------------------------------------------------------
+
+    def _input_of(self, nodes: list[int]) -> int:
+        inside = set(nodes)
+        for node in nodes:
+            for operand in operands(self.graph, node):
+                if operand not in inside:
+                    return operand
+        raise GenerationError("a block instance without an input")
+
+    def _adds(self, nodes: list[int]) -> list[int]:
+        return [n for n in nodes if self.graph.nodes[n]["op"].kind == "add"]
+
+    def _attr(self, body: _Body, node: int, name: str) -> str:
+        data = self.graph.nodes[node]
+        if body.symbolic and name in data["exprs"]:
+            return data["exprs"][name]
+        return repr(getattr(data["op"], name))
+
+    def _channels(self, body: _Body, node: int) -> str:
+        return body.sym.get(node) or repr(self.graph.nodes[node]["shape"][0])
+
+    def _track(self, body: _Body, node: int) -> None:
+        """Record the output channel count of `node` in the class's terms."""
+        op = self.graph.nodes[node]["op"]
+        preds = operands(self.graph, node)
+        if op.kind == "conv":
+            body.sym[node] = self._attr(body, node, "out_channels")
+        elif op.kind == "linear":
+            body.sym[node] = self._attr(body, node, "out_features")
+        elif op.kind == "flatten":
+            _, h, w = self.graph.nodes[preds[0]]["shape"]
+            cin = self._channels(body, preds[0])
+            body.sym[node] = cin if h * w == 1 else f"{cin} * {h * w}"
+        elif preds:
+            body.sym[node] = self._channels(body, preds[0])
+
+    # -- modules and calls ----------------------------------------------------
+
+    def _module(self, body: _Body, node: int) -> str:
+        op = self.graph.nodes[node]["op"]
+        cin = self._channels(body, operands(self.graph, node)[0])
+
+        def a(name: str) -> str:
+            return self._attr(body, node, name)
+
+        if op.kind == "conv":
+            args = [cin, a("out_channels"), a("kernel")]
+            for name, default in (("stride", "1"), ("padding", "0"), ("dilation", "1"), ("groups", "1")):
+                if a(name) != default:
+                    args.append(f"{name}={a(name)}")
+            if a("bias") != "True":
+                args.append(f"bias={a('bias')}")
+            return f"nn.Conv2d({', '.join(args)})"
+        if op.kind == "batchnorm":
+            args = [cin]
+            if op.eps != 1e-5:
+                args.append(f"eps={op.eps!r}")
+            if op.momentum != 0.1:
+                args.append(f"momentum={op.momentum!r}")
+            return f"nn.BatchNorm2d({', '.join(args)})"
+        if op.kind == "linear":
+            return f"nn.Linear({cin}, {a('out_features')}" + (")" if op.bias else ", bias=False)")
+        raise GenerationError(f"no module for {op.kind}")
+
+    def _call(self, body: _Body, node: int, args: list[str]) -> str:
+        data = self.graph.nodes[node]
+        op = data["op"]
+        x = args[0]
+
+        def a(name: str) -> str:
+            return self._attr(body, node, name)
+
+        if op.has_params:
+            return f"self.{data['path'][body.relative:]}({x})"
+        if op.kind == "relu":
+            return f"torch.relu({x})"
+        if op.kind == "maxpool":
+            ceil = ", ceil_mode=True" if a("ceil_mode") == "True" else ""
+            return f"F.max_pool2d({x}, {a('kernel')}, {a('stride')}, {a('padding')}{ceil})"
+        if op.kind == "avgpool":
+            return (f"F.avg_pool2d({x}, {a('kernel')}, {a('stride')}, {a('padding')}, "
+                    f"ceil_mode={a('ceil_mode')}, count_include_pad={a('count_include_pad')})")
+        if op.kind == "gap":
+            return f"F.adaptive_avg_pool2d({x}, 1)"
+        if op.kind == "flatten":
+            return f"torch.flatten({x}, 1)"
+        if op.kind == "dropout":
+            return f"F.dropout({x}, {a('p')}, self.training)"
+        if op.kind == "add":
+            return f"{x} + {args[1]}"
+        raise GenerationError(f"no forward for {op.kind}")
+
+    # -- shortcuts ------------------------------------------------------------
+
+    def _branch_stride(self, body: _Body | None, nodes: list[int], add: int) -> tuple[int, str]:
+        """The product of the strides on `add`'s residual branch, as a value and as source."""
+        value, factors = 1, []
+        for node in nodes:
+            data = self.graph.nodes[node]
+            if data["branch"] == add and data["shortcut_of"] is None and hasattr(data["op"], "stride"):
+                value *= data["op"].stride
+                text = self._attr(body, node, "stride") if body else repr(data["op"].stride)
+                if text != "1":
+                    factors.append(text)
+        return value, " * ".join(factors) or "1"
+
+    def _shortcut(self, body: _Body, add: int, owner: list[int], owner_add: int, index: int, flag) -> Shortcut:
+        """Describe `add`'s shortcut, taking its ops from `owner_add` (maybe in another instance)."""
+        chain = self.chains[owner_add]
+        concrete = getattr(self.graph.nodes[chain[0]]["op"], "stride", None)
+        if concrete is None:  # ResNet-D: the pool carries the stride
+            concrete = self.graph.nodes[chain[0]]["op"].kernel
+        owner_value, _ = self._branch_stride(None, owner, owner_add)
+        _, text = self._branch_stride(body, body.nodes, add)
+        stride = text if (body.symbolic and owner_value == concrete) else repr(concrete)
+        suffix = str(index + 1) if index else ""
+        return Shortcut("downsample" + suffix, "identity" + suffix,
+                        [self.graph.nodes[n]["op"].kind for n in chain], stride, flag)
+
+    def _shortcut_code(self, body: _Body, add: int, source: str) -> str:
+        """Write the shortcut of `add` into the body; returns the variable holding it."""
+        spec = body.shortcuts.get(add)
+        if spec is None:
+            return source
+        main = operands(self.graph, add)[0]
+        cin = self._channels(body, self._shortcut_source(add))
+        cout = self._channels(body, main)
+        attr, stride = spec.attr, spec.stride
+        if spec.ops == ["pad_shortcut"]:
+            body.init += [
+                f"self.{attr} = {spec.flag or 'True'}",
+                f"self.{attr}_stride = {stride}",
+                f"extra = {cout} - {cin}",
+                f"self.{attr}_pad = (0, 0, 0, 0, extra // 2, extra - extra // 2)",
+            ]
+            code = f"F.pad({source}[:, :, ::self.{attr}_stride, ::self.{attr}_stride], self.{attr}_pad)"
+            guard = f"if self.{attr}:"
+        else:
+            modules = []
+            for kind in spec.ops:
+                if kind == "conv":
+                    step = "" if stride == "1" or "avgpool" in spec.ops else f", stride={stride}"
+                    modules.append(f"nn.Conv2d({cin}, {cout}, 1{step}, bias=False)")
+                elif kind == "batchnorm":
+                    modules.append(f"nn.BatchNorm2d({cout})")
+                elif kind == "avgpool":
+                    modules.append(f"nn.AvgPool2d({stride}, {stride}, ceil_mode=True, count_include_pad=False)")
+                else:
+                    raise GenerationError(f"{kind} on a projection shortcut")
+            sequential = f"nn.Sequential({', '.join(modules)})"
+            body.init.append(f"self.{attr} = {sequential}" + (f" if {spec.flag} else None" if spec.flag else ""))
+            code = f"self.{attr}({source})"
+            guard = f"if self.{attr} is not None:"
+        if spec.flag:
+            body.forward += [f"{spec.ident} = {source}", guard, f"    {spec.ident} = {code}"]
+        else:
+            body.forward.append(f"{spec.ident} = {code}")
+        return spec.ident
+
+    def _shortcut_source(self, add: int) -> int:
+        chain = self.chains.get(add)
+        return operands(self.graph, chain[0])[0] if chain else operands(self.graph, add)[1]
+
+    # -- forward and __init__ ---------------------------------------------------
+
+    def _emit(self, body: _Body) -> None:
+        graph = self.graph
+        steps = [n for n in body.nodes if graph.nodes[n]["shortcut_of"] is None and n != body.input]
+        step_of: dict[int, int] = {}
+        for index, node in enumerate(steps):
+            step_of[node] = index
+        consumers: dict[int, set[int]] = {}
+        for index, node in enumerate(steps):
+            reads = [body.units[node][1]] if node in body.units else operands(graph, node)
+            if graph.nodes[node]["op"].kind == "add" and node not in body.units:
+                reads = [reads[0], self._shortcut_source(node)]
+            for value in reads:
+                consumers.setdefault(value, set()).add(index)
+        names = {body.input: "x"}
+        saved: set[str] = {"x", body.chain}
+
+        def var(node: int, index: int, label: str | None) -> str:
+            users = consumers.get(node, set())
+            if index == len(steps) - 1 or users == {index + 1}:
+                return body.chain
+            name = label if label and label not in saved else f"t{len(saved)}"
+            saved.add(name)
+            return name
+
+        for index, node in enumerate(steps):
+            data = graph.nodes[node]
+            if node in body.units:
+                attr, source = body.units[node]
+                body.init.append(body.unit_init[node])
+                names[node] = var(node, index, attr)
+                body.forward.append(f"{names[node]} = self.{attr}({names[source]})")
+                continue
+            self._track(body, node)
+            if data["op"].has_params:
+                local = data["path"][body.relative:]
+                if not local.isidentifier():
+                    raise GenerationError(f"module path {data['path']} is not an attribute name")
+                body.init.append(f"self.{local} = {self._module(body, node)}")
+            args = [names[p] for p in operands(graph, node)[:1]]
+            if data["op"].kind == "add":
+                args.append(self._shortcut_code(body, node, names[self._shortcut_source(node)]))
+            names[node] = var(node, index, data["name"])
+            body.forward.append(f"{names[node]} = {self._call(body, node, args)}")
+        body.forward.append(f"return {names[steps[-1]]}")
+
+    def template_class(self, template: str) -> str:
+        graph = self.graph
+        info = graph.graph["templates"][template]
+        instances = self.by_template[template]
+        rep = self.live[instances[0].path]
+        body = _Body(rep, self._input_of(rep), len(instances[0].path) + 1, True, "out")
+        body.sym[body.input] = "inplanes"
+        flags = []
+        # Shortcut modules are written from any instance that has them; a flag
+        # says which instances do when they differ (`downsample=True`).
+        for index, add in enumerate(self._adds(rep)):
+            owners = [(self.live[i.path], self._adds(self.live[i.path])[index]) for i in instances]
+            with_module = [(nodes, a) for nodes, a in owners if a in self.chains]
+            if not with_module:
+                continue
+            flag = None
+            if len(with_module) < len(owners):
+                flag = "downsample" + (str(index + 1) if index else "")
+                flags.append(flag)
+            body.shortcuts[add] = self._shortcut(body, add, *with_module[0], index, flag)
+        self._emit(body)
+        params = ["self", "inplanes"]
+        params += [name if default is None else f"{name}={default}" for name, default in info.params]
+        params += [f"{flag}=False" for flag in flags]
+        lines = [f"class {self.classes[template]}(nn.Module):", f'    """Block `{template}`."""', ""]
+        if info.expansion is not None:
+            lines += [f"    expansion = {info.expansion}", ""]
+        lines.append(f"    def __init__({', '.join(params)}):")
+        lines.append("        super().__init__()")
+        lines += [f"        {name} = {src}" for name, src in info.lets]
+        lines += [f"        {line}" for line in body.init]
+        lines += ["", "    def forward(self, x: torch.Tensor) -> torch.Tensor:"]
+        lines += [f"        {line}" for line in body.forward]
+        self.flags = getattr(self, "flags", {})
+        self.flags[template] = flags
+        return "\n".join(lines)
+
+    def _instance_call(self, inst: Instance) -> str:
+        info = self.graph.graph["templates"][inst.template]
+        nodes = self.live[inst.path]
+        args = [repr(self.graph.nodes[self._input_of(nodes)]["shape"][0])]
+        for name, default in info.params:
+            if default is None:
+                args.append(repr(inst.args[name]))
+            elif name in inst.explicit:
+                args.append(f"{name}={inst.args[name]!r}")
+        for index, add in enumerate(self._adds(nodes)):
+            flag = "downsample" + (str(index + 1) if index else "")
+            if flag in self.flags[inst.template] and add in self.chains:
+                args.append(f"{flag}=True")
+        return f"{self.classes[inst.template]}({', '.join(args)})"
+
+    def top_class(self) -> str:
+        graph = self.graph
+        stage_of = {path: base for base, paths in graph.graph["stages"].items() for path in paths}
+        nodes: list[int] = []
+        units: dict[int, tuple[str, int]] = {}
+        unit_init: dict[int, str] = {}
+        seen: set[str] = set()
+        for node in self.walk:
+            block = graph.nodes[node]["block"]
+            if block is None:
+                nodes.append(node)
+                continue
+            unit = stage_of.get(block, block)
+            if unit in seen:
+                continue
+            seen.add(unit)
+            members = graph.graph["stages"].get(unit, [unit])
+            calls = [self._instance_call(self.instances[p]) for p in members]
+            last = self.live[members[-1]][-1]
+            nodes.append(last)
+            units[last] = (unit, self._input_of(self.live[members[0]]))
+            if unit in graph.graph["stages"]:
+                inner = "".join(f"\n            {call}," for call in calls)
+                unit_init[last] = f"self.{unit} = nn.Sequential({inner}\n        )"
+            else:
+                unit_init[last] = f"self.{unit} = {calls[0]}"
+        start = nodes[0]
+        first_users = {u for u in graph.succ[start]}
+        chain = "x" if len(first_users) == 1 else "out"
+        body = _Body(nodes, start, 0, False, chain, units=units, unit_init=unit_init)
+        for add in self._adds(nodes):
+            if add in self.chains and add not in units:
+                body.shortcuts[add] = self._shortcut(body, add, nodes, add, graph.nodes[add].get("add_index", 0), None)
+        self._emit(body)
+        shape = "x".join(map(str, graph.graph["input_shape"]))
+        lines = [f"class {self.top_name}(nn.Module):", f'    """Network `{graph.graph["name"]}`: input {shape}."""', ""]
+        lines += ["    def __init__(self) -> None:", "        super().__init__()"]
+        lines += [f"        {line}" for line in body.init]
+        lines += ["", "    def forward(self, x: torch.Tensor) -> torch.Tensor:"]
+        lines += [f"        {line}" for line in body.forward]
+        return "\n".join(lines)
+
+
+HEADER = '''\
+"""{name}: generated by resdsl from {source}. Edit the spec, not this file.
+
+Standalone: needs only PyTorch.
+"""
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+'''
+
+
+def emit(graph: nx.DiGraph) -> str:
+    emitter = _Emitter(graph)
+    parts = [HEADER.format(name=graph.graph["name"], source=_display(graph.graph.get("source", "<text>")))]
+    parts += [emitter.template_class(template) for template in emitter.by_template]
+    parts.append(emitter.top_class())
+    parts.append(f"Model = {emitter.top_name}")
+    return "\n\n\n".join(parts) + "\n"
+
+
+def _display(source: str) -> str:
+    """The spec's file name only: generated code never records a machine path."""
+    return source.replace("\\", "/").rsplit("/", 1)[-1]
+
+
+def instantiate(source: str, graph: nx.DiGraph):
+    """Execute generated source in a fresh namespace and build the top-level module."""
+    namespace: dict = {"__name__": f"resdsl_generated_{graph.graph['name']}"}
+    exec(compile(source, f"<resdsl:{graph.graph['name']}>", "exec"), namespace)  # noqa: S102 - our own output
+    return namespace["Model"]()

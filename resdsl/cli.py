@@ -1,0 +1,150 @@
+"""The command line: the only module that prints or exits.
+
+Exit codes: 0 success, 1 a mistake in the spec, 2 a usage mistake, 3 an
+internal error (a resdsl bug; please report it).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+from .diagnostics import ResdslError
+
+EXIT_OK, EXIT_SPEC, EXIT_USAGE, EXIT_INTERNAL = 0, 1, 2, 3
+
+EMITS = {"torch": ".py", "ir": ".ir.txt"}
+
+
+class _UsageError(Exception):
+    pass
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="resdsl",
+        description="Compile .res residual-network specs into PyTorch source, summaries and more.",
+    )
+    parser.add_argument("--version", action="version", version=f"resdsl {_version()}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    def command(name: str, help_text: str) -> argparse.ArgumentParser:
+        p = sub.add_parser(name, help=help_text, description=help_text)
+        p.add_argument("spec", metavar="SPEC", help="a .res file")
+        p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                       help="override a network setting or policy, e.g. --set classes=10 --set norm=pre")
+        p.add_argument("--error-format", choices=("human", "json"), default="human",
+                       help="how spec errors are printed (json is for editors and CI)")
+        return p
+
+    build = command("build", "Compile a spec to PyTorch source (or dump its IR).")
+    build.add_argument("-o", "--output", metavar="OUT",
+                       help="output file ('-' for standard output; default: the spec's name with the emit's suffix)")
+    build.add_argument("--emit", choices=tuple(EMITS), default="torch", help="what to generate (default: torch)")
+
+    check = command("check", "Parse and validate a spec; exit 0 when valid, 1 otherwise.")
+    check.add_argument("-v", "--verbose", action="store_true", help="list the shortcuts and norms the passes placed")
+
+    summary = command("summary", "Per-layer output shapes, parameters and MACs, with totals.")
+    summary.add_argument("--format", choices=("table", "json"), default="table")
+    summary.add_argument("--flops", action="store_true", help="report FLOPs (2 × MACs) instead of MACs")
+    return parser
+
+
+def _version() -> str:
+    from . import __version__
+
+    return __version__
+
+
+def _overrides(pairs: list[str]) -> dict[str, str]:
+    result = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key.strip():
+            raise _UsageError(f"--set expects KEY=VALUE, got {pair!r}")
+        result[key.strip()] = value.strip()
+    return result
+
+
+def _compile(args):
+    from .api import compile
+
+    return compile(Path(args.spec), _overrides(args.overrides))
+
+
+def _write(output: str, data: str | bytes, what: str) -> None:
+    from .io import write_atomic
+
+    if output == "-":
+        if isinstance(data, bytes):
+            sys.stdout.buffer.write(data)
+        else:
+            sys.stdout.write(data)
+        return
+    write_atomic(output, data)
+    print(f"wrote {output} ({what})", file=sys.stderr)
+
+
+def cmd_build(args) -> int:
+    compiled = _compile(args)
+    suffix = EMITS[args.emit]
+    output = args.output or Path(args.spec).name.removesuffix(".res") + suffix
+    if output != "-" and Path(output).resolve() == Path(args.spec).resolve():
+        raise _UsageError(f"refusing to overwrite the input spec {args.spec}")
+    if args.emit == "ir":
+        _write(output, compiled.ir_text, "IR")
+    else:
+        _write(output, compiled.torch_source, f"PyTorch, {compiled.params:,} parameters")
+    return EXIT_OK
+
+
+def cmd_check(args) -> int:
+    compiled = _compile(args)
+    print(f"ok: {compiled.name}: {compiled.params:,} parameters, {compiled.macs / 1e9:.3f} GMACs")
+    if args.verbose:
+        from .backends.report import inserted
+
+        for line in inserted(compiled.graph):
+            print(f"  {line}")
+    return EXIT_OK
+
+
+def cmd_summary(args) -> int:
+    compiled = _compile(args)
+    sys.stdout.write(compiled.summary(args.format, args.flops))
+    return EXIT_OK
+
+
+COMMANDS = {"build": cmd_build, "check": cmd_check, "summary": cmd_summary}
+
+
+def _use_color(stream) -> bool:
+    return "NO_COLOR" not in os.environ and hasattr(stream, "isatty") and stream.isatty()
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    try:
+        return COMMANDS[args.command](args)
+    except ResdslError as exc:
+        if getattr(args, "error_format", "human") == "json":
+            print(exc.to_json())
+        else:
+            print(exc.render(color=_use_color(sys.stderr)), file=sys.stderr)
+        return EXIT_SPEC
+    except _UsageError as exc:
+        print(f"resdsl {args.command}: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        return 130
+    except Exception as exc:  # a bug in resdsl, not in the spec
+        if os.environ.get("RESDSL_DEBUG"):
+            raise
+        print(f"internal error: {type(exc).__name__}: {exc}\n"
+              "This is a bug in resdsl, not in your spec. Please report it with the spec "
+              "(set RESDSL_DEBUG=1 for a traceback).", file=sys.stderr)
+        return EXIT_INTERNAL

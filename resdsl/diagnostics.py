@@ -1,0 +1,163 @@
+"""Source text, spans and the resdsl error family.
+
+Spans are character offsets into a `Source`; line and column are computed only
+when an error is printed, so the rest of the compiler never deals with them.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True, eq=False)
+class Source:
+    """One spec file's text and the name it is shown under in messages."""
+
+    name: str
+    text: str = field(repr=False)
+
+    def line_col(self, offset: int) -> tuple[int, int]:
+        """1-based line and column of a character offset."""
+        offset = max(0, min(offset, len(self.text)))
+        line = self.text.count("\n", 0, offset) + 1
+        line_start = self.text.rfind("\n", 0, offset) + 1
+        return line, offset - line_start + 1
+
+    def line_text(self, line: int) -> str:
+        lines = self.text.split("\n")
+        return lines[line - 1].rstrip("\r") if 0 < line <= len(lines) else ""
+
+
+@dataclass(frozen=True)
+class Span:
+    """A half-open range [start, end) of characters in a source."""
+
+    source: Source
+    start: int
+    end: int
+
+    def __repr__(self) -> str:
+        return f"Span({self.location})"
+
+    def to(self, other: Span) -> Span:
+        """The span covering both this one and `other` (same source)."""
+        return Span(self.source, min(self.start, other.start), max(self.end, other.end))
+
+    @property
+    def location(self) -> str:
+        line, col = self.source.line_col(self.start)
+        return f"{self.source.name}:{line}:{col}"
+
+
+@dataclass
+class Label:
+    span: Span
+    message: str
+
+
+@dataclass
+class Diagnostic:
+    """One user-facing problem: a code, a message, where, and how to fix it."""
+
+    code: str
+    message: str
+    span: Span | None = None
+    label: str = ""
+    help: str = ""
+    notes: list[Label] = field(default_factory=list)
+
+    def sort_key(self) -> tuple:
+        if self.span is None:
+            return ("", 0)
+        return (self.span.source.name, self.span.start)
+
+    def render(self, color: bool = False) -> str:
+        def paint(text: str, code: str) -> str:
+            return f"\x1b[{code}m{text}\x1b[0m" if color else text
+
+        out = [paint(f"error[{self.code}]", "1;31") + paint(f": {self.message}", "1")]
+        labelled = [Label(self.span, self.label)] if self.span is not None else []
+        for index, item in enumerate(labelled + self.notes):
+            out.extend(_snippet(item, paint, primary=index == 0))
+        if self.help:
+            out.append(paint("  = help: ", "1;36") + self.help)
+        return "\n".join(out)
+
+    def to_json(self) -> dict:
+        def where(span: Span) -> dict:
+            line, col = span.source.line_col(span.start)
+            end_line, end_col = span.source.line_col(span.end)
+            return {
+                "file": span.source.name,
+                "line": line,
+                "column": col,
+                "end_line": end_line,
+                "end_column": end_col,
+            }
+
+        data: dict = {"code": self.code, "message": self.message}
+        if self.span is not None:
+            data["location"] = where(self.span)
+            data["label"] = self.label
+        data["notes"] = [{"message": n.message, "location": where(n.span)} for n in self.notes]
+        data["help"] = self.help
+        return data
+
+
+def _snippet(item: Label, paint, primary: bool) -> list[str]:
+    source = item.span.source
+    line, col = source.line_col(item.span.start)
+    end_line, end_col = source.line_col(item.span.end)
+    text = source.line_text(line).expandtabs(1)
+    # A span running past its first line is underlined to that line's end.
+    last = end_col if end_line == line else len(text) + 1
+    width = max(1, last - col)
+    gutter = " " * len(str(line))
+    marker = "^" if primary else "-"
+    underline = " " * (col - 1) + marker * width
+    if item.message:
+        underline += " " + item.message
+    return [
+        f"{gutter}--> {item.span.location}",
+        f"{gutter} |",
+        f"{line} | {text}",
+        f"{gutter} | " + paint(underline, "1;31" if primary else "1;34"),
+    ]
+
+
+class ResdslError(Exception):
+    """One or more diagnostics caused by the user's spec or command line."""
+
+    def __init__(self, diagnostics: list[Diagnostic] | Diagnostic):
+        if isinstance(diagnostics, Diagnostic):
+            diagnostics = [diagnostics]
+        self.diagnostics = sorted(diagnostics, key=Diagnostic.sort_key)
+        super().__init__(self.diagnostics[0].message if self.diagnostics else "error")
+
+    def render(self, color: bool = False) -> str:
+        return "\n\n".join(d.render(color) for d in self.diagnostics)
+
+    def to_json(self) -> str:
+        return json.dumps({"errors": [d.to_json() for d in self.diagnostics]}, indent=2)
+
+
+def error(code: str, message: str, span: Span | None = None, label: str = "", help: str = "") -> ResdslError:
+    return ResdslError(Diagnostic(code, message, span, label, help))
+
+
+class Collector:
+    """Gathers independent diagnostics so a pass can report them all at once."""
+
+    def __init__(self) -> None:
+        self.items: list[Diagnostic] = []
+
+    def add(self, code: str, message: str, span: Span | None = None, label: str = "", help: str = "") -> None:
+        self.items.append(Diagnostic(code, message, span, label, help))
+
+    def extend(self, err: ResdslError) -> None:
+        self.items.extend(err.diagnostics)
+
+    def raise_if_any(self) -> None:
+        if self.items:
+            raise ResdslError(self.items)

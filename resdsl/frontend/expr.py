@@ -1,0 +1,101 @@
+"""Evaluating spec expressions, and writing them back out as Python source."""
+
+from __future__ import annotations
+
+import difflib
+
+from ..diagnostics import ResdslError, error
+from . import ast
+
+Value = int | float | bool | str
+
+# Binding strength of each operator, as in Python, for minimal parentheses.
+_PRECEDENCE = {"+": 1, "-": 1, "*": 2, "//": 2, "%": 2, "/": 2}
+
+
+def evaluate(expr: ast.Expr, env: dict[str, Value]) -> Value:
+    if isinstance(expr, (ast.Num, ast.Bool, ast.Str)):
+        return expr.value
+    if isinstance(expr, ast.Var):
+        if expr.name in env:
+            return env[expr.name]
+        close = difflib.get_close_matches(expr.name, list(env), n=1)
+        known = ", ".join(f"`{k}`" for k in sorted(env)) or "none"
+        raise error(
+            "E0105",
+            f"unknown name `{expr.name}`",
+            expr.span,
+            "not defined here",
+            f"did you mean `{close[0]}`?" if close else f"names in scope: {known}",
+        )
+    if isinstance(expr, ast.Neg):
+        value = _number(evaluate(expr.operand, env), expr.operand)
+        return -value
+    left = _number(evaluate(expr.left, env), expr.left)
+    right = _number(evaluate(expr.right, env), expr.right)
+    op = expr.op
+    if op == "/":
+        raise error(
+            "E0108",
+            "`/` is not integer division",
+            expr.span,
+            "channel and size arithmetic is on integers",
+            "write `//` for floor division",
+        )
+    if op in ("//", "%") and right == 0:
+        raise error("E0108", "division by zero", expr.right.span, "this is 0")
+    result = {
+        "+": lambda: left + right,
+        "-": lambda: left - right,
+        "*": lambda: left * right,
+        "//": lambda: left // right,
+        "%": lambda: left % right,
+    }[op]()
+    if isinstance(result, int) and abs(result) > 10**18:
+        raise error("E0108", "number too large", expr.span, "this overflows")
+    return result
+
+
+def _number(value: Value, expr: ast.Expr) -> int | float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise error("E0107", f"expected a number, got {describe(value)}", expr.span, "not a number")
+    return value
+
+
+def describe(value: Value) -> str:
+    if isinstance(value, bool):
+        return f"the boolean `{str(value).lower()}`"
+    if isinstance(value, str):
+        return f'the string "{value}"'
+    return f"`{value}`"
+
+
+def render(expr: ast.Expr, names: dict[str, str]) -> str:
+    """Python source for `expr`, with spec names mapped through `names`."""
+    return _render(expr, names, 0)
+
+
+def _render(expr: ast.Expr, names: dict[str, str], outer: int) -> str:
+    if isinstance(expr, ast.Num):
+        return repr(expr.value)
+    if isinstance(expr, ast.Bool):
+        return "True" if expr.value else "False"
+    if isinstance(expr, ast.Str):
+        return repr(expr.value)
+    if isinstance(expr, ast.Var):
+        return names[expr.name]
+    if isinstance(expr, ast.Neg):
+        return "-" + _render(expr.operand, names, 3)
+    prec = _PRECEDENCE[expr.op]
+    # Left-associative: the right operand needs parentheses at equal precedence.
+    text = f"{_render(expr.left, names, prec)} {expr.op} {_render(expr.right, names, prec + 1)}"
+    return f"({text})" if prec < outer else text
+
+
+def is_literal(expr: ast.Expr) -> bool:
+    return isinstance(expr, (ast.Num, ast.Bool, ast.Str)) or (
+        isinstance(expr, ast.Neg) and is_literal(expr.operand)
+    )
+
+
+__all__ = ["evaluate", "render", "describe", "is_literal", "ResdslError"]

@@ -1,0 +1,238 @@
+"""Lark parse tree → AST, and Lark's exceptions → located resdsl errors."""
+
+from __future__ import annotations
+
+import difflib
+from functools import lru_cache
+from importlib import resources
+
+from lark import Lark, Token, Transformer, v_args
+from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput, UnexpectedToken, VisitError
+
+from ..diagnostics import ResdslError, Source, Span, error
+from . import ast
+
+KEYWORDS = ("use", "block", "network", "expansion", "input", "classes", "policy", "let", "add", "x", "first", "true", "false")
+
+# How the parser's terminal names read in a message.
+_TERMINAL_TEXT = {
+    "NAME": "a name",
+    "INT": "an integer",
+    "FLOAT": "a number",
+    "SHAPE": "a shape such as 3x224x224",
+    "STRING": 'a quoted path such as "std/blocks.res"',
+    "INPUT": "`input`",
+    "$END": "end of file",
+}
+
+
+@lru_cache(maxsize=1)
+def _parser() -> Lark:
+    grammar = resources.files("resdsl").joinpath("grammar.lark").read_text()
+    return Lark(grammar, parser="lalr", propagate_positions=True, maybe_placeholders=True)
+
+
+def parse(source: Source) -> ast.Module:
+    """Parse one .res file. Raises ResdslError for any syntax mistake."""
+    try:
+        tree = _parser().parse(source.text)
+    except UnexpectedInput as exc:
+        raise _syntax_error(source, exc) from None
+    try:
+        items = _ToAst(source).transform(tree)
+    except VisitError as exc:
+        if isinstance(exc.orig_exc, ResdslError):
+            raise exc.orig_exc from None
+        raise
+    uses = tuple(i for i in items if isinstance(i, ast.Use))
+    blocks = tuple(i for i in items if isinstance(i, ast.BlockDef))
+    networks = tuple(i for i in items if isinstance(i, ast.NetworkDef))
+    return ast.Module(source, uses, blocks, networks)
+
+
+def _describe_expected(expected: set[str], terminals) -> list[str]:
+    described = set()
+    for name in expected:
+        if name in _TERMINAL_TEXT:
+            described.add(_TERMINAL_TEXT[name])
+        elif name in terminals and terminals[name].pattern.type == "str":
+            described.add(f"`{terminals[name].pattern.value}`")
+        else:
+            described.add(name.lower())
+    return sorted(described)
+
+
+def _join(words: list[str]) -> str:
+    return words[0] if len(words) == 1 else ", ".join(words[:-1]) + " or " + words[-1]
+
+
+def _syntax_error(source: Source, exc: UnexpectedInput) -> ResdslError:
+    terminals = {t.name: t for t in _parser().terminals}
+    pos = exc.pos_in_stream if exc.pos_in_stream is not None else len(source.text)
+    if isinstance(exc, UnexpectedCharacters):
+        char = source.text[pos] if pos < len(source.text) else ""
+        return error(
+            "E0002",
+            f"unexpected character {char!r}",
+            Span(source, pos, pos + 1),
+            "not part of the .res language",
+            "names are letters, digits and `_`; comments start with `#`",
+        )
+    expected = _describe_expected(set(exc.expected), terminals)
+    if isinstance(exc, UnexpectedEOF) or (isinstance(exc, UnexpectedToken) and exc.token.type == "$END"):
+        end = len(source.text.rstrip())
+        return error(
+            "E0003",
+            "unexpected end of file",
+            Span(source, end, end),
+            f"expected {_join(expected)}" if expected else "",
+            "a `{` may be missing its `}`",
+        )
+    token: Token = exc.token
+    span = Span(source, token.start_pos, token.end_pos)
+    keyword_options = [w.strip("`") for w in expected if w.startswith("`") and w.strip("`").isidentifier()]
+    hint = ""
+    close = difflib.get_close_matches(str(token), keyword_options, n=1)
+    if close:
+        hint = f"did you mean `{close[0]}`?"
+    elif str(token) in KEYWORDS:
+        hint = f"`{token}` is a keyword and cannot be used as a name here"
+    return error(
+        "E0001",
+        f"unexpected `{token}`, expected {_join(expected)}",
+        span,
+        "not expected here",
+        hint,
+    )
+
+
+@v_args(meta=True)
+class _ToAst(Transformer):
+    """Builds AST nodes bottom-up; every node gets the span Lark recorded."""
+
+    def __init__(self, source: Source):
+        super().__init__()
+        self.source = source
+
+    def _span(self, meta) -> Span:
+        if getattr(meta, "empty", True):
+            return Span(self.source, 0, 0)
+        return Span(self.source, meta.start_pos, meta.end_pos)
+
+    def _tok(self, token: Token) -> Span:
+        return Span(self.source, token.start_pos, token.end_pos)
+
+    def _ident(self, token: Token | None) -> ast.Ident | None:
+        return None if token is None else ast.Ident(str(token), self._tok(token))
+
+    # expressions
+    def int(self, meta, children):
+        return ast.Num(int(children[0]), self._span(meta))
+
+    def float(self, meta, children):
+        return ast.Num(float(children[0]), self._span(meta))
+
+    def true(self, meta, children):
+        return ast.Bool(True, self._span(meta))
+
+    def false(self, meta, children):
+        return ast.Bool(False, self._span(meta))
+
+    def var(self, meta, children):
+        return ast.Var(str(children[0]), self._span(meta))
+
+    def string(self, meta, children):
+        return ast.Str(str(children[0])[1:-1], self._span(meta))
+
+    def neg(self, meta, children):
+        return ast.Neg(children[0], self._span(meta))
+
+    def _binop(op):  # noqa: N805 - a factory used only while the class is built
+        def build(self, meta, children):
+            return ast.BinOp(op, children[0], children[-1], self._span(meta))
+
+        return build
+
+    add = _binop("+")
+    sub = _binop("-")
+    mul = _binop("*")
+    floordiv = _binop("//")
+    mod = _binop("%")
+    truediv = _binop("/")
+    del _binop
+
+    # statements
+    def kwarg(self, meta, children):
+        name, value = children
+        return ast.Arg(self._ident(name), value, self._span(meta))
+
+    def arglist(self, meta, children):
+        args = []
+        for child in children:
+            if child is None:
+                continue
+            if not isinstance(child, ast.Arg):
+                child = ast.Arg(None, child, child.span)
+            args.append(child)
+        return tuple(args)
+
+    def first(self, meta, children):
+        return children[0]
+
+    def repeat(self, meta, children):
+        count, first = children
+        return ast.Repeat(count, first or (), self._span(meta))
+
+    def call_stmt(self, meta, children):
+        if len(children) == 2:
+            target, callee = children
+            args, repeat = None, None
+        else:
+            target, callee, args, repeat = children
+        return ast.CallStmt(self._ident(target), self._ident(callee), args, repeat, self._span(meta))
+
+    def add_stmt(self, meta, children):
+        target, operand = children
+        return ast.AddStmt(self._ident(target), self._ident(operand), self._span(meta))
+
+    def let_stmt(self, meta, children):
+        return ast.LetStmt(self._ident(children[0]), children[1], self._span(meta))
+
+    def input_stmt(self, meta, children):
+        shape = tuple(int(part) for part in str(children[0]).split("x"))
+        return ast.InputStmt(shape, self._span(meta))
+
+    def classes_stmt(self, meta, children):
+        return ast.ClassesStmt(children[0], self._span(meta))
+
+    def policy_stmt(self, meta, children):
+        return ast.PolicyStmt(self._ident(children[0]), self._ident(children[1]), self._span(meta))
+
+    def stmt(self, meta, children):  # a bare `;`
+        return None
+
+    # top level
+    def param(self, meta, children):
+        return ast.Param(self._ident(children[0]), children[1], self._span(meta))
+
+    def expansion(self, meta, children):
+        return children[0]
+
+    def block_def(self, meta, children):
+        name, *rest = children
+        # maybe_placeholders leaves None for an empty parameter list, a missing
+        # expansion and a bare `;`; an expression can only be the expansion.
+        params = tuple(c for c in rest if isinstance(c, ast.Param))
+        expansion = next((c for c in rest if isinstance(c, ast.Expr.__args__)), None)
+        body = tuple(c for c in rest if isinstance(c, ast.Stmt.__args__))
+        return ast.BlockDef(self._ident(name), params, expansion, body, self._span(meta))
+
+    def network_def(self, meta, children):
+        name, *body = children
+        return ast.NetworkDef(self._ident(name), tuple(s for s in body if s is not None), self._span(meta))
+
+    def use_stmt(self, meta, children):
+        return ast.Use(str(children[0])[1:-1], self._span(meta))
+
+    def start(self, meta, children):
+        return children

@@ -1,0 +1,182 @@
+"""The IR: a networkx.DiGraph with one node per op.
+
+Node attributes
+  op        the op record (ir/ops.py)
+  path      module path such as `layer2.0.downsample.0` (ops with parameters), else None
+  name      the local name the spec gave the op's output, if any
+  span      the spec text that caused the node
+  origin    "spec", or the pass that inserted it ("norm", "projection")
+  shape     output shape (C, H, W) or (F,), set by shape inference
+  block     the block instance the node belongs to (`layer2.0`), None at network level
+  template  that instance's block template
+  exprs     Python source of op attributes in the template's own terms (`planes * 4`),
+            for readable generated code
+  branch    the add node whose residual branch holds this node, if any
+  auto_norm whether the norm policy places BatchNorm/ReLU around this conv
+  shortcut_of  for nodes on an inserted shortcut: the add node they feed
+Edge attributes
+  pos       operand position (networkx does not order predecessors)
+  shortcut  True for the shortcut operand of a residual add
+
+Node ids are increasing integers in creation order; walking in topological
+order with the id as tie-breaker makes every output reproducible.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import networkx as nx
+
+from .ops import Op
+
+
+@dataclass
+class TemplateInfo:
+    """What the PyTorch backend needs of a block template to write its class."""
+
+    name: str
+    params: list[tuple[str, str | None]]  # (name, Python source of the default)
+    lets: list[tuple[str, str]]  # (name, Python source), in spec order
+    expansion: int | None
+    span: object
+
+
+@dataclass
+class Instance:
+    """One use of a block template: `layer2.0` of `bottleneck`."""
+
+    path: str
+    template: str
+    args: dict[str, object]  # every parameter's value, defaults included
+    explicit: list[str]  # parameters the call site spelled out
+    span: object
+    nodes: list[int] = field(default_factory=list)
+
+
+def new_graph(name: str) -> nx.DiGraph:
+    graph = nx.DiGraph(name=name)
+    graph.graph.update(next_id=0, templates={}, instances={}, stages={}, policies={})
+    return graph
+
+
+def add_node(graph: nx.DiGraph, op: Op, operands: list[int], *, span, origin: str = "spec", **attrs) -> int:
+    node = graph.graph["next_id"]
+    graph.graph["next_id"] = node + 1
+    attrs.setdefault("path", None)
+    attrs.setdefault("name", None)
+    attrs.setdefault("block", None)
+    attrs.setdefault("template", None)
+    attrs.setdefault("exprs", {})
+    attrs.setdefault("branch", None)
+    attrs.setdefault("shortcut_of", None)
+    graph.add_node(node, op=op, span=span, origin=origin, shape=None, **attrs)
+    for pos, operand in enumerate(operands):
+        graph.add_edge(operand, node, pos=pos, shortcut=op.kind == "add" and pos > 0)
+    return node
+
+
+def operands(graph: nx.DiGraph, node: int) -> list[int]:
+    """Predecessors of `node` in operand order."""
+    preds = graph.pred[node]
+    return sorted(preds, key=lambda p: preds[p]["pos"])
+
+
+def users(graph: nx.DiGraph, node: int) -> list[int]:
+    return sorted(graph.succ[node])
+
+
+def order(graph: nx.DiGraph) -> list[int]:
+    """The one deterministic walk every pass and backend uses."""
+    return list(nx.lexicographical_topological_sort(graph, key=lambda n: n))
+
+
+def input_node(graph: nx.DiGraph) -> int:
+    return next(n for n in graph if graph.in_degree(n) == 0)
+
+
+def output_node(graph: nx.DiGraph) -> int:
+    return next(n for n in graph if graph.out_degree(n) == 0)
+
+
+def redirect(graph: nx.DiGraph, old: int, new: int, *, skip: int | None = None) -> None:
+    """Make every user of `old` (except `skip`) read `new` instead, keeping operand positions."""
+    for user in list(graph.succ[old]):
+        if user == skip or user == new:
+            continue
+        data = graph.edges[old, user]
+        graph.remove_edge(old, user)
+        graph.add_edge(new, user, **data)
+
+
+def insert_after(graph: nx.DiGraph, node: int, op: Op, **attrs) -> int:
+    """Insert a one-operand op between `node` and all of its users."""
+    new = add_node(graph, op, [node], **attrs)
+    redirect(graph, node, new, skip=new)
+    return new
+
+
+def insert_before(graph: nx.DiGraph, node: int, op: Op, **attrs) -> int:
+    """Insert a one-operand op between `node`'s single operand and `node`."""
+    (operand,) = operands(graph, node)
+    new = add_node(graph, op, [operand], **attrs)
+    data = graph.edges[operand, node]
+    graph.remove_edge(operand, node)
+    graph.add_edge(new, node, **data)
+    return new
+
+
+def remove_passthrough(graph: nx.DiGraph, node: int, keep: int) -> None:
+    """Delete `node`, handing its users the operand `keep`."""
+    redirect(graph, node, keep)
+    graph.remove_node(node)
+
+
+class VerifyError(AssertionError):
+    """The IR broke an invariant: a bug in resdsl, not in the spec."""
+
+
+def verify(graph: nx.DiGraph, after: str) -> None:
+    """Check the invariants every pass must keep."""
+    if not nx.is_directed_acyclic_graph(graph):
+        raise VerifyError(f"after {after}: the graph has a cycle")
+    sources = [n for n in graph if graph.in_degree(n) == 0]
+    sinks = [n for n in graph if graph.out_degree(n) == 0]
+    if len(sources) != 1 or graph.nodes[sources[0]]["op"].kind != "input":
+        raise VerifyError(f"after {after}: expected one input, found {sources}")
+    if len(sinks) != 1:
+        raise VerifyError(f"after {after}: expected one output, found {sinks}")
+    for node in graph:
+        positions = sorted(d["pos"] for _, _, d in graph.in_edges(node, data=True))
+        if positions != list(range(len(positions))):
+            raise VerifyError(f"after {after}: node {node} has operand positions {positions}")
+    paths = [graph.nodes[n]["path"] for n in graph if graph.nodes[n]["path"]]
+    if len(paths) != len(set(paths)):
+        raise VerifyError(f"after {after}: duplicate module paths")
+
+
+def dump(graph: nx.DiGraph) -> str:
+    """A stable text form of the IR, one node per line (`resdsl build --emit ir`)."""
+    names = {}
+    lines = [f"network {graph.graph['name']}  # policies: " + ", ".join(
+        f"{k}={v}" for k, v in sorted(graph.graph["policies"].items()))]
+    for index, node in enumerate(order(graph)):
+        data = graph.nodes[node]
+        names[node] = f"%{index}"
+        op = data["op"]
+        args = ", ".join(names[o] + (" (shortcut)" if graph.edges[o, node]["shortcut"] else "")
+                         for o in operands(graph, node))
+        attrs = ", ".join(f"{k}={v}" for k, v in op.attrs().items())
+        shape = "x".join(str(d) for d in data["shape"]) if data["shape"] else "?"
+        where = f"{data['span'].location}" if data["span"] else ""
+        label = data["path"] or data["name"] or ""
+        line = f"  %{index} = {op.kind}({attrs})"
+        line += f"({args})" if args else ""
+        line += f" -> {shape}"
+        if label:
+            line += f"  [{label}]"
+        line += f"  # {data['origin']}"
+        if where:
+            line += f" @ {where}"
+        lines.append(line)
+    return "\n".join(lines) + "\n"

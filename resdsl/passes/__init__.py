@@ -1,0 +1,18 @@
+"""The pass pipeline: each pass transforms the IR, and the IR is verified after each."""
+
+from __future__ import annotations
+
+import networkx as nx
+
+from ..ir.graph import verify
+from . import norm, projections, shapes, validate
+
+PIPELINE = (norm, shapes, projections, validate)
+
+
+def run(graph: nx.DiGraph) -> nx.DiGraph:
+    verify(graph, after="lowering")
+    for step in PIPELINE:
+        step.apply(graph)
+        verify(graph, after=step.NAME)
+    return graph

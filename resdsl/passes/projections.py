@@ -1,0 +1,125 @@
+"""Make every residual add shape-compatible, by the `shortcut` policy.
+
+Needs: shapes inferred.
+Guarantees: every add's operands have equal shapes; each add records its
+`shortcut_kind` (identity, projection, pad, or removed); every inserted node
+has `origin="projection"` and `shortcut_of` set to its add.
+
+Policies (He et al. 2015, §3.3):
+  A     parameter-free: subsample by the stride, zero-pad the extra channels
+        (half before, half after)
+  B     a 1×1 conv (+ BatchNorm) projection where the shapes differ (default)
+  C     a projection on every shortcut
+  none  no shortcuts at all: the plain networks of the paper's §4.1
+"""
+
+from __future__ import annotations
+
+import networkx as nx
+
+from ..diagnostics import Collector, Diagnostic, Label
+from ..ir import ops
+from ..ir.graph import add_node, operands, remove_passthrough
+from .norm import bn_path
+from .shapes import conv_out
+
+NAME = "projections"
+
+
+def shortcut_stride(source: tuple, target: tuple) -> int | None:
+    """The stride s for which a 1×1, stride-s window maps source H×W onto target H×W."""
+    _, h, w = source
+    _, th, tw = target
+    for stride in range(1, max(h, w) + 1):
+        if conv_out(h, 1, stride, 0) == th and conv_out(w, 1, stride, 0) == tw:
+            return stride
+    return None
+
+
+def module_prefix(graph: nx.DiGraph, add: int) -> str:
+    """`layer2.0.downsample` for a block's first add, `downsample2` for its second."""
+    data = graph.nodes[add]
+    block = data["block"] + "." if data["block"] else ""
+    index = data.get("add_index", 0)
+    return f"{block}downsample" + (str(index + 1) if index else "")
+
+
+def apply(graph: nx.DiGraph) -> None:
+    policy = graph.graph["policies"]["shortcut"]
+    norm = graph.graph["policies"]["norm"]
+    errors = Collector()
+    for add in sorted(n for n in graph if graph.nodes[n]["op"].kind == "add"):
+        data = graph.nodes[add]
+        main, short = operands(graph, add)
+        main_shape, short_shape = graph.nodes[main]["shape"], graph.nodes[short]["shape"]
+        if policy == "none":
+            data["shortcut_kind"] = "removed"
+            graph.remove_edge(short, add)
+            remove_passthrough(graph, add, main)
+            continue
+        if main_shape == short_shape and policy != "C":
+            data["shortcut_kind"] = "identity"
+            continue
+        stride = shortcut_stride(short_shape, main_shape) if len(main_shape) == len(short_shape) == 3 else None
+        if stride is None or (policy == "A" and main_shape[0] < short_shape[0]):
+            errors.items.append(_mismatch(graph, add, main, short, policy, stride))
+            continue
+        if policy == "A":
+            extra = main_shape[0] - short_shape[0]
+            chain = [ops.PadShortcut(stride, extra // 2, extra - extra // 2)]
+            data["shortcut_kind"] = "identity" if stride == 1 and extra == 0 else "pad"
+            if data["shortcut_kind"] == "identity":
+                continue
+            paths = [None]
+        else:
+            prefix = module_prefix(graph, add)
+            chain = [ops.Conv(main_shape[0], 1, stride, 0)]
+            paths = [prefix + ".0"]
+            if norm != "pre":
+                chain.append(ops.BatchNorm())
+                paths.append(bn_path(paths[0]))
+            data["shortcut_kind"] = "projection"
+        node = short
+        for op, path in zip(chain, paths):
+            node = add_node(graph, op, [node], span=data["span"], origin=NAME, path=path, block=data["block"],
+                            template=data["template"], shortcut_of=add)
+            in_shape = graph.nodes[operands(graph, node)[0]]["shape"]
+            if op.kind == "conv":
+                graph.nodes[node]["shape"] = (op.out_channels, *main_shape[1:])
+            elif op.kind == "pad_shortcut":
+                graph.nodes[node]["shape"] = main_shape
+            else:
+                graph.nodes[node]["shape"] = in_shape
+        edge = graph.edges[short, add]
+        graph.remove_edge(short, add)
+        graph.add_edge(node, add, **edge)
+    errors.raise_if_any()
+
+
+def _fmt(shape) -> str:
+    return "×".join(str(d) for d in shape)
+
+
+def _mismatch(graph, add, main, short, policy, stride) -> Diagnostic:
+    main_shape, short_shape = graph.nodes[main]["shape"], graph.nodes[short]["shape"]
+    if stride is None:
+        why = "no 1×1 strided projection maps the shortcut onto the main path"
+    else:
+        why = "option A can only add channels, and the main path has fewer"
+    help_text = {
+        "A": "use `policy shortcut = B` to insert a 1×1 projection instead",
+        "B": "a shortcut must be at least as large as the main path; add a tensor from before the downsampling",
+        "C": "a shortcut must be at least as large as the main path; add a tensor from before the downsampling",
+    }[policy]
+    diag = Diagnostic(
+        "E0203",
+        f"residual add needs equal shapes: main {_fmt(main_shape)}, shortcut {_fmt(short_shape)} "
+        f"(shortcut policy {policy})",
+        graph.nodes[add]["span"],
+        why,
+        help_text,
+    )
+    short_span = graph.nodes[short]["span"]
+    if short_span is not None and graph.nodes[short]["op"].kind != "input":
+        diag.notes.append(Label(short_span, f"the shortcut, {_fmt(short_shape)}, comes from here"))
+    return diag
