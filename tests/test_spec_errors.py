@@ -1,0 +1,82 @@
+"""Spec mistakes: exit 1, a located message with the line and a caret, never a traceback."""
+
+from __future__ import annotations
+
+import pytest
+
+HEADER = 'use "std/blocks.res"\nnetwork net {\n  input 3x32x32\n'
+
+CASES = {
+    "incompatible_add": (
+        "block shrink(c) {\n  conv1 = conv(c, k=3)\n  add input\n}\n"
+        'network net {\n  input 16x8x8\n  policy shortcut = A\n  b = shrink(8)\n}\n',
+        "E0203", "residual add needs equal shapes: main 8×8×8, shortcut 16×8×8", "  add input", "  ^^^^^^^^^"),
+    "misspelled_keyword": (
+        'use "std/blocks.res"\nnetwrok net {\n}\n', "E0001", "unexpected `netwrok`", "netwrok net {", "^^^^^^^"),
+    "unknown_block": (
+        HEADER + "  conv1 = conv(16, k=3)\n  layer1 = bottlenek(16) x 2\n}\n", "E0101",
+        "unknown op or block `bottlenek`", "  layer1 = bottlenek(16) x 2", "           ^^^^^^^^^ not defined"),
+    "too_many_arguments": (
+        HEADER + "  conv1 = conv(16, 3, 1, 1, 1, 1, false, true, 9)\n}\n", "E0102",
+        "`conv` takes at most 8 positional arguments, got 9", "  conv1 = conv(16, 3, 1, 1, 1, 1, false, true, 9)",
+        " " * 47 + "^ extra argument"),
+    "missing_argument": (
+        HEADER + "  layer1 = basic() x 2\n}\n", "E0103", "block `basic` needs its `planes` argument",
+        "  layer1 = basic() x 2", "  ^^^^^^^^^^^^^^^^^^^^"),
+    "spatial_size_to_zero": (
+        'use "std/blocks.res"\nnetwork net {\n  input 3x8x8\n  conv1 = conv(8, k=3, s=2)\n'
+        "  conv2 = conv(8, k=3, s=2)\n  conv3 = conv(8, k=3, s=2)\n  conv4 = conv(8, k=5, p=0)\n}\n",
+        "E0201", "`conv4`: the spatial size shrinks to zero", "  conv4 = conv(8, k=5, p=0)",
+        "  " + "^" * 25 + " input is 1×1 here"),
+    "empty_file": ("", "E0004", "the spec defines no network", None, None),
+}
+
+
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_spec_error_is_located_with_a_caret(cli, tmp_path, case):
+    text, code, message, line, caret = CASES[case]
+    spec = tmp_path / "net.res"
+    spec.write_text(text)
+    result = cli("check", str(spec))
+    assert result.returncode == 1
+    assert "Traceback" not in result.stderr
+    assert result.stderr.startswith(f"error[{code}]: {message}")
+    if line is not None:
+        lines = result.stderr.splitlines()
+        assert f"--> {spec}:" in result.stderr
+        index = next(i for i, text_line in enumerate(lines) if text_line.endswith(line) and "|" in text_line)
+        carets = lines[index + 1].split("| ", 1)[1]
+        assert carets.startswith(caret)
+        assert not carets.startswith(caret + "^")  # the underline covers the span, not more
+
+
+def test_errors_in_independent_statements_are_reported_together(cli, tmp_path):
+    spec = tmp_path / "net.res"
+    spec.write_text(HEADER + "  conv1 = cnov(16, k=3)\n  layer1 = basic(16, strid=2)\n  fc = linear(classes)\n}\n")
+    result = cli("check", str(spec))
+    assert result.returncode == 1
+    codes = [line.split("]")[0] for line in result.stderr.splitlines() if line.startswith("error[")]
+    assert codes == ["error[E0101", "error[E0102"]
+    assert "did you mean `conv`?" in result.stderr
+    assert "did you mean `stride`?" in result.stderr
+
+
+def test_unknown_set_key_is_an_error_naming_the_settings(cli):
+    from conftest import SPECS
+
+    result = cli("check", str(SPECS / "resnet18.res"), "--set", "depth=3")
+    assert result.returncode == 1
+    assert "no such setting" in result.stderr and "classes" in result.stderr
+
+
+def test_json_error_format(cli, tmp_path):
+    import json
+
+    spec = tmp_path / "net.res"
+    spec.write_text(HEADER + "  layer1 = bottlenek(16) x 2\n}\n")
+    result = cli("check", str(spec), "--error-format", "json")
+    assert result.returncode == 1
+    (error,) = json.loads(result.stdout)["errors"]
+    assert error["code"] == "E0101"
+    assert (error["location"]["line"], error["location"]["column"]) == (4, 12)
+    assert error["help"] == "did you mean `bottleneck`?"
