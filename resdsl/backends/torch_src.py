@@ -399,7 +399,7 @@ from torch.nn import functional as F
 
 def emit(graph: nx.DiGraph) -> str:
     emitter = _Emitter(graph)
-    parts = [HEADER.format(name=graph.graph["name"], source=_display(graph.graph.get("source", "<text>")))]
+    parts = [HEADER.format(name=graph.graph["name"], source=_display(graph.graph.get("source", "<text>"))).rstrip()]
     parts += [emitter.template_class(template) for template in emitter.by_template]
     parts.append(emitter.top_class())
     parts.append(f"Model = {emitter.top_name}")

@@ -316,9 +316,8 @@ class _Lowerer:
                 values[spec.name] = spec.default
         if "padding" in values and values["padding"] is None:
             values["padding"] = irops.default_padding(callee, values)
-            if "dilation" in exprs:  # a conv whose padding follows a symbolic dilation
-                half = values["kernel"] // 2
-                exprs["padding"] = exprs["dilation"] if half == 1 else f"{half} * ({exprs['dilation']})"
+            if "kernel" in exprs or "dilation" in exprs:  # the padding follows symbolic arguments
+                exprs["padding"] = _padding_source(callee, values, exprs)
         if "stride" in values and values["stride"] is None:  # pools stride by their kernel
             values["stride"] = values["kernel"]
             if "kernel" in exprs:
@@ -440,6 +439,22 @@ class _Lowerer:
         self.graph.graph["instances"][path] = instance
         outer.created.extend(inner.created)
         outer.current = inner.current
+
+
+def _padding_source(callee: str, values: dict, exprs: dict[str, str]) -> str:
+    """Python source of the default padding, in the template's terms (see ops.default_padding)."""
+
+    def atom(src: str) -> str:
+        return src if src.isidentifier() or src.isdigit() else f"({src})"
+
+    kernel = atom(exprs["kernel"]) if "kernel" in exprs else None
+    if callee != "conv":
+        return f"({kernel} - 1) // 2"
+    dilation = atom(exprs.get("dilation", repr(values["dilation"])))
+    if kernel is None:
+        half = values["kernel"] // 2
+        return dilation if half == 1 else f"{half} * {dilation}"
+    return f"{kernel} // 2 * {dilation}" if dilation != "1" else f"{kernel} // 2"
 
 
 class _Reported(Exception):

@@ -1,0 +1,140 @@
+"""The .res language: each construct, checked through the IR and the generated module."""
+
+from __future__ import annotations
+
+import networkx as nx
+import pytest
+import torch
+
+import resdsl
+from conftest import SPECS
+from resdsl.ir.graph import operands, order
+
+
+def ops_of(net, block: str | None) -> list[str]:
+    g = net.graph
+    return [g.nodes[n]["op"].kind for n in order(g) if g.nodes[n]["block"] == block]
+
+
+def test_resnet50_spec_fits_in_40_lines():
+    lines = (SPECS / "resnet50.res").read_text().splitlines()
+    meaningful = [line for line in lines if line.strip() and not line.strip().startswith("#")]
+    assert len(meaningful) <= 40
+
+
+def test_ir_nodes_carry_path_span_origin_and_shape():
+    net = resdsl.compile(SPECS / "resnet18.res")
+    g = net.graph
+    assert isinstance(g, nx.DiGraph)
+    by_path = {g.nodes[n]["path"]: n for n in g if g.nodes[n]["path"]}
+    conv = g.nodes[by_path["layer2.0.conv1"]]
+    assert conv["shape"] == (128, 28, 28)
+    assert conv["origin"] == "spec"
+    assert conv["span"].location == "std/blocks.res:9:3"
+    projection = g.nodes[by_path["layer2.0.downsample.0"]]
+    assert projection["origin"] == "projections" and projection["op"].stride == 2
+    bn = g.nodes[by_path["layer2.0.bn1"]]
+    assert bn["origin"] == "norm"
+    add = next(n for n in g if g.nodes[n]["op"].kind == "add" and g.nodes[n]["block"] == "layer2.0")
+    main, shortcut = operands(g, add)
+    assert g.edges[main, add] == {"pos": 0, "shortcut": False}
+    assert g.edges[shortcut, add] == {"pos": 1, "shortcut": True}
+    assert shortcut == by_path["layer2.0.downsample.1"]
+
+
+SPEC_FEATURES = '''
+# a comment; the next line too
+use "std/blocks.res"   # standard library
+
+block twoadd(c, k=3) expansion 2 {
+  let wide = c * expansion // 2 + (c - c)   # arithmetic with precedence
+  a = conv(wide, k=k)
+  mid = conv(c, k=3)
+  conv3 = conv(c, k=1)
+  add mid                  # any earlier named tensor
+  add input                # the block input
+}
+
+network feat {
+  input 3x32x32; classes 10
+  let depth = 2
+  policy norm = post
+  stem = conv(16, k=3)
+  s = twoadd(16) x depth first(k=1)
+  tail = basic(32, stride=2)
+  skip = conv(32, k=3, norm=false)
+  add tail
+  gap
+  flatten
+  dropout(p=0.2)
+  fc = linear(classes)
+}
+'''
+
+
+def test_features_compile_and_run():
+    net = resdsl.compile(SPEC_FEATURES)
+    g = net.graph
+    paths = {g.nodes[n]["path"] for n in g if g.nodes[n]["path"]}
+    assert {"s.0.a", "s.1.a", "tail.conv1", "tail.downsample.0", "skip", "fc"} <= paths
+    first = next(n for n in g if g.nodes[n]["path"] == "s.0.a")
+    second = next(n for n in g if g.nodes[n]["path"] == "s.1.a")
+    assert (g.nodes[first]["op"].kernel, g.nodes[second]["op"].kernel) == (1, 3)  # first(k=1)
+    # `skip` opted out of the norm policy: its output goes straight into the add.
+    skip = next(n for n in g if g.nodes[n]["path"] == "skip")
+    assert [g.nodes[u]["op"].kind for u in g.succ[skip]] == ["add"]
+    assert g.nodes[next(iter(g.succ[skip]))]["block"] is None
+    model = net.to_torch().eval()
+    with torch.no_grad():
+        assert tuple(model(torch.zeros(2, 3, 32, 32)).shape) == (2, 10)
+    assert sum(p.numel() for p in model.parameters()) == net.params
+
+
+def test_set_overrides_a_network_let():
+    net = resdsl.compile(SPEC_FEATURES, overrides={"depth": "3"})
+    assert "s.2" in net.graph.graph["instances"] and "s.3" not in net.graph.graph["instances"]
+
+
+def test_use_imports_blocks_relative_to_the_spec(tmp_path):
+    (tmp_path / "lib").mkdir()
+    (tmp_path / "lib" / "mine.res").write_text("block mine(c) {\n  conv1 = conv(c, k=3)\n  add input\n}\n")
+    spec = tmp_path / "net.res"
+    spec.write_text('use "lib/mine.res"\nnetwork n {\n  input 8x8x8\n  b = mine(8) x 2\n}\n')
+    net = resdsl.compile(spec)
+    assert ops_of(net, "b.1") == ["conv", "batchnorm", "add", "relu"]
+
+
+def test_use_cycle_and_missing_file_are_located_errors(tmp_path):
+    (tmp_path / "a.res").write_text('use "b.res"\n')
+    (tmp_path / "b.res").write_text('use "a.res"\n')
+    spec = tmp_path / "net.res"
+    spec.write_text('use "a.res"\nuse "nope.res"\nnetwork n {\n  input 8x8x8\n  relu\n}\n')
+    with pytest.raises(resdsl.ResdslError) as info:
+        resdsl.compile(spec)
+    codes = sorted(d.code for d in info.value.diagnostics)
+    assert codes == ["E0109", "E0110"]
+
+
+def test_policies_change_the_network():
+    base = resdsl.compile(SPECS / "resnet18.res")
+    pre = resdsl.compile(SPECS / "resnet18.res", overrides={"norm": "pre"})
+    none = resdsl.compile(SPECS / "resnet18.res", overrides={"norm": "none"})
+    assert ops_of(base, "layer1.0") == ["conv", "batchnorm", "relu", "conv", "batchnorm", "add", "relu"]
+    assert ops_of(pre, "layer1.0") == ["batchnorm", "relu", "conv", "batchnorm", "relu", "conv", "add"]
+    assert ops_of(none, "layer1.0") == ["conv", "conv", "add"]
+    a = resdsl.compile(SPECS / "resnet18.res", overrides={"shortcut": "A"})
+    c = resdsl.compile(SPECS / "resnet18.res", overrides={"shortcut": "C"})
+    kinds = lambda net: [net.graph.nodes[n]["shortcut_kind"] for n in order(net.graph)  # noqa: E731
+                         if net.graph.nodes[n]["op"].kind == "add"]
+    assert kinds(base) == ["identity", "identity"] + ["projection", "identity"] * 3
+    assert kinds(a) == ["identity", "identity"] + ["pad", "identity"] * 3
+    assert kinds(c) == ["projection"] * 8
+    assert a.params == base.params - (8192 + 256 + 32768 + 512 + 131072 + 1024)
+
+
+def test_generated_source_is_deterministic():
+    first = resdsl.compile(SPECS / "resnet50.res").torch_source
+    second = resdsl.compile(SPECS / "resnet50.res").torch_source
+    assert first == second
+    assert "class Bottleneck(nn.Module):" in first
+    assert "Bottleneck(256, 128, stride=2, downsample=True)," in first
