@@ -360,6 +360,11 @@ class _Lowerer:
             params = []
             for p in block.params:
                 check_name(p.name, "block parameter")
+                if p.default is None and params and params[-1][1] is not None:
+                    raise error("E0118", f"parameter `{p.name.text}` without a default follows one with a default",
+                                p.span, "needs a default", "put parameters with defaults last")
+                if p.default is not None:
+                    evaluate(p.default, {})  # defaults are constants, as in the generated Python signature
                 params.append((p.name.text, None if p.default is None else render(p.default, symbols)))
             lets = []
             if block.expansion is not None:
