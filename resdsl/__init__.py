@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from .api import Compiled, compile, load
 from .diagnostics import ResdslError
+from .registry import create_model, list_models
 
 __version__ = "0.1.0"
-__all__ = ["compile", "load", "Compiled", "ResdslError", "__version__"]
+__all__ = ["compile", "load", "create_model", "list_models", "Compiled", "ResdslError", "__version__"]

@@ -9,7 +9,11 @@ paths themselves (torchvision's, for the bundled ResNets).
 
 from __future__ import annotations
 
+import hashlib
 import keyword
+import linecache
+import sys
+import types
 from dataclasses import dataclass, field
 
 import networkx as nx
@@ -411,8 +415,26 @@ def _display(source: str) -> str:
     return source.replace("\\", "/").rsplit("/", 1)[-1]
 
 
+def load_module(source: str, graph: nx.DiGraph) -> types.ModuleType:
+    """Import generated source as a module, as if it had been written to a file.
+
+    The module is registered in `sys.modules` and its source in `linecache`, so
+    that `torch.jit.script`, `torch.compile`, `inspect` and in-process pickling
+    find it. Identical sources share one module.
+    """
+    digest = hashlib.sha256(source.encode()).hexdigest()[:12]
+    name = f"resdsl_generated_{graph.graph['name']}_{digest}"
+    if name in sys.modules:
+        return sys.modules[name]
+    filename = f"<resdsl:{graph.graph['name']}:{digest}>"
+    linecache.cache[filename] = (len(source), None, source.splitlines(keepends=True), filename)
+    module = types.ModuleType(name)
+    module.__file__ = filename
+    exec(compile(source, filename, "exec"), module.__dict__)  # noqa: S102 - resdsl's own generated code
+    sys.modules[name] = module
+    return module
+
+
 def instantiate(source: str, graph: nx.DiGraph):
-    """Execute generated source in a fresh namespace and build the top-level module."""
-    namespace: dict = {"__name__": f"resdsl_generated_{graph.graph['name']}"}
-    exec(compile(source, f"<resdsl:{graph.graph['name']}>", "exec"), namespace)  # noqa: S102 - our own output
-    return namespace["Model"]()
+    """A fresh instance of the generated top-level module."""
+    return load_module(source, graph).Model()

@@ -5,7 +5,7 @@ Node attributes
   path      module path such as `layer2.0.downsample.0` (ops with parameters), else None
   name      the local name the spec gave the op's output, if any
   span      the spec text that caused the node
-  origin    "spec", or the pass that inserted it ("norm", "projection")
+  origin    "spec", or the name of the pass that inserted it ("norm", "projections")
   shape     output shape (C, H, W) or (F,), set by shape inference
   block     the block instance the node belongs to (`layer2.0`), None at network level
   template  that instance's block template
