@@ -60,6 +60,12 @@ class Compiled:
 
         return summary.emit(self.graph, fmt, flops)
 
+    def to_dot(self, level: str = "block", rankdir: str = "TB") -> str:
+        """A Graphviz diagram as DOT text: level `stage`, `block` or `op`; rankdir `TB` or `LR`."""
+        from .backends import dot
+
+        return dot.emit(self.graph, level, rankdir)
+
     def to_torch(self):
         """A fresh instance of the generated top-level nn.Module."""
         from .backends import torch_src

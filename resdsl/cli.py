@@ -50,6 +50,15 @@ def _parser() -> argparse.ArgumentParser:
     summary = command("summary", "Per-layer output shapes, parameters and MACs, with totals.")
     summary.add_argument("--format", choices=("table", "json"), default="table")
     summary.add_argument("--flops", action="store_true", help="report FLOPs (2 × MACs) instead of MACs")
+
+    render = command("render", "Draw the architecture: SVG, PNG or PDF (with Graphviz's dot), or DOT text.")
+    render.add_argument("-o", "--output", metavar="FILE",
+                        help="FILE.svg, .png, .pdf or .dot ('-' writes DOT to standard output; "
+                             "default: the spec's name with .svg)")
+    render.add_argument("--level", choices=("stage", "block", "op"), default="block",
+                        help="detail: one node per stage, per residual block (default) or per op")
+    render.add_argument("--rankdir", choices=("TB", "LR"), default="TB",
+                        help="flow top to bottom (default) or left to right")
     return parser
 
 
@@ -118,7 +127,27 @@ def cmd_summary(args) -> int:
     return EXIT_OK
 
 
-COMMANDS = {"build": cmd_build, "check": cmd_check, "summary": cmd_summary}
+RENDER_FORMATS = ("svg", "png", "pdf", "dot")
+
+
+def cmd_render(args) -> int:
+    output = args.output or Path(args.spec).name.removesuffix(".res") + ".svg"
+    fmt = "dot" if output == "-" else Path(output).suffix.lstrip(".").lower()
+    if fmt not in RENDER_FORMATS:
+        raise _UsageError(f"cannot tell the format of {output!r}: name it .svg, .png, .pdf or .dot")
+    compiled = _compile(args)
+    from .backends.dot import RenderError, render
+
+    try:
+        text = compiled.to_dot(level=args.level, rankdir=args.rankdir)
+        data = text if fmt == "dot" else render(text, fmt)
+    except RenderError as exc:
+        raise _UsageError(str(exc)) from None
+    _write(output, data, f"{args.level}-level diagram, {fmt.upper()}")
+    return EXIT_OK
+
+
+COMMANDS = {"build": cmd_build, "check": cmd_check, "summary": cmd_summary, "render": cmd_render}
 
 
 def _use_color(stream) -> bool:

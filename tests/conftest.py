@@ -1,4 +1,4 @@
-"""Shared fixtures: paths of the model zoo and a CLI runner."""
+"""Shared fixtures: paths of the model zoo and a CLI runner; the --update-goldens option."""
 
 from __future__ import annotations
 
@@ -37,3 +37,8 @@ def run_cli(*args: str, cwd: Path | None = None, env: dict | None = None) -> sub
 @pytest.fixture
 def cli():
     return run_cli
+
+
+def pytest_addoption(parser):
+    parser.addoption("--update-goldens", action="store_true", default=False,
+                     help="rewrite the golden files under tests/golden instead of comparing against them")

@@ -1,0 +1,270 @@
+"""`resdsl render` and Compiled.to_dot: golden DOT, images from Graphviz's dot, diagram structure."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import shutil
+import struct
+import subprocess
+import sys
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+import pytest
+
+import resdsl
+from resdsl.backends import dot
+from resdsl.cli import main
+from resdsl.ir import ops
+from resdsl.ir.graph import insert_after, order
+
+ROOT = Path(__file__).resolve().parent.parent
+SPECS = sorted((ROOT / "specs").glob("*.res"))
+GOLDEN = Path(__file__).parent / "golden"
+REFERENCE = Path(__file__).parent / "reference"
+HAS_DOT = shutil.which("dot") is not None
+needs_dot = pytest.mark.skipif(not HAS_DOT, reason="Graphviz's dot is not installed (scripts/setup.sh installs it)")
+
+
+@pytest.fixture(scope="module")
+def compiled():
+    cache: dict[str, resdsl.Compiled] = {}
+
+    def get(name: str, **overrides) -> resdsl.Compiled:
+        key = name + repr(sorted(overrides.items()))
+        if key not in cache:
+            cache[key] = resdsl.compile(ROOT / "specs" / f"{name}.res", {k: str(v) for k, v in overrides.items()})
+        return cache[key]
+
+    return get
+
+
+def png_size(data: bytes) -> tuple[int, int]:
+    assert data[:8] == b"\x89PNG\r\n\x1a\n"
+    return struct.unpack(">II", data[16:24])
+
+
+# -- golden DOT ------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("level", dot.LEVELS)
+def test_golden_dot_resnet18(compiled, level, request):
+    text = compiled("resnet18").to_dot(level=level)
+    golden = GOLDEN / f"resnet18.{level}.dot"
+    if request.config.getoption("--update-goldens"):
+        golden.write_text(text, encoding="utf-8")
+    assert text == golden.read_text(encoding="utf-8")
+
+
+def test_dot_is_deterministic_across_compiles():
+    first = resdsl.compile(ROOT / "specs" / "resnet50.res").to_dot()
+    second = resdsl.compile(ROOT / "specs" / "resnet50.res").to_dot()
+    assert first == second
+
+
+def test_cli_writes_dot_equal_to_api(compiled, tmp_path, capsys):
+    out = tmp_path / "r18.dot"
+    assert main(["render", str(ROOT / "specs" / "resnet18.res"), "-o", str(out), "--level", "op"]) == 0
+    assert out.read_text(encoding="utf-8") == compiled("resnet18").to_dot(level="op")
+    assert main(["render", str(ROOT / "specs" / "resnet18.res"), "-o", "-", "--rankdir", "LR"]) == 0
+    assert capsys.readouterr().out == compiled("resnet18").to_dot(rankdir="LR")
+
+
+# -- what the block-level diagram shows ---------------------------------------------
+
+
+def test_resnet18_blocks_and_shortcut_bypasses(compiled):
+    diagram = dot.build(compiled("resnet18").graph, "block")
+    units = {u.id: u for u in diagram.units}
+    bodies = [u for u in diagram.units if u.kind == "body"]
+    assert [u.title for u in bodies] == [f"layer{s}.{b}" for s in range(1, 5) for b in range(2)]
+    assert {u.note for u in bodies} == {"basic"}
+    layer2_0 = next(u for u in bodies if u.title == "layer2.0")
+    assert layer2_0.rows == ["3×3 conv, 128, stride 2 · BN · ReLU", "3×3 conv, 128 · BN"]
+
+    projections = [u for u in diagram.units if u.kind == "projection"]
+    assert [u.item for u in projections] == ["layer2.0", "layer3.0", "layer4.0"]
+    assert {tuple(u.rows) for u in projections} == {("1×1 conv, stride 2 · BN",)}
+    assert all(u.note == "inserted · shortcut policy B" for u in projections)
+
+    into = lambda head: [e for e in diagram.edges if e.head == head]  # noqa: E731
+    adds = [u for u in diagram.units if u.kind == "add"]
+    assert len(adds) == 8 and {tuple(u.rows) for u in adds} == {("+ · ReLU",)}
+    styles = []
+    for body, add in zip(bodies, adds):
+        (feed,) = into(body.id)
+        main_edge, bypass = sorted(into(add.id), key=lambda e: e.tail != body.id)
+        assert main_edge.tail == body.id and main_edge.style == "main"
+        # The shortcut leaves where the block's input does, and rejoins at the add.
+        if bypass.style == "identity":
+            assert bypass.tail == feed.tail and bypass.shape is None
+        else:
+            (proj_feed,) = into(bypass.tail)
+            assert units[bypass.tail].kind == "projection" and proj_feed.tail == feed.tail
+            assert bypass.shape == main_edge.shape
+        styles.append(bypass.style)
+    assert styles == ["identity", "identity", "projection", "identity", "projection", "identity",
+                      "projection", "identity"]
+
+    text = dot.to_dot(diagram)
+    assert text.count('style="rounded,filled,dashed"') == 3  # the inserted projections
+    assert text.count('color="#e8590c" penwidth=1.4') == 6  # into and out of each projection
+
+
+def test_title_has_name_parameters_and_macs(compiled):
+    facts = json.loads((REFERENCE / "resnet50.json").read_text())
+    net = compiled("resnet50")
+    text = net.to_dot(level="stage")
+    assert "<b>resnet50</b>" in text
+    assert f"{facts['num_params']:,} parameters" in text
+    assert f"({facts['torchvision_gmacs']:.2f} G)" in text
+    assert f"{net.macs:,} MACs" in text
+
+
+def test_stage_level_rows(compiled):
+    diagram = dot.build(compiled("resnet50").graph, "stage")
+    stages = {u.title: u.rows for u in diagram.units}
+    assert stages["layer1"] == ["bottleneck ×3 · 64→256 · 56×56", "shortcuts: 2 identity, 1 projection"]
+    assert stages["layer3"] == ["bottleneck ×6 · 512→1024 · 28×28→14×14", "shortcuts: 5 identity, 1 projection"]
+    assert stages["stem"] == ["7×7 conv, 64, stride 2 · BN · ReLU", "3×3 max-pool, stride 2"]
+    assert stages["head"] == ["global avg-pool", "flatten", "linear, 1000"]
+    assert [e.shape for e in diagram.edges] == [(3, 224, 224), (64, 56, 56), (256, 56, 56), (512, 28, 28),
+                                              (1024, 14, 14), (2048, 7, 7), (1000,)]
+
+
+def test_resnet152_stages_are_wrapped_into_columns(compiled):
+    text = compiled("resnet152").to_dot()
+    for title in ("layer2 · bottleneck ×8", "layer3 · bottleneck ×36 (blocks 0–8)",
+                  "layer3 · bottleneck ×36 (blocks 9–17)", "layer3 · bottleneck ×36 (blocks 27–35)",
+                  "layer4 · bottleneck ×3"):
+        assert f"label=\"{title}\"" in text
+    assert text.count("constraint=false") == 6  # one wrap edge into each of the 6 later columns
+
+
+def test_pack_balances_and_splits():
+    segments = [[("stem", 3)], [(f"b{i}", 2) for i in range(36)], [("head", 3)]]
+    # 20 ranks a column: the stem, 4 columns of 9 blocks (18 ranks), the head alone; 6 columns.
+    assert [[(seg, len(items)) for seg, items in col] for col in dot.pack(segments, 20)] == [
+        [(0, 1)], [(1, 9)], [(1, 9)], [(1, 9)], [(1, 9)], [(2, 1)]]
+    # Still 6 columns, but at most 17 ranks each: the head fits under the last 7 blocks.
+    assert [[(seg, len(items)) for seg, items in col] for col in dot.balanced_pack(segments, 20)] == [
+        [(0, 1)], [(1, 8)], [(1, 7)], [(1, 7)], [(1, 7)], [(1, 7), (2, 1)]]
+
+
+@pytest.mark.parametrize("overrides", [{"norm": "pre"}, {"norm": "relu_preact"}, {"norm": "bn_after_add"},
+                                       {"norm": "none"}, {"shortcut": "A"}, {"shortcut": "C"},
+                                       {"shortcut": "none"}])
+def test_every_policy_renders_at_every_level(compiled, overrides):
+    net = compiled("resnet34", **overrides)
+    texts = {level: net.to_dot(level=level) for level in dot.LEVELS}
+    block = dot.build(net.graph, "block")
+    kinds = [u.kind for u in block.units]
+    if overrides == {"shortcut": "A"}:
+        assert kinds.count("pad") == 3 and "stride-2 subsample + 32+32 zero channels" in texts["block"]
+    elif overrides == {"shortcut": "C"}:
+        assert kinds.count("projection") == 16
+    elif overrides == {"shortcut": "none"}:
+        assert "add" not in kinds and "shortcuts:" not in texts["stage"]
+    if overrides == {"norm": "pre"}:
+        first = next(u for u in block.units if u.kind == "body")
+        assert first.rows == ["BN · ReLU · 3×3 conv, 64", "BN · ReLU · 3×3 conv, 64"]
+
+
+@dataclasses.dataclass(frozen=True)
+class SqueezeExcite(ops.Op):
+    kind = "squeeze_excite"
+    reduction: int = 16
+
+
+def test_unknown_op_kinds_get_a_generic_label():
+    net = resdsl.compile(ROOT / "specs" / "resnet18.res")
+    graph = net.graph
+    bn2 = next(n for n in order(graph) if graph.nodes[n]["path"] == "layer1.0.bn2")
+    data = graph.nodes[bn2]
+    se = insert_after(graph, bn2, SqueezeExcite(), span=data["span"], block=data["block"],
+                      template=data["template"], branch=data["branch"])
+    graph.nodes[se]["shape"] = data["shape"]
+    for level in ("block", "op"):
+        assert "squeeze_excite(reduction=16)" in dot.emit(graph, level)
+    assert "layer1" in dot.emit(graph, "stage")
+    layer1_0 = next(u for u in dot.build(graph, "block").units if u.title == "layer1.0")
+    assert layer1_0.rows == ["3×3 conv, 64 · BN · ReLU", "3×3 conv, 64 · BN", "squeeze_excite(reduction=16)"]
+
+
+def test_bad_level_and_rankdir(compiled):
+    with pytest.raises(ValueError, match="level"):
+        compiled("resnet18").to_dot(level="layer")
+    with pytest.raises(ValueError, match="rankdir"):
+        compiled("resnet18").to_dot(rankdir="BT")
+
+
+# -- images ------------------------------------------------------------------------
+
+
+@needs_dot
+@pytest.mark.parametrize("spec", SPECS, ids=lambda p: p.stem)
+def test_every_spec_renders_svg_png_pdf(compiled, spec):
+    text = compiled(spec.stem).to_dot()
+    svg = dot.render(text, "svg")
+    root = ET.fromstring(svg)
+    assert root.tag == "{http://www.w3.org/2000/svg}svg"
+    assert f"{compiled(spec.stem).params:,} parameters".encode() in svg
+    width, height = png_size(dot.render(text, "png"))
+    assert min(width, height) > 300
+    pdf = dot.render(text, "pdf")
+    assert pdf.startswith(b"%PDF-") and pdf.rstrip().endswith(b"%%EOF")
+
+
+@needs_dot
+def test_resnet152_block_png_fits_4000_pixels(compiled):
+    width, height = png_size(dot.render(compiled("resnet152").to_dot(level="block"), "png"))
+    assert max(width, height) <= 4000
+
+
+@needs_dot
+@pytest.mark.parametrize("fmt", ["svg", "png", "pdf"])
+def test_cli_renders_images(tmp_path, fmt, capsys):
+    out = tmp_path / f"resnet18.{fmt}"
+    assert main(["render", str(ROOT / "specs" / "resnet18.res"), "-o", str(out), "--level", "stage"]) == 0
+    head = out.read_bytes()[:8]
+    assert {"svg": b"<?xml", "png": b"\x89PNG", "pdf": b"%PDF-"}[fmt] in head
+    assert f"wrote {out}" in capsys.readouterr().err
+
+
+def test_missing_dot_fails_clearly_and_dot_output_still_works(tmp_path, monkeypatch, capsys):
+    empty = tmp_path / "bin"
+    empty.mkdir()
+    monkeypatch.setenv("PATH", str(empty))
+    spec = str(ROOT / "specs" / "resnet18.res")
+    image = tmp_path / "r18.png"
+    assert main(["render", spec, "-o", str(image)]) == 2
+    err = capsys.readouterr().err
+    assert "Graphviz's `dot` program" in err and "install the graphviz package" in err and "-o FILE.dot" in err
+    assert "Traceback" not in err and not image.exists()
+    assert main(["render", spec, "-o", str(tmp_path / "r18.dot")]) == 0
+    assert (tmp_path / "r18.dot").read_text(encoding="utf-8") == (GOLDEN / "resnet18.block.dot").read_text()
+
+
+def test_unknown_output_suffix_is_a_usage_error(tmp_path, capsys):
+    assert main(["render", str(ROOT / "specs" / "resnet18.res"), "-o", str(tmp_path / "r18.jpg")]) == 2
+    assert "name it .svg, .png, .pdf or .dot" in capsys.readouterr().err
+
+
+def test_spec_errors_exit_1(tmp_path, capsys):
+    bad = tmp_path / "bad.res"
+    bad.write_text("network n {\n  input 3x32x32\n  conv(8, k=3)\n  add nothing\n}\n")
+    assert main(["render", str(bad), "-o", str(tmp_path / "bad.svg")]) == 1
+    assert "error[E0205]" in capsys.readouterr().err
+
+
+def test_render_never_imports_torch_or_onnx(tmp_path):
+    code = (
+        "import sys; from resdsl.cli import main; "
+        f"rc = main(['render', {str(ROOT / 'specs' / 'resnet50.res')!r}, '-o', {str(tmp_path / 'r50.dot')!r}]); "
+        "print(rc, sorted(m for m in sys.modules if m.split('.')[0] in ('torch', 'onnx', 'onnxruntime')))"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                            env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert result.stdout.strip() == "0 []"
