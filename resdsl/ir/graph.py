@@ -14,6 +14,7 @@ Node attributes
   branch    the add node whose residual branch holds this node, if any
   auto_norm whether the norm policy places BatchNorm/ReLU around this conv
   shortcut_of  for nodes on an inserted shortcut: the add node they feed
+  zero_init for a BatchNorm: its γ starts at zero (policy zero_init_last); absent otherwise
 Edge attributes
   pos       operand position (networkx does not order predecessors)
   shortcut  True for the shortcut operand of a residual add
