@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import operator
 import re
 
@@ -352,3 +353,24 @@ def test_zero_init_last():
         torch.testing.assert_close(model.layer1[1](x), torch.relu(x))
     default = compile_spec("resnet50").to_torch()
     assert torch.count_nonzero(default.layer1[0].bn3.weight) == 256
+
+
+# -- docs/model-zoo.md -----------------------------------------------------------
+
+
+def test_model_zoo_doc_is_current_and_depths_are_the_papers():
+    spec = importlib.util.spec_from_file_location("model_zoo", ROOT / "scripts" / "model_zoo.py")
+    zoo = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(zoo)
+    table = zoo.table()
+    assert (ROOT / "docs" / "model-zoo.md").read_text() == table, "run scripts/model_zoo.py"
+    rows = {line.split("|")[1].strip(" `"): line.split("|")[3].strip() for line in table.splitlines()
+            if line.startswith("| `")}
+    assert set(rows) == {p.stem for p in SPECS.glob("*.res")}
+    named_by_depth = 0
+    for name, depth in rows.items():
+        match = re.fullmatch(r"(?:cifar_|preact_)?resnet(\d+)(?:_v1)?", name)
+        if match:
+            named_by_depth += 1
+            assert depth == match.group(1), name
+    assert named_by_depth == 16

@@ -53,3 +53,8 @@ def macs(graph: nx.DiGraph, node: int) -> int:
 
 def totals(graph: nx.DiGraph) -> tuple[int, int]:
     return sum(params(graph, n) for n in graph), sum(macs(graph, n) for n in graph)
+
+
+def depth(graph: nx.DiGraph) -> int:
+    """The paper's depth: convs and linear layers the spec wrote (projections and SE excluded)."""
+    return sum(1 for n in graph if graph.nodes[n]["op"].kind in ("conv", "linear") and graph.nodes[n]["origin"] == "spec")
