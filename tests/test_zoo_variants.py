@@ -374,3 +374,10 @@ def test_model_zoo_doc_is_current_and_depths_are_the_papers():
             named_by_depth += 1
             assert depth == match.group(1), name
     assert named_by_depth == 16
+
+
+def test_diagrams_name_the_new_ops():
+    se = compile_spec("seresnet50").to_dot(level="op")
+    assert "squeeze-excite, reduction 16" in se
+    pooled = compile_spec("resnet50d").to_dot(level="op")
+    assert "2×2 avg-pool, stride 2" in pooled

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import networkx as nx
 
-from ..ir.graph import operands, order
+from ..ir.graph import operands, order, policy_text
 
 
 def _fmt(shape) -> str:
@@ -13,7 +13,7 @@ def _fmt(shape) -> str:
 
 def inserted(graph: nx.DiGraph) -> list[str]:
     policies = graph.graph["policies"]
-    lines = ["policies: " + ", ".join(f"{k}={v}" for k, v in policies.items())]
+    lines = ["policies: " + policy_text(graph)]
     norms = sum(1 for n in graph if graph.nodes[n]["origin"] == "norm")
     lines.append(f"norm policy placed {norms} BatchNorm/ReLU ops")
     for add in order(graph):

@@ -14,7 +14,7 @@ import networkx as nx
 
 from ..diagnostics import Collector, ResdslError, Span, error
 from ..ir import ops as irops
-from ..ir.graph import Instance, TemplateInfo, add_node, new_graph
+from ..ir.graph import POLICY_DEFAULTS, Instance, TemplateInfo, add_node, new_graph
 from . import ast
 from .expr import Value, describe, evaluate, is_literal, render
 from .loader import Program
@@ -39,8 +39,6 @@ POLICY_VALUES = {
     "output_stride": OUTPUT_STRIDES,  # dilation instead of stride past this total stride
     "zero_init_last": ("false", "true"),  # the last BatchNorm of each residual branch starts with γ = 0
 }
-POLICY_DEFAULTS = {"norm": "post", "shortcut": "B", "projection": "conv", "output_stride": "none",
-                   "zero_init_last": "false"}
 
 
 def policy_allows(name: str, value: str) -> bool:
