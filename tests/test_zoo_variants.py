@@ -305,7 +305,8 @@ def test_output_stride_by_dilation(output_stride, dilations):
         assert (conv.stride, conv.dilation, conv.padding) == (stride, dilation, dilation)
     assert _conv(graph, "layer4.0.downsample.0").stride == 1
     size = 224 // output_stride
-    assert graph.nodes[next(n for n in graph if graph.nodes[n]["path"] == "layer4.2.bn3")]["shape"] == (2048, size, size)
+    last = next(n for n in graph if graph.nodes[n]["path"] == "layer4.2.bn3")
+    assert graph.nodes[last]["shape"] == (2048, size, size)
     model = compile_spec("resnet50", output_stride=output_stride, input="3x64x64").to_torch().eval()
     shapes = []
     model.layer4.register_forward_hook(lambda module, args, out: shapes.append(tuple(out.shape)))
