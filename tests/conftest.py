@@ -7,10 +7,15 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 
 ROOT = Path(__file__).resolve().parent.parent
 SPECS = ROOT / "specs"
 REFERENCE = Path(__file__).resolve().parent / "reference"
+# The nets under test are many small ops; on a few shared cores, intra-op
+# threads contend and a forward pass runs tens of times slower than on one.
+torch.set_num_threads(1)
+
 TORCHVISION_MODELS = (
     "resnet18",
     "resnet34",

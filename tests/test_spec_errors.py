@@ -28,6 +28,13 @@ CASES = {
         "  conv2 = conv(8, k=3, s=2)\n  conv3 = conv(8, k=3, s=2)\n  conv4 = conv(8, k=5, p=0)\n}\n",
         "E0201", "`conv4`: the spatial size shrinks to zero", "  conv4 = conv(8, k=5, p=0)",
         "  " + "^" * 25 + " input is 1×1 here"),
+    "output_stride_below_the_stem": (
+        HEADER + "  policy output_stride = 2\n  conv1 = conv(8, k=3, s=2)\n  maxpool(k=3, s=2)\n}\n", "E0120",
+        "output_stride 2 is below the stride 4 reached here", "  maxpool(k=3, s=2)",
+        "  " + "^" * 17 + " this op strides past the limit"),
+    "output_stride_not_a_power_of_two": (
+        HEADER + "  policy output_stride = 12\n  conv1 = conv(8, k=3)\n}\n", "E0113",
+        "`12` is not a output_stride policy", "  policy output_stride = 12", " " * 25 + "^^ unknown value"),
     "empty_file": ("", "E0004", "the spec defines no network", None, None),
 }
 

@@ -86,6 +86,8 @@ def op_label(op, channels: bool = True) -> str:
         return f"linear, {op.out_features}"
     if kind == "dropout":
         return f"dropout {op.p:g}"
+    if kind == "se":
+        return f"squeeze-excite, reduction {op.reduction}"
     attrs = ", ".join(f"{k}={v}" for k, v in op.attrs().items())
     return f"{kind}({attrs})" if attrs else kind
 

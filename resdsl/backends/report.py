@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import networkx as nx
 
-from ..ir.graph import operands, order
+from ..ir.graph import operands, order, policy_text
 
 
 def _fmt(shape) -> str:
@@ -13,7 +13,7 @@ def _fmt(shape) -> str:
 
 def inserted(graph: nx.DiGraph) -> list[str]:
     policies = graph.graph["policies"]
-    lines = [f"policies: norm={policies['norm']}, shortcut={policies['shortcut']}"]
+    lines = ["policies: " + policy_text(graph)]
     norms = sum(1 for n in graph if graph.nodes[n]["origin"] == "norm")
     lines.append(f"norm policy placed {norms} BatchNorm/ReLU ops")
     for add in order(graph):
@@ -33,8 +33,8 @@ def inserted(graph: nx.DiGraph) -> list[str]:
                 parts.append(f"{op.kernel}×{op.kernel} avg-pool")
             else:
                 parts.append("BN" if op.kind == "batchnorm" else op.kind)
-        name = graph.nodes[chain[0]]["path"] or f"{data['block'] or 'network'} shortcut"
-        name = name.rsplit(".", 1)[0] if graph.nodes[chain[0]]["path"] else name
+        path = next((graph.nodes[n]["path"] for n in chain if graph.nodes[n]["path"]), None)
+        name = path.rsplit(".", 1)[0] if path else f"{data['block'] or 'network'} shortcut"
         lines.append(
             f"inserted {name}: {' + '.join(parts)}, {_fmt(graph.nodes[source]['shape'])} → {_fmt(data['shape'])}"
             f" (shortcut policy {policies['shortcut']}) at {data['span'].location}"

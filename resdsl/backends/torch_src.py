@@ -80,6 +80,9 @@ class _Emitter:
         for inst in self.instances.values():
             self.by_template.setdefault(inst.template, []).append(inst)
         taken: set[str] = set()
+        self.uses_se = any(graph.nodes[n]["op"].kind == "se" for n in graph)
+        if self.uses_se:
+            taken.add(SE_CLASS)
         self.classes = {t: class_name(t, taken) for t in self.by_template}
         self.top_name = class_name(graph.graph["name"], taken)
 
@@ -146,6 +149,12 @@ class _Emitter:
             return f"nn.BatchNorm2d({', '.join(args)})"
         if op.kind == "linear":
             return f"nn.Linear({cin}, {a('out_features')}" + (")" if op.bias else ", bias=False)")
+        if op.kind == "se":
+            args = [cin]
+            for name, default in (("reduction", "16"), ("divisor", "8")):
+                if a(name) != default:
+                    args.append(f"{name}={a(name)}")
+            return f"{SE_CLASS}({', '.join(args)})"
         raise GenerationError(f"no module for {op.kind}")
 
     def _call(self, body: _Body, node: int, args: list[str]) -> str:
@@ -193,15 +202,15 @@ class _Emitter:
     def _shortcut(self, body: _Body, add: int, owner: list[int], owner_add: int, index: int, flag) -> Shortcut:
         """Describe `add`'s shortcut, taking its ops from `owner_add` (maybe in another instance)."""
         chain = self.chains[owner_add]
-        concrete = getattr(self.graph.nodes[chain[0]]["op"], "stride", None)
-        if concrete is None:  # ResNet-D: the pool carries the stride
-            concrete = self.graph.nodes[chain[0]]["op"].kernel
+        concrete = self.graph.nodes[chain[0]]["op"].stride  # the pool's, pad's or conv's
+        kinds = [self.graph.nodes[n]["op"].kind for n in chain]
+        if self.graph.graph["policies"]["projection"] == "avgpool" and kinds[0] == "conv":
+            kinds.insert(0, "avgpool")  # a stride-1 instance: the class writes an Identity for it
         owner_value, _ = self._branch_stride(None, owner, owner_add)
         _, text = self._branch_stride(body, body.nodes, add)
         stride = text if (body.symbolic and owner_value == concrete) else repr(concrete)
         suffix = str(index + 1) if index else ""
-        return Shortcut("downsample" + suffix, "identity" + suffix,
-                        [self.graph.nodes[n]["op"].kind for n in chain], stride, flag)
+        return Shortcut("downsample" + suffix, "identity" + suffix, kinds, stride, flag)
 
     def _shortcut_code(self, body: _Body, add: int, source: str) -> str:
         """Write the shortcut of `add` into the body; returns the variable holding it."""
@@ -230,7 +239,13 @@ class _Emitter:
                 elif kind == "batchnorm":
                     modules.append(f"nn.BatchNorm2d({cout})")
                 elif kind == "avgpool":
-                    modules.append(f"nn.AvgPool2d({stride}, {stride}, ceil_mode=True, count_include_pad=False)")
+                    pool = f"nn.AvgPool2d({stride}, {stride}, ceil_mode=True, count_include_pad=False)"
+                    if stride == "1":
+                        modules.append("nn.Identity()")
+                    elif stride.isdigit():
+                        modules.append(pool)
+                    else:
+                        modules.append(f"({pool} if {stride} > 1 else nn.Identity())")
                 else:
                     raise GenerationError(f"{kind} on a projection shortcut")
             sequential = f"nn.Sequential({', '.join(modules)})"
@@ -287,6 +302,8 @@ class _Emitter:
                 if not local.isidentifier():
                     raise GenerationError(f"module path {data['path']} is not an attribute name")
                 body.init.append(f"self.{local} = {self._module(body, node)}")
+                if data.get("zero_init"):
+                    body.init.append(f"nn.init.zeros_(self.{local}.weight)  # the residual branch starts at zero")
             args = [names[p] for p in operands(graph, node)[:1]]
             if data["op"].kind == "add":
                 args.append(self._shortcut_code(body, node, names[self._shortcut_source(node)]))
@@ -401,9 +418,29 @@ from torch.nn import functional as F
 '''
 
 
+SE_CLASS = "SqueezeExcite"
+
+# Written out only when a network uses `se`; the squeezed width is ir.ops.se_channels.
+SE_SOURCE = f'''\
+class {SE_CLASS}(nn.Module):
+    """Squeeze-and-excitation (Hu et al. 2018), laid out as timm's SEModule."""
+
+    def __init__(self, channels, reduction=16, divisor=8):
+        super().__init__()
+        squeezed = max(divisor, int(channels / reduction + divisor / 2) // divisor * divisor)
+        self.fc1 = nn.Conv2d(channels, squeezed, 1)
+        self.fc2 = nn.Conv2d(squeezed, channels, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        scale = torch.relu(self.fc1(x.mean((2, 3), keepdim=True)))
+        return x * torch.sigmoid(self.fc2(scale))'''
+
+
 def emit(graph: nx.DiGraph) -> str:
     emitter = _Emitter(graph)
     parts = [HEADER.format(name=graph.graph["name"], source=_display(graph.graph.get("source", "<text>"))).rstrip()]
+    if emitter.uses_se:
+        parts.append(SE_SOURCE)
     parts += [emitter.template_class(template) for template in emitter.by_template]
     parts.append(emitter.top_class())
     parts.append(f"Model = {emitter.top_name}")

@@ -14,7 +14,7 @@ import networkx as nx
 
 from ..diagnostics import Collector, ResdslError, Span, error
 from ..ir import ops as irops
-from ..ir.graph import Instance, TemplateInfo, add_node, new_graph
+from ..ir.graph import POLICY_DEFAULTS, Instance, TemplateInfo, add_node, new_graph
 from . import ast
 from .expr import Value, describe, evaluate, is_literal, render
 from .loader import Program
@@ -30,8 +30,28 @@ NORM_ORDERS = {
     "none": "none",
 }
 SHORTCUTS = ("A", "B", "C", "none")
-POLICY_VALUES = {"norm": tuple(NORM_ORDERS), "shortcut": SHORTCUTS}
-POLICY_DEFAULTS = {"norm": "post", "shortcut": "B"}
+# `output_stride` also takes any other power of two; these are the usual ones.
+OUTPUT_STRIDES = ("none", "8", "16", "32")
+POLICY_VALUES = {
+    "norm": tuple(NORM_ORDERS),
+    "shortcut": SHORTCUTS,
+    "projection": ("conv", "avgpool"),  # avgpool: ResNet-D's 2×2 average pool before a stride-1 projection
+    "output_stride": OUTPUT_STRIDES,  # dilation instead of stride past this total stride
+    "zero_init_last": ("false", "true"),  # the last BatchNorm of each residual branch starts with γ = 0
+}
+
+
+def policy_allows(name: str, value: str) -> bool:
+    if name == "output_stride" and value.isdigit():
+        stride = int(value)
+        return stride >= 1 and stride & (stride - 1) == 0
+    return value in POLICY_VALUES[name]
+
+
+def _policy_choices(name: str) -> str:
+    if name == "output_stride":
+        return "choose a power of two such as 8 or 16, or none"
+    return "choose one of " + ", ".join(POLICY_VALUES[name])
 
 # Names that would break or shadow something in the generated PyTorch code.
 _MODULE_ATTRS = {
@@ -83,6 +103,10 @@ class Scope:
     created: list[int] = field(default_factory=list)
     adds: int = 0
     auto_names: int = 0
+    # Network level only: the stride so far and the dilation that replaces
+    # stride past the `output_stride` policy.
+    total_stride: int = 1
+    dilation: int = 1
 
     def __post_init__(self) -> None:
         self.current = self.input
@@ -138,11 +162,12 @@ class _Lowerer:
         for key in POLICY_VALUES:
             if key in self.overrides:
                 value = self.overrides[key]
-                if value not in POLICY_VALUES[key]:
-                    raise error("E0301", f"--set {key}={value}: not a {key} policy",
-                                help="choose one of " + ", ".join(POLICY_VALUES[key]))
+                if not policy_allows(key, value):
+                    raise error("E0301", f"--set {key}={value}: not a {key} policy", help=_policy_choices(key))
                 policies[key] = value
         policies["norm"] = NORM_ORDERS[policies["norm"]]
+        if policies["output_stride"] != "none":
+            policies["output_stride"] = str(int(policies["output_stride"]))
         env["in_channels"] = shape[0]
         if "classes" in self.overrides:
             classes = _parse_int("classes", self.overrides["classes"])
@@ -163,12 +188,11 @@ class _Lowerer:
         if name.text not in POLICY_VALUES:
             close = difflib.get_close_matches(name.text, list(POLICY_VALUES), n=1)
             raise error("E0113", f"unknown policy `{name.text}`", name.span, "no such policy",
-                        f"did you mean `{close[0]}`?" if close else "policies: norm, shortcut")
-        options = POLICY_VALUES[name.text]
-        if value.text not in options:
-            close = difflib.get_close_matches(value.text, list(options), n=1)
+                        f"did you mean `{close[0]}`?" if close else "policies: " + ", ".join(POLICY_VALUES))
+        if not policy_allows(name.text, value.text):
+            close = difflib.get_close_matches(value.text, list(POLICY_VALUES[name.text]), n=1)
             raise error("E0113", f"`{value.text}` is not a {name.text} policy", value.span, "unknown value",
-                        (f"did you mean `{close[0]}`? " if close else "") + "choose one of " + ", ".join(options))
+                        (f"did you mean `{close[0]}`? " if close else "") + _policy_choices(name.text))
         return value.text
 
     def _int(self, expr: ast.Expr, env, what: str, minimum: int | None = 1) -> int:
@@ -191,6 +215,8 @@ class _Lowerer:
             source=self.program.module.source.name,
         )
         network = self.program.network
+        limit = settings.policies["output_stride"]
+        self.output_stride = None if limit == "none" else int(limit)
         start = add_node(graph, irops.Input(), [], span=network.name.span, name="x")
         scope = Scope(prefix="", env=dict(settings.env), input=start)
         self._body(network.body, scope)
@@ -333,6 +359,12 @@ class _Lowerer:
             path = scope.prefix + name
         if "norm" in node_attrs:
             node_attrs["auto_norm"] = node_attrs.pop("norm")
+        if scope.template is None and hasattr(op, "stride"):
+            scope.total_stride *= op.stride
+            if self.output_stride is not None and scope.total_stride > self.output_stride:
+                raise error("E0120", f"output_stride {self.output_stride} is below the stride "
+                            f"{scope.total_stride} reached here", stmt.span, "this op strides past the limit",
+                            "only block stages can trade stride for dilation; raise output_stride")
         return self._new(scope, op, [scope.current], stmt.span, name=name, path=path, exprs=exprs, **node_attrs)
 
     def _typed(self, expr: ast.Expr, env, spec: irops.ArgSpec, callee: str):
@@ -400,6 +432,8 @@ class _Lowerer:
         for index in range(count):
             path = f"{base}.{index}" if stmt.repeat is not None else base
             call_args = {**args, **first} if index == 0 else args
+            if self.output_stride is not None:
+                call_args = self._dilate(block, call_args, stmt, scope)
             explicit = [p for p in params if p in call_args]
             env = self._bind(block, call_args, stmt)
             self._instance(block, info, path, env, explicit, stmt, scope)
@@ -407,6 +441,27 @@ class _Lowerer:
         if stmt.repeat is not None:
             self.graph.graph["stages"][base] = paths
         return scope.current
+
+    def _dilate(self, block: ast.BlockDef, call_args: dict, stmt: ast.CallStmt, scope: Scope) -> dict:
+        """torchvision's replace_stride_with_dilation: past `output_stride`, a block keeps stride 1
+        and its dilation grows by the stride it gave up; the blocks after it use the grown dilation."""
+        params = {p.name.text for p in block.params}
+        stride = self._bind(block, call_args, stmt).get("stride", 1)
+        if isinstance(stride, bool) or not isinstance(stride, int):
+            raise error("E0107", f"the stride of block `{block.name.text}` must be an integer, got {describe(stride)}",
+                        stmt.span, "not an integer")
+        dilated = scope.total_stride * stride > self.output_stride
+        if (dilated or scope.dilation > 1) and "dilation" not in params:
+            raise error("E0120", f"output_stride {self.output_stride} needs dilation, but block "
+                        f"`{block.name.text}` has no `dilation` parameter", stmt.span, "strides past the limit",
+                        f"give `{block.name.text}` a `dilation` parameter and use it in its 3x3 convs")
+        if not dilated:
+            scope.total_stride *= stride
+            return {**call_args, "dilation": scope.dilation} if scope.dilation > 1 else call_args
+        # The block that gives up its stride keeps the dilation it had, as torchvision's first block does.
+        result = {**call_args, "stride": 1, "dilation": scope.dilation}
+        scope.dilation *= stride
+        return result
 
     def _bind(self, block: ast.BlockDef, call_args: dict, stmt: ast.CallStmt) -> dict[str, Value]:
         env: dict[str, Value] = {}

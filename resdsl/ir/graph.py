@@ -14,6 +14,7 @@ Node attributes
   branch    the add node whose residual branch holds this node, if any
   auto_norm whether the norm policy places BatchNorm/ReLU around this conv
   shortcut_of  for nodes on an inserted shortcut: the add node they feed
+  zero_init for a BatchNorm: its γ starts at zero (policy zero_init_last); absent otherwise
 Edge attributes
   pos       operand position (networkx does not order predecessors)
   shortcut  True for the shortcut operand of a residual add
@@ -52,6 +53,19 @@ class Instance:
     explicit: list[str]  # parameters the call site spelled out
     span: object
     nodes: list[int] = field(default_factory=list)
+
+
+# The policies a network may set, with their defaults. `norm` and `shortcut`
+# are always shown; the others only where a spec or --set changed them.
+POLICY_DEFAULTS = {"norm": "post", "shortcut": "B", "projection": "conv", "output_stride": "none",
+                   "zero_init_last": "false"}
+
+
+def policy_text(graph: nx.DiGraph) -> str:
+    """`norm=post, shortcut=B`, plus every other policy that differs from its default."""
+    policies = graph.graph["policies"]
+    shown = sorted(k for k, v in policies.items() if k in ("norm", "shortcut") or v != POLICY_DEFAULTS.get(k))
+    return ", ".join(f"{k}={policies[k]}" for k in shown)
 
 
 def new_graph(name: str) -> nx.DiGraph:
@@ -158,8 +172,7 @@ def verify(graph: nx.DiGraph, after: str) -> None:
 def dump(graph: nx.DiGraph) -> str:
     """A stable text form of the IR, one node per line (`resdsl build --emit ir`)."""
     names = {}
-    lines = [f"network {graph.graph['name']}  # policies: " + ", ".join(
-        f"{k}={v}" for k, v in sorted(graph.graph["policies"].items()))]
+    lines = [f"network {graph.graph['name']}  # policies: " + policy_text(graph)]
     for index, node in enumerate(order(graph)):
         data = graph.nodes[node]
         names[node] = f"%{index}"

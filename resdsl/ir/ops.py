@@ -109,6 +109,25 @@ class PadShortcut(Op):
     pad_after: int
 
 
+@dataclass(frozen=True)
+class SqueezeExcite(Op):
+    """Squeeze-and-excitation (Hu et al. 2018), laid out as timm's SEModule.
+
+    Global mean → 1×1 conv `fc1` (with bias) to `se_channels(C)` → ReLU →
+    1×1 conv `fc2` (with bias) back to C → sigmoid, multiplied into the input.
+    """
+
+    kind = "se"
+    has_params = True
+    reduction: int = 16
+    divisor: int = 8
+
+
+def se_channels(channels: int, reduction: int, divisor: int) -> int:
+    """The squeezed width: timm's `make_divisible(channels / reduction, divisor, round_limit=0)`."""
+    return max(divisor, int(channels / reduction + divisor / 2) // divisor * divisor)
+
+
 # -- signatures of the ops a spec can call ------------------------------------
 
 REQUIRED = object()
@@ -178,6 +197,7 @@ SIGNATURES: dict[str, OpSignature] = {
         Linear, (ArgSpec("out_features", int, aliases=("out",)), ArgSpec("bias", bool, True))
     ),
     "dropout": OpSignature(Dropout, (ArgSpec("p", float, 0.5, minimum=None),)),
+    "se": OpSignature(SqueezeExcite, (ArgSpec("reduction", int, 16), ArgSpec("divisor", int, 8))),
 }
 
 

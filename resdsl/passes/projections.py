@@ -11,6 +11,11 @@ Policies (He et al. 2015, §3.3):
   B     a 1×1 conv (+ BatchNorm) projection where the shapes differ (default)
   C     a projection on every shortcut
   none  no shortcuts at all: the plain networks of the paper's §4.1
+
+The `projection` policy shapes B and C projections: `conv` strides the 1×1
+conv itself (torchvision), `avgpool` average-pools by the stride first and
+keeps the conv at stride 1 ("ResNet-D", He et al. 2019; timm's `downsample.1`
+and `.2` module names, the pool being `.0`).
 """
 
 from __future__ import annotations
@@ -20,6 +25,7 @@ import networkx as nx
 from ..diagnostics import Collector, Diagnostic, Label
 from ..ir import ops
 from ..ir.graph import add_node, operands, remove_passthrough
+from . import shapes
 from .norm import bn_path
 from .shapes import conv_out
 
@@ -47,6 +53,7 @@ def module_prefix(graph: nx.DiGraph, add: int) -> str:
 def apply(graph: nx.DiGraph) -> None:
     policy = graph.graph["policies"]["shortcut"]
     norm = graph.graph["policies"]["norm"]
+    pooled = graph.graph["policies"]["projection"] == "avgpool"
     errors = Collector()
     for add in sorted(n for n in graph if graph.nodes[n]["op"].kind == "add"):
         data = graph.nodes[add]
@@ -73,23 +80,24 @@ def apply(graph: nx.DiGraph) -> None:
             paths = [None]
         else:
             prefix = module_prefix(graph, add)
-            chain = [ops.Conv(main_shape[0], 1, stride, 0)]
-            paths = [prefix + ".0"]
+            if pooled:
+                # timm writes an Identity in place of the pool at stride 1, so the conv is `.1` either way.
+                chain = [ops.AvgPool(stride, stride, 0, ceil_mode=True, count_include_pad=False)] if stride > 1 else []
+                chain.append(ops.Conv(main_shape[0], 1, 1, 0))
+                paths = [None] * (len(chain) - 1) + [prefix + ".1"]
+            else:
+                chain = [ops.Conv(main_shape[0], 1, stride, 0)]
+                paths = [prefix + ".0"]
             if norm != "pre":
                 chain.append(ops.BatchNorm())
-                paths.append(bn_path(paths[0]))
+                paths.append(bn_path(paths[-1]))
             data["shortcut_kind"] = "projection"
-        node = short
+        node, inserted = short, []
         for op, path in zip(chain, paths):
             node = add_node(graph, op, [node], span=data["span"], origin=NAME, path=path, block=data["block"],
                             template=data["template"], shortcut_of=add)
-            in_shape = graph.nodes[operands(graph, node)[0]]["shape"]
-            if op.kind == "conv":
-                graph.nodes[node]["shape"] = (op.out_channels, *main_shape[1:])
-            elif op.kind == "pad_shortcut":
-                graph.nodes[node]["shape"] = main_shape
-            else:
-                graph.nodes[node]["shape"] = in_shape
+            inserted.append(node)
+        shapes.apply(graph, only=inserted)
         edge = graph.edges[short, add]
         graph.remove_edge(short, add)
         graph.add_edge(node, add, **edge)

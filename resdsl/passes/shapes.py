@@ -54,7 +54,7 @@ def _infer(op, shapes, data, errors: Collector):
     shape = shapes[0]
     span = data["span"]
     label = data["path"] or op.kind
-    spatial_ops = ("conv", "maxpool", "avgpool", "batchnorm", "gap", "pad_shortcut")
+    spatial_ops = ("conv", "maxpool", "avgpool", "batchnorm", "gap", "pad_shortcut", "se")
     if op.kind in spatial_ops and len(shape) != 3:
         errors.add("E0207", f"`{label}` needs a C×H×W input, got the flat {_fmt(shape)}", span,
                    "input is flat", "spatial ops come before `flatten`")
@@ -85,7 +85,7 @@ def _infer(op, shapes, data, errors: Collector):
     if op.kind == "pad_shortcut":
         c, h, w = shape
         return (c + op.pad_before + op.pad_after, conv_out(h, 1, op.stride, 0), conv_out(w, 1, op.stride, 0))
-    # add, batchnorm, relu, dropout keep the main operand's shape
+    # add, batchnorm, relu, dropout, se keep the main operand's shape
     return shape
 
 
