@@ -13,8 +13,8 @@ import torch
 import resdsl
 from conftest import ROOT
 
-SMALL = {"num_classes": 10, "input": "3x32x32"}
-SMALL_SPEC = "resnet18"
+SMALL = {"num_classes": 10}
+SMALL_SPEC = "cifar_resnet20"  # option-A shortcuts: the parameter-free path is exercised too
 
 
 @pytest.fixture(scope="module")
@@ -106,7 +106,7 @@ def test_ddp_two_processes_gloo_keep_identical_weights(tmp_path):
     checkpoint = tmp_path / "final.pt"
     command = [
         sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
-        str(ROOT / "examples" / "train.py"), SMALL_SPEC, "--set", "input=3x16x16", "--set", "classes=10",
+        str(ROOT / "examples" / "train.py"), SMALL_SPEC, "--set", "input=3x16x16",
         "--steps", "3", "--batch-size", "4", "--report", str(report), "--checkpoint", str(checkpoint),
     ]
     run = subprocess.run(command, capture_output=True, text=True, timeout=300, cwd=tmp_path)
@@ -114,9 +114,9 @@ def test_ddp_two_processes_gloo_keep_identical_weights(tmp_path):
     digests = [(report / f"rank{rank}.txt").read_text() for rank in (0, 1)]
     assert digests[0] == digests[1]
     # The checkpoint loads into the generated module and differs from a fresh initialisation.
-    model = resdsl.create_model(SMALL_SPEC, num_classes=10, input="3x16x16")
+    model = resdsl.create_model(SMALL_SPEC, input="3x16x16")
     state = torch.load(checkpoint)
     model.load_state_dict(state, strict=True)
     torch.manual_seed(0)
-    initial = resdsl.create_model(SMALL_SPEC, num_classes=10, input="3x16x16").state_dict()
+    initial = resdsl.create_model(SMALL_SPEC, input="3x16x16").state_dict()
     assert not torch.equal(state["conv1.weight"], initial["conv1.weight"])
