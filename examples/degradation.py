@@ -91,8 +91,8 @@ def plot(results: dict[str, list[float]], path: Path, title: str) -> None:
 
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--steps", type=int, default=400)
-    parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--steps", type=int, default=300)
+    parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--lr", type=float, default=0.05)
     parser.add_argument("--size", type=int, default=16, help="input height and width")
     parser.add_argument("--data", choices=("digits", "synthetic"), default="digits")

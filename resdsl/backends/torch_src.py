@@ -85,6 +85,7 @@ class _Emitter:
             taken.add(SE_CLASS)
         self.classes = {t: class_name(t, taken) for t in self.by_template}
         self.top_name = class_name(graph.graph["name"], taken)
+        self.flags: dict[str, list[str]] = {}  # template -> its constructor's shortcut flags
 
     # -- small queries --------------------------------------------------------
 
@@ -267,9 +268,6 @@ class _Emitter:
     def _emit(self, body: _Body) -> None:
         graph = self.graph
         steps = [n for n in body.nodes if graph.nodes[n]["shortcut_of"] is None and n != body.input]
-        step_of: dict[int, int] = {}
-        for index, node in enumerate(steps):
-            step_of[node] = index
         consumers: dict[int, set[int]] = {}
         for index, node in enumerate(steps):
             reads = [body.units[node][1]] if node in body.units else operands(graph, node)
@@ -344,7 +342,6 @@ class _Emitter:
         lines += [f"        {line}" for line in body.init]
         lines += ["", "    def forward(self, x: torch.Tensor) -> torch.Tensor:"]
         lines += [f"        {line}" for line in body.forward]
-        self.flags = getattr(self, "flags", {})
         self.flags[template] = flags
         return "\n".join(lines)
 
