@@ -16,11 +16,16 @@ def inserted(graph: nx.DiGraph) -> list[str]:
     lines = ["policies: " + policy_text(graph)]
     norms = sum(1 for n in graph if graph.nodes[n]["origin"] == "norm")
     lines.append(f"norm policy placed {norms} BatchNorm/ReLU ops")
-    for add in order(graph):
+    walk = order(graph)
+    chains: dict[int, list[int]] = {}
+    for node in walk:
+        if graph.nodes[node]["shortcut_of"] is not None:
+            chains.setdefault(graph.nodes[node]["shortcut_of"], []).append(node)
+    for add in walk:
         data = graph.nodes[add]
         if data["op"].kind != "add" or data.get("shortcut_kind") in (None, "identity"):
             continue
-        chain = [n for n in order(graph) if graph.nodes[n]["shortcut_of"] == add]
+        chain = chains[add]
         source = operands(graph, chain[0])[0]
         parts = []
         for node in chain:
