@@ -11,6 +11,7 @@ from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput
 
 from ..diagnostics import ResdslError, Source, Span, error
 from . import ast
+from .parser_cache import load_or_build
 
 KEYWORDS = ("use", "block", "network", "expansion", "input", "classes", "policy", "let", "add", "x", "first", "true", "false")
 
@@ -29,7 +30,7 @@ _TERMINAL_TEXT = {
 @lru_cache(maxsize=1)
 def _parser() -> Lark:
     grammar = resources.files("resdsl").joinpath("grammar.lark").read_text()
-    return Lark(grammar, parser="lalr", propagate_positions=True, maybe_placeholders=True)
+    return load_or_build(grammar, propagate_positions=True, maybe_placeholders=True)
 
 
 def parse(source: Source) -> ast.Module:
