@@ -1,0 +1,57 @@
+"""Performance properties that cannot flake. Timings themselves live in bench/ and docs/benchmarks.md.
+
+(`resdsl check` not importing torch is guarded in test_cli.py.)
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+
+import networkx as nx
+import pytest
+
+import resdsl
+from conftest import ROOT, SPECS
+from resdsl.ir.graph import VerifyError, order, verify
+
+sys.path.insert(0, str(ROOT / "bench"))
+from specs import cifar_spec  # noqa: E402
+
+
+def _best_of(text: str, repeats: int) -> float:
+    best = float("inf")
+    for _ in range(repeats):
+        start = time.perf_counter()
+        resdsl.compile(text).torch_source
+        best = min(best, time.perf_counter() - start)
+    return best
+
+
+def test_compiling_ten_times_more_blocks_takes_less_than_thirty_times_longer():
+    small, large = cifar_spec(100), cifar_spec(1000)
+    resdsl.compile(small)  # imports and parser tables are not part of the comparison
+    # Linear compile time gives about 10×; a quadratic step anywhere would give about 100×.
+    assert _best_of(large, 2) < 30 * _best_of(small, 3)
+
+
+def test_generated_spec_has_the_blocks_it_says():
+    net = resdsl.compile(cifar_spec(1000))
+    assert len(net.graph.graph["instances"]) == 1000
+    assert net.params == resdsl.compile(cifar_spec(1000)).params
+
+
+@pytest.mark.parametrize("spec", sorted(SPECS.glob("*.res")), ids=lambda p: p.stem)
+@pytest.mark.parametrize("norm", ["post", "pre", "bn_after_add"])
+def test_walk_is_networkx_lexicographical_topological_order(spec: Path, norm: str):
+    graph = resdsl.compile(spec, {"norm": norm, "shortcut": "C"}).graph
+    assert order(graph) == list(nx.lexicographical_topological_sort(graph, key=lambda n: n))
+
+
+def test_verify_still_finds_a_cycle():
+    graph = resdsl.compile(SPECS / "resnet18.res").graph
+    walk = order(graph)
+    graph.add_edge(walk[-1], walk[1], pos=1, shortcut=False)
+    with pytest.raises(VerifyError, match="cycle"):
+        verify(graph, after="test")
