@@ -1,4 +1,4 @@
-"""Row 5: peak RSS of building ResNet-152 through resdsl against constructing the hand-written model.
+"""Row 5: peak RSS of building ResNet-152 through resdsl against constructing the hand-written model (VmHWM, Linux).
 
 Each variant runs in a fresh process that imports torch first, so the figures
 compare the building alone on top of the same baseline (`import torch`).
@@ -20,7 +20,9 @@ PROGRAMS = {
     ),
     "hand-written ResNet-152": "import torch\nfrom reference_resnet import reference\nreference('resnet152')",
 }
-REPORT = "\nimport resource; print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)"
+# VmHWM, not getrusage's ru_maxrss: Linux carries ru_maxrss over from the parent across fork and exec,
+# so a child of a large benchmark process would report the parent's peak.
+REPORT = "\nprint(next(l.split()[1] for l in open('/proc/self/status') if l.startswith('VmHWM')))"
 
 
 def peak_kib(program: str) -> int:

@@ -192,7 +192,7 @@ def render(start, scaling, lat, mem, onnx_note, loads) -> str:
 
     torch_only = mem["import torch only"]["median_mib"]
     out += ["## 5. Memory: building ResNet-152", "",
-            "Peak RSS of a fresh process that imports torch and builds the model (ru_maxrss).", "",
+            "Peak RSS (VmHWM) of a fresh process that imports torch and builds the model.", "",
             "| process | peak RSS | spread | above `import torch` | ratio to hand-written |",
             "|---|---:|---:|---:|---:|"]
     hand = mem["hand-written ResNet-152"]["median_mib"]
