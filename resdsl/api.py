@@ -72,6 +72,33 @@ class Compiled:
 
         return torch_src.instantiate(self.torch_source, self.graph)
 
+    def to_onnx(self, weights=None, *, seed: int = 0, opset: int = 17, fold_bn: bool = False):
+        """An onnx.ModelProto of the network in inference mode.
+
+        `weights`: None for the seeded default initialisation (`seed`), a path
+        to a `.pt`/`.pth` state_dict, `.safetensors` or `.npz` file, or a
+        mapping of state_dict keys to arrays or tensors. `fold_bn` folds each
+        BatchNorm into the conv before it. Raises ResdslError for weights that
+        do not fit the network.
+        """
+        from . import __version__, weights as weights_mod
+        from .backends import onnx_graph
+        from .backends.torch_src import _display
+
+        if weights is None:
+            state, origin = weights_mod.initial(self.graph, seed), f"seed {seed}"
+        elif isinstance(weights, (str, Path)):
+            state, origin = weights_mod.load(weights, self.graph), f"file {Path(weights).name}"
+        else:
+            state, origin = weights_mod.check(weights, self.graph), "mapping"
+        graph = self.graph
+        if fold_bn:
+            from .passes import fold_bn as fold
+
+            graph, state = fold.apply(graph, state)
+        metadata = {"source": _display(self.source.name), "weights": origin, "fold_bn": str(bool(fold_bn)).lower()}
+        return onnx_graph.emit(graph, state, opset=opset, metadata=metadata, producer_version=__version__)
+
     def __repr__(self) -> str:
         return f"<resdsl.Compiled {self.name}: {self.params:,} parameters>"
 

@@ -15,7 +15,8 @@ from .diagnostics import ResdslError
 
 EXIT_OK, EXIT_SPEC, EXIT_USAGE, EXIT_INTERNAL = 0, 1, 2, 3
 
-EMITS = {"torch": ".py", "ir": ".ir.txt"}
+EMITS = {"torch": ".py", "ir": ".ir.txt", "onnx": ".onnx"}
+ONNX_OPSETS = tuple(range(13, 22))  # backends/onnx_graph.OPSETS, kept here so the CLI never imports onnx
 
 
 class _UsageError(Exception):
@@ -43,6 +44,11 @@ def _parser() -> argparse.ArgumentParser:
     build.add_argument("-o", "--output", metavar="OUT",
                        help="output file ('-' for standard output; default: the spec's name with the emit's suffix)")
     build.add_argument("--emit", choices=tuple(EMITS), default="torch", help="what to generate (default: torch)")
+    onnx = build.add_argument_group("ONNX (--emit onnx)")
+    onnx.add_argument("--opset", type=int, choices=ONNX_OPSETS, metavar="N", help="ONNX opset, 13-21 (default 17)")
+    onnx.add_argument("--fold-bn", action="store_true", help="fold BatchNorm into the conv before it")
+    onnx.add_argument("--weights", metavar="FILE", help="a state_dict (.pt, .pth), .safetensors or .npz file")
+    onnx.add_argument("--seed", type=int, metavar="N", help="seed of the default initialisation (default 0)")
 
     check = command("check", "Parse and validate a spec; exit 0 when valid, 1 otherwise.")
     check.add_argument("-v", "--verbose", action="store_true", help="list the shortcuts and norms the passes placed")
@@ -59,6 +65,12 @@ def _parser() -> argparse.ArgumentParser:
                         help="detail: one node per stage, per residual block (default) or per op")
     render.add_argument("--rankdir", choices=("TB", "LR"), default="TB",
                         help="flow top to bottom (default) or left to right")
+
+    run = sub.add_parser("run", help="Run an ONNX model on a .npy input with onnxruntime (CUDA when available).",
+                         description="Run an ONNX model on a .npy input with onnxruntime (CUDA when available).")
+    run.add_argument("model", metavar="MODEL", help="an .onnx file")
+    run.add_argument("--input", required=True, metavar="X.npy", help="N×C×H×W (or one C×H×W) float array")
+    run.add_argument("-o", "--output", metavar="OUT.npy", help="save the output array here")
     return parser
 
 
@@ -103,8 +115,18 @@ def cmd_build(args) -> int:
     output = args.output or Path(args.spec).name.removesuffix(".res") + suffix
     if output != "-" and Path(output).resolve() == Path(args.spec).resolve():
         raise _UsageError(f"refusing to overwrite the input spec {args.spec}")
+    onnx_options = {"opset": args.opset, "fold_bn": args.fold_bn or None, "weights": args.weights, "seed": args.seed}
+    given = [f"--{k.replace('_', '-')}" for k, v in onnx_options.items() if v is not None]
+    if given and args.emit != "onnx":
+        raise _UsageError(f"{', '.join(given)} only apply to --emit onnx")
+    if args.weights is not None and args.seed is not None:
+        raise _UsageError("--seed chooses the default initialisation; it cannot go with --weights")
     if args.emit == "ir":
         _write(output, compiled.ir_text, "IR")
+    elif args.emit == "onnx":
+        model = compiled.to_onnx(args.weights, seed=args.seed or 0, opset=args.opset or 17, fold_bn=args.fold_bn)
+        opset = model.opset_import[0].version
+        _write(output, model.SerializeToString(), f"ONNX opset {opset}, {compiled.params:,} parameters")
     else:
         _write(output, compiled.torch_source, f"PyTorch, {compiled.params:,} parameters")
     return EXIT_OK
@@ -147,7 +169,30 @@ def cmd_render(args) -> int:
     return EXIT_OK
 
 
-COMMANDS = {"build": cmd_build, "check": cmd_check, "summary": cmd_summary, "render": cmd_render}
+def cmd_run(args) -> int:
+    import numpy as np
+
+    from .runner import RunError, run
+
+    try:
+        batch = np.load(args.input, allow_pickle=False)
+        output, provider = run(args.model, batch)
+    except (OSError, ValueError, RunError) as exc:
+        raise _UsageError(str(exc)) from None
+    print(f"ran {Path(args.model).name} on {provider}: output {'x'.join(map(str, output.shape))}", file=sys.stderr)
+    if output.ndim == 2:
+        for row, scores in enumerate(output):
+            print(f"{row}: class {int(scores.argmax())} ({float(scores.max()):.6g})")
+    if args.output:
+        import io
+
+        buffer = io.BytesIO()
+        np.save(buffer, output)
+        _write(args.output, buffer.getvalue(), "output array")
+    return EXIT_OK
+
+
+COMMANDS = {"build": cmd_build, "check": cmd_check, "summary": cmd_summary, "render": cmd_render, "run": cmd_run}
 
 
 def _use_color(stream) -> bool:

@@ -1,0 +1,226 @@
+"""ONNX backend: an inference graph written straight from the IR, weights included.
+
+One ONNX node per IR op (two or three for `pad_shortcut`), emitted by a
+function per op kind (`EMITTERS`). Names follow the IR: a module's node and
+its output tensor are named by its module path (`layer2.0.conv1`), a
+functional op by its block and kind (`layer2.0.relu_1`); initializers are the
+PyTorch state_dict keys. The graph input is `input` (batch×C×H×W), the output
+`output`; the batch dimension is the symbol `batch`. Every other tensor gets a
+`value_info` entry with the IR's inferred shape.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import networkx as nx
+import numpy as np
+import onnx
+from onnx import TensorProto, helper, numpy_helper
+
+from ..ir.graph import operands, order
+
+OPSETS = tuple(range(13, 22))
+DEFAULT_OPSET = 17
+INPUT, OUTPUT, BATCH = "input", "output", "batch"
+
+
+class OnnxEmitError(RuntimeError):
+    """The IR holds something the ONNX backend cannot express: a resdsl bug."""
+
+
+class _Context:
+    """What the per-kind emitters share: names, the node list and the weights."""
+
+    def __init__(self, graph: nx.DiGraph, state: dict[str, np.ndarray], opset: int):
+        self.graph = graph
+        self.state = state
+        self.opset = opset
+        self.nodes: list[onnx.NodeProto] = []
+        self.initializers: list[onnx.TensorProto] = []
+        self.constants: dict[str, tuple[int, ...]] = {}  # constant tensor name -> shape
+        self.inner: list[onnx.ValueInfoProto] = []  # tensors inside one IR op's expansion
+        self.names = _node_names(graph)
+        self.tensors = dict(self.names)  # node -> its output tensor; differs only for the graph output
+
+    def weight(self, node: int, name: str) -> str:
+        """Add the state entry `<path>.<name>` as an initializer; returns its name."""
+        key = f"{self.graph.nodes[node]['path']}.{name}"
+        if key not in self.state:
+            raise OnnxEmitError(f"no weights for {key}")
+        self.initializers.append(numpy_helper.from_array(self.state[key], key))
+        return key
+
+    def constant(self, node: int, label: str, values: list[int]) -> str:
+        """An int64 Constant node (kept out of the initializers, which mirror the state_dict)."""
+        name = f"{self.names[node]}.{label}"
+        tensor = numpy_helper.from_array(np.array(values, dtype=np.int64), name)
+        self.nodes.append(helper.make_node("Constant", [], [name], name=name, value=tensor))
+        self.constants[name] = (len(values),)
+        return name
+
+    def add(self, op_type: str, node: int, inputs: list[str], **attrs) -> None:
+        self.nodes.append(helper.make_node(op_type, inputs, [self.tensors[node]], name=self.names[node], **attrs))
+
+
+Emitter = Callable[[_Context, int, list[str]], None]
+EMITTERS: dict[str, Emitter] = {}
+
+
+def emits(*kinds: str) -> Callable[[Emitter], Emitter]:
+    """Register the emitter of one or more IR op kinds."""
+
+    def register(function: Emitter) -> Emitter:
+        for kind in kinds:
+            EMITTERS[kind] = function
+        return function
+
+    return register
+
+
+def _window(kernel: int, stride: int, padding: int) -> dict:
+    return dict(kernel_shape=[kernel, kernel], strides=[stride, stride], pads=[padding] * 4)
+
+
+@emits("conv")
+def _conv(ctx: _Context, node: int, inputs: list[str]) -> None:
+    op = ctx.graph.nodes[node]["op"]
+    inputs = inputs + [ctx.weight(node, "weight")] + ([ctx.weight(node, "bias")] if op.bias else [])
+    ctx.add("Conv", node, inputs, group=op.groups, dilations=[op.dilation] * 2,
+            **_window(op.kernel, op.stride, op.padding))
+
+
+@emits("batchnorm")
+def _batchnorm(ctx: _Context, node: int, inputs: list[str]) -> None:
+    op = ctx.graph.nodes[node]["op"]
+    params = [ctx.weight(node, k) for k in ("weight", "bias", "running_mean", "running_var")]
+    ctx.add("BatchNormalization", node, inputs + params, epsilon=op.eps)
+
+
+@emits("relu")
+def _relu(ctx: _Context, node: int, inputs: list[str]) -> None:
+    ctx.add("Relu", node, inputs)
+
+
+@emits("maxpool")
+def _maxpool(ctx: _Context, node: int, inputs: list[str]) -> None:
+    op = ctx.graph.nodes[node]["op"]
+    ctx.add("MaxPool", node, inputs, ceil_mode=int(op.ceil_mode), **_window(op.kernel, op.stride, op.padding))
+
+
+@emits("avgpool")
+def _avgpool(ctx: _Context, node: int, inputs: list[str]) -> None:
+    op = ctx.graph.nodes[node]["op"]
+    ctx.add("AveragePool", node, inputs, ceil_mode=int(op.ceil_mode),
+            count_include_pad=int(op.count_include_pad), **_window(op.kernel, op.stride, op.padding))
+
+
+@emits("gap")
+def _gap(ctx: _Context, node: int, inputs: list[str]) -> None:
+    ctx.add("GlobalAveragePool", node, inputs)
+
+
+@emits("flatten")
+def _flatten(ctx: _Context, node: int, inputs: list[str]) -> None:
+    ctx.add("Flatten", node, inputs, axis=1)
+
+
+@emits("linear")
+def _linear(ctx: _Context, node: int, inputs: list[str]) -> None:
+    op = ctx.graph.nodes[node]["op"]
+    params = [ctx.weight(node, "weight")] + ([ctx.weight(node, "bias")] if op.bias else [])
+    ctx.add("Gemm", node, inputs + params, transB=1)
+
+
+@emits("dropout")
+def _dropout(ctx: _Context, node: int, inputs: list[str]) -> None:
+    ctx.add("Identity", node, inputs)  # inference: dropout passes its input through
+
+
+@emits("add")
+def _add(ctx: _Context, node: int, inputs: list[str]) -> None:
+    ctx.add("Add", node, inputs)
+
+
+@emits("pad_shortcut")
+def _pad_shortcut(ctx: _Context, node: int, inputs: list[str]) -> None:
+    """Option A: `x[:, :, ::s, ::s]`, then zero channels before and after."""
+    op = ctx.graph.nodes[node]["op"]
+    source = inputs[0]
+    if op.stride != 1:
+        end = np.iinfo(np.int64).max
+        sliced = f"{ctx.names[node]}.subsample"
+        slice_inputs = [source, ctx.constant(node, "starts", [0, 0]), ctx.constant(node, "ends", [end, end]),
+                        ctx.constant(node, "axes", [2, 3]), ctx.constant(node, "steps", [op.stride] * 2)]
+        ctx.nodes.append(helper.make_node("Slice", slice_inputs, [sliced], name=sliced))
+        channels = ctx.graph.nodes[operands(ctx.graph, node)[0]]["shape"][0]
+        ctx.inner.append(_tensor(sliced, (channels, *ctx.graph.nodes[node]["shape"][1:])))
+        source = sliced
+    pads = ctx.constant(node, "pads", [0, op.pad_before, 0, 0, 0, op.pad_after, 0, 0])
+    ctx.add("Pad", node, [source, pads], mode="constant")
+
+
+def _node_names(graph: nx.DiGraph) -> dict[int, str]:
+    """Module paths for modules; `<block>.<kind>`, numbered from the second, for functional ops."""
+    taken = {graph.nodes[n]["path"] for n in graph if graph.nodes[n]["path"]} | {INPUT, OUTPUT}
+    names: dict[int, str] = {}
+    for node in order(graph):
+        data = graph.nodes[node]
+        if data["path"]:
+            names[node] = data["path"]
+            continue
+        if data["op"].kind == "input":
+            names[node] = INPUT
+            continue
+        base = (data["block"] + "." if data["block"] else "") + data["op"].kind
+        name, n = base, 1
+        while name in taken:
+            name, n = f"{base}_{n}", n + 1
+        taken.add(name)
+        names[node] = name
+    return names
+
+
+def emit(graph: nx.DiGraph, state: dict[str, np.ndarray], *, opset: int = DEFAULT_OPSET,
+         metadata: dict[str, str] | None = None, producer_version: str = "") -> onnx.ModelProto:
+    """The ONNX model of `graph` with weights `state` (keys as weights.layout gives them)."""
+    if opset not in OPSETS:
+        raise ValueError(f"opset {opset} is not supported; choose one of {', '.join(map(str, OPSETS))}")
+    ctx = _Context(graph, state, opset)
+    walk = order(graph)
+    last = walk[-1]
+    ctx.tensors[last] = OUTPUT
+    value_info = []
+    for node in walk:
+        data = graph.nodes[node]
+        kind = data["op"].kind
+        if kind == "input":
+            continue
+        emitter = EMITTERS.get(kind)
+        if emitter is None:
+            raise OnnxEmitError(f"the ONNX backend has no emitter for op kind {kind!r}")
+        emitter(ctx, node, [ctx.tensors[p] for p in operands(graph, node)])
+        if node != last:
+            value_info.append(_tensor(ctx.tensors[node], data["shape"]))
+    value_info += ctx.inner
+    value_info += [helper.make_tensor_value_info(name, TensorProto.INT64, list(shape))
+                   for name, shape in ctx.constants.items()]
+    source = graph.nodes[walk[0]]
+    body = helper.make_graph(
+        ctx.nodes, graph.graph["name"],
+        inputs=[_tensor(INPUT, source["shape"])],
+        outputs=[_tensor(OUTPUT, graph.nodes[last]["shape"])],
+        initializer=ctx.initializers,
+        value_info=value_info,
+    )
+    opset_id = helper.make_opsetid("", opset)
+    model = helper.make_model(body, opset_imports=[opset_id], producer_name="resdsl",
+                              producer_version=producer_version,
+                              ir_version=helper.find_min_ir_version_for([opset_id]))
+    model.doc_string = f"{graph.graph['name']}: generated by resdsl"
+    helper.set_model_props(model, {"network": graph.graph["name"], **(metadata or {})})
+    return model
+
+
+def _tensor(name: str, shape: tuple[int, ...]) -> onnx.ValueInfoProto:
+    return helper.make_tensor_value_info(name, TensorProto.FLOAT, [BATCH, *shape])
