@@ -78,16 +78,12 @@ def emits(*kinds: str) -> Callable[[Emitter], Emitter]:
     return register
 
 
-def _window(kernel: int, stride: int, padding: int) -> dict:
-    return dict(kernel_shape=[kernel, kernel], strides=[stride, stride], pads=[padding] * 4)
-
-
 @emits("conv")
 def _conv(ctx: _Context, node: int, inputs: list[str]) -> None:
     op = ctx.graph.nodes[node]["op"]
     inputs = inputs + [ctx.weight(node, "weight")] + ([ctx.weight(node, "bias")] if op.bias else [])
-    ctx.add("Conv", node, inputs, group=op.groups, dilations=[op.dilation] * 2,
-            **_window(op.kernel, op.stride, op.padding))
+    ctx.add("Conv", node, inputs, kernel_shape=[op.kernel] * 2, strides=[op.stride] * 2, pads=[op.padding] * 4,
+            dilations=[op.dilation] * 2, group=op.groups)
 
 
 @emits("batchnorm")
@@ -102,17 +98,48 @@ def _relu(ctx: _Context, node: int, inputs: list[str]) -> None:
     ctx.add("Relu", node, inputs)
 
 
+def _pool_pads(ctx: _Context, node: int) -> tuple[list[int], int]:
+    """Explicit pads, [top, left, bottom, right], that give PyTorch's output size without ceil_mode.
+
+    ONNX's ceil_mode keeps a last window that starts in the right padding,
+    which PyTorch drops (shape inference then disagrees with the IR); extra end
+    padding, ignored by MaxPool and by AveragePool without count_include_pad,
+    reproduces PyTorch exactly. Returns the pads and the extra amount.
+    """
+    op = ctx.graph.nodes[node]["op"]
+    _, h, w = ctx.graph.nodes[operands(ctx.graph, node)[0]]["shape"]
+    _, out_h, out_w = ctx.graph.nodes[node]["shape"]
+    p, k, s = op.padding, op.kernel, op.stride
+    extra_h, extra_w = (max(0, (out - 1) * s + k - (size + 2 * p)) for out, size in ((out_h, h), (out_w, w)))
+    return [p, p, p + extra_h, p + extra_w], extra_h + extra_w
+
+
 @emits("maxpool")
 def _maxpool(ctx: _Context, node: int, inputs: list[str]) -> None:
     op = ctx.graph.nodes[node]["op"]
-    ctx.add("MaxPool", node, inputs, ceil_mode=int(op.ceil_mode), **_window(op.kernel, op.stride, op.padding))
+    pads, _ = _pool_pads(ctx, node)
+    ctx.add("MaxPool", node, inputs, kernel_shape=[op.kernel] * 2, strides=[op.stride] * 2, pads=pads)
 
 
 @emits("avgpool")
 def _avgpool(ctx: _Context, node: int, inputs: list[str]) -> None:
     op = ctx.graph.nodes[node]["op"]
-    ctx.add("AveragePool", node, inputs, ceil_mode=int(op.ceil_mode),
-            count_include_pad=int(op.count_include_pad), **_window(op.kernel, op.stride, op.padding))
+    pads, extra = _pool_pads(ctx, node)
+    count_pad = op.count_include_pad
+    if count_pad and extra and op.padding:
+        # PyTorch counts the declared padding but not the ceil_mode overhang:
+        # pad with zeros explicitly, then average over what lies inside.
+        p = op.padding
+        padded = f"{ctx.names[node]}.padded"
+        pad_values = ctx.constant(node, "pads", [0, 0, p, p, 0, 0, p, p])
+        ctx.nodes.append(helper.make_node("Pad", [inputs[0], pad_values], [padded], name=padded, mode="constant"))
+        c, h, w = ctx.graph.nodes[operands(ctx.graph, node)[0]]["shape"]
+        ctx.inner.append(_tensor(padded, (c, h + 2 * p, w + 2 * p)))
+        inputs, pads, count_pad = [padded], [0, 0, pads[2] - p, pads[3] - p], False
+    elif extra:
+        count_pad = False  # without declared padding, only the overhang is padding: never counted
+    ctx.add("AveragePool", node, inputs, kernel_shape=[op.kernel] * 2, strides=[op.stride] * 2, pads=pads,
+            count_include_pad=int(count_pad))
 
 
 @emits("gap")
