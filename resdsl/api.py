@@ -81,23 +81,46 @@ class Compiled:
         BatchNorm into the conv before it. Raises ResdslError for weights that
         do not fit the network.
         """
-        from . import __version__, weights as weights_mod
         from .backends import onnx_graph
+
+        return onnx_graph.emit(*self._onnx_parts(weights, seed, fold_bn), opset=opset,
+                               **self._onnx_info(weights, seed, fold_bn))
+
+    def onnx_bytes(self, weights=None, *, seed: int = 0, opset: int = 17, fold_bn: bool = False) -> bytes:
+        """`to_onnx(...)` serialised, written without building the weights' protobuf messages (faster)."""
+        from .backends import onnx_graph
+
+        return onnx_graph.serialize(*self._onnx_parts(weights, seed, fold_bn), opset=opset,
+                                    **self._onnx_info(weights, seed, fold_bn))
+
+    def _onnx_parts(self, weights, seed: int, fold_bn: bool):
+        """The graph and state to emit: weights resolved and checked, BatchNorm folded if asked."""
+        from . import weights as weights_mod
+
+        if weights is None:
+            state = weights_mod.initial(self.graph, seed)
+        elif isinstance(weights, (str, Path)):
+            state = weights_mod.load(weights, self.graph)
+        else:
+            state = weights_mod.check(weights, self.graph)
+        if not fold_bn:
+            return self.graph, state
+        from .passes import fold_bn as fold
+
+        return fold.apply(self.graph, state)
+
+    def _onnx_info(self, weights, seed: int, fold_bn: bool) -> dict:
+        from . import __version__
         from .backends.torch_src import _display
 
         if weights is None:
-            state, origin = weights_mod.initial(self.graph, seed), f"seed {seed}"
+            origin = f"seed {seed}"
         elif isinstance(weights, (str, Path)):
-            state, origin = weights_mod.load(weights, self.graph), f"file {Path(weights).name}"
+            origin = f"file {Path(weights).name}"
         else:
-            state, origin = weights_mod.check(weights, self.graph), "mapping"
-        graph = self.graph
-        if fold_bn:
-            from .passes import fold_bn as fold
-
-            graph, state = fold.apply(graph, state)
+            origin = "mapping"
         metadata = {"source": _display(self.source.name), "weights": origin, "fold_bn": str(bool(fold_bn)).lower()}
-        return onnx_graph.emit(graph, state, opset=opset, metadata=metadata, producer_version=__version__)
+        return {"metadata": metadata, "producer_version": __version__}
 
     def __repr__(self) -> str:
         return f"<resdsl.Compiled {self.name}: {self.params:,} parameters>"

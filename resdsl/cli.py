@@ -124,9 +124,9 @@ def cmd_build(args) -> int:
     if args.emit == "ir":
         _write(output, compiled.ir_text, "IR")
     elif args.emit == "onnx":
-        model = compiled.to_onnx(args.weights, seed=args.seed or 0, opset=args.opset or 17, fold_bn=args.fold_bn)
-        opset = model.opset_import[0].version
-        _write(output, model.SerializeToString(), f"ONNX opset {opset}, {compiled.params:,} parameters")
+        opset = args.opset or 17
+        data = compiled.onnx_bytes(args.weights, seed=args.seed or 0, opset=opset, fold_bn=args.fold_bn)
+        _write(output, data, f"ONNX opset {opset}, {compiled.params:,} parameters")
     else:
         _write(output, compiled.torch_source, f"PyTorch, {compiled.params:,} parameters")
     return EXIT_OK

@@ -1,0 +1,228 @@
+"""The ONNX backend: valid models, exact logits in onnxruntime, names, determinism, options."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+import pytest
+import torch
+
+import resdsl
+from resdsl.backends import onnx_graph
+from resdsl.cli import main
+from resdsl.ir import ops
+from resdsl.weights import initial, layout
+from recipe import recipe_input, recipe_state
+
+ROOT = Path(__file__).resolve().parent.parent
+SPECS = sorted((ROOT / "specs").glob("*.res"))
+IMAGENET = [p.stem for p in SPECS]
+EVERY_OP = ROOT / "tests" / "data" / "every_op.res"
+REFERENCE = ROOT / "tests" / "reference"
+
+
+def session(model: onnx.ModelProto | Path) -> ort.InferenceSession:
+    data = model.SerializeToString() if isinstance(model, onnx.ModelProto) else str(model)
+    return ort.InferenceSession(data, providers=["CPUExecutionProvider"])
+
+
+def logits(model, x: np.ndarray) -> np.ndarray:
+    return session(model).run(None, {"input": x})[0]
+
+
+def shapes_of(model: onnx.ModelProto) -> dict[str, list]:
+    return {v.name: [d.dim_param or d.dim_value for d in v.type.tensor_type.shape.dim] for v in model.graph.value_info}
+
+
+@pytest.mark.parametrize("spec", SPECS, ids=lambda p: p.stem)
+def test_every_spec_passes_the_checker_and_shape_inference(spec):
+    model = resdsl.compile(spec).to_onnx()
+    onnx.checker.check_model(model, full_check=True)
+    # Strict inference from the inputs alone must reach the shapes resdsl wrote.
+    bare = onnx.ModelProto()
+    bare.CopyFrom(model)
+    del bare.graph.value_info[:]
+    inferred = onnx.shape_inference.infer_shapes(bare, check_type=True, strict_mode=True)
+    assert shapes_of(inferred) == shapes_of(model)
+
+
+@pytest.mark.parametrize("norm", ["post", "pre", "relu_preact", "bn_after_add", "relu_before_add"])
+@pytest.mark.parametrize("shortcut", ["A", "B", "C", "none"])
+def test_every_op_matches_the_generated_torch_module(norm, shortcut):
+    net = resdsl.compile(EVERY_OP, {"norm": norm, "shortcut": shortcut})
+    module = net.to_torch().eval()
+    rng = np.random.default_rng(7)
+    state = {}
+    for key, (shape, dtype) in layout(net.graph).items():
+        value = rng.standard_normal(shape) * 0.3 if dtype == "float32" else np.zeros(shape)
+        state[key] = np.abs(value) + 0.5 if key.endswith("running_var") else value
+    module.load_state_dict({k: torch.from_numpy(np.asarray(v, dtype=layout(net.graph)[k][1])) for k, v in state.items()})
+    x = rng.standard_normal((2, 3, 42, 42)).astype(np.float32)
+    with torch.no_grad():
+        expected = module(torch.from_numpy(x)).numpy()
+    for fold in (False, True):
+        model = net.to_onnx(state, fold_bn=fold)
+        onnx.checker.check_model(model, full_check=True)
+        np.testing.assert_allclose(logits(model, x), expected, atol=2e-5, rtol=0)
+
+
+def test_folding_removes_every_batchnorm_after_a_conv():
+    net = resdsl.compile(ROOT / "specs" / "resnet50.res", {"input": "3x64x64"})
+    plain, folded = net.to_onnx(), net.to_onnx(fold_bn=True)
+    count = [sum(n.op_type == "BatchNormalization" for n in m.graph.node) for m in (plain, folded)]
+    assert count == [53, 0]
+    assert "conv1.bias" in {i.name for i in folded.graph.initializer}
+    # Pre-activation normalises adds and the stem's output: those BatchNorms stay.
+    pre = resdsl.compile(ROOT / "specs" / "resnet18.res", {"norm": "pre", "input": "3x64x64"}).to_onnx(fold_bn=True)
+    assert sum(n.op_type == "BatchNormalization" for n in pre.graph.node) == 9
+
+
+def _save(state: dict[str, np.ndarray], path: Path) -> Path:
+    if path.suffix == ".pt":
+        torch.save({k: torch.from_numpy(v) for k, v in state.items()}, path)
+    elif path.suffix == ".npz":
+        np.savez(path, **state)
+    else:
+        from safetensors.numpy import save_file
+
+        save_file(state, str(path))
+    return path
+
+
+# A weights format per spec, so that every reader is exercised on real networks.
+FORMATS = {"resnet18": ".pt", "resnet34": ".safetensors", "resnet50": ".npz", "resnet101": ".pt",
+           "resnet152": ".npz", "resnext50_32x4d": ".safetensors", "wide_resnet50_2": ".pt"}
+
+
+def _check_logits(sess: ort.InferenceSession, name: str) -> None:
+    """Batch 1 and batch 3 (rows of the reference batch) on one model."""
+    x, reference = recipe_input(), np.load(REFERENCE / f"{name}.out.npy")
+    one = sess.run(None, {"input": x[1:]})[0]
+    three = sess.run(None, {"input": x[[0, 1, 0]]})[0]
+    np.testing.assert_allclose(one, reference[1:], atol=1e-4, rtol=0)
+    np.testing.assert_allclose(three, reference[[0, 1, 0]], atol=1e-4, rtol=0)
+
+
+def test_cli_with_the_generated_modules_state_dict_gives_torchvision_logits(tmp_path):
+    """The documented route: torch.save(model.state_dict()) of the generated module, then --weights."""
+    from recipe import fill_module
+
+    spec = ROOT / "specs" / "resnet18.res"
+    module = resdsl.compile(spec).to_torch()
+    fill_module(module)
+    weights = tmp_path / "w.pt"
+    torch.save(module.state_dict(), weights)
+    for fold in ([], ["--fold-bn"]):
+        out = tmp_path / "resnet18.onnx"
+        assert main(["build", str(spec), "--emit", "onnx", "--weights", str(weights), "-o", str(out), *fold]) == 0
+        _check_logits(session(out), "resnet18")
+
+
+# A weights format per spec, so that every reader is exercised on real networks.
+FORMATS = {"resnet18": ".npz", "resnet34": ".safetensors", "resnet50": ".npz", "resnet101": ".pt",
+           "resnet152": ".npz", "resnext50_32x4d": ".safetensors", "wide_resnet50_2": ".pt"}
+
+
+@pytest.mark.parametrize("name", IMAGENET)
+def test_recipe_weights_give_torchvision_logits(name, tmp_path):
+    """The recipe over the layout's keys (test_initializers_are_the_state_dict checks them), read from a file."""
+    net = resdsl.compile(ROOT / "specs" / f"{name}.res")
+    weights = _save(recipe_state(layout(net.graph)), tmp_path / f"w{FORMATS[name]}")
+    for fold in (False, True):
+        _check_logits(session(net.to_onnx(weights, fold_bn=fold)), name)
+
+
+@pytest.mark.parametrize("name", IMAGENET)
+def test_initializers_are_the_state_dict(name):
+    """Initializer names and shapes are torchvision's state_dict (num_batches_tracked left out)."""
+    rows = (REFERENCE / f"{name}.keys.tsv").read_text().splitlines()[1:]
+    reference = {key: () if shape == "scalar" else tuple(map(int, shape.split("x")))
+                 for key, shape, _ in (row.split("\t") for row in rows)}
+    graph = resdsl.compile(ROOT / "specs" / f"{name}.res").graph
+    assert {k: s for k, (s, _) in layout(graph).items()} == reference
+    model = onnx_graph.emit(graph, initial(graph))
+    names = {i.name: tuple(i.dims) for i in model.graph.initializer}
+    assert names == {k: s for k, s in reference.items() if not k.endswith("num_batches_tracked")}
+
+
+def test_names_shapes_and_metadata():
+    net = resdsl.compile(ROOT / "specs" / "resnet18.res")
+    model = net.to_onnx(seed=3)
+    graph = model.graph
+    nodes = [n.name for n in graph.node]
+    assert nodes[:5] == ["conv1", "bn1", "relu", "maxpool", "layer1.0.conv1"]
+    assert {"layer2.0.downsample.0", "layer2.0.downsample.1", "layer1.0.add", "layer1.0.relu_1", "fc"} <= set(nodes)
+    assert len(nodes) == len(set(nodes))
+    assert [i.name for i in graph.input] == ["input"] and [o.name for o in graph.output] == ["output"]
+    assert shapes_of(onnx.ModelProto(graph=onnx.GraphProto(value_info=graph.input)))["input"] == ["batch", 3, 224, 224]
+    assert shapes_of(onnx.ModelProto(graph=onnx.GraphProto(value_info=graph.output)))["output"] == ["batch", 1000]
+    # Every tensor a node writes, except the graph output, has a declared shape.
+    written = {t for n in graph.node for t in n.output} - {"output"}
+    shapes = shapes_of(model)
+    assert set(shapes) == written
+    assert shapes["layer3.0.downsample.1"] == ["batch", 256, 14, 14] and shapes["flatten"] == ["batch", 512]
+    assert (model.producer_name, model.producer_version) == ("resdsl", resdsl.__version__)
+    assert model.opset_import[0].version == 17 and graph.name == "resnet18"
+    props = {p.key: p.value for p in model.metadata_props}
+    assert props == {"network": "resnet18", "source": "resnet18.res", "weights": "seed 3", "fold_bn": "false"}
+
+
+def test_every_ir_op_kind_has_an_emitter():
+    kinds = {cls.kind for cls in vars(ops).values() if isinstance(cls, type) and issubclass(cls, ops.Op)}
+    assert kinds - {"op", "input"} <= set(onnx_graph.EMITTERS)
+
+
+def test_an_unknown_op_kind_is_an_internal_error():
+    @dataclasses.dataclass(frozen=True)
+    class Mystery(ops.Op):
+        kind = "mystery"
+
+    net = resdsl.compile(ROOT / "specs" / "resnet18.res", {"input": "3x32x32"})
+    graph = net.graph.copy()
+    relu = next(n for n in graph if graph.nodes[n]["op"].kind == "relu")
+    graph.nodes[relu]["op"] = Mystery()
+    with pytest.raises(onnx_graph.OnnxEmitError, match="no emitter for op kind 'mystery'"):
+        onnx_graph.emit(graph, initial(graph))
+
+
+@pytest.mark.parametrize("opset", onnx_graph.OPSETS)
+def test_every_supported_opset_runs_the_same(opset):
+    net = resdsl.compile(EVERY_OP)
+    x = np.random.default_rng(1).standard_normal((3, 3, 42, 42)).astype(np.float32)
+    model = net.to_onnx(opset=opset)
+    onnx.checker.check_model(model, full_check=True)
+    assert model.opset_import[0].version == opset
+    np.testing.assert_allclose(logits(model, x), logits(net.to_onnx(), x), atol=1e-6, rtol=0)
+
+
+def test_builds_are_byte_identical(tmp_path):
+    spec = str(ROOT / "specs" / "resnet18.res")
+    outs = [tmp_path / f"{n}.onnx" for n in ("a", "b", "c")]
+    for out, seed in zip(outs, ("0", "0", "1")):
+        assert main(["build", spec, "--emit", "onnx", "--seed", seed, "-o", str(out)]) == 0
+    a, b, c = (p.read_bytes() for p in outs)
+    assert a == b and a != c
+
+
+def test_default_initialisation_follows_pytorch_rules():
+    net = resdsl.compile(ROOT / "specs" / "resnet18.res")
+    state = initial(net.graph, seed=5)
+    conv = state["layer1.0.conv1.weight"]
+    bound = 1 / np.sqrt(64 * 3 * 3)
+    assert conv.dtype == np.float32 and np.abs(conv).max() <= bound and np.abs(conv).max() > 0.99 * bound
+    assert abs(conv.mean()) < 0.01 * bound
+    assert np.abs(state["fc.bias"]).max() <= 1 / np.sqrt(512)
+    assert (state["bn1.weight"] == 1).all() and (state["bn1.bias"] == 0).all()
+    assert (state["bn1.running_mean"] == 0).all() and (state["bn1.running_var"] == 1).all()
+    assert not np.array_equal(initial(net.graph, seed=6)["fc.weight"], state["fc.weight"])
+
+
+@pytest.mark.parametrize("fold", [False, True])
+def test_fast_serialisation_parses_to_the_same_model(fold):
+    net = resdsl.compile(EVERY_OP)
+    data = net.onnx_bytes(seed=4, opset=18, fold_bn=fold)
+    assert onnx.load_from_string(data) == net.to_onnx(seed=4, opset=18, fold_bn=fold)
