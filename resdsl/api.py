@@ -86,12 +86,13 @@ class Compiled:
         return onnx_graph.emit(*self._onnx_parts(weights, seed, fold_bn), opset=opset,
                                **self._onnx_info(weights, seed, fold_bn))
 
-    def onnx_bytes(self, weights=None, *, seed: int = 0, opset: int = 17, fold_bn: bool = False) -> bytes:
-        """`to_onnx(...)` serialised, written without building the weights' protobuf messages (faster)."""
+    def save_onnx(self, path, weights=None, *, seed: int = 0, opset: int = 17, fold_bn: bool = False) -> None:
+        """Write `to_onnx(...)`'s model to `path` atomically, copying the weights only into the file (faster)."""
         from .backends import onnx_graph
+        from .io import write_atomic
 
-        return onnx_graph.serialize(*self._onnx_parts(weights, seed, fold_bn), opset=opset,
-                                    **self._onnx_info(weights, seed, fold_bn))
+        write_atomic(path, onnx_graph.serialize(*self._onnx_parts(weights, seed, fold_bn), opset=opset,
+                                                **self._onnx_info(weights, seed, fold_bn)))
 
     def _onnx_parts(self, weights, seed: int, fold_bn: bool):
         """The graph and state to emit: weights resolved and checked, BatchNorm folded if asked."""

@@ -124,9 +124,12 @@ def cmd_build(args) -> int:
     if args.emit == "ir":
         _write(output, compiled.ir_text, "IR")
     elif args.emit == "onnx":
-        opset = args.opset or 17
-        data = compiled.onnx_bytes(args.weights, seed=args.seed or 0, opset=opset, fold_bn=args.fold_bn)
-        _write(output, data, f"ONNX opset {opset}, {compiled.params:,} parameters")
+        options = {"seed": args.seed or 0, "opset": args.opset or 17, "fold_bn": args.fold_bn}
+        if output == "-":
+            _write(output, compiled.to_onnx(args.weights, **options).SerializeToString(), "ONNX")
+        else:
+            compiled.save_onnx(output, args.weights, **options)
+            print(f"wrote {output} (ONNX opset {options['opset']}, {compiled.params:,} parameters)", file=sys.stderr)
     else:
         _write(output, compiled.torch_source, f"PyTorch, {compiled.params:,} parameters")
     return EXIT_OK

@@ -27,7 +27,7 @@ def session(model: str | Path):
         raise RunError(f"model {model} does not exist")
     try:
         return ort.InferenceSession(str(model), providers=providers())
-    except Exception as exc:  # onnxruntime reports a bad file as a generic failure
+    except Exception as exc:  # noqa: BLE001 - onnxruntime reports a bad file as a generic failure
         raise RunError(f"onnxruntime cannot load {model}: {exc}") from None
 
 

@@ -69,7 +69,10 @@ def initial(graph: nx.DiGraph, seed: int = 0) -> dict[str, np.ndarray]:
         module, _, name = key.rpartition(".")
         if module in fan_in:
             bound = np.float32(1.0 / np.sqrt(fan_in[module]))
-            state[key] = (rng.random(shape, dtype=np.float32) * 2 - 1) * bound
+            value = rng.random(shape, dtype=np.float32)  # [0, 1), scaled in place: no temporaries
+            value *= 2 * bound
+            value -= bound
+            state[key] = value
         elif name in ("weight", "running_var"):
             state[key] = np.ones(shape, np.float32)
         else:
@@ -90,7 +93,7 @@ def load(path: str | Path, graph: nx.DiGraph) -> dict[str, np.ndarray]:
         arrays = _read(path, suffix)
     except ResdslError:
         raise
-    except Exception as exc:  # a corrupt or foreign file: the user's to fix
+    except Exception as exc:  # noqa: BLE001 - a corrupt or foreign file: the user's to fix
         raise error("E0401", f"weights file {path.name} could not be read: {type(exc).__name__}: {exc}",
                     help="save the generated module's state_dict: torch.save(model.state_dict(), 'w.pt')") from None
     return check(arrays, graph, path.name)

@@ -66,6 +66,12 @@ def test_unreadable_weights_are_spec_errors(tmp_path, name, content, message, ca
     assert "error[E0401]" in err and message in err and "Traceback" not in err
 
 
+def test_a_missing_weights_file_is_a_spec_error(tmp_path):
+    with pytest.raises(resdsl.ResdslError, match="does not exist") as info:
+        resdsl.compile(SPEC).to_onnx(tmp_path / "absent.pt")
+    assert info.value.diagnostics[0].code == "E0401"
+
+
 def test_a_pt_file_must_hold_a_state_dict(tmp_path):
     import torch
 
