@@ -16,6 +16,7 @@ import numpy as np
 
 from .diagnostics import Collector, ResdslError, error
 from .ir.graph import operands, order
+from .ir.ops import se_channels
 
 # Counts BatchNorm updates during training; meaningless at inference, so it is
 # accepted when present and never required.
@@ -46,6 +47,12 @@ def layout(graph: nx.DiGraph) -> dict[str, tuple[tuple[int, ...], str]]:
             keys[f"{path}.weight"] = ((op.out_features, cin), "float32")
             if op.bias:
                 keys[f"{path}.bias"] = ((op.out_features,), "float32")
+        elif op.kind == "se":  # two 1×1 convs with bias: fc1 squeezes, fc2 expands
+            squeezed = se_channels(cin, op.reduction, op.divisor)
+            keys[f"{path}.fc1.weight"] = ((squeezed, cin, 1, 1), "float32")
+            keys[f"{path}.fc1.bias"] = ((squeezed,), "float32")
+            keys[f"{path}.fc2.weight"] = ((cin, squeezed, 1, 1), "float32")
+            keys[f"{path}.fc2.bias"] = ((cin,), "float32")
         else:
             raise NotImplementedError(f"resdsl.weights: no state layout for op kind {op.kind!r}")
     return keys
@@ -54,7 +61,7 @@ def layout(graph: nx.DiGraph) -> dict[str, tuple[tuple[int, ...], str]]:
 def initial(graph: nx.DiGraph, seed: int = 0) -> dict[str, np.ndarray]:
     """PyTorch's default initialisation, drawn from numpy's PCG64 seeded with `seed`.
 
-    Conv and Linear weights and biases: uniform in ±1/sqrt(fan_in) (what
+    Conv (SE's 1×1 convs too) and Linear weights and biases: uniform in ±1/sqrt(fan_in) (what
     `kaiming_uniform_(a=sqrt(5))` and the bias rule of nn.Conv2d/nn.Linear
     give); BatchNorm: γ=1, β=0, running mean 0, running variance 1. Keys are
     drawn in walk order, so a seed fixes every value.

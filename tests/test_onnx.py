@@ -20,7 +20,7 @@ from resdsl.weights import initial, layout
 
 ROOT = Path(__file__).resolve().parent.parent
 SPECS = sorted((ROOT / "specs").glob("*.res"))
-IMAGENET = [p.stem for p in SPECS]
+IMAGENET = sorted(p.name.removesuffix(".out.npy") for p in (ROOT / "tests" / "reference").glob("*.out.npy"))
 EVERY_OP = ROOT / "tests" / "data" / "every_op.res"
 REFERENCE = ROOT / "tests" / "reference"
 
@@ -50,10 +50,14 @@ def test_every_spec_passes_the_checker_and_shape_inference(spec):
     assert shapes_of(inferred) == shapes_of(model)
 
 
+SHORTCUTS = [{"shortcut": "A"}, {"shortcut": "B"}, {"shortcut": "C"}, {"shortcut": "none"},
+             {"shortcut": "B", "projection": "avgpool"}, {"shortcut": "C", "projection": "avgpool"}]
+
+
 @pytest.mark.parametrize("norm", ["post", "pre", "relu_preact", "bn_after_add", "relu_before_add"])
-@pytest.mark.parametrize("shortcut", ["A", "B", "C", "none"])
+@pytest.mark.parametrize("shortcut", SHORTCUTS, ids=lambda d: "-".join(d.values()))
 def test_every_op_matches_the_generated_torch_module(norm, shortcut):
-    net = resdsl.compile(EVERY_OP, {"norm": norm, "shortcut": shortcut})
+    net = resdsl.compile(EVERY_OP, {"norm": norm, **shortcut})
     module = net.to_torch().eval()
     rng = np.random.default_rng(7)
     state = {}

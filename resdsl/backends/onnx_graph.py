@@ -20,6 +20,7 @@ import onnx
 from onnx import TensorProto, helper, numpy_helper
 
 from ..ir.graph import operands, order
+from ..ir.ops import se_channels
 
 OPSETS = tuple(range(13, 22))
 DEFAULT_OPSET = 17
@@ -167,6 +168,25 @@ def _dropout(ctx: _Context, node: int, inputs: list[str]) -> None:
 @emits("add")
 def _add(ctx: _Context, node: int, inputs: list[str]) -> None:
     ctx.add("Add", node, inputs)
+
+
+@emits("se")
+def _squeeze_excite(ctx: _Context, node: int, inputs: list[str]) -> None:
+    """x · sigmoid(fc2(relu(fc1(mean over H, W of x)))), fc1 and fc2 1×1 convs with bias."""
+    op = ctx.graph.nodes[node]["op"]
+    channels = ctx.graph.nodes[node]["shape"][0]
+    squeezed = se_channels(channels, op.reduction, op.divisor)
+    name, x = ctx.names[node], inputs[0]
+    steps = [("pool", "GlobalAveragePool", [x], channels),
+             ("fc1", "Conv", [f"{name}.pool", ctx.weight(node, "fc1.weight"), ctx.weight(node, "fc1.bias")], squeezed),
+             ("relu", "Relu", [f"{name}.fc1"], squeezed),
+             ("fc2", "Conv", [f"{name}.relu", ctx.weight(node, "fc2.weight"), ctx.weight(node, "fc2.bias")], channels),
+             ("gate", "Sigmoid", [f"{name}.fc2"], channels)]
+    for label, op_type, step_inputs, width in steps:
+        attrs = {"kernel_shape": [1, 1]} if op_type == "Conv" else {}
+        ctx.nodes.append(helper.make_node(op_type, step_inputs, [f"{name}.{label}"], name=f"{name}.{label}", **attrs))
+        ctx.inner.append(_tensor(f"{name}.{label}", (width, 1, 1)))
+    ctx.add("Mul", node, [x, f"{name}.gate"])
 
 
 @emits("pad_shortcut")
