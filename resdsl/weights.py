@@ -63,10 +63,12 @@ def initial(graph: nx.DiGraph, seed: int = 0) -> dict[str, np.ndarray]:
 
     Conv (SE's 1×1 convs too) and Linear weights and biases: uniform in ±1/sqrt(fan_in) (what
     `kaiming_uniform_(a=sqrt(5))` and the bias rule of nn.Conv2d/nn.Linear
-    give); BatchNorm: γ=1, β=0, running mean 0, running variance 1. Keys are
-    drawn in walk order, so a seed fixes every value.
+    give); BatchNorm: γ=1 (0 where the zero_init_last policy says so), β=0,
+    running mean 0, running variance 1. Keys are drawn in walk order, so a
+    seed fixes every value.
     """
     rng = np.random.default_rng(seed)
+    zero_gamma = {data["path"] for _, data in graph.nodes(data=True) if data.get("zero_init")}
     fan_in: dict[str, int] = {}
     for key, (shape, _) in layout(graph).items():
         if key.endswith(".weight") and len(shape) > 1:
@@ -80,6 +82,8 @@ def initial(graph: nx.DiGraph, seed: int = 0) -> dict[str, np.ndarray]:
             value *= 2 * bound
             value -= bound
             state[key] = value
+        elif name == "weight" and module in zero_gamma:
+            state[key] = np.zeros(shape, np.float32)
         elif name in ("weight", "running_var"):
             state[key] = np.ones(shape, np.float32)
         else:

@@ -231,3 +231,15 @@ def test_saved_files_parse_to_the_api_model(fold, tmp_path):
     net = resdsl.compile(EVERY_OP)
     net.save_onnx(tmp_path / "m.onnx", seed=4, opset=18, fold_bn=fold)
     assert onnx.load(tmp_path / "m.onnx") == net.to_onnx(seed=4, opset=18, fold_bn=fold)
+
+
+def test_default_initialisation_matches_the_torch_modules_deterministic_entries():
+    """BatchNorm entries (γ = 0 under zero_init_last included) equal the generated module's own."""
+    net = resdsl.compile(ROOT / "specs" / "resnet18.res", {"zero_init_last": "true", "input": "3x32x32"})
+    ours = initial(net.graph)
+    theirs = net.to_torch().state_dict()
+    assert list(ours) == list(theirs)
+    batchnorms = [k for k in theirs if ".bn" in k or "downsample.1" in k]
+    for key in batchnorms:
+        np.testing.assert_array_equal(ours[key], theirs[key].numpy(), err_msg=key)
+    assert not ours["layer1.0.bn2.weight"].any() and ours["layer1.0.bn1.weight"].all()
