@@ -141,3 +141,10 @@ def test_onnx_emission_imports_torch_only_for_pt_weights(tmp_path):
     assert _imports_after(build + "])") == {"onnx"}
     assert _imports_after(build + f", '--weights', {str(tmp_path / 'w.npz')!r}])") == {"onnx"}
     assert _imports_after(f"from resdsl.cli import main; main(['check', {str(SPEC)!r}])") == set()
+
+
+def test_the_cli_offers_exactly_the_backends_opsets():
+    from resdsl import cli
+    from resdsl.backends import onnx_graph
+
+    assert cli.ONNX_OPSETS == onnx_graph.OPSETS
