@@ -12,6 +12,7 @@ from .diagnostics import Source
 from .frontend.loader import load as load_program
 from .frontend.loader import read_source
 from .frontend.lower import lower
+from .limits import Limits
 
 
 class Compiled:
@@ -133,18 +134,26 @@ def _is_path(spec: str | Path) -> bool:
     return "\n" not in spec and "{" not in spec and (spec.endswith(".res") or Path(spec).exists())
 
 
-def load(spec: str | Path) -> Source:
+def load(spec: str | Path, limits: Limits | None = None) -> Source:
     """Read a spec from a path, or take it as text."""
     if _is_path(spec):
-        return read_source(spec)
+        return read_source(spec, limits)
     return Source("<text>", str(spec))
 
 
-def compile(spec: str | Path | Source, overrides: dict[str, str] | None = None) -> Compiled:  # noqa: A001
-    """Parse, lower and check a spec (a path or the text itself); raises ResdslError on mistakes."""
-    source = spec if isinstance(spec, Source) else load(spec)
+def compile(  # noqa: A001
+    spec: str | Path | Source,
+    overrides: dict[str, str] | None = None,
+    limits: dict[str, int] | Limits | None = None,
+) -> Compiled:
+    """Parse, lower and check a spec (a path or the text itself); raises ResdslError on mistakes.
+
+    `limits` raises (or lowers) the bounds of resdsl/limits.py, e.g. `{"channels": 200_000}`.
+    """
+    limits = limits if isinstance(limits, Limits) else Limits.from_options(limits)
+    source = spec if isinstance(spec, Source) else load(spec, limits)
     base = Path(source.name).parent if source.name != "<text>" else Path.cwd()
-    program = load_program(source, base)
-    graph = lower(program, overrides)
+    program = load_program(source, base, limits)
+    graph = lower(program, overrides, limits)
     passes.run(graph)
     return Compiled(graph, source)

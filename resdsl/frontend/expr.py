@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import difflib
+import math
 
 from ..diagnostics import ResdslError, error
 from . import ast
@@ -44,14 +45,19 @@ def evaluate(expr: ast.Expr, env: dict[str, Value]) -> Value:
         )
     if op in ("//", "%") and right == 0:
         raise error("E0108", "division by zero", expr.right.span, "this is 0")
-    result = {
-        "+": lambda: left + right,
-        "-": lambda: left - right,
-        "*": lambda: left * right,
-        "//": lambda: left // right,
-        "%": lambda: left % right,
-    }[op]()
-    if isinstance(result, int) and abs(result) > 10**18:
+    try:
+        result = {
+            "+": lambda: left + right,
+            "-": lambda: left - right,
+            "*": lambda: left * right,
+            "//": lambda: left // right,
+            "%": lambda: left % right,
+        }[op]()
+    except (ArithmeticError, ValueError):
+        result = math.inf
+    # Past 10**18, or not finite, a value can only be a mistake; bounding it also keeps
+    # every later computation (shapes, parameter counts) cheap.
+    if not math.isfinite(result) or abs(result) > 10**18:
         raise error("E0108", "number too large", expr.span, "this overflows")
     return result
 

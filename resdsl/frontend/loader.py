@@ -7,6 +7,7 @@ from importlib import resources
 from pathlib import Path
 
 from ..diagnostics import Collector, ResdslError, Source, Span, error
+from ..limits import Limits
 from . import ast
 from .parser import parse
 
@@ -22,9 +23,12 @@ class Program:
     blocks: dict[str, ast.BlockDef]
 
 
-def read_source(path: str | Path) -> Source:
+def read_source(path: str | Path, limits: Limits | None = None) -> Source:
     path = Path(path)
+    limits = limits or Limits()
     try:
+        # Checked before reading, so a huge file is refused without loading it.
+        limits.check("source_bytes", path.stat().st_size, f"the size of `{path}` in bytes", None)
         data = path.read_bytes()
     except IsADirectoryError:
         raise error("E0109", f"`{path}` is a directory, not a spec file") from None
@@ -47,12 +51,15 @@ def decode(data: bytes, name: str) -> str:
         ) from None
 
 
-def load(source: Source, base_dir: Path) -> Program:
+def load(source: Source, base_dir: Path, limits: Limits | None = None) -> Program:
     """Parse `source` and every file it uses (transitively); exactly one network."""
+    limits = limits or Limits()
+    limits.check("source_bytes", len(source.text.encode("utf-8", "surrogatepass")),
+                 f"the size of `{source.name}` in bytes", None)
     module = parse(source)
     blocks: dict[str, ast.BlockDef] = {}
     errors = Collector()
-    _collect(module, base_dir, blocks, errors, stack=[_identity(source.name)], seen=set())
+    _collect(module, base_dir, blocks, errors, stack=[_identity(source.name)], seen=set(), limits=limits)
     errors.raise_if_any()
     if not module.networks:
         end = len(source.text)
@@ -79,7 +86,8 @@ def _identity(name: str) -> str:
     return name if name.startswith(STD_PREFIX) else str(Path(name).resolve()) if name != "<text>" else name
 
 
-def _collect(module: ast.Module, base_dir: Path, blocks, errors: Collector, stack: list[str], seen: set) -> None:
+def _collect(module: ast.Module, base_dir: Path, blocks, errors: Collector, stack: list[str], seen: set,
+             limits: Limits) -> None:
     for block in module.blocks:
         if block.name.text in blocks:
             errors.add(
@@ -93,7 +101,7 @@ def _collect(module: ast.Module, base_dir: Path, blocks, errors: Collector, stac
             blocks[block.name.text] = block
     for use in module.uses:
         try:
-            source, child_dir = _resolve(use, base_dir)
+            source, child_dir = _resolve(use, base_dir, limits)
         except ResdslError as exc:
             errors.extend(exc)
             continue
@@ -116,13 +124,14 @@ def _collect(module: ast.Module, base_dir: Path, blocks, errors: Collector, stac
                 use.span,
             )
             continue
-        _collect(child, child_dir, blocks, errors, stack + [key], seen)
+        _collect(child, child_dir, blocks, errors, stack + [key], seen, limits)
 
 
-def _resolve(use: ast.Use, base_dir: Path) -> tuple[Source, Path]:
+def _resolve(use: ast.Use, base_dir: Path, limits: Limits) -> tuple[Source, Path]:
     if use.path.startswith(STD_PREFIX):
-        ref = resources.files("resdsl").joinpath(use.path)
-        if not ref.is_file():
+        name = use.path[len(STD_PREFIX):]
+        ref = resources.files("resdsl").joinpath("std", name)
+        if "/" in name or "\\" in name or name.startswith(".") or not ref.is_file():
             available = sorted(p.name for p in resources.files("resdsl").joinpath("std").iterdir())
             raise error(
                 "E0109",
@@ -133,9 +142,13 @@ def _resolve(use: ast.Use, base_dir: Path) -> tuple[Source, Path]:
             )
         return Source(use.path, ref.read_text(encoding="utf-8")), base_dir
     path = base_dir / use.path
-    if path.is_dir():
+    try:
+        is_dir, is_file = path.is_dir(), path.is_file()
+    except (OSError, ValueError):  # a name the OS cannot even look up (too long, NUL bytes)
+        is_dir = is_file = False
+    if is_dir:
         raise error("E0109", f"`{use.path}` is a directory, not a spec file", use.span, "a directory")
-    if not path.is_file():
+    if not is_file:
         raise error(
             "E0109",
             f"cannot find `{use.path}`",
@@ -143,5 +156,10 @@ def _resolve(use: ast.Use, base_dir: Path) -> tuple[Source, Path]:
             "file not found",
             "a path in `use` is relative to the file that uses it; `std/...` names the standard library",
         )
-    source = read_source(path)
+    try:
+        source = read_source(path, limits)
+    except ResdslError as exc:  # point at the `use` that asked for the file
+        for diag in exc.diagnostics:
+            diag.span = diag.span or use.span
+        raise
     return source, path.parent

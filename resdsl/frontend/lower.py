@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import difflib
 import keyword
+import math
 from dataclasses import dataclass, field
 
 import networkx as nx
@@ -15,6 +16,7 @@ import networkx as nx
 from ..diagnostics import Collector, ResdslError, Span, error
 from ..ir import ops as irops
 from ..ir.graph import POLICY_DEFAULTS, Instance, TemplateInfo, add_node, new_graph
+from ..limits import Limits
 from . import ast
 from .expr import Value, describe, evaluate, is_literal, render
 from .loader import Program
@@ -112,16 +114,19 @@ class Scope:
         self.current = self.input
 
 
-def lower(program: Program, overrides: dict[str, str] | None = None) -> nx.DiGraph:
-    return _Lowerer(program, overrides or {}).run()
+def lower(program: Program, overrides: dict[str, str] | None = None, limits: Limits | None = None) -> nx.DiGraph:
+    return _Lowerer(program, overrides or {}, limits or Limits()).run()
 
 
 class _Lowerer:
-    def __init__(self, program: Program, overrides: dict[str, str]):
+    def __init__(self, program: Program, overrides: dict[str, str], limits: Limits):
         self.program = program
         self.overrides = overrides
+        self.limits = limits
         self.graph = new_graph(program.network.name.text)
+        self.graph.graph["limits"] = limits
         self.errors = Collector()
+        self.block_count = 0
 
     # -- settings -------------------------------------------------------------
 
@@ -168,6 +173,9 @@ class _Lowerer:
         policies["norm"] = NORM_ORDERS[policies["norm"]]
         if policies["output_stride"] != "none":
             policies["output_stride"] = str(int(policies["output_stride"]))
+        input_span = next((s.span for s in network.body if isinstance(s, ast.InputStmt)), None)
+        self.limits.check("channels", shape[0], "the input's channel count", input_span)
+        self.limits.check("spatial", max(shape[1:]), "the input's largest side", input_span)
         env["in_channels"] = shape[0]
         if "classes" in self.overrides:
             classes = _parse_int("classes", self.overrides["classes"])
@@ -175,6 +183,7 @@ class _Lowerer:
             classes = self._int(classes_stmt.value, env, "classes")
         else:
             classes = 1000
+        self.limits.check("channels", classes, "the class count", classes_stmt and classes_stmt.value.span)
         env["classes"] = classes
         for let in lets:
             check_name(let.name, "setting")
@@ -264,6 +273,7 @@ class _Lowerer:
         scope.names[target.text] = node
 
     def _new(self, scope: Scope, op, operands, span, **attrs) -> int:
+        self.limits.check("nodes", self.graph.graph["next_id"] + 1, "the number of ops", span)
         node = add_node(self.graph, op, operands, span=span, block=scope.block, template=scope.template, **attrs)
         scope.created.append(node)
         scope.current = node
@@ -348,6 +358,11 @@ class _Lowerer:
             values["stride"] = values["kernel"]
             if "kernel" in exprs:
                 exprs["stride"] = exprs["kernel"]
+        for arg in ("out_channels", "out_features"):
+            if arg in values:
+                self.limits.check("channels", values[arg], f"`{callee}` argument `{arg}`", _arg_span(given, arg, stmt))
+        if "kernel" in values:
+            self.limits.check("spatial", values["kernel"], f"`{callee}` kernel size", _arg_span(given, "kernel", stmt))
         node_attrs = {name: values.pop(name) for name in signature.node_args}
         op = signature.make(**values)
         name = stmt.target.text if stmt.target else None
@@ -379,6 +394,8 @@ class _Lowerer:
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise error("E0107", f"`{callee}` argument `{spec.name}` is a number, got {describe(value)}",
                         expr.span, "not a number")
+        if not math.isfinite(value) or abs(value) > 10**18:
+            raise error("E0108", "number too large", expr.span, "this overflows")
         if spec.name == "p" and not 0 <= value < 1:
             raise error("E0108", f"dropout probability must be in [0, 1), got {value}", expr.span, "out of range")
         return float(value)
@@ -420,6 +437,8 @@ class _Lowerer:
         count, first = 1, {}
         if stmt.repeat is not None:
             count = self._int(stmt.repeat.count, scope.env, "the repeat count")
+            self.limits.check("blocks", self.block_count + count, "the number of block instances",
+                              stmt.repeat.count.span)
             first_given = _match_args(stmt.repeat.first, params, stmt,
                                       lookup=lambda n: n if n in params else None, positional_ok=False)
             first = {name: evaluate(arg.value, scope.env) for name, arg in first_given.items()}
@@ -430,6 +449,8 @@ class _Lowerer:
         base = scope.prefix + target
         paths = []
         for index in range(count):
+            self.block_count += 1
+            self.limits.check("blocks", self.block_count, "the number of block instances", stmt.span)
             path = f"{base}.{index}" if stmt.repeat is not None else base
             call_args = {**args, **first} if index == 0 else args
             if self.output_stride is not None:
@@ -519,6 +540,10 @@ def _padding_source(callee: str, values: dict, exprs: dict[str, str]) -> str:
 
 class _Reported(Exception):
     """Stops a statement whose errors are already collected."""
+
+
+def _arg_span(given: dict[str, ast.Arg], name: str, stmt: ast.CallStmt) -> Span:
+    return given[name].value.span if name in given else stmt.span
 
 
 def _render_checked(expr: ast.Expr, symbols: dict[str, str]) -> str:

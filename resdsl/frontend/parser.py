@@ -13,6 +13,7 @@ from ..diagnostics import ResdslError, Source, Span, error
 from . import ast
 from .parser_cache import load_or_build
 
+MAX_DIGITS = 18  # every integer a spec needs fits in 18 digits
 KEYWORDS = ("use", "block", "network", "expansion", "input", "classes", "policy", "let", "add", "x", "first", "true", "false")
 
 # How the parser's terminal names read in a message.
@@ -45,6 +46,9 @@ def parse(source: Source) -> ast.Module:
         if isinstance(exc.orig_exc, ResdslError):
             raise exc.orig_exc from None
         raise
+    except RecursionError:
+        raise error("E0008", "the spec is nested too deeply to compile", Span(source, 0, 0), "",
+                    "split long expressions with `let`") from None
     uses = tuple(i for i in items if isinstance(i, ast.Use))
     blocks = tuple(i for i in items if isinstance(i, ast.BlockDef))
     networks = tuple(i for i in items if isinstance(i, ast.NetworkDef))
@@ -128,10 +132,19 @@ class _ToAst(Transformer):
 
     # expressions
     def int(self, meta, children):
-        return ast.Num(int(children[0]), self._span(meta))
+        return ast.Num(self._int(children[0]), self._span(meta))
+
+    def _int(self, token: Token) -> int:
+        # Python refuses to convert very long digit strings, and no spec needs one.
+        if len(token) > MAX_DIGITS:
+            raise error("E0108", "number too large", self._tok(token), f"more than {MAX_DIGITS} digits")
+        return int(token)
 
     def float(self, meta, children):
-        return ast.Num(float(children[0]), self._span(meta))
+        value = float(children[0])
+        if value > 10**18:
+            raise error("E0108", "number too large", self._span(meta), "over 10**18")
+        return ast.Num(value, self._span(meta))
 
     def true(self, meta, children):
         return ast.Bool(True, self._span(meta))
@@ -200,7 +213,10 @@ class _ToAst(Transformer):
         return ast.LetStmt(self._ident(children[0]), children[1], self._span(meta))
 
     def input_stmt(self, meta, children):
-        shape = tuple(int(part) for part in str(children[0]).split("x"))
+        token = children[0]
+        if any(len(part) > MAX_DIGITS for part in token.split("x")):
+            raise error("E0108", "number too large", self._tok(token), f"more than {MAX_DIGITS} digits")
+        shape = tuple(int(part) for part in token.split("x"))
         return ast.InputStmt(shape, self._span(meta))
 
     def classes_stmt(self, meta, children):

@@ -5,9 +5,9 @@ from __future__ import annotations
 import networkx as nx
 
 from ..ir.graph import verify
-from . import norm, projections, shapes, validate, zero_init
+from . import budget, norm, projections, shapes, validate, zero_init
 
-PIPELINE = (norm, shapes, projections, zero_init, validate)
+PIPELINE = (norm, shapes, projections, zero_init, budget, validate)
 
 
 def run(graph: nx.DiGraph) -> nx.DiGraph:

@@ -1,0 +1,52 @@
+"""Bounds on what a spec may ask for, so an absurd spec fails fast instead of eating the machine.
+
+Every bound is checked before the graph grows past it or any weight memory is
+allocated: source size when a file is read, channels, spatial sizes and
+block instances while lowering, parameters after shape inference. Raise a
+bound with `resdsl ... --limit NAME=VALUE` or `compile(..., limits={NAME: VALUE})`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields, replace
+
+from .diagnostics import Span, error
+
+
+@dataclass(frozen=True)
+class Limits:
+    source_bytes: int = 1_000_000  # size of one spec file
+    channels: int = 65_536  # channels of any tensor, output features of a linear layer
+    spatial: int = 65_536  # input height and width, and any kernel size
+    blocks: int = 100_000  # block instances in the whole network
+    nodes: int = 1_000_000  # IR nodes built by lowering
+    params: int = 10**10  # trainable parameters of the whole network
+
+    @classmethod
+    def from_options(cls, options: dict[str, int | str] | None) -> Limits:
+        """Limits with `options` (NAME → VALUE) applied; a bad option is an E0302 error."""
+        limits = cls()
+        names = [f.name for f in fields(cls)]
+        for name, raw in (options or {}).items():
+            if name not in names:
+                raise error("E0302", f"--limit {name}: no such limit", help="limits: " + ", ".join(names))
+            try:
+                value = int(raw)
+            except (TypeError, ValueError):
+                raise error("E0302", f"--limit {name}={raw}: expected a positive integer") from None
+            if value < 1:
+                raise error("E0302", f"--limit {name}={raw}: expected a positive integer")
+            limits = replace(limits, **{name: value})
+        return limits
+
+    def check(self, name: str, value: int, what: str, span: Span | None, label: str = "too large") -> None:
+        """Raise E0120 when `value` exceeds the limit `name`."""
+        bound = getattr(self, name)
+        if value > bound:
+            raise error(
+                "E0120",
+                f"{what} is {value:,}, over the limit of {bound:,}",
+                span,
+                label,
+                f"if you really mean it, raise the limit with `--limit {name}={value}`",
+            )
