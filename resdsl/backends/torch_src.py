@@ -117,7 +117,7 @@ class _Emitter:
             body.sym[node] = self._attr(body, node, "out_channels")
         elif op.kind == "linear":
             body.sym[node] = self._attr(body, node, "out_features")
-        elif op.kind == "flatten":
+        elif op.kind == "flatten" and len(self.graph.nodes[preds[0]]["shape"]) == 3:
             _, h, w = self.graph.nodes[preds[0]]["shape"]
             cin = self._channels(body, preds[0])
             body.sym[node] = cin if h * w == 1 else f"{cin} * {h * w}"
