@@ -9,6 +9,7 @@ from __future__ import annotations
 import difflib
 import keyword
 import math
+import re
 from dataclasses import dataclass, field
 
 import networkx as nx
@@ -66,12 +67,15 @@ _MODULE_ATTRS = {
 }
 _GENERATED_NAMES = {"self", "x", "out", "identity", "torch", "nn", "super", "inplanes", "int", "bool", "float"}
 RESERVED = _MODULE_ATTRS | _GENERATED_NAMES
+# Attributes, flags and variables the PyTorch backend generates for shortcuts.
+_GENERATED_PATTERN = re.compile(r"(downsample|identity)\d*")
 
 
 def check_name(ident: ast.Ident, what: str) -> None:
     """A name that reaches generated code must be a plain, free Python identifier."""
     name = ident.text
-    if keyword.iskeyword(name) or name in RESERVED or name.startswith("__"):
+    if not name.isidentifier() or keyword.iskeyword(name) or name in RESERVED or name.startswith("__") \
+            or _GENERATED_PATTERN.fullmatch(name):
         reason = "a Python keyword" if keyword.iskeyword(name) else "reserved in generated code"
         raise error(
             "E0106",
@@ -109,9 +113,18 @@ class Scope:
     # stride past the `output_stride` policy.
     total_stride: int = 1
     dilation: int = 1
+    explicit: set[str] = field(default_factory=set)  # every name the body's statements give
 
     def __post_init__(self) -> None:
         self.current = self.input
+
+    def auto_name(self, base: str) -> str:
+        """`conv_1`, `conv_2`, ...: a name for an unnamed layer that no statement in the body uses."""
+        while True:
+            self.auto_names += 1
+            name = f"{base}_{self.auto_names}"
+            if name not in self.explicit:
+                return name
 
 
 def lower(program: Program, overrides: dict[str, str] | None = None, limits: Limits | None = None) -> nx.DiGraph:
@@ -236,6 +249,7 @@ class _Lowerer:
         return graph
 
     def _body(self, stmts, scope: Scope) -> None:
+        scope.explicit |= {s.target.text for s in stmts if getattr(s, "target", None) is not None}
         for stmt in stmts:
             try:
                 self._stmt(stmt, scope)
@@ -369,8 +383,7 @@ class _Lowerer:
         path = None
         if op.has_params:
             if name is None:
-                scope.auto_names += 1
-                name = f"{callee}_{scope.auto_names}"
+                name = scope.auto_name(callee)
             path = scope.prefix + name
         if "norm" in node_attrs:
             node_attrs["auto_norm"] = node_attrs.pop("norm")
@@ -444,8 +457,7 @@ class _Lowerer:
             first = {name: evaluate(arg.value, scope.env) for name, arg in first_given.items()}
         target = stmt.target.text if stmt.target else None
         if target is None:
-            scope.auto_names += 1
-            target = f"{block.name.text}_{scope.auto_names}"
+            target = scope.auto_name(block.name.text)
         base = scope.prefix + target
         paths = []
         for index in range(count):

@@ -30,6 +30,7 @@ from dataclasses import dataclass, field
 
 import networkx as nx
 
+from ..diagnostics import Diagnostic, ResdslError
 from .ops import Op
 
 
@@ -170,6 +171,41 @@ def remove_passthrough(graph: nx.DiGraph, node: int, keep: int) -> None:
     """Delete `node`, handing its users the operand `keep`."""
     redirect(graph, node, keep)
     graph.remove_node(node)
+
+
+def check_inserted_paths(graph: nx.DiGraph, origin: str) -> None:
+    """Raise E0209 where a module path inserted by the pass `origin` is taken by a spec layer.
+
+    A path clashes when it equals a spec layer's path or one is the other's
+    parent (`l.downsample` vs `l.downsample.0`): both name one attribute.
+    """
+    spec = {}
+    for node in graph:
+        path = graph.nodes[node]["path"]
+        if path and graph.nodes[node]["origin"] != origin:
+            spec[path] = node
+            parts = path.split(".")
+            for i in range(1, len(parts)):
+                spec.setdefault(".".join(parts[:i]), node)
+    errors = []
+    for node in sorted(graph):
+        data = graph.nodes[node]
+        if data["origin"] != origin or not data["path"]:
+            continue
+        parts = data["path"].split(".")
+        taken = [spec[p] for p in (".".join(parts[:i]) for i in range(len(parts), 0, -1)) if p in spec]
+        if taken:
+            user = graph.nodes[taken[0]]
+            errors.append(Diagnostic(
+                "E0209",
+                f"layer `{user['path']}` clashes with the {data['op'].kind} that the {origin} pass inserts "
+                f"as `{data['path']}`",
+                user["span"],
+                "this name is taken",
+                "rename this layer",
+            ))
+    if errors:
+        raise ResdslError(errors)
 
 
 def verify(graph: nx.DiGraph, after: str) -> None:

@@ -23,7 +23,7 @@ import re
 import networkx as nx
 
 from ..ir import ops
-from ..ir.graph import insert_after, insert_before
+from ..ir.graph import check_inserted_paths, insert_after, insert_before
 
 NAME = "norm"
 
@@ -94,6 +94,7 @@ def apply(graph: nx.DiGraph) -> None:
         last = adds[-1]
         after = insert_after(graph, last, ops.BatchNorm(), **like(last, path="bn_final", block=None, template=None))
         insert_after(graph, after, ops.ReLU(), **like(last, block=None, template=None))
+    check_inserted_paths(graph, NAME)
 
 
 def _prefix(graph: nx.DiGraph, node: int) -> str:

@@ -24,7 +24,7 @@ import networkx as nx
 
 from ..diagnostics import Collector, Diagnostic, Label
 from ..ir import ops
-from ..ir.graph import add_node, operands, remove_passthrough
+from ..ir.graph import add_node, check_inserted_paths, operands, remove_passthrough
 from . import shapes
 from .norm import bn_path
 from .shapes import conv_out
@@ -102,6 +102,7 @@ def apply(graph: nx.DiGraph) -> None:
         graph.remove_edge(short, add)
         graph.add_edge(node, add, **edge)
     errors.raise_if_any()
+    check_inserted_paths(graph, NAME)
 
 
 def _fmt(shape) -> str:
