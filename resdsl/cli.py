@@ -31,13 +31,16 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"resdsl {_version()}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
-    def command(name: str, help_text: str) -> argparse.ArgumentParser:
+    def command(name: str, help_text: str, compiles: bool = True) -> argparse.ArgumentParser:
         p = sub.add_parser(name, help=help_text, description=help_text)
         p.add_argument("spec", metavar="SPEC", help="a .res file")
-        p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                       help="override a network setting or policy, e.g. --set classes=10 --set norm=pre")
         p.add_argument("--error-format", choices=("human", "json"), default="human",
                        help="how spec errors are printed (json is for editors and CI)")
+        p.add_argument("--limit", dest="limits", action="append", default=[], metavar="NAME=VALUE",
+                       help="raise a size limit, e.g. --limit channels=200000 (see docs/errors.md, E0120)")
+        if compiles:
+            p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                           help="override a network setting or policy, e.g. --set classes=10 --set norm=pre")
         return p
 
     build = command("build", "Compile a spec to PyTorch source (or dump its IR).")
@@ -71,6 +74,10 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("model", metavar="MODEL", help="an .onnx file")
     run.add_argument("--input", required=True, metavar="X.npy", help="N×C×H×W (or one C×H×W) float array")
     run.add_argument("-o", "--output", metavar="OUT.npy", help="save the output array here")
+
+    fmt = command("fmt", "Rewrite a spec in canonical layout, keeping its comments.", compiles=False)
+    fmt.add_argument("--check", action="store_true",
+                     help="change nothing; exit 1 when the file is not formatted (for CI)")
     return parser
 
 
@@ -80,20 +87,26 @@ def _version() -> str:
     return __version__
 
 
-def _overrides(pairs: list[str]) -> dict[str, str]:
+def _pairs(option: str, pairs: list[str]) -> dict[str, str]:
     result = {}
     for pair in pairs:
         key, sep, value = pair.partition("=")
         if not sep or not key.strip():
-            raise _UsageError(f"--set expects KEY=VALUE, got {pair!r}")
+            raise _UsageError(f"{option} expects KEY=VALUE, got {pair!r}")
         result[key.strip()] = value.strip()
     return result
+
+
+def _limits(args):
+    from .limits import Limits
+
+    return Limits.from_options(_pairs("--limit", args.limits))
 
 
 def _compile(args):
     from .api import compile
 
-    return compile(Path(args.spec), _overrides(args.overrides))
+    return compile(Path(args.spec), _pairs("--set", args.overrides), _limits(args))
 
 
 def _write(output: str, data: str | bytes, what: str) -> None:
@@ -195,7 +208,25 @@ def cmd_run(args) -> int:
     return EXIT_OK
 
 
-COMMANDS = {"build": cmd_build, "check": cmd_check, "summary": cmd_summary, "render": cmd_render, "run": cmd_run}
+def cmd_fmt(args) -> int:
+    from .frontend.format import format_source
+    from .frontend.loader import read_source
+    from .io import write_atomic
+
+    source = read_source(args.spec, _limits(args))
+    formatted = format_source(source)
+    if formatted == source.text:
+        return EXIT_OK
+    if args.check:
+        print(f"{args.spec}: not formatted (run `resdsl fmt {args.spec}`)", file=sys.stderr)
+        return EXIT_SPEC
+    write_atomic(args.spec, formatted)
+    print(f"formatted {args.spec}", file=sys.stderr)
+    return EXIT_OK
+
+
+COMMANDS = {"build": cmd_build, "check": cmd_check, "summary": cmd_summary, "render": cmd_render, "run": cmd_run,
+            "fmt": cmd_fmt}
 
 
 def _use_color(stream) -> bool:
