@@ -46,4 +46,9 @@ def cli():
 
 def pytest_addoption(parser):
     parser.addoption("--update-goldens", action="store_true", default=False,
-                     help="rewrite the golden files under tests/golden instead of comparing against them")
+                     help="rewrite the golden files (tests/golden, tests/errors) instead of comparing against them")
+
+
+@pytest.fixture
+def update_goldens(request) -> bool:
+    return request.config.getoption("--update-goldens")

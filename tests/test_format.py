@@ -58,6 +58,7 @@ def relaid_spec(draw) -> str:
 @FORMAT
 @given(relaid_spec())
 def test_format_keeps_meaning_comments_and_is_idempotent(text):
+    assert meaning(text)[0] != "error"  # only layout changed: the spec still compiles
     formatted = fmt(text)
     assert fmt(formatted) == formatted
     assert comments(formatted) == comments(text)

@@ -143,6 +143,11 @@ def mutated_spec(draw) -> str | bytes:
     return data[:at] + junk + data[at:]
 
 
+@pytest.mark.parametrize("text", SPEC_TEXTS[:-1], ids=[p.name for p in SPECS])
+def test_unmutated_specs_compile(text):
+    assert compile_or_error(text) is None
+
+
 @FUZZ
 @given(mutated_spec())
 def test_mutated_specs_compile_or_fail_cleanly(data):

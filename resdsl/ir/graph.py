@@ -179,14 +179,15 @@ def check_inserted_paths(graph: nx.DiGraph, origin: str) -> None:
     A path clashes when it equals a spec layer's path or one is the other's
     parent (`l.downsample` vs `l.downsample.0`): both name one attribute.
     """
-    spec = {}
+    spec: dict[str, int] = {}  # path → node, for the layers the pass did not insert
+    parents: dict[str, int] = {}  # every proper prefix of those paths → a node below it
     for node in graph:
         path = graph.nodes[node]["path"]
         if path and graph.nodes[node]["origin"] != origin:
             spec[path] = node
             parts = path.split(".")
             for i in range(1, len(parts)):
-                spec.setdefault(".".join(parts[:i]), node)
+                parents.setdefault(".".join(parts[:i]), node)
     errors = []
     for node in sorted(graph):
         data = graph.nodes[node]
@@ -194,6 +195,8 @@ def check_inserted_paths(graph: nx.DiGraph, origin: str) -> None:
             continue
         parts = data["path"].split(".")
         taken = [spec[p] for p in (".".join(parts[:i]) for i in range(len(parts), 0, -1)) if p in spec]
+        if not taken and data["path"] in parents:
+            taken = [parents[data["path"]]]
         if taken:
             user = graph.nodes[taken[0]]
             errors.append(Diagnostic(
