@@ -15,7 +15,9 @@ from pathlib import Path
 
 import pytest
 
+import resdsl
 from resdsl.cli import main
+from resdsl.diagnostics import ResdslError
 
 ROOT = Path(__file__).resolve().parent.parent
 ERRORS = ROOT / "tests" / "errors"
@@ -53,11 +55,29 @@ def test_error_json(case, capsys, monkeypatch):
     assert all(e["message"] for e in errors)
 
 
+# Codes only the Python API can raise, each with its golden message.
+API_ONLY = {"E0119": lambda: resdsl.create_model("resnet5")}
+
+
 def test_every_code_in_the_compiler_has_a_case():
     used = set()
     for path in (ROOT / "resdsl").rglob("*.py"):
         used |= set(re.findall(r'"(E0\d{3})"', path.read_text()))
-    assert used == set(CODES)
+    assert used == set(CODES) | set(API_ONLY)
+
+
+@pytest.mark.parametrize("code", sorted(API_ONLY))
+def test_api_only_error_golden(code, update_goldens):
+    with pytest.raises(ResdslError) as info:
+        API_ONLY[code]()
+    rendered = info.value.render() + "\n"
+    assert rendered.startswith(f"error[{code}]")
+    golden = ERRORS / f"{code}.expected"
+    if update_goldens:
+        golden.write_text(rendered)
+    assert rendered == golden.read_text()
+    section = (ROOT / "docs" / "errors.md").read_text().split(f"\n## {code}:", 1)[1].split("\n## ", 1)[0]
+    assert rendered.strip() in section
 
 
 @pytest.mark.parametrize("case", CASES, ids=CODES)

@@ -58,7 +58,9 @@ def relaid_spec(draw) -> str:
 @FORMAT
 @given(relaid_spec())
 def test_format_keeps_meaning_comments_and_is_idempotent(text):
-    assert meaning(text)[0] != "error"  # only layout changed: the spec still compiles
+    if "network" in re.sub(r"#[^\n]*", "", text):
+        # Only the layout changed: a spec (not std/blocks.res) still compiles.
+        assert meaning(text)[0] != "error"
     formatted = fmt(text)
     assert fmt(formatted) == formatted
     assert comments(formatted) == comments(text)

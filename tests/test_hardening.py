@@ -251,17 +251,21 @@ def test_build_refuses_to_overwrite_its_input(tmp_path, capsys):
 # -- determinism -------------------------------------------------------------------
 
 
-def _build_bytes(tmp_path, seed: str, emit: str, spec: str) -> bytes:
-    out = tmp_path / f"{seed}.{emit}"
+OUTPUTS = {"torch": ["build", "--emit", "torch"], "ir": ["build", "--emit", "ir"], "dot": ["render"]}
+
+
+def _output_bytes(tmp_path, seed: str, kind: str, spec: str) -> bytes:
+    out = tmp_path / f"{seed}.{kind}" if kind != "dot" else tmp_path / f"{seed}.dot"
     env = {**os.environ, "PYTHONHASHSEED": seed}
-    subprocess.run([sys.executable, "-m", "resdsl", "build", str(ROOT / "specs" / spec), "--emit", emit,
-                    "-o", str(out)], check=True, env=env, cwd=tmp_path, capture_output=True)
+    command, *options = OUTPUTS[kind]
+    subprocess.run([sys.executable, "-m", "resdsl", command, str(ROOT / "specs" / spec), *options, "-o", str(out)],
+                   check=True, env=env, cwd=tmp_path, capture_output=True)
     return out.read_bytes()
 
 
-@pytest.mark.parametrize("emit", ["torch", "ir"])
-def test_outputs_are_identical_across_hash_seeds(tmp_path, emit):
-    outputs = {_build_bytes(tmp_path, seed, emit, "resnext50_32x4d.res") for seed in ("0", "1", "4242")}
+@pytest.mark.parametrize("kind", sorted(OUTPUTS))
+def test_outputs_are_identical_across_hash_seeds(tmp_path, kind):
+    outputs = {_output_bytes(tmp_path, seed, kind, "resnext50_32x4d.res") for seed in ("0", "1", "4242")}
     assert len(outputs) == 1
 
 
