@@ -1,7 +1,8 @@
 """The error catalogue: one bad spec per error code, its rendered message as a golden file.
 
-tests/errors/E0xxx.res is the spec (a first line `# args: ...` adds command-line
-arguments); E0xxx.expected is what `resdsl check` prints. Rewrite the goldens
+tests/errors/E0xxx.res is the spec (a first line `# args: ...` adds arguments to
+`resdsl check`; `# run: COMMAND ...` runs another subcommand on the spec);
+E0xxx.expected is what resdsl prints. Rewrite the goldens
 with `pytest tests/test_errors.py --update-goldens`. docs/errors.md shows the
 same specs and messages, and the tests below keep it complete.
 """
@@ -29,8 +30,12 @@ def run_check(case: Path, capsys, monkeypatch, *extra: str) -> tuple[int, str, s
     monkeypatch.chdir(ERRORS)
     monkeypatch.setenv("NO_COLOR", "1")
     first = case.read_bytes().split(b"\n", 1)[0].decode("utf-8", "replace")
-    args = shlex.split(first.removeprefix("# args:")) if first.startswith("# args:") else []
-    code = main(["check", case.name, *args, *extra])
+    command, args = "check", []
+    if first.startswith("# args:"):
+        args = shlex.split(first.removeprefix("# args:"))
+    elif first.startswith("# run:"):
+        command, *args = shlex.split(first.removeprefix("# run:"))
+    code = main([command, case.name, *args, *extra])
     out = capsys.readouterr()
     return code, out.out, out.err
 

@@ -20,7 +20,9 @@ from resdsl.cli import _parser, main
 from resdsl.diagnostics import ResdslError
 
 ROOT = Path(__file__).resolve().parent.parent
-SUBCOMMANDS = sorted(next(a for a in _parser()._actions if a.dest == "command").choices)
+# The subcommands that read a spec (not `run`, which takes an ONNX model).
+SUBCOMMANDS = sorted(name for name, sub in next(a for a in _parser()._actions if a.dest == "command").choices.items()
+                     if any(a.dest == "spec" for a in sub._actions))
 
 THREE_MISTAKES = """network n {
   input 3x32x32
@@ -251,11 +253,12 @@ def test_build_refuses_to_overwrite_its_input(tmp_path, capsys):
 # -- determinism -------------------------------------------------------------------
 
 
-OUTPUTS = {"torch": ["build", "--emit", "torch"], "ir": ["build", "--emit", "ir"], "dot": ["render"]}
+OUTPUTS = {"torch": ["build", "--emit", "torch"], "ir": ["build", "--emit", "ir"], "onnx": ["build", "--emit", "onnx"],
+           "dot": ["render"]}
 
 
 def _output_bytes(tmp_path, seed: str, kind: str, spec: str) -> bytes:
-    out = tmp_path / f"{seed}.{kind}" if kind != "dot" else tmp_path / f"{seed}.dot"
+    out = tmp_path / f"{seed}.{kind}"
     env = {**os.environ, "PYTHONHASHSEED": seed}
     command, *options = OUTPUTS[kind]
     subprocess.run([sys.executable, "-m", "resdsl", command, str(ROOT / "specs" / spec), *options, "-o", str(out)],
