@@ -23,11 +23,11 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.lark import from_lark
+from lark import Lark
 
 import resdsl
 from resdsl.diagnostics import ResdslError, Source
 from resdsl.frontend.loader import decode
-from resdsl.frontend.parser import _parser
 
 ROOT = Path(__file__).resolve().parent.parent
 SPECS = sorted((ROOT / "specs").glob("*.res"))
@@ -179,12 +179,15 @@ def _spaced(strategy):
     return strategy.map(lambda text: text + " ")
 
 
-_TERMINALS = {t.name: t for t in _parser().terminals}
+# A freshly built parser: the compiler's own may come from a table cache, without the grammar that
+# hypothesis draws from.
+GRAMMAR = Lark((ROOT / "resdsl" / "grammar.lark").read_text(), parser="lalr")
+_TERMINALS = {t.name: t for t in GRAMMAR.terminals}
 # Grammar strings with a space after every token, so most of them lex as intended.
-GRAMMAR_SPACED = from_lark(_parser(), explicit={n: _spaced(_terminal(t)) for n, t in _TERMINALS.items()
+GRAMMAR_SPACED = from_lark(GRAMMAR, explicit={n: _spaced(_terminal(t)) for n, t in _TERMINALS.items()
                                                 if n not in ("WS", "COMMENT")})
 # And glued together as drawn, which exercises the lexer's corners.
-GRAMMAR_RAW = from_lark(_parser(), explicit={"NAME": _terminal(_TERMINALS["NAME"])})
+GRAMMAR_RAW = from_lark(GRAMMAR, explicit={"NAME": _terminal(_TERMINALS["NAME"])})
 
 
 @FUZZ
