@@ -4,7 +4,7 @@ Trains plain and residual CIFAR-style networks of 20 and 56 layers with the
 same budget and plots training loss against steps:
 
     .venv/bin/python examples/degradation.py                  # a few minutes on a CPU
-    .venv/bin/python examples/degradation.py --steps 5 --out /tmp/smoke
+    .venv/bin/python examples/degradation.py --steps 5 --out smoke-run
 
 The residual networks are the bundled `cifar_resnet20` / `cifar_resnet56`
 specs; the plain ones are the same specs with `shortcut=none`, which removes
