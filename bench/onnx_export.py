@@ -33,19 +33,10 @@ from pathlib import Path
 
 import numpy as np
 
-ROOT = Path(__file__).resolve().parent.parent
+from common import ROOT, cpu_model
+
 HEADING = "## ONNX emission"
 GOAL = 10.0  # resdsl at least this many times faster than the default exporter
-
-
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def time_resdsl(spec: Path, out: Path, repeat: int) -> tuple[list[float], list[float]]:
