@@ -213,13 +213,13 @@ def _node_names(graph: nx.DiGraph) -> dict[int, str]:
     names: dict[int, str] = {}
     for node in order(graph):
         data = graph.nodes[node]
-        if data["path"]:
+        if data["path"] and data["path"] not in (INPUT, OUTPUT):  # a layer named `output` yields to the graph's
             names[node] = data["path"]
             continue
         if data["op"].kind == "input":
             names[node] = INPUT
             continue
-        base = (data["block"] + "." if data["block"] else "") + data["op"].kind
+        base = data["path"] or (data["block"] + "." if data["block"] else "") + data["op"].kind
         name, n = base, 1
         while name in taken:
             name, n = f"{base}_{n}", n + 1

@@ -10,6 +10,7 @@ paths themselves (torchvision's, for the bundled ResNets).
 from __future__ import annotations
 
 import hashlib
+import itertools
 import keyword
 import linecache
 import sys
@@ -18,6 +19,7 @@ from dataclasses import dataclass, field
 
 import networkx as nx
 
+from ..diagnostics import error
 from ..ir.graph import Instance, operands, order
 
 
@@ -62,6 +64,7 @@ class _Body:
     init: list[str] = field(default_factory=list)
     forward: list[str] = field(default_factory=list)
     sym: dict[int, str] = field(default_factory=dict)
+    hyper: dict[int, str] = field(default_factory=dict)  # functional op -> prefix of its stored arguments
 
 
 class _Emitter:
@@ -143,13 +146,13 @@ class _Emitter:
             return f"nn.Conv2d({', '.join(args)})"
         if op.kind == "batchnorm":
             args = [cin]
-            if op.eps != 1e-5:
-                args.append(f"eps={op.eps!r}")
-            if op.momentum != 0.1:
-                args.append(f"momentum={op.momentum!r}")
+            for name, default in (("eps", repr(1e-5)), ("momentum", repr(0.1))):
+                if a(name) != default:
+                    args.append(f"{name}={a(name)}")
             return f"nn.BatchNorm2d({', '.join(args)})"
         if op.kind == "linear":
-            return f"nn.Linear({cin}, {a('out_features')}" + (")" if op.bias else ", bias=False)")
+            bias = "" if a("bias") == "True" else f", bias={a('bias')}"
+            return f"nn.Linear({cin}, {a('out_features')}{bias})"
         if op.kind == "se":
             args = [cin]
             for name, default in (("reduction", "16"), ("divisor", "8")):
@@ -164,14 +167,23 @@ class _Emitter:
         x = args[0]
 
         def a(name: str) -> str:
-            return self._attr(body, node, name)
+            """A literal, or for a template's symbolic argument the attribute __init__ stores it in."""
+            text = self._attr(body, node, name)
+            if not (body.symbolic and name in data["exprs"]):
+                return text
+            if node not in body.hyper:
+                body.hyper[node] = f"_{op.kind}{len(body.hyper) + 1}"
+            attribute = f"self.{body.hyper[node]}_{name}"
+            body.init.append(f"{attribute} = {text}")
+            return attribute
 
         if op.has_params:
             return f"self.{data['path'][body.relative:]}({x})"
         if op.kind == "relu":
             return f"torch.relu({x})"
         if op.kind == "maxpool":
-            ceil = ", ceil_mode=True" if a("ceil_mode") == "True" else ""
+            ceil = a("ceil_mode")
+            ceil = "" if ceil == "False" else f", ceil_mode={ceil}"
             return f"F.max_pool2d({x}, {a('kernel')}, {a('stride')}, {a('padding')}{ceil})"
         if op.kind == "avgpool":
             return (f"F.avg_pool2d({x}, {a('kernel')}, {a('stride')}, {a('padding')}, "
@@ -226,8 +238,8 @@ class _Emitter:
             body.init += [
                 f"self.{attr} = {spec.flag or 'True'}",
                 f"self.{attr}_stride = {stride}",
-                f"extra = {cout} - {cin}",
-                f"self.{attr}_pad = (0, 0, 0, 0, extra // 2, extra - extra // 2)",
+                f"_extra = {cout} - {cin}",
+                f"self.{attr}_pad = (0, 0, 0, 0, _extra // 2, _extra - _extra // 2)",
             ]
             code = f"F.pad({source}[:, :, ::self.{attr}_stride, ::self.{attr}_stride], self.{attr}_pad)"
             guard = f"if self.{attr}:"
@@ -276,14 +288,18 @@ class _Emitter:
             for value in reads:
                 consumers.setdefault(value, set()).add(index)
         names = {body.input: "x"}
-        saved: set[str] = {"x", body.chain}
+        labels = {graph.nodes[n]["name"] for n in steps} | {attr for attr, _ in body.units.values()}
+        taken: set[str] = {"x", body.chain} | labels
+        temporaries = (f"t{k}" for k in itertools.count(1))
 
         def var(node: int, index: int, label: str | None) -> str:
             users = consumers.get(node, set())
             if index == len(steps) - 1 or users == {index + 1}:
                 return body.chain
-            name = label if label and label not in saved else f"t{len(saved)}"
-            saved.add(name)
+            if label and label not in ("x", body.chain):
+                return label
+            name = next(t for t in temporaries if t not in taken)
+            taken.add(name)
             return name
 
         for index, node in enumerate(steps):
@@ -314,6 +330,7 @@ class _Emitter:
         info = graph.graph["templates"][template]
         instances = self.by_template[template]
         rep = self.live[instances[0].path]
+        self._check_flat_sizes(template, instances)
         body = _Body(rep, self._input_of(rep), len(instances[0].path) + 1, True, "out")
         body.sym[body.input] = "inplanes"
         flags = []
@@ -344,6 +361,19 @@ class _Emitter:
         lines += [f"        {line}" for line in body.forward]
         self.flags[template] = flags
         return "\n".join(lines)
+
+    def _check_flat_sizes(self, template: str, instances: list[Instance]) -> None:
+        """A `flatten` in a block must see one spatial size in every use: the class writes it as a number."""
+        for position, node in enumerate(self.live[instances[0].path]):
+            if self.graph.nodes[node]["op"].kind != "flatten":
+                continue
+            sizes = {self.graph.nodes[operands(self.graph, self.live[i.path][position])[0]]["shape"][1:]
+                     for i in instances}
+            if len(sizes) > 1:
+                shown = ", ".join("×".join(map(str, size)) or "flat" for size in sorted(sizes))
+                raise error("E0211", f"`flatten` in block `{template}` sees different spatial sizes ({shown})",
+                            self.graph.nodes[node]["span"], "one size per block template",
+                            "put `gap` before `flatten`, or flatten outside the block")
 
     def _instance_call(self, inst: Instance) -> str:
         info = self.graph.graph["templates"][inst.template]

@@ -77,9 +77,8 @@ def apply(graph: nx.DiGraph) -> None:
             insert_before(graph, conv, ops.ReLU(), **like(conv))
             insert_after(graph, conv, ops.BatchNorm(), **bn(conv, conv))
         elif order == "pre":
-            before = insert_before(graph, conv, ops.BatchNorm(), **bn(conv, conv))
+            insert_before(graph, conv, ops.BatchNorm(), **bn(conv, conv))
             insert_before(graph, conv, ops.ReLU(), **like(conv))
-            del before
 
     for add in adds:
         if order == "post":
@@ -87,7 +86,11 @@ def apply(graph: nx.DiGraph) -> None:
         elif order == "bn_after_add":
             # Named after the branch's last conv, whose BatchNorm moved past the add.
             conv = last_conv.get(add)
-            path = bn_path(graph.nodes[conv]["path"]) if conv is not None else _prefix(graph, add) + "bn_add"
+            if conv is not None:
+                path = bn_path(graph.nodes[conv]["path"])
+            else:  # a branch without a normed conv of its own: number by the add, like `downsample2`
+                index = graph.nodes[add].get("add_index", 0)
+                path = _prefix(graph, add) + "bn_add" + (str(index + 1) if index else "")
             after = insert_after(graph, add, ops.BatchNorm(), **like(add, path=path))
             insert_after(graph, after, ops.ReLU(), **like(add))
     if order == "pre" and adds:
