@@ -138,3 +138,17 @@ def test_generated_source_is_deterministic():
     assert first == second
     assert "class Bottleneck(nn.Module):" in first
     assert "Bottleneck(256, 128, stride=2, downsample=True)," in first
+
+
+def test_norm_none_places_no_batchnorm_on_projections():
+    net = resdsl.compile(SPECS / "resnet18.res", overrides={"norm": "none"})
+    g = net.graph
+    assert not [n for n in g if g.nodes[n]["op"].kind == "batchnorm"]
+    assert [g.nodes[n]["path"] for n in order(g) if g.nodes[n]["origin"] == "projections"] == [
+        "layer2.0.downsample.0", "layer3.0.downsample.0", "layer4.0.downsample.0"]
+
+
+def test_policy_c_leaves_a_flat_shortcut_as_identity():
+    net = resdsl.compile("network n {\n input 3x8x8\n policy shortcut = C\n gap\n a = flatten\n relu\n add a\n}\n")
+    (add,) = [n for n in net.graph if net.graph.nodes[n]["op"].kind == "add"]
+    assert net.graph.nodes[add]["shortcut_kind"] == "identity"

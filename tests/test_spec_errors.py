@@ -87,3 +87,11 @@ def test_json_error_format(cli, tmp_path):
     assert error["code"] == "E0101"
     assert (error["location"]["line"], error["location"]["column"]) == (4, 12)
     assert error["help"] == "did you mean `bottleneck`?"
+
+
+def test_non_utf8_byte_is_located_after_multibyte_characters(cli, tmp_path):
+    spec = tmp_path / "net.res"
+    spec.write_bytes("network n { # ééé ".encode() + b"\xff\n input 3x8x8 }\n")
+    result = cli("check", str(spec))
+    assert result.returncode == 1
+    assert f"--> {spec}:1:19" in result.stderr

@@ -42,10 +42,12 @@ def decode(data: bytes, name: str) -> str:
         return data.decode("utf-8")
     except UnicodeDecodeError as exc:
         source = Source(name, data.decode("utf-8", errors="replace"))
+        # Spans count characters of the decoded text, not bytes.
+        offset = len(data[: exc.start].decode("utf-8", errors="replace"))
         raise error(
             "E0006",
             "the file is not valid UTF-8 text",
-            Span(source, exc.start, exc.start + 1),
+            Span(source, offset, offset + 1),
             "this byte is not UTF-8",
             "spec files are plain UTF-8 text",
         ) from None

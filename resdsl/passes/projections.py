@@ -64,7 +64,8 @@ def apply(graph: nx.DiGraph) -> None:
             graph.remove_edge(short, add)
             remove_passthrough(graph, add, main)
             continue
-        if main_shape == short_shape and policy != "C":
+        # Policy C projects every spatial shortcut; a flat one has nothing to project with.
+        if main_shape == short_shape and (policy != "C" or len(main_shape) != 3):
             data["shortcut_kind"] = "identity"
             continue
         stride = shortcut_stride(short_shape, main_shape) if len(main_shape) == len(short_shape) == 3 else None
@@ -74,9 +75,7 @@ def apply(graph: nx.DiGraph) -> None:
         if policy == "A":
             extra = main_shape[0] - short_shape[0]
             chain = [ops.PadShortcut(stride, extra // 2, extra - extra // 2)]
-            data["shortcut_kind"] = "identity" if stride == 1 and extra == 0 else "pad"
-            if data["shortcut_kind"] == "identity":
-                continue
+            data["shortcut_kind"] = "pad"
             paths = [None]
         else:
             prefix = module_prefix(graph, add)
@@ -88,7 +87,7 @@ def apply(graph: nx.DiGraph) -> None:
             else:
                 chain = [ops.Conv(main_shape[0], 1, stride, 0)]
                 paths = [prefix + ".0"]
-            if norm != "pre":
+            if norm not in ("pre", "none"):  # pre-activation projections, and `none` places no norms
                 chain.append(ops.BatchNorm())
                 paths.append(bn_path(paths[-1]))
             data["shortcut_kind"] = "projection"
