@@ -148,8 +148,8 @@ def render(start, scaling, lat, mem, onnx_note, loads) -> str:
         out.append(f"| `{name}` | {ms(s['median'])} | {pct(s['spread'])} | {s['median'] / torch_s['median']:.3f} |")
     out += ["", f"Goal ≤ {startup.GOAL_S} s: **{'met' if warm['median'] <= startup.GOAL_S else 'not met'}** "
             f"({ms(warm['median'])} warm, {ms(cold['median'])} on a first run that builds the parser tables; "
-            f"the bare interpreter takes {ms(bare['median'])} of either). `check` imports lark and networkx "
-            "only (guarded by tests/test_cli.py); what is left is mostly `import networkx`.", ""]
+            f"the bare interpreter takes {ms(bare['median'])} of either). `check` never imports torch, onnx, "
+            "onnxruntime or NumPy (guarded by tests/test_cli.py); what is left is mostly `import networkx`.", ""]
 
     sizes = scaling["sizes"]
     out += ["## 2. Compile scaling: parse → IR → passes → PyTorch source", "",

@@ -165,13 +165,12 @@ def cmd_summary(args) -> int:
     return EXIT_OK
 
 
-RENDER_FORMATS = ("svg", "png", "pdf", "dot")
-
-
 def cmd_render(args) -> int:
     output = args.output or Path(args.spec).name.removesuffix(".res") + ".svg"
     fmt = "dot" if output == "-" else Path(output).suffix.lstrip(".").lower()
-    if fmt not in RENDER_FORMATS:
+    from .backends.dot import IMAGE_FORMATS
+
+    if fmt != "dot" and fmt not in IMAGE_FORMATS:
         raise _UsageError(f"cannot tell the format of {output!r}: name it .svg, .png, .pdf or .dot")
     compiled = _compile(args)
     from .backends.dot import RenderError, render

@@ -61,7 +61,7 @@ def time_bound(seconds: float):
 
 
 def compile_or_error(data: str | bytes) -> ResdslError | None:
-    """Compile `data` through every text backend; a ResdslError is a fine answer, anything else a bug."""
+    """Compile `data` to the IR and PyTorch source; a ResdslError is a fine answer, anything else a bug."""
     start = time.process_time()
     with time_bound(HANG_SECONDS):
         try:

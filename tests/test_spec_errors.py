@@ -29,7 +29,7 @@ CASES = {
         "E0201", "`conv4`: the spatial size shrinks to zero", "  conv4 = conv(8, k=5, p=0)",
         "  " + "^" * 25 + " input is 1×1 here"),
     "output_stride_below_the_stem": (
-        HEADER + "  policy output_stride = 2\n  conv1 = conv(8, k=3, s=2)\n  maxpool(k=3, s=2)\n}\n", "E0120",
+        HEADER + "  policy output_stride = 2\n  conv1 = conv(8, k=3, s=2)\n  maxpool(k=3, s=2)\n}\n", "E0121",
         "output_stride 2 is below the stride 4 reached here", "  maxpool(k=3, s=2)",
         "  " + "^" * 17 + " this op strides past the limit"),
     "output_stride_not_a_power_of_two": (

@@ -318,7 +318,7 @@ def test_output_stride_by_dilation(output_stride, dilations):
 def test_output_stride_errors():
     with pytest.raises(resdsl.ResdslError) as info:
         compile_spec("resnet18", output_stride=2)
-    assert [d.code for d in info.value.diagnostics] == ["E0120"]
+    assert [d.code for d in info.value.diagnostics] == ["E0121"]
     spec = """
     block nodil(planes, stride=1) expansion 1 {
       conv(planes, k=3, s=stride)
@@ -337,7 +337,7 @@ def test_output_stride_errors():
     """
     with pytest.raises(resdsl.ResdslError) as info:
         resdsl.compile(spec)
-    assert [d.code for d in info.value.diagnostics] == ["E0120"]
+    assert [d.code for d in info.value.diagnostics] == ["E0121"]
     assert "no `dilation` parameter" in str(info.value)
 
 

@@ -396,7 +396,7 @@ class _Lowerer:
         if scope.template is None and hasattr(op, "stride"):
             scope.total_stride *= op.stride
             if self.output_stride is not None and scope.total_stride > self.output_stride:
-                raise error("E0120", f"output_stride {self.output_stride} is below the stride "
+                raise error("E0121", f"output_stride {self.output_stride} is below the stride "
                             f"{scope.total_stride} reached here", stmt.span, "this op strides past the limit",
                             "only block stages can trade stride for dilation; raise output_stride")
         return self._new(scope, op, [scope.current], stmt.span, name=name, path=path, exprs=exprs, **node_attrs)
@@ -491,7 +491,7 @@ class _Lowerer:
                         stmt.span, "not an integer")
         dilated = scope.total_stride * stride > self.output_stride
         if (dilated or scope.dilation > 1) and "dilation" not in params:
-            raise error("E0120", f"output_stride {self.output_stride} needs dilation, but block "
+            raise error("E0121", f"output_stride {self.output_stride} needs dilation, but block "
                         f"`{block.name.text}` has no `dilation` parameter", stmt.span, "strides past the limit",
                         f"give `{block.name.text}` a `dilation` parameter and use it in its 3x3 convs")
         if not dilated:

@@ -132,14 +132,6 @@ def order(graph: nx.DiGraph) -> list[int]:
     return walk
 
 
-def input_node(graph: nx.DiGraph) -> int:
-    return next(n for n in graph if graph.in_degree(n) == 0)
-
-
-def output_node(graph: nx.DiGraph) -> int:
-    return next(n for n in graph if graph.out_degree(n) == 0)
-
-
 def redirect(graph: nx.DiGraph, old: int, new: int, *, skip: int | None = None) -> None:
     """Make every user of `old` (except `skip`) read `new` instead, keeping operand positions."""
     for user in list(graph.succ[old]):
