@@ -113,7 +113,7 @@ class Compiled:
 
     def _onnx_info(self, weights, seed: int, fold_bn: bool) -> dict:
         from . import __version__
-        from .backends.torch_src import _display
+        from .diagnostics import file_name
 
         if weights is None:
             origin = f"seed {seed}"
@@ -121,7 +121,7 @@ class Compiled:
             origin = f"file {Path(weights).name}"
         else:
             origin = "mapping"
-        metadata = {"source": _display(self.source.name), "weights": origin, "fold_bn": str(bool(fold_bn)).lower()}
+        metadata = {"source": file_name(self.source.name), "weights": origin, "fold_bn": str(bool(fold_bn)).lower()}
         return {"metadata": metadata, "producer_version": __version__}
 
     def __repr__(self) -> str:

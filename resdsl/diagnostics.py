@@ -29,6 +29,11 @@ class Source:
         return lines[line - 1].rstrip("\r") if 0 < line <= len(lines) else ""
 
 
+def file_name(name: str) -> str:
+    """A source's file name without its folders: generated outputs never record a machine path."""
+    return name.replace("\\", "/").rsplit("/", 1)[-1]
+
+
 @dataclass(frozen=True)
 class Span:
     """A half-open range [start, end) of characters in a source."""

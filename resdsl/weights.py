@@ -71,12 +71,13 @@ def initial(graph: nx.DiGraph, seed: int = 0) -> dict[str, np.ndarray]:
     # millions of weights make this the bulk of an ONNX build's time.
     rng = np.random.Generator(np.random.MT19937(seed))
     zero_gamma = {data["path"] for _, data in graph.nodes(data=True) if data.get("zero_init")}
+    keys = layout(graph)
     fan_in: dict[str, int] = {}
-    for key, (shape, _) in layout(graph).items():
+    for key, (shape, _) in keys.items():
         if key.endswith(".weight") and len(shape) > 1:
             fan_in[key.removesuffix(".weight")] = int(np.prod(shape[1:]))
     state: dict[str, np.ndarray] = {}
-    for key, (shape, dtype) in layout(graph).items():
+    for key, (shape, dtype) in keys.items():
         module, _, name = key.rpartition(".")
         if module in fan_in:
             bound = np.float32(1.0 / np.sqrt(fan_in[module]))

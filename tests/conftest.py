@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import atexit
+import os
+import shutil
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -15,6 +19,10 @@ REFERENCE = Path(__file__).resolve().parent / "reference"
 # The nets under test are many small ops; on a few shared cores, intra-op
 # threads contend and a forward pass runs tens of times slower than on one.
 torch.set_num_threads(1)
+# Parser tables go to a throwaway folder, not the user's cache (subprocesses inherit it).
+if "RESDSL_CACHE_DIR" not in os.environ:
+    os.environ["RESDSL_CACHE_DIR"] = tempfile.mkdtemp(prefix="resdsl-test-cache-")
+    atexit.register(shutil.rmtree, os.environ["RESDSL_CACHE_DIR"], ignore_errors=True)
 
 TORCHVISION_MODELS = (
     "resnet18",

@@ -39,7 +39,8 @@ def test_compiling_ten_times_more_blocks_takes_less_than_thirty_times_longer():
 def test_generated_spec_has_the_blocks_it_says():
     net = resdsl.compile(cifar_spec(1000))
     assert len(net.graph.graph["instances"]) == 1000
-    assert net.params == resdsl.compile(cifar_spec(1000)).params
+    # 1000 basic blocks over three stages of 16, 32 and 64 channels: the spec grows as it claims.
+    assert net.params > 50 * resdsl.compile(cifar_spec(10)).params
 
 
 @pytest.mark.parametrize("spec", sorted(SPECS.glob("*.res")), ids=lambda p: p.stem)

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 
 import networkx as nx
 
-from ..diagnostics import error
+from ..diagnostics import error, file_name
 from ..ir.graph import Instance, operands, order
 
 
@@ -465,18 +465,13 @@ class {SE_CLASS}(nn.Module):
 
 def emit(graph: nx.DiGraph) -> str:
     emitter = _Emitter(graph)
-    parts = [HEADER.format(name=graph.graph["name"], source=_display(graph.graph.get("source", "<text>"))).rstrip()]
+    parts = [HEADER.format(name=graph.graph["name"], source=file_name(graph.graph.get("source", "<text>"))).rstrip()]
     if emitter.uses_se:
         parts.append(SE_SOURCE)
     parts += [emitter.template_class(template) for template in emitter.by_template]
     parts.append(emitter.top_class())
     parts.append(f"Model = {emitter.top_name}")
     return "\n\n\n".join(parts) + "\n"
-
-
-def _display(source: str) -> str:
-    """The spec's file name only: generated code never records a machine path."""
-    return source.replace("\\", "/").rsplit("/", 1)[-1]
 
 
 def load_module(source: str, graph: nx.DiGraph) -> types.ModuleType:
