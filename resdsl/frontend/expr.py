@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import difflib
+from collections.abc import Callable
 import math
 
 from ..diagnostics import ResdslError, error
@@ -76,26 +77,37 @@ def describe(value: Value) -> str:
     return f"`{value}`"
 
 
-def render(expr: ast.Expr, names: dict[str, str]) -> str:
-    """Python source for `expr`, with spec names mapped through `names`."""
-    return _render(expr, names, 0)
+def print_expr(expr: ast.Expr, leaf: Callable[[ast.Expr], str]) -> str:
+    """`expr` with operators and minimal parentheses; `leaf` writes numbers, booleans, strings and names.
+
+    The spec language and Python share the operators and their precedence, so
+    the formatter and the PyTorch backend print through this one function.
+    """
+    return _print(expr, leaf, 0)
 
 
-def _render(expr: ast.Expr, names: dict[str, str], outer: int) -> str:
-    if isinstance(expr, ast.Num):
-        return repr(expr.value)
-    if isinstance(expr, ast.Bool):
-        return "True" if expr.value else "False"
-    if isinstance(expr, ast.Str):
-        return repr(expr.value)
-    if isinstance(expr, ast.Var):
-        return names[expr.name]
+def _print(expr: ast.Expr, leaf: Callable[[ast.Expr], str], outer: int) -> str:
     if isinstance(expr, ast.Neg):
-        return "-" + _render(expr.operand, names, 3)
+        return "-" + _print(expr.operand, leaf, 3)
+    if not isinstance(expr, ast.BinOp):
+        return leaf(expr)
     prec = _PRECEDENCE[expr.op]
     # Left-associative: the right operand needs parentheses at equal precedence.
-    text = f"{_render(expr.left, names, prec)} {expr.op} {_render(expr.right, names, prec + 1)}"
+    text = f"{_print(expr.left, leaf, prec)} {expr.op} {_print(expr.right, leaf, prec + 1)}"
     return f"({text})" if prec < outer else text
+
+
+def render(expr: ast.Expr, names: dict[str, str]) -> str:
+    """Python source for `expr`, with spec names mapped through `names`."""
+
+    def leaf(node: ast.Expr) -> str:
+        if isinstance(node, ast.Var):
+            return names[node.name]
+        if isinstance(node, ast.Bool):
+            return "True" if node.value else "False"
+        return repr(node.value)
+
+    return print_expr(expr, leaf)
 
 
 def is_literal(expr: ast.Expr) -> bool:

@@ -14,10 +14,10 @@ import re
 
 from ..diagnostics import Source
 from . import ast
+from .expr import print_expr
 from .parser import parse
 
 INDENT = "  "
-_PRECEDENCE = {"+": 1, "-": 1, "*": 2, "//": 2, "%": 2, "/": 2}
 # Strings first, so a `#` inside a quoted path is not taken for a comment.
 _COMMENT_SCAN = re.compile(r'"[^"\n]*"|(#[^\n]*)')
 
@@ -135,7 +135,10 @@ class _Formatter:
     def param(self, param: ast.Param) -> str:
         return param.name.text if param.default is None else f"{param.name.text}={self.expr(param.default)}"
 
-    def expr(self, expr: ast.Expr, outer: int = 0) -> str:
+    def expr(self, expr: ast.Expr) -> str:
+        return print_expr(expr, self.leaf)
+
+    def leaf(self, expr: ast.Expr) -> str:
         if isinstance(expr, ast.Num):
             # Floats keep their spelling: repr() may write an exponent the grammar has no syntax for.
             return str(expr.value) if isinstance(expr.value, int) else self.text[expr.span.start:expr.span.end]
@@ -143,11 +146,4 @@ class _Formatter:
             return "true" if expr.value else "false"
         if isinstance(expr, ast.Str):
             return f'"{expr.value}"'
-        if isinstance(expr, ast.Var):
-            return expr.name
-        if isinstance(expr, ast.Neg):
-            return "-" + self.expr(expr.operand, 3)
-        precedence = _PRECEDENCE[expr.op]
-        # Left-associative: the right operand needs parentheses at equal precedence.
-        text = f"{self.expr(expr.left, precedence)} {expr.op} {self.expr(expr.right, precedence + 1)}"
-        return f"({text})" if precedence < outer else text
+        return expr.name
