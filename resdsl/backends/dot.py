@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 
 import networkx as nx
 
-from ..ir.graph import operands, order, users
+from ..ir.graph import operands, order, shape_text, users
 from ..passes.projections import NAME as PROJECTIONS
 from .cost import totals
 
@@ -58,10 +58,6 @@ SHORTCUT_COLOR = {"projection": "#e8590c", "pad": "#1971c2"}
 
 class RenderError(Exception):
     """Rendering cannot run here (a missing program or package); not a mistake in the spec."""
-
-
-def shape_text(shape) -> str:
-    return "×".join(str(d) for d in shape)
 
 
 def op_label(op, channels: bool = True) -> str:

@@ -4,11 +4,7 @@ from __future__ import annotations
 
 import networkx as nx
 
-from ..ir.graph import operands, order, policy_text
-
-
-def _fmt(shape) -> str:
-    return "×".join(str(d) for d in shape)
+from ..ir.graph import operands, order, policy_text, shape_text
 
 
 def inserted(graph: nx.DiGraph) -> list[str]:
@@ -41,7 +37,7 @@ def inserted(graph: nx.DiGraph) -> list[str]:
         path = next((graph.nodes[n]["path"] for n in chain if graph.nodes[n]["path"]), None)
         name = path.rsplit(".", 1)[0] if path else f"{data['block'] or 'network'} shortcut"
         lines.append(
-            f"inserted {name}: {' + '.join(parts)}, {_fmt(graph.nodes[source]['shape'])} → {_fmt(data['shape'])}"
+            f"inserted {name}: {' + '.join(parts)}, {shape_text(graph.nodes[source]['shape'])} → {shape_text(data['shape'])}"
             f" (shortcut policy {policies['shortcut']}) at {data['span'].location}"
         )
     return lines

@@ -6,7 +6,7 @@ import json
 
 import networkx as nx
 
-from ..ir.graph import order
+from ..ir.graph import order, shape_text
 from .cost import macs, params
 
 
@@ -48,7 +48,7 @@ def emit(graph: nx.DiGraph, fmt: str = "table", flops: bool = False) -> str:
     header = ("layer", "op", "output", "params", unit)
     table = [header]
     for r in data["layers"]:
-        shape = "×".join(str(d) for d in r["shape"])
+        shape = shape_text(r["shape"])
         table.append((r["name"], r["op"], shape, f"{r['params']:,}" if r["params"] else "",
                       f"{factor * r['macs']:,}" if r["macs"] else ""))
     widths = [max(len(row[i]) for row in table) for i in range(len(header))]

@@ -76,6 +76,11 @@ def new_graph(name: str) -> nx.DiGraph:
     return graph
 
 
+def shape_text(shape) -> str:
+    """`64×56×56`, as every message, table and diagram writes a shape."""
+    return "×".join(str(d) for d in shape)
+
+
 def add_node(graph: nx.DiGraph, op: Op, operands: list[int], *, span, origin: str = "spec", **attrs) -> int:
     node = graph.graph["next_id"]
     graph.graph["next_id"] = node + 1

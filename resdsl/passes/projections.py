@@ -24,7 +24,7 @@ import networkx as nx
 
 from ..diagnostics import Collector, Diagnostic, Label
 from ..ir import ops
-from ..ir.graph import add_node, check_inserted_paths, operands, remove_passthrough
+from ..ir.graph import add_node, check_inserted_paths, operands, remove_passthrough, shape_text
 from . import shapes
 from .norm import bn_path
 from .shapes import conv_out
@@ -104,10 +104,6 @@ def apply(graph: nx.DiGraph) -> None:
     check_inserted_paths(graph, NAME)
 
 
-def _fmt(shape) -> str:
-    return "×".join(str(d) for d in shape)
-
-
 def _mismatch(graph, add, main, short, policy, stride) -> Diagnostic:
     main_shape, short_shape = graph.nodes[main]["shape"], graph.nodes[short]["shape"]
     if stride is None:
@@ -121,7 +117,7 @@ def _mismatch(graph, add, main, short, policy, stride) -> Diagnostic:
     }[policy]
     diag = Diagnostic(
         "E0203",
-        f"residual add needs equal shapes: main {_fmt(main_shape)}, shortcut {_fmt(short_shape)} "
+        f"residual add needs equal shapes: main {shape_text(main_shape)}, shortcut {shape_text(short_shape)} "
         f"(shortcut policy {policy})",
         graph.nodes[add]["span"],
         why,
@@ -129,5 +125,5 @@ def _mismatch(graph, add, main, short, policy, stride) -> Diagnostic:
     )
     short_span = graph.nodes[short]["span"]
     if short_span is not None and graph.nodes[short]["op"].kind != "input":
-        diag.notes.append(Label(short_span, f"the shortcut, {_fmt(short_shape)}, comes from here"))
+        diag.notes.append(Label(short_span, f"the shortcut, {shape_text(short_shape)}, comes from here"))
     return diag

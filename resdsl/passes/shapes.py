@@ -14,7 +14,7 @@ import math
 import networkx as nx
 
 from ..diagnostics import Collector
-from ..ir.graph import operands, order
+from ..ir.graph import operands, order, shape_text
 
 NAME = "shapes"
 
@@ -28,10 +28,6 @@ def conv_out(size: int, kernel: int, stride: int, padding: int, dilation: int = 
             out -= 1
         return out
     return span // stride + 1
-
-
-def _fmt(shape) -> str:
-    return "×".join(str(d) for d in shape)
 
 
 def apply(graph: nx.DiGraph, only: list[int] | None = None) -> None:
@@ -56,7 +52,7 @@ def _infer(op, shapes, data, errors: Collector):
     label = data["path"] or op.kind
     spatial_ops = ("conv", "maxpool", "avgpool", "batchnorm", "gap", "pad_shortcut", "se")
     if op.kind in spatial_ops and len(shape) != 3:
-        errors.add("E0207", f"`{label}` needs a C×H×W input, got the flat {_fmt(shape)}", span,
+        errors.add("E0207", f"`{label}` needs a C×H×W input, got the flat {shape_text(shape)}", span,
                    "input is flat", "spatial ops come before `flatten`")
         return None
     if op.kind == "conv":
@@ -78,7 +74,7 @@ def _infer(op, shapes, data, errors: Collector):
         return (math.prod(shape),)
     if op.kind == "linear":
         if len(shape) != 1:
-            errors.add("E0207", f"`{label}` needs a flat input, got {_fmt(shape)}", span,
+            errors.add("E0207", f"`{label}` needs a flat input, got {shape_text(shape)}", span,
                        "input is not flat", "put `flatten` (after `gap`) before the linear layer")
             return None
         return (op.out_features,)
