@@ -89,11 +89,17 @@ class Compiled:
 
     def save_onnx(self, path, weights=None, *, seed: int = 0, opset: int = 17, fold_bn: bool = False) -> None:
         """Write `to_onnx(...)`'s model to `path` atomically, copying the weights only into the file (faster)."""
-        from .backends import onnx_graph
+        from concurrent.futures import ThreadPoolExecutor
+
         from .io import write_atomic
 
-        write_atomic(path, onnx_graph.serialize(*self._onnx_parts(weights, seed, fold_bn), opset=opset,
-                                                **self._onnx_info(weights, seed, fold_bn)))
+        # NumPy fills and file reads release the GIL: weights are drawn or read while onnx imports.
+        with ThreadPoolExecutor(max_workers=1) as pool:
+            parts = pool.submit(self._onnx_parts, weights, seed, fold_bn)
+            from .backends import onnx_graph
+
+            write_atomic(path, onnx_graph.serialize(*parts.result(), opset=opset,
+                                                    **self._onnx_info(weights, seed, fold_bn)))
 
     def _onnx_parts(self, weights, seed: int, fold_bn: bool):
         """The graph and state to emit: weights resolved and checked, BatchNorm folded if asked."""
