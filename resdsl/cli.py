@@ -74,6 +74,8 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("model", metavar="MODEL", help="an .onnx file")
     run.add_argument("--input", required=True, metavar="X.npy", help="N×C×H×W (or one C×H×W) float array")
     run.add_argument("-o", "--output", metavar="OUT.npy", help="save the output array here")
+    run.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto",
+                     help="where onnxruntime runs the model (auto: CUDA when installed, else CPU)")
 
     fmt = command("fmt", "Rewrite a spec in canonical layout, keeping its comments.", compiles=False)
     fmt.add_argument("--check", action="store_true",
@@ -191,7 +193,7 @@ def cmd_run(args) -> int:
 
     try:
         batch = np.load(args.input, allow_pickle=False)
-        output, provider = run(args.model, batch)
+        output, provider = run(args.model, batch, args.device)
     except (OSError, ValueError, RunError) as exc:
         raise _UsageError(str(exc)) from None
     print(f"ran {Path(args.model).name} on {provider}: output {'x'.join(map(str, output.shape))}", file=sys.stderr)

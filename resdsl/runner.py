@@ -11,29 +11,36 @@ class RunError(Exception):
     """A model or input the runner cannot use; the message says why."""
 
 
-def providers() -> list[str]:
-    """CUDA when this onnxruntime build has it (falling back to CPU per node), else CPU."""
+DEVICES = ("auto", "cpu", "cuda")
+
+
+def providers(device: str = "auto") -> list[str]:
+    """The execution providers for `device`: `auto` takes CUDA when this onnxruntime has it, else the CPU."""
     import onnxruntime as ort
 
-    if "CUDAExecutionProvider" in ort.get_available_providers():
-        return ["CUDAExecutionProvider", "CPUExecutionProvider"]
+    has_cuda = "CUDAExecutionProvider" in ort.get_available_providers()
+    if device == "cuda" and not has_cuda:
+        raise RunError("--device cuda: this onnxruntime has no CUDA provider (install onnxruntime-gpu)")
+    if device == "cuda" or (device == "auto" and has_cuda):
+        return ["CUDAExecutionProvider", "CPUExecutionProvider"]  # CPU only for nodes CUDA cannot run
     return ["CPUExecutionProvider"]
 
 
-def session(model: str | Path):
+def session(model: str | Path, device: str = "auto"):
     import onnxruntime as ort
 
     if not Path(model).is_file():
         raise RunError(f"model {model} does not exist")
+    chosen = providers(device)
     try:
-        return ort.InferenceSession(str(model), providers=providers())
+        return ort.InferenceSession(str(model), providers=chosen)
     except Exception as exc:  # noqa: BLE001 - onnxruntime reports a bad file as a generic failure
         raise RunError(f"onnxruntime cannot load {model}: {exc}") from None
 
 
-def run(model: str | Path, batch: np.ndarray) -> tuple[np.ndarray, str]:
+def run(model: str | Path, batch: np.ndarray, device: str = "auto") -> tuple[np.ndarray, str]:
     """The model's first output on `batch` (N×C×H×W, or one C×H×W image), and the provider that ran it."""
-    sess = session(model)
+    sess = session(model, device)
     (entry,) = sess.get_inputs()
     batch = np.asarray(batch)
     if not np.issubdtype(batch.dtype, np.floating):

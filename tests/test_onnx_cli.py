@@ -127,6 +127,19 @@ def test_run_prefers_cuda_when_installed(monkeypatch):
     assert runner.providers() == ["CPUExecutionProvider"] or "CUDAExecutionProvider" in ort.get_available_providers()
     monkeypatch.setattr(ort, "get_available_providers", lambda: ["CUDAExecutionProvider", "CPUExecutionProvider"])
     assert runner.providers() == ["CUDAExecutionProvider", "CPUExecutionProvider"]
+    assert runner.providers("cuda") == ["CUDAExecutionProvider", "CPUExecutionProvider"]
+    assert runner.providers("cpu") == ["CPUExecutionProvider"]
+
+
+def test_run_device_option(tmp_path, capsys, monkeypatch):
+    model, x = tmp_path / "m.onnx", tmp_path / "x.npy"
+    assert main(["build", str(SPEC), "--emit", "onnx", "-o", str(model)]) == 0
+    np.save(x, np.zeros((1, 3, 42, 42), np.float32))
+    assert main(["run", str(model), "--input", str(x), "--device", "cpu"]) == 0
+    assert "on CPUExecutionProvider" in capsys.readouterr().err
+    monkeypatch.setattr(ort, "get_available_providers", lambda: ["CPUExecutionProvider"])
+    assert main(["run", str(model), "--input", str(x), "--device", "cuda"]) == 2
+    assert "no CUDA provider" in capsys.readouterr().err
 
 
 def _imports_after(code: str) -> set[str]:
