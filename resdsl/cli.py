@@ -15,7 +15,8 @@ from .diagnostics import ResdslError
 
 EXIT_OK, EXIT_SPEC, EXIT_USAGE, EXIT_INTERNAL = 0, 1, 2, 3
 
-EMITS = {"torch": ".py", "ir": ".ir.txt", "onnx": ".onnx"}
+# Default output per emit: a file named after the spec, or standard output ("-") for the IR dump.
+EMITS = {"torch": ".py", "ir": "-", "onnx": ".onnx"}
 ONNX_OPSETS = tuple(range(13, 22))  # backends/onnx_graph.OPSETS, kept here so the CLI never imports onnx
 
 
@@ -45,7 +46,8 @@ def _parser() -> argparse.ArgumentParser:
 
     build = command("build", "Compile a spec to PyTorch source (or dump its IR).")
     build.add_argument("-o", "--output", metavar="OUT",
-                       help="output file ('-' for standard output; default: the spec's name with the emit's suffix)")
+                       help="output file ('-' for standard output; default: the spec's name with .py or .onnx, "
+                            "and standard output for --emit ir)")
     build.add_argument("--emit", choices=tuple(EMITS), default="torch", help="what to generate (default: torch)")
     onnx = build.add_argument_group("ONNX (--emit onnx)")
     onnx.add_argument("--opset", type=int, choices=ONNX_OPSETS, metavar="N", help="ONNX opset, 13-21 (default 17)")
@@ -127,7 +129,7 @@ def _write(output: str, data: str | bytes, what: str) -> None:
 def cmd_build(args) -> int:
     compiled = _compile(args)
     suffix = EMITS[args.emit]
-    output = args.output or Path(args.spec).name.removesuffix(".res") + suffix
+    output = args.output or ("-" if suffix == "-" else Path(args.spec).name.removesuffix(".res") + suffix)
     if output != "-" and Path(output).resolve() == Path(args.spec).resolve():
         raise _UsageError(f"refusing to overwrite the input spec {args.spec}")
     onnx_options = {"opset": args.opset, "fold_bn": args.fold_bn or None, "weights": args.weights, "seed": args.seed}

@@ -129,3 +129,10 @@ def test_python_module_entry_point_matches_console_script(tmp_path):
         pytest.skip("console script not installed in .venv")
     run = subprocess.run([str(script), "check", str(SPECS / "resnet18.res")], capture_output=True, text=True)
     assert run.returncode == 0 and run.stdout.startswith("ok: resnet18")
+
+
+def test_build_emit_ir_prints_by_default(cli, tmp_path):
+    result = cli("build", str(SPECS / "resnet18.res"), "--emit", "ir", cwd=tmp_path)
+    assert result.returncode == 0
+    assert result.stdout.startswith("network resnet18")
+    assert list(tmp_path.iterdir()) == []
