@@ -6,7 +6,7 @@ import difflib
 from collections.abc import Callable
 import math
 
-from ..diagnostics import ResdslError, error
+from ..diagnostics import error
 from . import ast
 
 Value = int | float | bool | str
@@ -116,4 +116,4 @@ def is_literal(expr: ast.Expr) -> bool:
     )
 
 
-__all__ = ["evaluate", "render", "describe", "is_literal", "ResdslError"]
+__all__ = ["evaluate", "render", "print_expr", "describe", "is_literal"]

@@ -648,4 +648,4 @@ def _parse_shape(text: str) -> tuple[int, int, int]:
     return shape  # type: ignore[return-value]
 
 
-__all__ = ["lower", "NORM_ORDERS", "SHORTCUTS", "Span"]
+__all__ = ["lower", "check_name", "NORM_ORDERS", "SHORTCUTS"]
