@@ -90,16 +90,30 @@ class Compiled:
     def save_onnx(self, path, weights=None, *, seed: int = 0, opset: int = 17, fold_bn: bool = False) -> None:
         """Write `to_onnx(...)`'s model to `path` atomically, copying the weights only into the file (faster)."""
         from concurrent.futures import ThreadPoolExecutor
+        from functools import partial
 
+        from . import weights as weights_mod
         from .io import write_atomic
 
-        # NumPy fills and file reads release the GIL: weights are drawn or read while onnx imports.
+        info = self._onnx_info(weights, seed, fold_bn)
+        if weights is None and not fold_bn:
+            # Seeded weights are drawn while they are written, never held all at once.
+            starts = weights_mod.recipe(self.graph)
+            shapes = {key: (start.shape, start.dtype) for key, start in starts.items()}
+            from .backends import onnx_graph
+
+            write_atomic(path, onnx_graph.serialize(self.graph, shapes, partial(weights_mod.stream, starts, seed=seed),
+                                                    opset=opset, **info))
+            return
+        # NumPy and file reads release the GIL: weights are read (and folded) while onnx imports.
         with ThreadPoolExecutor(max_workers=1) as pool:
             parts = pool.submit(self._onnx_parts, weights, seed, fold_bn)
             from .backends import onnx_graph
 
-            write_atomic(path, onnx_graph.serialize(*parts.result(), opset=opset,
-                                                    **self._onnx_info(weights, seed, fold_bn)))
+            graph, state = parts.result()
+            shapes = {key: (array.shape, array.dtype.name) for key, array in state.items()}
+            write_atomic(path, onnx_graph.serialize(graph, shapes, lambda keys: (state[k] for k in keys),
+                                                    opset=opset, **info))
 
     def _onnx_parts(self, weights, seed: int, fold_bn: bool):
         """The graph and state to emit: weights resolved and checked, BatchNorm folded if asked."""

@@ -237,6 +237,10 @@ def _use_color(stream) -> bool:
 
 
 def main(argv: list[str] | None = None) -> int:
+    if argv is None:
+        # Run as the program: nothing here does linear algebra, and OpenBLAS's
+        # worker threads, started when NumPy is imported, would spin on every core.
+        os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
     parser = _parser()
     args = parser.parse_args(argv)
     try:

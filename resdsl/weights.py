@@ -1,14 +1,19 @@
 """Weights for the IR's modules, keyed exactly like the generated PyTorch module's state_dict.
 
-`layout` reads the keys and shapes off the IR; `initial` draws a seeded
-initialisation by PyTorch's default rules; `load` reads a `.pt`, `.safetensors`
+`layout` reads the keys and shapes off the IR; `recipe` says how PyTorch's
+default rules start each entry, `draw`, `initial` and `stream` draw it
+seeded; `load` reads a `.pt`, `.safetensors`
 or `.npz` file and checks it against the layout. Only `load` of a `.pt` file
 imports torch.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import math
+from collections import deque
+from collections.abc import Iterator, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 
 import networkx as nx
@@ -58,40 +63,96 @@ def layout(graph: nx.DiGraph) -> dict[str, tuple[tuple[int, ...], str]]:
     return keys
 
 
-def initial(graph: nx.DiGraph, seed: int = 0) -> dict[str, np.ndarray]:
-    """PyTorch's default initialisation, drawn from NumPy's MT19937 seeded with `seed`.
+@dataclass(frozen=True)
+class Start:
+    """How one state entry starts: uniform in [-bound, bound) when `bound` is set, else every element `value`."""
 
-    Conv (SE's 1×1 convs too) and Linear weights and biases: uniform in ±1/sqrt(fan_in) (what
-    `kaiming_uniform_(a=sqrt(5))` and the bias rule of nn.Conv2d/nn.Linear
-    give); BatchNorm: γ=1 (0 where the zero_init_last policy says so), β=0,
-    running mean 0, running variance 1. Keys are drawn in walk order, so a
-    seed fixes every value.
+    shape: tuple[int, ...]
+    dtype: str
+    bound: float | None = None
+    value: float = 0.0
+
+
+def recipe(graph: nx.DiGraph) -> dict[str, Start]:
+    """PyTorch's default initialisation of every state entry (layout order).
+
+    Conv (SE's 1×1 convs too) and Linear weights and biases: uniform in
+    ±1/sqrt(fan_in) (what `kaiming_uniform_(a=sqrt(5))` and the bias rule of
+    nn.Conv2d/nn.Linear give); BatchNorm: γ=1 (0 where the zero_init_last
+    policy says so), β=0, running mean 0, running variance 1.
     """
-    # MT19937 draws float32s about 1.5× as fast as NumPy's default PCG64: tens of
-    # millions of weights make this the bulk of an ONNX build's time.
-    rng = np.random.Generator(np.random.MT19937(seed))
     zero_gamma = {data["path"] for _, data in graph.nodes(data=True) if data.get("zero_init")}
     keys = layout(graph)
     fan_in: dict[str, int] = {}
     for key, (shape, _) in keys.items():
         if key.endswith(".weight") and len(shape) > 1:
-            fan_in[key.removesuffix(".weight")] = int(np.prod(shape[1:]))
-    state: dict[str, np.ndarray] = {}
+            fan_in[key.removesuffix(".weight")] = math.prod(shape[1:])
+    starts: dict[str, Start] = {}
     for key, (shape, dtype) in keys.items():
         module, _, name = key.rpartition(".")
         if module in fan_in:
-            bound = np.float32(1.0 / np.sqrt(fan_in[module]))
-            value = rng.random(shape, dtype=np.float32)  # [0, 1), scaled in place: no temporaries
-            value *= 2 * bound
-            value -= bound
-            state[key] = value
-        elif name == "weight" and module in zero_gamma:
-            state[key] = np.zeros(shape, np.float32)
-        elif name in ("weight", "running_var"):
-            state[key] = np.ones(shape, np.float32)
+            starts[key] = Start(shape, dtype, bound=1.0 / math.sqrt(fan_in[module]))
+        elif name == "running_var" or (name == "weight" and module not in zero_gamma):
+            starts[key] = Start(shape, dtype, value=1.0)
         else:
-            state[key] = np.zeros(shape, np.dtype(dtype))
-    return state
+            starts[key] = Start(shape, dtype)
+    return starts
+
+
+def draw(key: str, start: Start, seed: int = 0, out: np.ndarray | None = None) -> np.ndarray:
+    """The starting values of state entry `key`, written into `out` when given.
+
+    Each drawn entry has its own PCG64 stream, seeded by `seed` and the key's
+    name: a key's values depend on nothing else in the network, and entries
+    can be drawn in any order or in parallel.
+    """
+    out = np.empty(start.shape, start.dtype) if out is None else out
+    if start.bound is None:
+        out.fill(start.value)
+        return out
+    stream = np.random.SeedSequence(seed, spawn_key=tuple(key.encode()))
+    np.random.Generator(np.random.PCG64(stream)).random(out=out, dtype=np.float32)  # [0, 1)
+    out *= np.float32(2 * start.bound)  # scaled in place: no temporaries
+    out -= np.float32(start.bound)
+    return out
+
+
+def initial(graph: nx.DiGraph, seed: int = 0) -> dict[str, np.ndarray]:
+    """Every state entry drawn by `recipe` and `draw`, seeded with `seed`."""
+    return {key: draw(key, start, seed) for key, start in recipe(graph).items()}
+
+
+def stream(starts: Mapping[str, Start], keys: Sequence[str], seed: int = 0) -> Iterator[np.ndarray]:
+    """`draw` of each of `keys` in order, for writing out: each array is valid only until the next is taken.
+
+    Two worker threads draw the next random entries (NumPy fills release the
+    GIL) while the caller uses the current one, into a few buffers reused
+    throughout: fresh memory for every entry would cost a page fault per
+    4 KiB, as much as the drawing itself for a ResNet-50. Constant entries
+    (BatchNorm's) are small and made on the spot.
+    """
+    drawn = [key for key in keys if starts[key].bound is not None]
+    ring = 3  # buffers: one in the caller's hands, two being filled
+    size = max((math.prod(starts[key].shape) for key in drawn), default=0)
+    buffers = [np.empty(size, np.float32) for _ in range(ring)]
+
+    def fill(index: int) -> np.ndarray:
+        key = drawn[index]
+        shape = starts[key].shape
+        return draw(key, starts[key], seed, buffers[index % ring][:math.prod(shape)].reshape(shape))
+
+    with ThreadPoolExecutor(max_workers=ring - 1) as pool:
+        pending = deque(pool.submit(fill, index) for index in range(min(ring - 1, len(drawn))))
+        submitted = len(pending)
+        for key in keys:
+            if starts[key].bound is None:
+                yield draw(key, starts[key], seed)
+                continue
+            array = pending.popleft().result()
+            if submitted < len(drawn):  # into the buffer the caller has just given back
+                pending.append(pool.submit(fill, submitted))
+                submitted += 1
+            yield array
 
 
 def load(path: str | Path, graph: nx.DiGraph) -> dict[str, np.ndarray]:

@@ -13,6 +13,7 @@ import torch
 from recipe import recipe_input, recipe_state
 
 import resdsl
+from resdsl import weights
 from resdsl.backends import onnx_graph
 from resdsl.cli import main
 from resdsl.ir import ops
@@ -223,6 +224,25 @@ def test_default_initialisation_follows_pytorch_rules():
     assert (state["bn1.weight"] == 1).all() and (state["bn1.bias"] == 0).all()
     assert (state["bn1.running_mean"] == 0).all() and (state["bn1.running_var"] == 1).all()
     assert not np.array_equal(initial(net.graph, seed=6)["fc.weight"], state["fc.weight"])
+
+
+def test_streamed_weights_equal_the_drawn_ones():
+    """stream reuses its buffers, so each array is copied as it comes; the copies are initial's state."""
+    graph = resdsl.compile(ROOT / "specs" / "seresnet50.res", {"input": "3x64x64"}).graph
+    starts = weights.recipe(graph)
+    keys = [k for k in reversed(starts) if not k.endswith("num_batches_tracked")]  # any order
+    streamed = {k: a.copy() for k, a in zip(keys, weights.stream(starts, keys, seed=7), strict=True)}
+    expected = initial(graph, seed=7)
+    assert all(np.array_equal(streamed[k], expected[k]) for k in keys)
+    assert len({streamed[k].tobytes() for k in keys if k.endswith("conv2.weight")}) > 1
+
+
+def test_a_keys_initial_values_do_not_depend_on_the_rest_of_the_network():
+    """Each key draws from its own stream: ResNet-18 and -34 start their shared stem alike."""
+    small, large = (initial(resdsl.compile(ROOT / "specs" / f"{n}.res").graph) for n in ("resnet18", "resnet34"))
+    for key in ("conv1.weight", "layer1.0.conv1.weight", "layer4.0.downsample.0.weight"):
+        np.testing.assert_array_equal(small[key], large[key], err_msg=key)
+    assert not np.array_equal(small["layer1.0.conv1.weight"], small["layer1.0.conv2.weight"])
 
 
 @pytest.mark.parametrize("fold", [False, True])
