@@ -34,7 +34,7 @@ from pathlib import Path
 
 import numpy as np
 
-from common import ROOT, cpu_model
+from common import ROOT, byte_compile, cpu_model
 
 HEADING = "## ONNX emission"
 GOAL = 10.0  # resdsl at least this many times faster than the default exporter
@@ -135,12 +135,13 @@ def main() -> None:
         return
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--spec", default=str(ROOT / "specs" / "resnet50.res"))
-    parser.add_argument("--repeat", type=int, default=5, help="timed builds/exports of each kind")
-    parser.add_argument("--runs", type=int, default=30, help="timed onnxruntime runs per file")
+    parser.add_argument("--repeat", type=int, default=7, help="timed builds/exports of each kind")
+    parser.add_argument("--runs", type=int, default=60, help="timed onnxruntime runs per file")
     parser.add_argument("--no-write", action="store_true", help="print the section, leave docs/benchmarks.md alone")
     args = parser.parse_args()
 
     spec = Path(args.spec)
+    byte_compile()
     load_before = os.getloadavg()[0]
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)

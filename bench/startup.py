@@ -9,12 +9,13 @@ from __future__ import annotations
 import os
 import tempfile
 
-from common import ROOT, interleaved, process, python
+from common import ROOT, byte_compile, interleaved, process, python
 
 GOAL_S = 0.5
 
 
 def run(repeats: int = 7) -> dict:
+    byte_compile()
     spec = str(ROOT / "specs" / "resnet152.res")
     check = [python(), "-m", "resdsl", "check", spec]
     with tempfile.TemporaryDirectory() as cache, tempfile.TemporaryDirectory() as scratch:

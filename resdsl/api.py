@@ -89,31 +89,28 @@ class Compiled:
 
     def save_onnx(self, path, weights=None, *, seed: int = 0, opset: int = 17, fold_bn: bool = False) -> None:
         """Write `to_onnx(...)`'s model to `path` atomically, copying the weights only into the file (faster)."""
-        from concurrent.futures import ThreadPoolExecutor
         from functools import partial
 
         from . import weights as weights_mod
         from .io import write_atomic
 
-        info = self._onnx_info(weights, seed, fold_bn)
+        graph = self.graph
         if weights is None and not fold_bn:
-            # Seeded weights are drawn while they are written, never held all at once.
-            starts = weights_mod.recipe(self.graph)
+            # Seeded weights are drawn as they are written, never all held at once.
+            starts = weights_mod.recipe(graph)
             shapes = {key: (start.shape, start.dtype) for key, start in starts.items()}
-            from .backends import onnx_graph
-
-            write_atomic(path, onnx_graph.serialize(self.graph, shapes, partial(weights_mod.stream, starts, seed=seed),
-                                                    opset=opset, **info))
-            return
-        # NumPy and file reads release the GIL: weights are read (and folded) while onnx imports.
-        with ThreadPoolExecutor(max_workers=1) as pool:
-            parts = pool.submit(self._onnx_parts, weights, seed, fold_bn)
-            from .backends import onnx_graph
-
-            graph, state = parts.result()
+            arrays = partial(weights_mod.stream, starts, seed=seed)
+        else:
+            graph, state = self._onnx_parts(weights, seed, fold_bn)
             shapes = {key: (array.shape, array.dtype.name) for key, array in state.items()}
-            write_atomic(path, onnx_graph.serialize(graph, shapes, lambda keys: (state[k] for k in keys),
-                                                    opset=opset, **info))
+
+            def arrays(keys):
+                return (state[key] for key in keys)
+
+        from .backends import onnx_graph
+
+        write_atomic(path, onnx_graph.serialize(graph, shapes, arrays, opset=opset,
+                                                **self._onnx_info(weights, seed, fold_bn)))
 
     def _onnx_parts(self, weights, seed: int, fold_bn: bool):
         """The graph and state to emit: weights resolved and checked, BatchNorm folded if asked."""

@@ -1,18 +1,15 @@
 """Weights for the IR's modules, keyed exactly like the generated PyTorch module's state_dict.
 
 `layout` reads the keys and shapes off the IR; `recipe` says how PyTorch's
-default rules start each entry, `draw`, `initial` and `stream` draw it
-seeded; `load` reads a `.pt`, `.safetensors`
-or `.npz` file and checks it against the layout. Only `load` of a `.pt` file
-imports torch.
+default rules start each entry, and `draw`, `initial` and `stream` draw them
+seeded; `load` reads a `.pt`, `.safetensors` or `.npz` file and checks it
+against the layout. Only `load` of a `.pt` file imports torch.
 """
 
 from __future__ import annotations
 
 import math
-from collections import deque
 from collections.abc import Iterator, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -125,34 +122,18 @@ def initial(graph: nx.DiGraph, seed: int = 0) -> dict[str, np.ndarray]:
 def stream(starts: Mapping[str, Start], keys: Sequence[str], seed: int = 0) -> Iterator[np.ndarray]:
     """`draw` of each of `keys` in order, for writing out: each array is valid only until the next is taken.
 
-    Two worker threads draw the next random entries (NumPy fills release the
-    GIL) while the caller uses the current one, into a few buffers reused
-    throughout: fresh memory for every entry would cost a page fault per
-    4 KiB, as much as the drawing itself for a ResNet-50. Constant entries
-    (BatchNorm's) are small and made on the spot.
+    Random entries are drawn into one buffer reused throughout: fresh memory
+    for every entry costs a page fault per 4 KiB, as much as the drawing
+    itself for a ResNet-50. (Drawing in worker threads while the caller
+    writes measured no faster and took half as much CPU time again.)
+    Constant entries, BatchNorm's, are small and made on the spot.
     """
-    drawn = [key for key in keys if starts[key].bound is not None]
-    ring = 3  # buffers: one in the caller's hands, two being filled
-    size = max((math.prod(starts[key].shape) for key in drawn), default=0)
-    buffers = [np.empty(size, np.float32) for _ in range(ring)]
-
-    def fill(index: int) -> np.ndarray:
-        key = drawn[index]
-        shape = starts[key].shape
-        return draw(key, starts[key], seed, buffers[index % ring][:math.prod(shape)].reshape(shape))
-
-    with ThreadPoolExecutor(max_workers=ring - 1) as pool:
-        pending = deque(pool.submit(fill, index) for index in range(min(ring - 1, len(drawn))))
-        submitted = len(pending)
-        for key in keys:
-            if starts[key].bound is None:
-                yield draw(key, starts[key], seed)
-                continue
-            array = pending.popleft().result()
-            if submitted < len(drawn):  # into the buffer the caller has just given back
-                pending.append(pool.submit(fill, submitted))
-                submitted += 1
-            yield array
+    size = max((math.prod(starts[key].shape) for key in keys if starts[key].bound is not None), default=0)
+    buffer = np.empty(size, np.float32)
+    for key in keys:
+        start = starts[key]
+        out = None if start.bound is None else buffer[:math.prod(start.shape)].reshape(start.shape)
+        yield draw(key, start, seed, out)
 
 
 def load(path: str | Path, graph: nx.DiGraph) -> dict[str, np.ndarray]:
