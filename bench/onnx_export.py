@@ -1,16 +1,17 @@
 """ONNX emission: `resdsl build --emit onnx` against `torch.onnx.export`, and onnxruntime latency of the files.
 
-    .venv/bin/python bench/onnx_export.py [--spec specs/resnet50.res] [--repeat 3] [--runs 20]
+    .venv/bin/python bench/onnx_export.py [--spec specs/resnet50.res] [--repeat 7] [--runs 60]
 
 resdsl is timed as a whole process (interpreter start, parse, passes,
-weights, serialisation, atomic write). torch.onnx.export is timed around the
-call alone, once per fresh process (the first export, as a user pays it),
-after importing torch and building and running the generated module there:
-a bound in PyTorch's favour. Each is reported in wall time and in CPU time
-(user + system, all threads), which a busy machine disturbs less. The three
-files are then timed in onnxruntime (CPU provider, default options, runs
-interleaved) on a batch-1 input after warm-up. A last child process times
-resdsl's phases. The `## ONNX emission` section of docs/benchmarks.md is
+weights, serialisation, atomic write), its bytecode written first as an
+install would. torch.onnx.export is timed around the call alone, once per
+fresh process (the first export, as a user pays it), after importing torch
+and building and running the generated module there: a bound in PyTorch's
+favour. Each is reported in wall time and in CPU time (user + system, all
+threads), which a busy machine disturbs less. The three files are then timed
+in onnxruntime (CPU provider, default options, one session at a time, blocks
+of runs in alternating order) on a batch-1 input after warm-up. A last child
+process times resdsl's phases. The `## ONNX emission` section of docs/benchmarks.md is
 rewritten with the results (bench/run_all.py keeps it); `--no-write` only
 prints it.
 """
@@ -110,19 +111,26 @@ def phases(spec: str, out: str) -> None:
         print(f"{after - before:.3f}\t{label}")
 
 
-def ort_latency(paths: list[Path], runs: int) -> list[float]:
-    """Median batch-1 latency of each model, runs interleaved so that load changes hit all alike."""
+def ort_latency(paths: list[Path], runs: int, block: int = 10) -> list[float]:
+    """Median batch-1 latency of each model, timed in blocks of `block` runs with the order alternating.
+
+    One session lives at a time: onnxruntime's idle worker threads spin, and
+    a second live session would slow the one being timed.
+    """
     import onnxruntime as ort
 
-    sessions = [ort.InferenceSession(str(p), providers=["CPUExecutionProvider"]) for p in paths]
     x = np.random.default_rng(0).standard_normal((1, 3, 224, 224)).astype(np.float32)
-    samples: list[list[float]] = [[] for _ in sessions]
-    for step in range(3 + runs):
-        for sess, times in zip(sessions, samples):
-            start = time.perf_counter()
-            sess.run(None, {sess.get_inputs()[0].name: x})
-            if step >= 3:  # warm-up
-                times.append(time.perf_counter() - start)
+    samples: list[list[float]] = [[] for _ in paths]
+    for round_ in range(-(-runs // block)):
+        for index in range(len(paths)) if round_ % 2 == 0 else reversed(range(len(paths))):
+            session = ort.InferenceSession(str(paths[index]), providers=["CPUExecutionProvider"])
+            feed = {session.get_inputs()[0].name: x}
+            for step in range(3 + block):
+                start = time.perf_counter()
+                session.run(None, feed)
+                if step >= 3:  # warm-up
+                    samples[index].append(time.perf_counter() - start)
+            del session
     return [statistics.median(times) for times in samples]
 
 
@@ -183,8 +191,8 @@ def render(spec, args, load_before, emitters, timings, latencies, size, split) -
            "favours PyTorch."),
            ("- **CPU** is user + system time over all threads, less disturbed than wall time when other work "
            "shares the machine."),
-           (f"- **onnxruntime**: CPU provider, default session options, batch 1, 3 warm-up runs, then {args.runs} "
-           "timed runs of each file, interleaved."), "",
+           (f"- **onnxruntime**: CPU provider, default session options, batch 1; {args.runs} timed runs of each "
+           "file in blocks of 10 after 3 warm-up runs, one live session at a time, the order alternating."), "",
            (f"Measured {datetime.date.today().isoformat()} on {cpu_model()}, {os.cpu_count()} cores (Python "
            f"{platform.python_version()}, torch {torch.__version__}, onnx {onnx.__version__}, onnxruntime "
            f"{onnxruntime.__version__}); load average {load_before:.1f} at the start and "
