@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 import networkx as nx
 
 from ..diagnostics import error, file_name
-from ..ir.graph import Instance, operands, order
+from ..ir.graph import Instance, operands, order, preactivation
 
 
 class GenerationError(RuntimeError):
@@ -47,6 +47,7 @@ class Shortcut:
     ops: list[str]  # op kinds on the shortcut path: conv, batchnorm, avgpool or pad_shortcut
     stride: str
     flag: str | None  # constructor flag when only some instances have it
+    preact: bool  # the module reads the block's pre-activated input, not the raw one (norm = pre)
 
 
 @dataclass
@@ -223,15 +224,18 @@ class _Emitter:
         _, text = self._branch_stride(body, body.nodes, add)
         stride = text if (body.symbolic and owner_value == concrete) else repr(concrete)
         suffix = str(index + 1) if index else ""
-        return Shortcut("downsample" + suffix, "identity" + suffix, kinds, stride, flag)
+        preact = operands(self.graph, chain[0])[0] != self.graph.nodes[owner_add]["shortcut_from"]
+        return Shortcut("downsample" + suffix, "identity" + suffix, kinds, stride, flag, preact)
 
-    def _shortcut_code(self, body: _Body, add: int, source: str) -> str:
+    def _shortcut_code(self, body: _Body, add: int, names: dict[int, str]) -> str:
         """Write the shortcut of `add` into the body; returns the variable holding it."""
         spec = body.shortcuts.get(add)
+        raw = self.graph.nodes[add]["shortcut_from"]
         if spec is None:
-            return source
+            return names[raw]
+        source = names[self._module_input(body, add)]
         main = operands(self.graph, add)[0]
-        cin = self._channels(body, self._shortcut_source(add))
+        cin = self._channels(body, raw)
         cout = self._channels(body, main)
         attr, stride = spec.attr, spec.stride
         if spec.ops == ["pad_shortcut"]:
@@ -266,14 +270,21 @@ class _Emitter:
             code = f"self.{attr}({source})"
             guard = f"if self.{attr} is not None:"
         if spec.flag:
-            body.forward += [f"{spec.ident} = {source}", guard, f"    {spec.ident} = {code}"]
+            body.forward += [f"{spec.ident} = {names[raw]}", guard, f"    {spec.ident} = {code}"]
         else:
             body.forward.append(f"{spec.ident} = {code}")
         return spec.ident
 
-    def _shortcut_source(self, add: int) -> int:
+    def _module_input(self, body: _Body, add: int) -> int:
+        """The tensor `add`'s shortcut module reads in this body: the raw shortcut or its pre-activation."""
+        raw = self.graph.nodes[add]["shortcut_from"]
+        if not body.shortcuts[add].preact:
+            return raw
         chain = self.chains.get(add)
-        return operands(self.graph, chain[0])[0] if chain else operands(self.graph, add)[1]
+        source = operands(self.graph, chain[0])[0] if chain else preactivation(self.graph, raw, add)
+        if source is None:
+            raise GenerationError(f"{self.graph.nodes[add]['block']}: a shortcut reads a pre-activation it lacks")
+        return source
 
     # -- forward and __init__ ---------------------------------------------------
 
@@ -284,7 +295,9 @@ class _Emitter:
         for index, node in enumerate(steps):
             reads = [body.units[node][1]] if node in body.units else operands(graph, node)
             if graph.nodes[node]["op"].kind == "add" and node not in body.units:
-                reads = [reads[0], self._shortcut_source(node)]
+                reads = [reads[0], graph.nodes[node]["shortcut_from"]]
+                if node in body.shortcuts:
+                    reads.append(self._module_input(body, node))
             for value in reads:
                 consumers.setdefault(value, set()).add(index)
         names = {body.input: "x"}
@@ -320,7 +333,7 @@ class _Emitter:
                     body.init.append(f"nn.init.zeros_(self.{local}.weight)  # the residual branch starts at zero")
             args = [names[p] for p in operands(graph, node)[:1]]
             if data["op"].kind == "add":
-                args.append(self._shortcut_code(body, node, names[self._shortcut_source(node)]))
+                args.append(self._shortcut_code(body, node, names))
             names[node] = var(node, index, data["name"])
             body.forward.append(f"{names[node]} = {self._call(body, node, args)}")
         body.forward.append(f"return {names[steps[-1]]}")

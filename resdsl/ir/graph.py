@@ -14,6 +14,9 @@ Node attributes
   branch    the add node whose residual branch holds this node, if any
   auto_norm whether the norm policy places BatchNorm/ReLU around this conv
   shortcut_of  for nodes on an inserted shortcut: the add node they feed
+  shortcut_from  for a residual add, once projections are placed: the tensor its
+            shortcut names (a projection under full pre-activation reads that
+            tensor's pre-activation instead: see `preactivation`)
   zero_init for a BatchNorm: its γ starts at zero (policy zero_init_last); absent otherwise
 Edge attributes
   pos       operand position (networkx does not order predecessors)
@@ -162,6 +165,22 @@ def insert_before(graph: nx.DiGraph, node: int, op: Op, **attrs) -> int:
     graph.remove_edge(operand, node)
     graph.add_edge(new, node, **data)
     return new
+
+
+def preactivation(graph: nx.DiGraph, tensor: int, add: int) -> int | None:
+    """The ReLU ending the BatchNorm → ReLU that `add`'s residual branch applies to `tensor`, if any.
+
+    Under full pre-activation a branch starts BN → ReLU → conv on its block's
+    input. The paper's reference code (resnet-1k-layers) shares that
+    pre-activation with the shortcut of a unit that changes dimensions.
+    """
+    for bn in sorted(graph._succ[tensor]):
+        data = graph._node[bn]
+        if data["op"].kind == "batchnorm" and data["origin"] == "norm" and data["branch"] == add:
+            users = list(graph._succ[bn])
+            if len(users) == 1 and graph._node[users[0]]["op"].kind == "relu":
+                return users[0]
+    return None
 
 
 def remove_passthrough(graph: nx.DiGraph, node: int, keep: int) -> None:

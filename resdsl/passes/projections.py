@@ -2,8 +2,12 @@
 
 Needs: shapes inferred.
 Guarantees: every add's operands have equal shapes; each add records its
-`shortcut_kind` (identity, projection, pad, or removed); every inserted node
-has `origin="projection"` and `shortcut_of` set to its add.
+`shortcut_kind` (identity, projection, pad, or removed) and, unless removed,
+`shortcut_from`; every inserted node has `origin="projection"` and
+`shortcut_of` set to its add. Under full pre-activation (`norm = pre`) a
+projection or padding reads the BN → ReLU pre-activation of the block input
+that the residual branch starts with, as the paper's reference code does for
+units that change dimensions; identity shortcuts read the raw input.
 
 Policies (He et al. 2015, §3.3):
   A     parameter-free: subsample by the stride, zero-pad the extra channels
@@ -24,7 +28,7 @@ import networkx as nx
 
 from ..diagnostics import Collector, Diagnostic, Label
 from ..ir import ops
-from ..ir.graph import add_node, check_inserted_paths, operands, remove_passthrough, shape_text
+from ..ir.graph import add_node, check_inserted_paths, operands, preactivation, remove_passthrough, shape_text
 from . import shapes
 from .norm import bn_path
 from .shapes import conv_out
@@ -65,6 +69,7 @@ def apply(graph: nx.DiGraph) -> None:
             remove_passthrough(graph, add, main)
             continue
         # Policy C projects every spatial shortcut; a flat one has nothing to project with.
+        data["shortcut_from"] = short
         if main_shape == short_shape and (policy != "C" or len(main_shape) != 3):
             data["shortcut_kind"] = "identity"
             continue
@@ -91,7 +96,8 @@ def apply(graph: nx.DiGraph) -> None:
                 chain.append(ops.BatchNorm())
                 paths.append(bn_path(paths[-1]))
             data["shortcut_kind"] = "projection"
-        node, inserted = short, []
+        # Full pre-activation: the shortcut reads the block's pre-activated input, as the branch does.
+        node, inserted = (preactivation(graph, short, add) if norm == "pre" else None) or short, []
         for op, path in zip(chain, paths):
             node = add_node(graph, op, [node], span=data["span"], origin=NAME, path=path, block=data["block"],
                             template=data["template"], shortcut_of=add)
