@@ -1,4 +1,4 @@
-"""Shared fixtures: paths of the model zoo and a CLI runner; the --update-goldens option."""
+"""Shared fixtures: paths of the model zoo, a CLI runner, and golden files with --update-goldens."""
 
 from __future__ import annotations
 
@@ -16,6 +16,7 @@ import torch
 ROOT = Path(__file__).resolve().parent.parent
 SPECS = ROOT / "specs"
 REFERENCE = Path(__file__).resolve().parent / "reference"
+GOLDEN = Path(__file__).resolve().parent / "golden"
 # The nets under test are many small ops; on a few shared cores, intra-op
 # threads contend and a forward pass runs tens of times slower than on one.
 torch.set_num_threads(1)
@@ -60,3 +61,18 @@ def pytest_addoption(parser):
 @pytest.fixture
 def update_goldens(request) -> bool:
     return request.config.getoption("--update-goldens")
+
+
+@pytest.fixture
+def golden(update_goldens):
+    """`check(NAME, text)`: text must equal tests/golden/NAME; --update-goldens rewrites the file instead."""
+
+    def check(name: str, text: str) -> None:
+        path = GOLDEN / name
+        if update_goldens:
+            path.write_text(text, encoding="utf-8")
+            return
+        assert path.is_file(), f"tests/golden/{name} is missing: run pytest --update-goldens and review it"
+        assert text == path.read_text(encoding="utf-8"), f"tests/golden/{name} differs: review, then --update-goldens"
+
+    return check

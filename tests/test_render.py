@@ -50,12 +50,8 @@ def png_size(data: bytes) -> tuple[int, int]:
 
 
 @pytest.mark.parametrize("level", dot.LEVELS)
-def test_golden_dot_resnet18(compiled, level, request):
-    text = compiled("resnet18").to_dot(level=level)
-    golden = GOLDEN / f"resnet18.{level}.dot"
-    if request.config.getoption("--update-goldens"):
-        golden.write_text(text, encoding="utf-8")
-    assert text == golden.read_text(encoding="utf-8")
+def test_golden_dot_resnet18(compiled, level, golden):
+    golden(f"resnet18.{level}.dot", compiled("resnet18").to_dot(level=level))
 
 
 def test_dot_is_deterministic_across_compiles():
