@@ -203,7 +203,8 @@ def render(spec, args, load_before, emitters, timings, latencies, graphs, size, 
            "PyTorch's exporter applied to the PyTorch module resdsl generates, then times the three files in "
            "onnxruntime."), "",
            ("- **resdsl**: `resdsl build SPEC --emit onnx` as a whole process: interpreter start, imports, parsing, "
-           "passes, seeded weights, encoding and the atomic (fsynced) write."),
+           "passes, seeded weights, encoding and the atomic (fsynced) write; resdsl's bytecode is written "
+           "beforehand, as installing a package does."),
            ("- **torch.onnx.export**: the export call alone, in a fresh process per repetition (the first export, "
            "as a user pays it), after torch is imported and the module built and run there; leaving those out "
            "favours PyTorch."),
