@@ -122,3 +122,11 @@ def test_fmt_refuses_a_broken_spec_without_touching_it(tmp_path, capsys):
 def test_expressions_get_minimal_parentheses():
     text = "network n { input 3x8x8\n let a = ((1 + 2)) * (3 - (4 - 5)) // -(6)\n conv(a, k=1) }"
     assert "let a = (1 + 2) * (3 - (4 - 5)) // -6" in fmt(text)
+
+
+def test_trailing_comments_of_consecutive_lines_share_a_column():
+    text = ("network n {  # header\n  input 3x8x8 # shape\n  classes 2\n"
+            "  c = conv(8, k=3)   # a conv\n  relu # then\n  gap  # pooled\n\n  flatten # alone\n}\n")
+    assert fmt(text) == ("network n {  # header\n  input 3x8x8  # shape\n  classes 2\n"
+                         "  c = conv(8, k=3)  # a conv\n  relu              # then\n  gap               # pooled\n\n"
+                         "  flatten  # alone\n}\n")

@@ -5,7 +5,9 @@ space after each comma, one blank line between top-level items, at most one
 blank line kept inside a body, minimal parentheses in expressions. Comments
 are re-attached by position: a comment right after an element, on its line,
 stays at the end of that element's line; any other comment is written on its own line
-before the next element (or before the closing `}`).
+before the next element (or before the closing `}`). The trailing comments of
+consecutive lines at one indentation start in one column, two spaces after the
+longest of those lines.
 """
 
 from __future__ import annotations
@@ -35,6 +37,7 @@ class _Formatter:
         self.comments = [(m.start(1), m.group(1).rstrip()) for m in _COMMENT_SCAN.finditer(self.text) if m.group(1)]
         self.next = 0  # the first comment not yet written
         self.lines: list[str] = []
+        self.trailing: dict[int, str] = {}  # line index -> the comment at its end, aligned at the end
         self.last_end = 0  # where the last written element (or comment) ends in the source
 
     # -- layout ---------------------------------------------------------------
@@ -54,9 +57,24 @@ class _Formatter:
             else:
                 self.body(item, f"network {item.name.text}")
         self.leading(len(self.text) + 1, "", keep_blank=True)
+        self._align_trailing()
         while self.lines and self.lines[-1] == "":
             self.lines.pop()
         return "\n".join(self.lines) + "\n" if self.lines else ""
+
+    def _align_trailing(self) -> None:
+        """Append the trailing comments: those of consecutive lines at one indentation share a column."""
+        run: list[int] = []
+        for index in [*sorted(self.trailing), None]:
+            joins = index is not None and run and index == run[-1] + 1 \
+                and _indent(self.lines[index]) == _indent(self.lines[run[-1]])
+            if run and not joins:
+                column = max(len(self.lines[i]) for i in run) + 2
+                for i in run:
+                    self.lines[i] = self.lines[i].ljust(column) + self.trailing[i]
+                run = []
+            if index is not None:
+                run.append(index)
 
     def body(self, item: ast.BlockDef | ast.NetworkDef, header: str) -> None:
         close = item.span.end - 1  # the span ends just after the closing `}`
@@ -86,7 +104,7 @@ class _Formatter:
         if self.next < len(self.comments):
             position, comment = self.comments[self.next]
             if not self.text[end:position].strip(" \t\r;"):  # nothing else between: same line, no element
-                self.lines[-1] += "  " + comment
+                self.trailing[len(self.lines) - 1] = comment
                 self.last_end = position + len(comment)
                 self.next += 1
 
@@ -147,3 +165,7 @@ class _Formatter:
         if isinstance(expr, ast.Str):
             return f'"{expr.value}"'
         return expr.name
+
+
+def _indent(line: str) -> int:
+    return len(line) - len(line.lstrip(" "))
