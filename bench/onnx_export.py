@@ -103,9 +103,9 @@ def phases(spec: str, out: str) -> None:
     marks.append(("parse, lower, passes", clock()))
     starts = recipe(net.graph)
     shapes = {key: (start.shape, start.dtype) for key, start in starts.items()}
-    chunks = onnx_graph.serialize(net.graph, shapes, functools.partial(stream, starts))
+    encoded = onnx_graph.serialize(net.graph, shapes, functools.partial(stream, starts))
     marks.append(("graph and its encoding", clock()))
-    write_atomic(out, chunks)
+    write_atomic(out, encoded.model)
     marks.append(("seeded weights, drawn while written, and the atomic write", clock()))
     for (_, before), (label, after) in itertools.pairwise(marks):
         print(f"{after - before:.3f}\t{label}")

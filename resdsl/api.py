@@ -87,8 +87,14 @@ class Compiled:
         return onnx_graph.emit(*self._onnx_parts(weights, seed, fold_bn), opset=opset,
                                **self._onnx_info(weights, seed, fold_bn))
 
-    def save_onnx(self, path, weights=None, *, seed: int = 0, opset: int = 17, fold_bn: bool = False) -> None:
-        """Write `to_onnx(...)`'s model to `path` atomically, copying the weights only into the file (faster)."""
+    def save_onnx(self, path, weights=None, *, seed: int = 0, opset: int = 17, fold_bn: bool = False,
+                  external_data: bool = False) -> Path | None:
+        """Write `to_onnx(...)`'s model to `path` atomically, copying the weights only into the file (faster).
+
+        With `external_data`, or when the model would pass protobuf's 2 GiB
+        limit, the weights go to `<path>.data` beside it (ONNX external data);
+        returns that file's path, or None when the weights are inside the model.
+        """
         from functools import partial
 
         from . import weights as weights_mod
@@ -109,8 +115,16 @@ class Compiled:
 
         from .backends import onnx_graph
 
-        write_atomic(path, onnx_graph.serialize(graph, shapes, arrays, opset=opset,
-                                                **self._onnx_info(weights, seed, fold_bn)))
+        path = Path(path)
+        data_path = path.with_name(path.name + ".data")
+        encoded = onnx_graph.serialize(graph, shapes, arrays, opset=opset, data_file=data_path.name,
+                                       external=external_data, **self._onnx_info(weights, seed, fold_bn))
+        if encoded.data is None:
+            write_atomic(path, encoded.model)
+            return None
+        write_atomic(data_path, encoded.data)  # first: once the new model is in place, so is its data
+        write_atomic(path, encoded.model)
+        return data_path
 
     def _onnx_parts(self, weights, seed: int, fold_bn: bool):
         """The graph and state to emit: weights resolved and checked, BatchNorm folded if asked."""

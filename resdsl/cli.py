@@ -54,6 +54,8 @@ def _parser() -> argparse.ArgumentParser:
     onnx.add_argument("--fold-bn", action="store_true", help="fold BatchNorm into the conv before it")
     onnx.add_argument("--weights", metavar="FILE", help="a state_dict (.pt, .pth), .safetensors or .npz file")
     onnx.add_argument("--seed", type=int, metavar="N", help="seed of the default initialisation (default 0)")
+    onnx.add_argument("--external-data", action="store_true",
+                      help="write the weights to OUTPUT.data beside the model (automatic past protobuf's 2 GiB)")
 
     check = command("check", "Parse and validate a spec; exit 0 when valid, 1 otherwise.")
     check.add_argument("-v", "--verbose", action="store_true", help="list the shortcuts and norms the passes placed")
@@ -132,7 +134,8 @@ def cmd_build(args) -> int:
     output = args.output or ("-" if suffix == "-" else Path(args.spec).name.removesuffix(".res") + suffix)
     if output != "-" and Path(output).resolve() == Path(args.spec).resolve():
         raise _UsageError(f"refusing to overwrite the input spec {args.spec}")
-    onnx_options = {"opset": args.opset, "fold_bn": args.fold_bn or None, "weights": args.weights, "seed": args.seed}
+    onnx_options = {"opset": args.opset, "fold_bn": args.fold_bn or None, "weights": args.weights, "seed": args.seed,
+                    "external_data": args.external_data or None}
     given = [f"--{k.replace('_', '-')}" for k, v in onnx_options.items() if v is not None]
     if given and args.emit != "onnx":
         raise _UsageError(f"{', '.join(given)} only apply to --emit onnx")
@@ -143,10 +146,14 @@ def cmd_build(args) -> int:
     elif args.emit == "onnx":
         options = {"seed": args.seed or 0, "opset": args.opset or 17, "fold_bn": args.fold_bn}
         if output == "-":
+            if args.external_data:
+                raise _UsageError("--external-data needs an output file (-o FILE), not standard output")
             _write(output, compiled.to_onnx(args.weights, **options).SerializeToString(), "ONNX")
         else:
-            compiled.save_onnx(output, args.weights, **options)
-            print(f"wrote {output} (ONNX opset {options['opset']}, {compiled.params:,} parameters)", file=sys.stderr)
+            data = compiled.save_onnx(output, args.weights, external_data=args.external_data, **options)
+            where = f"; weights in {data}" if data else ""
+            print(f"wrote {output} (ONNX opset {options['opset']}, {compiled.params:,} parameters{where})",
+                  file=sys.stderr)
     else:
         _write(output, compiled.torch_source, f"PyTorch, {compiled.params:,} parameters")
     return EXIT_OK

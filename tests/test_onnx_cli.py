@@ -161,3 +161,57 @@ def test_the_cli_offers_exactly_the_backends_opsets():
     from resdsl.backends import onnx_graph
 
     assert cli.ONNX_OPSETS == onnx_graph.OPSETS
+
+
+def _without_data_location(model):
+    """onnx.load marks the initializers it filled from external data as `data_location: DEFAULT` explicitly."""
+    for tensor in model.graph.initializer:
+        tensor.ClearField("data_location")
+    return model
+
+
+@pytest.mark.parametrize("fold", [False, True])
+def test_external_data_holds_the_same_model(tmp_path, fold, capsys):
+    import onnx
+
+    out = tmp_path / "m.onnx"
+    args = ["build", str(SPEC), "--emit", "onnx", "--seed", "3", "-o", str(out), "--external-data"]
+    assert main(args + (["--fold-bn"] if fold else [])) == 0
+    assert f"weights in {out}.data" in capsys.readouterr().err
+    bare = onnx.load(out, load_external_data=False)
+    assert all(t.data_location == onnx.TensorProto.EXTERNAL and not t.raw_data for t in bare.graph.initializer)
+    entries = [{e.key: e.value for e in t.external_data} for t in bare.graph.initializer]
+    assert {e["location"] for e in entries} == {"m.onnx.data"}
+    assert sum(int(e["length"]) for e in entries) == (tmp_path / "m.onnx.data").stat().st_size
+    onnx.checker.check_model(str(out), full_check=True)
+    net = resdsl.compile(SPEC)
+    assert _without_data_location(onnx.load(out)) == net.to_onnx(seed=3, fold_bn=fold)
+    x = np.random.default_rng(0).standard_normal((2, 3, 42, 42)).astype(np.float32)
+    inline = ort.InferenceSession(net.to_onnx(seed=3, fold_bn=fold).SerializeToString(),
+                                  providers=["CPUExecutionProvider"])
+    external = ort.InferenceSession(str(out), providers=["CPUExecutionProvider"])
+    np.testing.assert_array_equal(external.run(None, {"input": x})[0], inline.run(None, {"input": x})[0])
+    first = out.read_bytes(), (tmp_path / "m.onnx.data").read_bytes()
+    assert main(args + (["--fold-bn"] if fold else [])) == 0
+    assert (out.read_bytes(), (tmp_path / "m.onnx.data").read_bytes()) == first
+
+
+def test_weights_past_the_protobuf_limit_go_to_external_data(tmp_path, monkeypatch, state, capsys):
+    """A model over protobuf's 2 GiB cannot be one file; the limit is lowered so a small net stands in for one."""
+    from resdsl.backends import onnx_graph
+
+    out = tmp_path / "big.onnx"
+    assert main(["build", str(SPEC), "--emit", "onnx", "-o", str(out)]) == 0
+    assert not (tmp_path / "big.onnx.data").exists()
+    monkeypatch.setattr(onnx_graph, "PROTOBUF_LIMIT", out.stat().st_size // 2)
+    assert main(["build", str(SPEC), "--emit", "onnx", "-o", str(out)]) == 0
+    assert f"weights in {out}.data" in capsys.readouterr().err
+    assert out.stat().st_size < (tmp_path / "big.onnx.data").stat().st_size
+    shapes = {key: (array.shape, array.dtype.name) for key, array in state.items()}
+    with pytest.raises(onnx_graph.OnnxEmitError, match="need an external data file"):
+        onnx_graph.serialize(resdsl.compile(SPEC).graph, shapes, lambda keys: (state[k] for k in keys))
+
+
+def test_external_data_needs_an_output_file(capsys):
+    assert main(["build", str(SPEC), "--emit", "onnx", "-o", "-", "--external-data"]) == 2
+    assert "--external-data needs an output file" in capsys.readouterr().err

@@ -12,8 +12,10 @@ PyTorch state_dict keys. The graph input is `input` (batch×C×H×W), the output
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Callable, Collection, Iterable, Iterator, Mapping
+from dataclasses import dataclass
 
 import networkx as nx
 import numpy as np
@@ -237,10 +239,23 @@ def emit(graph: nx.DiGraph, state: dict[str, np.ndarray], *, opset: int = DEFAUL
     return model
 
 
+# Protobuf reads and writes no message of 2 GiB or more: heavier weights go to an external data file.
+PROTOBUF_LIMIT = 2**31 - 1
+
+
+@dataclass
+class Encoded:
+    """A model as chunks of bytes to write in order: the model file's, and the external data file's if any."""
+
+    model: Iterator[bytes | memoryview]
+    data: Iterator[bytes | memoryview] | None
+
+
 def serialize(graph: nx.DiGraph, shapes: Mapping[str, tuple[tuple[int, ...], str]],
               arrays: Callable[[list[str]], Iterable[np.ndarray]], *, opset: int = DEFAULT_OPSET,
-              metadata: dict[str, str] | None = None, producer_version: str = "") -> Iterator[bytes | memoryview]:
-    """The bytes of `emit`'s model, as chunks to write in order, without protobuf messages for the weights.
+              metadata: dict[str, str] | None = None, producer_version: str = "",
+              data_file: str | None = None, external: bool = False) -> Encoded:
+    """The bytes of `emit`'s model, without protobuf messages for the weights.
 
     `shapes` gives each weight's shape and dtype name (as weights.layout
     does); `arrays(keys)` yields the weights of `keys` in that order, and
@@ -253,38 +268,71 @@ def serialize(graph: nx.DiGraph, shapes: Mapping[str, tuple[tuple[int, ...], str
     Encoding the tensors by hand and handing out the arrays' own buffers
     means the weights are copied once, into the file: for ResNet-50 this
     takes a fifth of the time of building and serialising the full message.
+
+    With `external`, or when the model would reach PROTOBUF_LIMIT, the
+    weights go one after the other into `data_file` (a file name beside the
+    model), which the initializers reference by offset and length: ONNX's
+    external data, which onnx.load and onnxruntime read from the model's folder.
     """
     model, keys = _model(graph, shapes, opset, metadata, producer_version)
-    headers = [_tensor_header(key, *shapes[key]) for key in keys]
-    sizes = [len(header) + math.prod(shapes[key][0]) * np.dtype(shapes[key][1]).itemsize
-             for key, header in zip(keys, headers)]
-    size = sum(len(_tag(5)) + len(_varint(n)) + n for n in sizes)
+    head = model.SerializeToString()
+    lengths = [math.prod(shapes[key][0]) * np.dtype(shapes[key][1]).itemsize for key in keys]
+    headers = [_tensor_header(key, *shapes[key]) + _tag(9) + _varint(n) for key, n in zip(keys, lengths)]
+    sizes = [len(header) + n for header, n in zip(headers, lengths)]
+    if _graph_size(sizes) + len(head) + 16 > PROTOBUF_LIMIT or external:
+        if data_file is None:
+            raise OnnxEmitError(f"{sum(lengths) / 2**30:.1f} GiB of weights need an external data file")
+        offsets = itertools.accumulate(lengths, initial=0)
+        headers = [_tensor_header(key, *shapes[key]) + _external(data_file, offset, n)
+                   for key, offset, n in zip(keys, offsets, lengths)]
+        sizes = [len(header) for header in headers]
+        return Encoded(iter([head, _tag(7), _varint(_graph_size(sizes)),
+                             *(_tag(5) + _varint(n) + header for header, n in zip(headers, sizes))]),
+                       _data(keys, shapes, arrays))
 
     def chunks() -> Iterator[bytes | memoryview]:
-        yield model.SerializeToString()
-        yield _tag(7) + _varint(size)  # ModelProto.graph
-        for key, header, n, array in zip(keys, headers, sizes, arrays(keys), strict=True):
-            array = np.ascontiguousarray(array, dtype=np.dtype(shapes[key][1]).newbyteorder("<"))
-            if array.shape != shapes[key][0]:
-                raise OnnxEmitError(f"weights for {key} are {array.shape}, not {shapes[key][0]}")
+        yield head
+        yield _tag(7) + _varint(_graph_size(sizes))  # ModelProto.graph
+        for header, n, data in zip(headers, sizes, _data(keys, shapes, arrays), strict=True):
             yield _tag(5) + _varint(n) + header  # GraphProto.initializer
-            yield memoryview(array).cast("B")
+            yield data
 
-    return chunks()
+    return Encoded(chunks(), None)
+
+
+def _data(keys: list[str], shapes: Mapping[str, tuple[tuple[int, ...], str]],
+          arrays: Callable[[list[str]], Iterable[np.ndarray]]) -> Iterator[memoryview]:
+    """Each weight's bytes, little-endian, as a view of the array (not copied)."""
+    for key, array in zip(keys, arrays(keys), strict=True):
+        shape, dtype = shapes[key]
+        array = np.ascontiguousarray(array, dtype=np.dtype(dtype).newbyteorder("<"))
+        if array.shape != shape:
+            raise OnnxEmitError(f"weights for {key} are {array.shape}, not {shape}")
+        yield memoryview(array).cast("B")
+
+
+def _graph_size(sizes: list[int]) -> int:
+    """The length of a GraphProto holding initializers of these encoded sizes."""
+    return sum(len(_tag(5)) + len(_varint(n)) + n for n in sizes)
 
 
 _DATA_TYPES = {np.dtype("float32"): TensorProto.FLOAT, np.dtype("int64"): TensorProto.INT64}
 
 
 def _tensor_header(name: str, shape: tuple[int, ...], dtype: str) -> bytes:
-    """A TensorProto's fields before raw_data, and raw_data's key and length; the data follows.
-
-    Fields in number order, as protobuf writes them: dims 1, data_type 2, name 8, raw_data 9.
-    """
+    """A TensorProto's fields before its data, in number order as protobuf writes them: dims 1, data_type 2, name 8."""
     header = b"".join(b"\x08" + _varint(d) for d in shape)
     header += b"\x10" + _varint(_DATA_TYPES[np.dtype(dtype)])
-    header += _tag(8) + _varint(len(name.encode())) + name.encode()
-    return header + _tag(9) + _varint(math.prod(shape) * np.dtype(dtype).itemsize)
+    return header + _tag(8) + _varint(len(name.encode())) + name.encode()
+
+
+def _external(location: str, offset: int, length: int) -> bytes:
+    """TensorProto's external_data (field 13: location, offset, length) and data_location EXTERNAL (14 = 1)."""
+    fields = b""
+    for key, value in (("location", location), ("offset", str(offset)), ("length", str(length))):
+        entry = _tag(1) + _varint(len(key)) + key.encode() + _tag(2) + _varint(len(value.encode())) + value.encode()
+        fields += _tag(13) + _varint(len(entry)) + entry
+    return fields + b"\x70\x01"
 
 
 def _tag(number: int) -> bytes:
