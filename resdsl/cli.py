@@ -148,7 +148,13 @@ def cmd_build(args) -> int:
         if output == "-":
             if args.external_data:
                 raise _UsageError("--external-data needs an output file (-o FILE), not standard output")
-            _write(output, compiled.to_onnx(args.weights, **options).SerializeToString(), "ONNX")
+            from .backends.onnx_graph import PROTOBUF_LIMIT
+
+            model = compiled.to_onnx(args.weights, **options)
+            if model.ByteSize() > PROTOBUF_LIMIT:
+                raise _UsageError(f"the model takes {model.ByteSize() / 2**30:.1f} GiB, past protobuf's 2 GiB: "
+                                  "write it to a file (-o FILE), which puts the weights in external data")
+            _write(output, model.SerializeToString(), "ONNX")
         else:
             data = compiled.save_onnx(output, args.weights, external_data=args.external_data, **options)
             where = f"; weights in {data}" if data else ""

@@ -215,3 +215,11 @@ def test_weights_past_the_protobuf_limit_go_to_external_data(tmp_path, monkeypat
 def test_external_data_needs_an_output_file(capsys):
     assert main(["build", str(SPEC), "--emit", "onnx", "-o", "-", "--external-data"]) == 2
     assert "--external-data needs an output file" in capsys.readouterr().err
+
+
+def test_a_model_past_2_gib_is_not_written_to_standard_output(monkeypatch, capsys):
+    from resdsl.backends import onnx_graph
+
+    monkeypatch.setattr(onnx_graph, "PROTOBUF_LIMIT", 1000)
+    assert main(["build", str(SPEC), "--emit", "onnx", "-o", "-"]) == 2
+    assert "past protobuf's 2 GiB: write it to a file" in capsys.readouterr().err
