@@ -279,7 +279,8 @@ def serialize(graph: nx.DiGraph, shapes: Mapping[str, tuple[tuple[int, ...], str
     lengths = [math.prod(shapes[key][0]) * np.dtype(shapes[key][1]).itemsize for key in keys]
     headers = [_tensor_header(key, *shapes[key]) + _tag(9) + _varint(n) for key, n in zip(keys, lengths)]
     sizes = [len(header) + n for header, n in zip(headers, lengths)]
-    if _graph_size(sizes) + len(head) + 16 > PROTOBUF_LIMIT or external:
+    inline_size = len(head) + len(_tag(7)) + len(_varint(_graph_size(sizes))) + _graph_size(sizes)
+    if external or inline_size > PROTOBUF_LIMIT:
         if data_file is None:
             raise OnnxEmitError(f"{sum(lengths) / 2**30:.1f} GiB of weights need an external data file")
         offsets = itertools.accumulate(lengths, initial=0)
