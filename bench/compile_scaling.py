@@ -17,6 +17,7 @@ import tracemalloc
 from pathlib import Path
 
 from common import Stat, interleaved, process, python
+
 from specs import CIFAR_DEPTHS, cifar_resnet, cifar_spec
 
 GOAL_1202_S = 1.5

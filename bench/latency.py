@@ -11,7 +11,6 @@ import sys
 import time
 
 import torch
-
 from common import ROOT, Stat
 from reference_resnet import reference
 

@@ -34,7 +34,6 @@ import warnings
 from pathlib import Path
 
 import numpy as np
-
 from common import ROOT, byte_compile, cpu_model
 
 HEADING = "## ONNX emission"
@@ -219,7 +218,8 @@ def render(spec, args, load_before, emitters, timings, latencies, graphs, size, 
            ("| emitter | wall s, median (min–max) | vs resdsl | CPU s, median | vs resdsl "
            "| onnxruntime batch 1, median ms (quartiles) |"),
            "| --- | --- | --- | --- | --- | --- |"]
-    for (label, _, _), (w, c), wall, cpu, (low, latency, high) in zip(emitters, timings, walls, cpus, quartiles):
+    rows = zip(emitters, timings, walls, cpus, quartiles, strict=True)
+    for (label, _, _), (w, _), wall, cpu, (low, latency, high) in rows:
         out.append(f"| {label} | {wall:.2f} ({min(w):.2f}–{max(w):.2f}) | {wall / walls[0]:.1f}× "
                    f"| {cpu:.2f} | {cpu / cpus[0]:.1f}× | {latency * 1e3:.1f} ({low * 1e3:.1f}–{high * 1e3:.1f}) |")
     wall_ratio, cpu_ratio = walls[1] / walls[0], cpus[1] / cpus[0]
@@ -239,7 +239,7 @@ def render(spec, args, load_before, emitters, timings, latencies, graphs, size, 
             f"{ours * 1e3:.1f} ms against {latencies[1] * 1e3:.1f} and {latencies[2] * 1e3:.1f} ms: {same_speed}.",
             "", "What onnxruntime runs once its graph optimisations have fused BatchNorm, ReLU and Add into the "
             "convolutions:", ""]
-    out += [f"- {label}: {ops}" for (label, _, _), ops in zip(emitters, graphs)]
+    out += [f"- {label}: {ops}" for (label, _, _), ops in zip(emitters, graphs, strict=True)]
     out += ["", "Where resdsl's CPU time goes (one more build, phase by phase):", "",
             "| phase | CPU s |", "| --- | ---: |"]
     out += [f"| {label} | {float(t):.3f} |" for t, label in (line.split("\t") for line in split.splitlines())]

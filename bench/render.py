@@ -6,6 +6,7 @@ Prints one line per spec and level: milliseconds for to_dot, svg, png, pdf, and 
 
 from __future__ import annotations
 
+import functools
 import struct
 import sys
 import time
@@ -32,10 +33,10 @@ def main(paths: list[str]) -> None:
     for spec in specs:
         net = resdsl.compile(spec)
         for level in dot.LEVELS:
-            dot_ms, text = best_ms(lambda: net.to_dot(level=level))
+            dot_ms, text = best_ms(functools.partial(net.to_dot, level=level))
             cells = []
             for fmt in dot.IMAGE_FORMATS:
-                ms, data = best_ms(lambda: dot.render(text, fmt))
+                ms, data = best_ms(functools.partial(dot.render, text, fmt))
                 cells.append(ms)
                 if fmt == "png":
                     width, height = struct.unpack(">II", data[16:24])

@@ -21,13 +21,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import matplotlib  # noqa: E402
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-
 import compile_scaling  # noqa: E402
 import latency  # noqa: E402
+import matplotlib.pyplot as plt  # noqa: E402
 import memory  # noqa: E402
 import startup  # noqa: E402
 from common import ROOT, load, machine  # noqa: E402
+
 from resdsl.io import write_atomic  # noqa: E402
 
 DOCS = ROOT / "docs"

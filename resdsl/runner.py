@@ -49,7 +49,7 @@ def run(model: str | Path, batch: np.ndarray, device: str = "auto") -> tuple[np.
     if batch.ndim == len(expected) - 1:
         batch = batch[None]
     fixed = [d if isinstance(d, int) else None for d in expected]
-    if batch.ndim != len(expected) or any(f is not None and f != d for f, d in zip(fixed, batch.shape)):
+    if batch.ndim != len(expected) or any(f is not None and f != d for f, d in zip(fixed, batch.shape, strict=True)):
         want = "x".join(str(d) if isinstance(d, int) else "N" for d in expected)
         raise RunError(f"the input is {'x'.join(map(str, batch.shape))}; the model needs {want}")
     (output,) = sess.run(None, {entry.name: batch.astype(np.float32)})[:1]

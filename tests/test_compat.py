@@ -9,9 +9,9 @@ import sys
 
 import pytest
 import torch
+from conftest import ROOT
 
 import resdsl
-from conftest import ROOT
 
 SMALL = {"num_classes": 10}
 SMALL_SPEC = "cifar_resnet20"  # option-A shortcuts: the parameter-free path is exercised too

@@ -11,9 +11,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from agreement import assert_backends_agree
 
 import resdsl
-from agreement import assert_backends_agree
 
 TRICKY = sorted((Path(__file__).parent / "data" / "tricky").glob("*.res"))
 

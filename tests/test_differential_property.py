@@ -11,11 +11,11 @@ from __future__ import annotations
 
 import os
 
+from agreement import assert_backends_agree
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import resdsl
-from agreement import assert_backends_agree
 
 EXAMPLES = int(os.environ.get("RESDSL_DIFF_EXAMPLES", "25"))
 

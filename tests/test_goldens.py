@@ -12,11 +12,10 @@ from __future__ import annotations
 import numpy as np
 import onnx
 import pytest
+from conftest import ROOT
 from onnx import helper, numpy_helper
 
 import resdsl
-
-from conftest import ROOT
 
 # name -> (spec, overrides); preact_resnet20 is ResNet-164's spec with n = 2, to keep its dumps short.
 SPECS = {

@@ -5,9 +5,9 @@ from __future__ import annotations
 import networkx as nx
 import pytest
 import torch
+from conftest import SPECS
 
 import resdsl
-from conftest import SPECS
 from resdsl.ir.graph import operands, order
 
 

@@ -65,7 +65,8 @@ def test_every_op_matches_the_generated_torch_module(norm, shortcut):
     for key, (shape, dtype) in layout(net.graph).items():
         value = rng.standard_normal(shape) * 0.3 if dtype == "float32" else np.zeros(shape)
         state[key] = np.abs(value) + 0.5 if key.endswith("running_var") else value
-    module.load_state_dict({k: torch.from_numpy(np.asarray(v, dtype=layout(net.graph)[k][1])) for k, v in state.items()})
+    dtypes = {k: dtype for k, (_, dtype) in layout(net.graph).items()}
+    module.load_state_dict({k: torch.from_numpy(np.asarray(v, dtype=dtypes[k])) for k, v in state.items()})
     x = rng.standard_normal((2, 3, 42, 42)).astype(np.float32)
     with torch.no_grad():
         expected = module(torch.from_numpy(x)).numpy()
@@ -207,7 +208,7 @@ def test_every_supported_opset_runs_the_same(opset):
 def test_builds_are_byte_identical(tmp_path):
     spec = str(ROOT / "specs" / "resnet18.res")
     outs = [tmp_path / f"{n}.onnx" for n in ("a", "b", "c")]
-    for out, seed in zip(outs, ("0", "0", "1")):
+    for out, seed in zip(outs, ("0", "0", "1"), strict=True):
         assert main(["build", spec, "--emit", "onnx", "--seed", seed, "-o", str(out)]) == 0
     a, b, c = (p.read_bytes() for p in outs)
     assert a == b and a != c

@@ -106,7 +106,8 @@ def test_run_executes_a_built_model(tmp_path, capsys):
     expected = ort.InferenceSession(str(model), providers=["CPUExecutionProvider"]).run(None, {"input": batch})[0]
     np.testing.assert_array_equal(np.load(out), expected)
     stdout = capsys.readouterr().out.splitlines()
-    assert stdout == [f"{row}: class {int(expected[row].argmax())} ({float(expected[row].max()):.6g})" for row in (0, 1)]
+    assert stdout == [f"{row}: class {int(expected[row].argmax())} ({float(expected[row].max()):.6g})"
+                      for row in (0, 1)]
     # One image without a batch axis runs as a batch of one.
     np.save(x, batch[0])
     assert main(["run", str(model), "--input", str(x), "-o", str(out)]) == 0
@@ -150,7 +151,8 @@ def _imports_after(code: str) -> set[str]:
 
 def test_onnx_emission_imports_torch_only_for_pt_weights(tmp_path):
     np.savez(tmp_path / "w.npz", **initial(resdsl.compile(SPEC).graph))
-    build = f"from resdsl.cli import main; main(['build', {str(SPEC)!r}, '--emit', 'onnx', '-o', {str(tmp_path / 'm.onnx')!r}"
+    build = (f"from resdsl.cli import main; "
+             f"main(['build', {str(SPEC)!r}, '--emit', 'onnx', '-o', {str(tmp_path / 'm.onnx')!r}")
     assert _imports_after(build + "])") == {"onnx"}
     assert _imports_after(build + f", '--weights', {str(tmp_path / 'w.npz')!r}])") == {"onnx"}
     assert _imports_after(f"from resdsl.cli import main; main(['check', {str(SPEC)!r}])") == set()

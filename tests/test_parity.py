@@ -7,10 +7,10 @@ import json
 import numpy as np
 import pytest
 import torch
-
-import resdsl
 from conftest import REFERENCE, SPECS, TORCHVISION_MODELS
 from recipe import fill_module, recipe_input
+
+import resdsl
 
 # torchvision's parameter counts and its published GMACs (`_ops`), read off 0.29.1.
 EXPECTED = {

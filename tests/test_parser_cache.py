@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import pytest
-
 from conftest import SPECS
+
 from resdsl.diagnostics import ResdslError, Source
 from resdsl.frontend import parser, parser_cache
 

@@ -89,7 +89,7 @@ def test_resnet18_blocks_and_shortcut_bypasses(compiled):
     adds = [u for u in diagram.units if u.kind == "add"]
     assert len(adds) == 8 and {tuple(u.rows) for u in adds} == {("+ · ReLU",)}
     styles = []
-    for body, add in zip(bodies, adds):
+    for body, add in zip(bodies, adds, strict=True):
         (feed,) = into(body.id)
         main_edge, bypass = sorted(into(add.id), key=lambda e: e.tail != body.id)
         assert main_edge.tail == body.id and main_edge.style == "main"

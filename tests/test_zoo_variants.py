@@ -9,11 +9,11 @@ import re
 import pytest
 import torch
 import torch.fx
+from conftest import REFERENCE, ROOT, SPECS
+from recipe import fill_module
 from torch.nn import functional as F
 
 import resdsl
-from conftest import REFERENCE, ROOT, SPECS
-from recipe import fill_module
 from resdsl.cli import main
 from resdsl.ir.graph import order
 

@@ -277,18 +277,18 @@ def serialize(graph: nx.DiGraph, shapes: Mapping[str, tuple[tuple[int, ...], str
     model, keys = _model(graph, shapes, opset, metadata, producer_version)
     head = model.SerializeToString()
     lengths = [math.prod(shapes[key][0]) * np.dtype(shapes[key][1]).itemsize for key in keys]
-    headers = [_tensor_header(key, *shapes[key]) + _tag(9) + _varint(n) for key, n in zip(keys, lengths)]
-    sizes = [len(header) + n for header, n in zip(headers, lengths)]
+    headers = [_tensor_header(key, *shapes[key]) + _tag(9) + _varint(n) for key, n in zip(keys, lengths, strict=True)]
+    sizes = [len(header) + n for header, n in zip(headers, lengths, strict=True)]
     inline_size = len(head) + len(_tag(7)) + len(_varint(_graph_size(sizes))) + _graph_size(sizes)
     if external or inline_size > PROTOBUF_LIMIT:
         if data_file is None:
             raise OnnxEmitError(f"{sum(lengths) / 2**30:.1f} GiB of weights need an external data file")
-        offsets = itertools.accumulate(lengths, initial=0)
+        offsets = list(itertools.accumulate(lengths, initial=0))[:len(lengths)]  # where each weight starts
         headers = [_tensor_header(key, *shapes[key]) + _external(data_file, offset, n)
-                   for key, offset, n in zip(keys, offsets, lengths)]
+                   for key, offset, n in zip(keys, offsets, lengths, strict=True)]
         sizes = [len(header) for header in headers]
         return Encoded(iter([head, _tag(7), _varint(_graph_size(sizes)),
-                             *(_tag(5) + _varint(n) + header for header, n in zip(headers, sizes))]),
+                             *(_tag(5) + _varint(n) + header for header, n in zip(headers, sizes, strict=True))]),
                        _data(keys, shapes, arrays))
 
     def chunks() -> Iterator[bytes | memoryview]:

@@ -37,7 +37,8 @@ def inserted(graph: nx.DiGraph) -> list[str]:
         path = next((graph.nodes[n]["path"] for n in chain if graph.nodes[n]["path"]), None)
         name = path.rsplit(".", 1)[0] if path else f"{data['block'] or 'network'} shortcut"
         lines.append(
-            f"inserted {name}: {' + '.join(parts)}, {shape_text(graph.nodes[source]['shape'])} → {shape_text(data['shape'])}"
+            f"inserted {name}: {' + '.join(parts)}, "
+            f"{shape_text(graph.nodes[source]['shape'])} → {shape_text(data['shape'])}"
             f" (shortcut policy {policies['shortcut']}) at {data['span'].location}"
         )
     return lines

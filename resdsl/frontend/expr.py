@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import difflib
-from collections.abc import Callable
 import math
+from collections.abc import Callable
 
 from ..diagnostics import error
 from . import ast

@@ -308,7 +308,8 @@ class _Lowerer:
         else:
             close = difflib.get_close_matches(name, [*scope.names, "input"], n=1)
             raise error("E0205", f"no tensor named `{name}` to add", stmt.operand.span, "unknown tensor",
-                        f"did you mean `{close[0]}`?" if close else "add `input` or a name defined earlier in this body")
+                        f"did you mean `{close[0]}`?" if close
+                        else "add `input` or a name defined earlier in this body")
         if other == scope.current:
             raise error("E0206", f"`add {name}` adds a tensor to itself", stmt.span, "no residual branch",
                         "the add needs ops between the tensor and this point")
@@ -587,7 +588,7 @@ def _match_args(args, names: list[str], stmt, lookup, positional_ok: bool = True
     if len(positional) > len(names):
         raise error("E0102", f"`{callee}` takes at most {len(names)} positional arguments, got {len(positional)}",
                     positional[len(names)].span, "extra argument")
-    for name, arg in zip(names, positional):
+    for name, arg in zip(names, positional, strict=False):  # fewer arguments than parameters
         given[name] = arg
     for arg in args:
         if arg.name is None:

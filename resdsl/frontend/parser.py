@@ -14,7 +14,8 @@ from . import ast
 from .parser_cache import load_or_build
 
 MAX_DIGITS = 18  # every integer a spec needs fits in 18 digits
-KEYWORDS = ("use", "block", "network", "expansion", "input", "classes", "policy", "let", "add", "x", "first", "true", "false")
+KEYWORDS = ("use", "block", "network", "expansion", "input", "classes", "policy", "let", "add", "x", "first",
+            "true", "false")
 
 # How the parser's terminal names read in a message.
 _TERMINAL_TEXT = {
