@@ -49,19 +49,33 @@ def measure_one(blocks: int, repeats: int) -> dict:
 def run(repeats: int = 5) -> dict:
     sizes = []
     for name, blocks in SIZES:
-        out = subprocess.run([python(), __file__, "--one", str(blocks), str(repeats)], capture_output=True,
-                             text=True, check=True, cwd=Path(__file__).parent)
+        out = subprocess.run(
+            [python(), __file__, "--one", str(blocks), str(repeats)],
+            capture_output=True,
+            text=True,
+            check=True,
+            cwd=Path(__file__).parent,
+        )
         data = json.loads(out.stdout)
         stat = Stat(data["times"])
-        sizes.append({"name": name, "blocks": blocks, **stat.as_dict(), "per_block": stat.median / blocks,
-                      "peak_bytes": data["peak_bytes"]})
+        sizes.append(
+            {
+                "name": name,
+                "blocks": blocks,
+                **stat.as_dict(),
+                "per_block": stat.median / blocks,
+                "peak_bytes": data["peak_bytes"],
+            }
+        )
     with tempfile.TemporaryDirectory() as folder:
         spec = Path(folder) / "cifar_resnet1202.res"
         spec.write_text(cifar_resnet(1202))
         build = [python(), "-m", "resdsl", "build", str(spec), "-o", str(Path(folder) / "out.py")]
         process(build)()  # parser tables cached, as in any run after the first
-        whole = interleaved({"build cifar_resnet1202": process(build),
-                             "import torch": process([python(), "-c", "import torch"])}, repeats)
+        whole = interleaved(
+            {"build cifar_resnet1202": process(build), "import torch": process([python(), "-c", "import torch"])},
+            repeats,
+        )
     return {"sizes": sizes, "whole_process": {name: stat.as_dict() for name, stat in whole.items()}}
 
 

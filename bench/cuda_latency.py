@@ -47,8 +47,7 @@ def main() -> None:
         for size in args.batch:
             batch = torch.randn(size, *shape, device="cuda")
             times = measure(model, batch, args.repeats, torch.cuda.synchronize)
-            print(f"{name:<18}{size:>6}{1e3 * statistics.median(times):>18.2f}"
-                  f"{1e3 * (max(times) - min(times)):>10.2f}")
+            print(f"{name:<18}{size:>6}{1e3 * statistics.median(times):>18.2f}{1e3 * (max(times) - min(times)):>10.2f}")
 
 
 if __name__ == "__main__":

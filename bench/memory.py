@@ -15,8 +15,7 @@ from common import ROOT, python
 PROGRAMS = {
     "import torch only": "import torch",
     "resdsl: compile + to_torch()": (
-        "import torch, resdsl\n"
-        f"resdsl.compile({str(ROOT / 'specs' / 'resnet152.res')!r}).to_torch()"
+        f"import torch, resdsl\nresdsl.compile({str(ROOT / 'specs' / 'resnet152.res')!r}).to_torch()"
     ),
     "hand-written ResNet-152": "import torch\nfrom reference_resnet import reference\nreference('resnet152')",
 }
@@ -26,8 +25,9 @@ REPORT = "\nprint(next(l.split()[1] for l in open('/proc/self/status') if l.star
 
 
 def peak_kib(program: str) -> int:
-    out = subprocess.run([python(), "-c", program + REPORT], capture_output=True, text=True, check=True,
-                         cwd=ROOT / "bench")
+    out = subprocess.run(
+        [python(), "-c", program + REPORT], capture_output=True, text=True, check=True, cwd=ROOT / "bench"
+    )
     return int(out.stdout.split()[-1])
 
 
@@ -36,8 +36,10 @@ def run(repeats: int = 5) -> dict:
     for _ in range(repeats):
         for name, program in PROGRAMS.items():
             samples[name].append(peak_kib(program))
-    return {name: {"median_mib": statistics.median(v) / 1024, "spread": (max(v) - min(v)) / statistics.median(v)}
-            for name, v in samples.items()}
+    return {
+        name: {"median_mib": statistics.median(v) / 1024, "spread": (max(v) - min(v)) / statistics.median(v)}
+        for name, v in samples.items()
+    }
 
 
 if __name__ == "__main__":

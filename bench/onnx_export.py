@@ -47,8 +47,9 @@ def time_resdsl(spec: Path, out: Path, repeat: int) -> tuple[list[float], list[f
     for _ in range(repeat):
         before = resource.getrusage(resource.RUSAGE_CHILDREN)
         start = time.perf_counter()
-        subprocess.run([str(resdsl), "build", str(spec), "--emit", "onnx", "-o", str(out)], check=True,
-                       stderr=subprocess.DEVNULL)
+        subprocess.run(
+            [str(resdsl), "build", str(spec), "--emit", "onnx", "-o", str(out)], check=True, stderr=subprocess.DEVNULL
+        )
         walls.append(time.perf_counter() - start)
         after = resource.getrusage(resource.RUSAGE_CHILDREN)
         cpus.append(after.ru_utime - before.ru_utime + after.ru_stime - before.ru_stime)
@@ -59,8 +60,12 @@ def time_torch_export(spec: Path, out: Path, dynamo: bool, repeat: int) -> tuple
     """Wall and CPU seconds of the export call, each in a fresh process (the first call, as a user pays it)."""
     walls, cpus = [], []
     for _ in range(repeat):
-        result = subprocess.run([sys.executable, __file__, "--export-once", str(spec), str(out), str(int(dynamo))],
-                                check=True, capture_output=True, text=True)
+        result = subprocess.run(
+            [sys.executable, __file__, "--export-once", str(spec), str(out), str(int(dynamo))],
+            check=True,
+            capture_output=True,
+            text=True,
+        )
         wall, cpu = map(float, result.stdout.split()[-2:])
         walls.append(wall)
         cpus.append(cpu)
@@ -80,8 +85,15 @@ def export_once(spec: str, out: str, dynamo: bool) -> None:
     cpu, start = time.process_time(), time.perf_counter()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        torch.onnx.export(module, (x,), out, dynamo=dynamo, input_names=["input"], output_names=["output"],
-                          dynamic_axes={"input": {0: "batch"}, "output": {0: "batch"}})
+        torch.onnx.export(
+            module,
+            (x,),
+            out,
+            dynamo=dynamo,
+            input_names=["input"],
+            output_names=["output"],
+            dynamic_axes={"input": {0: "batch"}, "output": {0: "batch"}},
+        )
     print(time.perf_counter() - start, time.process_time() - cpu)
 
 
@@ -167,9 +179,11 @@ def main() -> None:
     load_before = os.getloadavg()[0]
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
-        emitters = [("resdsl build --emit onnx (whole process)", tmp / "resdsl.onnx", None),
-                    ("torch.onnx.export (default, dynamo)", tmp / "dynamo.onnx", True),
-                    ("torch.onnx.export (dynamo=False)", tmp / "legacy.onnx", False)]
+        emitters = [
+            ("resdsl build --emit onnx (whole process)", tmp / "resdsl.onnx", None),
+            ("torch.onnx.export (default, dynamo)", tmp / "dynamo.onnx", True),
+            ("torch.onnx.export (dynamo=False)", tmp / "legacy.onnx", False),
+        ]
         timings = []
         for _, path, dynamo in emitters:
             if dynamo is None:
@@ -179,9 +193,13 @@ def main() -> None:
         latencies = ort_latency([path for _, path, _ in emitters], args.runs)
         graphs = [optimized_ops(path) for _, path, _ in emitters]
         size = (tmp / "resdsl.onnx").stat().st_size
-        split = subprocess.run([sys.executable, __file__, "--phases", str(spec), str(tmp / "phases.onnx")],
-                               check=True, capture_output=True, text=True,
-                               env={**os.environ, "OPENBLAS_NUM_THREADS": "1"}).stdout  # as resdsl's CLI sets
+        split = subprocess.run(
+            [sys.executable, __file__, "--phases", str(spec), str(tmp / "phases.onnx")],
+            check=True,
+            capture_output=True,
+            text=True,
+            env={**os.environ, "OPENBLAS_NUM_THREADS": "1"},
+        ).stdout  # as resdsl's CLI sets
     section = render(spec, args, load_before, emitters, timings, latencies, graphs, size, split)
     print(section)
     if not args.no_write:
@@ -197,51 +215,87 @@ def render(spec, args, load_before, emitters, timings, latencies, graphs, size, 
     cpus = [statistics.median(c) for _, c in timings]
     quartiles = [statistics.quantiles(times, n=4) for times in latencies]
     latencies = [q[1] for q in quartiles]  # medians
-    out = [HEADING, "",
-           (f"`bench/onnx_export.py` writes `{spec.name}` ({size / 1e6:.0f} MB of ONNX) with resdsl and with "
-           "PyTorch's exporter applied to the PyTorch module resdsl generates, then times the three files in "
-           "onnxruntime."), "",
-           ("- **resdsl**: `resdsl build SPEC --emit onnx` as a whole process: interpreter start, imports, parsing, "
-           "passes, seeded weights, encoding and the atomic (fsynced) write; resdsl's bytecode is written "
-           "beforehand, as installing a package does."),
-           ("- **torch.onnx.export**: the export call alone, in a fresh process per repetition (the first export, "
-           "as a user pays it), after torch is imported and the module built and run there; leaving those out "
-           "favours PyTorch."),
-           ("- **CPU** is user + system time over all threads, less disturbed than wall time when other work "
-           "shares the machine."),
-           (f"- **onnxruntime**: CPU provider, default session options, batch 1; {args.runs} timed runs of each "
-           "file in blocks of 10 after 3 warm-up runs, one live session at a time, the order alternating."), "",
-           (f"Measured {datetime.date.today().isoformat()} on {cpu_model()}, {os.cpu_count()} cores (Python "
-           f"{platform.python_version()}, torch {torch.__version__}, onnx {onnx.__version__}, onnxruntime "
-           f"{onnxruntime.__version__}); load average {load_before:.1f} at the start and "
-           f"{os.getloadavg()[0]:.1f} at the end; {args.repeat} emissions of each kind."), "",
-           ("| emitter | wall s, median (min–max) | vs resdsl | CPU s, median | vs resdsl "
-           "| onnxruntime batch 1, median ms (quartiles) |"),
-           "| --- | --- | --- | --- | --- | --- |"]
+    out = [
+        HEADING,
+        "",
+        (
+            f"`bench/onnx_export.py` writes `{spec.name}` ({size / 1e6:.0f} MB of ONNX) with resdsl and with "
+            "PyTorch's exporter applied to the PyTorch module resdsl generates, then times the three files in "
+            "onnxruntime."
+        ),
+        "",
+        (
+            "- **resdsl**: `resdsl build SPEC --emit onnx` as a whole process: interpreter start, imports, parsing, "
+            "passes, seeded weights, encoding and the atomic (fsynced) write; resdsl's bytecode is written "
+            "beforehand, as installing a package does."
+        ),
+        (
+            "- **torch.onnx.export**: the export call alone, in a fresh process per repetition (the first export, "
+            "as a user pays it), after torch is imported and the module built and run there; leaving those out "
+            "favours PyTorch."
+        ),
+        (
+            "- **CPU** is user + system time over all threads, less disturbed than wall time when other work "
+            "shares the machine."
+        ),
+        (
+            f"- **onnxruntime**: CPU provider, default session options, batch 1; {args.runs} timed runs of each "
+            "file in blocks of 10 after 3 warm-up runs, one live session at a time, the order alternating."
+        ),
+        "",
+        (
+            f"Measured {datetime.date.today().isoformat()} on {cpu_model()}, {os.cpu_count()} cores (Python "
+            f"{platform.python_version()}, torch {torch.__version__}, onnx {onnx.__version__}, onnxruntime "
+            f"{onnxruntime.__version__}); load average {load_before:.1f} at the start and "
+            f"{os.getloadavg()[0]:.1f} at the end; {args.repeat} emissions of each kind."
+        ),
+        "",
+        (
+            "| emitter | wall s, median (min–max) | vs resdsl | CPU s, median | vs resdsl "
+            "| onnxruntime batch 1, median ms (quartiles) |"
+        ),
+        "| --- | --- | --- | --- | --- | --- |",
+    ]
     rows = zip(emitters, timings, walls, cpus, quartiles, strict=True)
     for (label, _, _), (w, _), wall, cpu, (low, latency, high) in rows:
-        out.append(f"| {label} | {wall:.2f} ({min(w):.2f}–{max(w):.2f}) | {wall / walls[0]:.1f}× "
-                   f"| {cpu:.2f} | {cpu / cpus[0]:.1f}× | {latency * 1e3:.1f} ({low * 1e3:.1f}–{high * 1e3:.1f}) |")
+        out.append(
+            f"| {label} | {wall:.2f} ({min(w):.2f}–{max(w):.2f}) | {wall / walls[0]:.1f}× "
+            f"| {cpu:.2f} | {cpu / cpus[0]:.1f}× | {latency * 1e3:.1f} ({low * 1e3:.1f}–{high * 1e3:.1f}) |"
+        )
     wall_ratio, cpu_ratio = walls[1] / walls[0], cpus[1] / cpus[0]
-    verdict = "met" if min(wall_ratio, cpu_ratio) >= GOAL else ("met in CPU time only" if cpu_ratio >= GOAL
-                                                                 else "not met in this run")
+    verdict = (
+        "met"
+        if min(wall_ratio, cpu_ratio) >= GOAL
+        else ("met in CPU time only" if cpu_ratio >= GOAL else "not met in this run")
+    )
     ours, fastest, slowest = latencies[0], min(latencies[1:]), max(latencies[1:])
     noise = (quartiles[0][2] - quartiles[0][0]) / 2  # half the interquartile range of resdsl's runs
     if ours <= slowest:
         same_speed = "**met**"
     elif ours - fastest <= noise:
-        same_speed = (f"**met** within the run-to-run noise ({ours / fastest - 1:.1%} over the fastest, less than "
-                      f"half the interquartile range of its runs, {noise / ours:.1%})")
+        same_speed = (
+            f"**met** within the run-to-run noise ({ours / fastest - 1:.1%} over the fastest, less than "
+            f"half the interquartile range of its runs, {noise / ours:.1%})"
+        )
     else:
         same_speed = f"**not met** ({ours / fastest - 1:.1%} over the fastest, beyond the run-to-run noise)"
-    out += ["", f"Goal, emission at least {GOAL:.0f}× faster than the default exporter: **{verdict}** "
-            f"({wall_ratio:.1f}× wall, {cpu_ratio:.1f}× CPU). Goal, resdsl's model no slower in onnxruntime: "
-            f"{ours * 1e3:.1f} ms against {latencies[1] * 1e3:.1f} and {latencies[2] * 1e3:.1f} ms: {same_speed}.",
-            "", "What onnxruntime runs once its graph optimisations have fused BatchNorm, ReLU and Add into the "
-            "convolutions:", ""]
+    out += [
+        "",
+        f"Goal, emission at least {GOAL:.0f}× faster than the default exporter: **{verdict}** "
+        f"({wall_ratio:.1f}× wall, {cpu_ratio:.1f}× CPU). Goal, resdsl's model no slower in onnxruntime: "
+        f"{ours * 1e3:.1f} ms against {latencies[1] * 1e3:.1f} and {latencies[2] * 1e3:.1f} ms: {same_speed}.",
+        "",
+        "What onnxruntime runs once its graph optimisations have fused BatchNorm, ReLU and Add into the convolutions:",
+        "",
+    ]
     out += [f"- {label}: {ops}" for (label, _, _), ops in zip(emitters, graphs, strict=True)]
-    out += ["", "Where resdsl's CPU time goes (one more build, phase by phase):", "",
-            "| phase | CPU s |", "| --- | ---: |"]
+    out += [
+        "",
+        "Where resdsl's CPU time goes (one more build, phase by phase):",
+        "",
+        "| phase | CPU s |",
+        "| --- | ---: |",
+    ]
     out += [f"| {label} | {float(t):.3f} |" for t, label in (line.split("\t") for line in split.splitlines())]
     return "\n".join(out) + "\n"
 

@@ -40,8 +40,11 @@ def main(paths: list[str]) -> None:
                 cells.append(ms)
                 if fmt == "png":
                     width, height = struct.unpack(">II", data[16:24])
-            print(f"{spec.stem:<18} {level:<6} {dot_ms:7.0f} " + " ".join(f"{c:7.0f}" for c in cells)
-                  + f"  {width}×{height}")
+            print(
+                f"{spec.stem:<18} {level:<6} {dot_ms:7.0f} "
+                + " ".join(f"{c:7.0f}" for c in cells)
+                + f"  {width}×{height}"
+            )
 
 
 if __name__ == "__main__":

@@ -55,8 +55,9 @@ def plot_compile(sizes: list[dict], path: Path) -> None:
     fig, (total, per) = plt.subplots(1, 2, figsize=(10, 4))
     total.loglog(blocks, [s["median"] for s in sizes], "o-", label="resdsl: parse → IR → passes → PyTorch source")
     first = sizes[0]
-    total.loglog(blocks, [first["median"] * b / first["blocks"] for b in blocks], "--", color="grey",
-                 label="linear in blocks")
+    total.loglog(
+        blocks, [first["median"] * b / first["blocks"] for b in blocks], "--", color="grey", label="linear in blocks"
+    )
     total.set(xlabel="blocks", ylabel="compile time (s)", title="Compile time against blocks")
     total.legend(fontsize=8)
     per.semilogx(blocks, [s["per_block"] * 1000 for s in sizes], "o-")
@@ -126,55 +127,88 @@ def main() -> None:
 
 def render(start, scaling, lat, mem, onnx_note, loads) -> str:
     m = machine()
-    out = ["# Benchmarks", "",
-           "Regenerate everything on this page (tables and plots) with one command:", "",
-           "```", ".venv/bin/python bench/run_all.py", "```", "",
-           f"Measured on {m['date']}: {m['cpu']}, {m['cores']} cores, {m['os']}, Python {m['python']}, "
-           f"torch {m['torch']}. Load average (1 min / 5 min) during the run: {', '.join(loads)}; the machine "
-           "was shared, so absolute times carry that noise. Every row is the median of at least 5 runs, its "
-           "spread is ± half the range (max − min) around the median, and each ratio is taken against an "
-           "alternative measured in the same run, interleaved with it.", ""]
+    out = [
+        "# Benchmarks",
+        "",
+        "Regenerate everything on this page (tables and plots) with one command:",
+        "",
+        "```",
+        ".venv/bin/python bench/run_all.py",
+        "```",
+        "",
+        f"Measured on {m['date']}: {m['cpu']}, {m['cores']} cores, {m['os']}, Python {m['python']}, "
+        f"torch {m['torch']}. Load average (1 min / 5 min) during the run: {', '.join(loads)}; the machine "
+        "was shared, so absolute times carry that noise. Every row is the median of at least 5 runs, its "
+        "spread is ± half the range (max − min) around the median, and each ratio is taken against an "
+        "alternative measured in the same run, interleaved with it.",
+        "",
+    ]
 
     warm, cold = start["check (warm cache)"], start["check (cold cache)"]
     torch_s, bare = start["import torch"], start["python -c pass"]
-    out += ["## 1. Start-up: `resdsl check specs/resnet152.res`", "",
-            "| process | median | spread | ratio to `import torch` |", "|---|---:|---:|---:|"]
+    out += [
+        "## 1. Start-up: `resdsl check specs/resnet152.res`",
+        "",
+        "| process | median | spread | ratio to `import torch` |",
+        "|---|---:|---:|---:|",
+    ]
     for name in ("check (warm cache)", "check (cold cache)", "import torch", "python -c pass"):
         s = start[name]
         out.append(f"| `{name}` | {ms(s['median'])} | {pct(s['spread'])} | {s['median'] / torch_s['median']:.3f} |")
-    out += ["", f"Goal ≤ {startup.GOAL_S} s: **{'met' if warm['median'] <= startup.GOAL_S else 'not met'}** "
-            f"({ms(warm['median'])} warm, {ms(cold['median'])} on a first run that builds the parser tables; "
-            f"the bare interpreter takes {ms(bare['median'])} of either). `check` never imports torch, onnx, "
-            "onnxruntime or NumPy (guarded by tests/test_cli.py); what is left is mostly `import networkx`.", ""]
+    out += [
+        "",
+        f"Goal ≤ {startup.GOAL_S} s: **{'met' if warm['median'] <= startup.GOAL_S else 'not met'}** "
+        f"({ms(warm['median'])} warm, {ms(cold['median'])} on a first run that builds the parser tables; "
+        f"the bare interpreter takes {ms(bare['median'])} of either). `check` never imports torch, onnx, "
+        "onnxruntime or NumPy (guarded by tests/test_cli.py); what is left is mostly `import networkx`.",
+        "",
+    ]
 
     sizes = scaling["sizes"]
-    out += ["## 2. Compile scaling: parse → IR → passes → PyTorch source", "",
-            "In-process, after a first compile has paid for the imports. Peak memory is tracemalloc's peak "
-            "during one compile.", "",
-            "| spec | blocks | median | spread | per block | ratio of per-block cost to cifar_resnet110 "
-            "| peak memory |",
-            "|---|---:|---:|---:|---:|---:|---:|"]
+    out += [
+        "## 2. Compile scaling: parse → IR → passes → PyTorch source",
+        "",
+        "In-process, after a first compile has paid for the imports. Peak memory is tracemalloc's peak "
+        "during one compile.",
+        "",
+        "| spec | blocks | median | spread | per block | ratio of per-block cost to cifar_resnet110 | peak memory |",
+        "|---|---:|---:|---:|---:|---:|---:|",
+    ]
     base = next(s for s in sizes if s["name"] == "cifar_resnet110")["per_block"]
     for s in sizes:
-        out.append(f"| {s['name']} | {s['blocks']:,} | {ms(s['median'])} | {pct(s['spread'])} | "
-                   f"{s['per_block'] * 1e6:,.0f} µs | {s['per_block'] / base:.2f} | "
-                   f"{s['peak_bytes'] / 2**20:,.1f} MiB |")
+        out.append(
+            f"| {s['name']} | {s['blocks']:,} | {ms(s['median'])} | {pct(s['spread'])} | "
+            f"{s['per_block'] * 1e6:,.0f} µs | {s['per_block'] / base:.2f} | "
+            f"{s['peak_bytes'] / 2**20:,.1f} MiB |"
+        )
     whole = scaling["whole_process"]
     b1202 = whole["build cifar_resnet1202"]
-    out += ["", "![compile time and cost per block against the number of blocks](bench_compile.png)", "",
-            f"Whole process, `resdsl build cifar_resnet1202.res`: {ms(b1202['median'])} ({pct(b1202['spread'])}), "
-            f"{b1202['median'] / whole['import torch']['median']:.3f}× `python -c \"import torch\"` "
-            f"({ms(whole['import torch']['median'])}). Goal ≤ {compile_scaling.GOAL_1202_S} s: "
-            f"**{'met' if b1202['median'] <= compile_scaling.GOAL_1202_S else 'not met'}**.", ""]
+    out += [
+        "",
+        "![compile time and cost per block against the number of blocks](bench_compile.png)",
+        "",
+        f"Whole process, `resdsl build cifar_resnet1202.res`: {ms(b1202['median'])} ({pct(b1202['spread'])}), "
+        f'{b1202["median"] / whole["import torch"]["median"]:.3f}× `python -c "import torch"` '
+        f"({ms(whole['import torch']['median'])}). Goal ≤ {compile_scaling.GOAL_1202_S} s: "
+        f"**{'met' if b1202['median'] <= compile_scaling.GOAL_1202_S else 'not met'}**.",
+        "",
+    ]
 
-    out += ["## 3. Generated code against hand-written code: ResNet-50 forward", "",
-            f"Reference: {lat['reference']}. Same weights (tests/recipe.py, `strict=True`), eval mode, "
-            f"`torch.inference_mode()`, {lat['threads']} threads, outputs checked equal before timing, the two "
-            "models run round-robin.", "",
-            "| setting | generated | spread | hand-written | spread | ratio |", "|---|---:|---:|---:|---:|---:|"]
+    out += [
+        "## 3. Generated code against hand-written code: ResNet-50 forward",
+        "",
+        f"Reference: {lat['reference']}. Same weights (tests/recipe.py, `strict=True`), eval mode, "
+        f"`torch.inference_mode()`, {lat['threads']} threads, outputs checked equal before timing, the two "
+        "models run round-robin.",
+        "",
+        "| setting | generated | spread | hand-written | spread | ratio |",
+        "|---|---:|---:|---:|---:|---:|",
+    ]
     for r in lat["rows"]:
-        out.append(f"| {r['label']} | {ms(r['generated']['median'])} | {pct(r['generated']['spread'])} | "
-                   f"{ms(r['hand']['median'])} | {pct(r['hand']['spread'])} | {r['ratio']:.3f} |")
+        out.append(
+            f"| {r['label']} | {ms(r['generated']['median'])} | {pct(r['generated']['spread'])} | "
+            f"{ms(r['hand']['median'])} | {pct(r['hand']['spread'])} | {r['ratio']:.3f} |"
+        )
     if "compile_error" in lat:
         out += ["", f"torch.compile could not run here: {lat['compile_error']}."]
     elif "compile_s" in lat:
@@ -184,27 +218,40 @@ def render(start, scaling, lat, mem, onnx_note, loads) -> str:
     if worst <= latency.GOAL_RATIO:
         verdict = f"**met** (worst {worst:.3f})"
     elif noise > latency.GOAL_RATIO - 1:
-        verdict = (f"**not shown** (worst {worst:.3f}): the spreads, up to ±{noise:.0%}, are far wider than the "
-                   f"{latency.GOAL_RATIO - 1:.0%} the goal allows, so this run cannot tell the two models apart; "
-                   "rerun on a quiet machine")
+        verdict = (
+            f"**not shown** (worst {worst:.3f}): the spreads, up to ±{noise:.0%}, are far wider than the "
+            f"{latency.GOAL_RATIO - 1:.0%} the goal allows, so this run cannot tell the two models apart; "
+            "rerun on a quiet machine"
+        )
     else:
         verdict = f"**not met** (worst {worst:.3f})"
-    out += ["", "![latency ratios, generated over hand-written](bench_latency.png)", "",
-            f"Goal ratio ≤ {latency.GOAL_RATIO}: {verdict}. Both forwards call the same convolution, BatchNorm "
-            "and pooling kernels; the generated one uses `torch.relu` where the hand-written one uses an "
-            "in-place `nn.ReLU`.", ""]
+    out += [
+        "",
+        "![latency ratios, generated over hand-written](bench_latency.png)",
+        "",
+        f"Goal ratio ≤ {latency.GOAL_RATIO}: {verdict}. Both forwards call the same convolution, BatchNorm "
+        "and pooling kernels; the generated one uses `torch.relu` where the hand-written one uses an "
+        "in-place `nn.ReLU`.",
+        "",
+    ]
 
     out += ["## 4. ONNX", "", onnx_note, ""]
 
     torch_only = mem["import torch only"]["median_mib"]
-    out += ["## 5. Memory: building ResNet-152", "",
-            "Peak RSS (VmHWM) of a fresh process that imports torch and builds the model.", "",
-            "| process | peak RSS | spread | above `import torch` | ratio to hand-written |",
-            "|---|---:|---:|---:|---:|"]
+    out += [
+        "## 5. Memory: building ResNet-152",
+        "",
+        "Peak RSS (VmHWM) of a fresh process that imports torch and builds the model.",
+        "",
+        "| process | peak RSS | spread | above `import torch` | ratio to hand-written |",
+        "|---|---:|---:|---:|---:|",
+    ]
     hand = mem["hand-written ResNet-152"]["median_mib"]
     for name, v in mem.items():
-        out.append(f"| {name} | {v['median_mib']:,.0f} MiB | {pct(v['spread'])} | "
-                   f"{v['median_mib'] - torch_only:,.0f} MiB | {v['median_mib'] / hand:.3f} |")
+        out.append(
+            f"| {name} | {v['median_mib']:,.0f} MiB | {pct(v['spread'])} | "
+            f"{v['median_mib'] - torch_only:,.0f} MiB | {v['median_mib'] / hand:.3f} |"
+        )
     out += ["", "## What was profiled and changed", "", CHANGES.strip(), ""]
     section = existing_onnx_section()
     if section:

@@ -72,8 +72,12 @@ def plot(results: dict[str, list[float]], path: Path, title: str) -> None:
     import matplotlib.pyplot as plt
 
     figure, axis = plt.subplots(figsize=(7, 4.2), dpi=120)
-    styles = {"plain-20": ("tab:orange", "--"), "plain-56": ("tab:red", "--"),
-              "ResNet-20": ("tab:blue", "-"), "ResNet-56": ("tab:green", "-")}
+    styles = {
+        "plain-20": ("tab:orange", "--"),
+        "plain-56": ("tab:red", "--"),
+        "ResNet-20": ("tab:blue", "-"),
+        "ResNet-56": ("tab:green", "-"),
+    }
     window = max(1, len(next(iter(results.values()))) // 25)
     for name, losses in results.items():
         color, style = styles[name]
@@ -105,11 +109,13 @@ def main(argv=None) -> None:
         start = time.perf_counter()
         results[name] = train(spec, shortcut, args, images, labels)
         seconds[name] = time.perf_counter() - start
-        tail = results[name][-max(1, args.steps // 10):]
+        tail = results[name][-max(1, args.steps // 10) :]
         print(f"{name:<10} final loss {sum(tail) / len(tail):.4f}  ({seconds[name]:.0f} s)", flush=True)
     args.out.mkdir(parents=True, exist_ok=True)
-    title = (f"{args.data} at {args.size}×{args.size}, {args.steps} steps of {args.batch_size}, "
-             f"SGD lr {args.lr}, seed {args.seed}")
+    title = (
+        f"{args.data} at {args.size}×{args.size}, {args.steps} steps of {args.batch_size}, "
+        f"SGD lr {args.lr}, seed {args.seed}"
+    )
     plot(results, args.out / "degradation.png", title)
     summary = {"settings": vars(args) | {"out": None}, "seconds": seconds, "losses": results}
     (args.out / "degradation.json").write_text(json.dumps(summary, indent=1) + "\n")

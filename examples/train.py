@@ -40,8 +40,9 @@ def parse_args(argv=None):
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--checkpoint", type=Path, help="where rank 0 saves the final state_dict")
     parser.add_argument("--log", type=Path, help="JSON lines of (step, loss) written by rank 0")
-    parser.add_argument("--report", type=Path,
-                        help="folder where every rank writes a digest of its final weights (for checks)")
+    parser.add_argument(
+        "--report", type=Path, help="folder where every rank writes a digest of its final weights (for checks)"
+    )
     return parser.parse_args(argv)
 
 
@@ -102,8 +103,13 @@ def main(argv=None) -> None:
     if distributed:
         model = DistributedDataParallel(model, device_ids=[local_rank] if device.type == "cuda" else None)
 
-    images, labels = make_data(args.data, compiled.input_shape, compiled.graph.graph["classes"],
-                               count=max(1024, args.batch_size * world * 4), seed=args.seed)
+    images, labels = make_data(
+        args.data,
+        compiled.input_shape,
+        compiled.graph.graph["classes"],
+        count=max(1024, args.batch_size * world * 4),
+        seed=args.seed,
+    )
     optimizer = torch.optim.SGD(model.parameters(), lr=args.lr, momentum=0.9, weight_decay=1e-4)
     # Each rank takes its own slice of every global batch.
     generator = torch.Generator().manual_seed(args.seed)

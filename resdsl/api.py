@@ -84,11 +84,13 @@ class Compiled:
         """
         from .backends import onnx_graph
 
-        return onnx_graph.emit(*self._onnx_parts(weights, seed, fold_bn), opset=opset,
-                               **self._onnx_info(weights, seed, fold_bn))
+        return onnx_graph.emit(
+            *self._onnx_parts(weights, seed, fold_bn), opset=opset, **self._onnx_info(weights, seed, fold_bn)
+        )
 
-    def save_onnx(self, path, weights=None, *, seed: int = 0, opset: int = 17, fold_bn: bool = False,
-                  external_data: bool = False) -> Path | None:
+    def save_onnx(
+        self, path, weights=None, *, seed: int = 0, opset: int = 17, fold_bn: bool = False, external_data: bool = False
+    ) -> Path | None:
         """Write `to_onnx(...)`'s model to `path` atomically, copying the weights only into the file (faster).
 
         With `external_data`, or when the model would pass protobuf's 2 GiB
@@ -117,8 +119,15 @@ class Compiled:
 
         path = Path(path)
         data_path = path.with_name(path.name + ".data")
-        encoded = onnx_graph.serialize(graph, shapes, arrays, opset=opset, data_file=data_path.name,
-                                       external=external_data, **self._onnx_info(weights, seed, fold_bn))
+        encoded = onnx_graph.serialize(
+            graph,
+            shapes,
+            arrays,
+            opset=opset,
+            data_file=data_path.name,
+            external=external_data,
+            **self._onnx_info(weights, seed, fold_bn),
+        )
         if encoded.data is None:
             write_atomic(path, encoded.model)
             return None

@@ -35,27 +35,50 @@ def _parser() -> argparse.ArgumentParser:
     def command(name: str, help_text: str, compiles: bool = True) -> argparse.ArgumentParser:
         p = sub.add_parser(name, help=help_text, description=help_text)
         p.add_argument("spec", metavar="SPEC", help="a .res file")
-        p.add_argument("--error-format", choices=("human", "json"), default="human",
-                       help="how spec errors are printed (json is for editors and CI)")
-        p.add_argument("--limit", dest="limits", action="append", default=[], metavar="NAME=VALUE",
-                       help="raise a size limit, e.g. --limit channels=200000 (see docs/errors.md, E0120)")
+        p.add_argument(
+            "--error-format",
+            choices=("human", "json"),
+            default="human",
+            help="how spec errors are printed (json is for editors and CI)",
+        )
+        p.add_argument(
+            "--limit",
+            dest="limits",
+            action="append",
+            default=[],
+            metavar="NAME=VALUE",
+            help="raise a size limit, e.g. --limit channels=200000 (see docs/errors.md, E0120)",
+        )
         if compiles:
-            p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                           help="override a network setting or policy, e.g. --set classes=10 --set norm=pre")
+            p.add_argument(
+                "--set",
+                dest="overrides",
+                action="append",
+                default=[],
+                metavar="KEY=VALUE",
+                help="override a network setting or policy, e.g. --set classes=10 --set norm=pre",
+            )
         return p
 
     build = command("build", "Compile a spec to PyTorch source (or dump its IR).")
-    build.add_argument("-o", "--output", metavar="OUT",
-                       help="output file ('-' for standard output; default: the spec's name with .py or .onnx, "
-                            "and standard output for --emit ir)")
+    build.add_argument(
+        "-o",
+        "--output",
+        metavar="OUT",
+        help="output file ('-' for standard output; default: the spec's name with .py or .onnx, "
+        "and standard output for --emit ir)",
+    )
     build.add_argument("--emit", choices=tuple(EMITS), default="torch", help="what to generate (default: torch)")
     onnx = build.add_argument_group("ONNX (--emit onnx)")
     onnx.add_argument("--opset", type=int, choices=ONNX_OPSETS, metavar="N", help="ONNX opset, 13-21 (default 17)")
     onnx.add_argument("--fold-bn", action="store_true", help="fold BatchNorm into the conv before it")
     onnx.add_argument("--weights", metavar="FILE", help="a state_dict (.pt, .pth), .safetensors or .npz file")
     onnx.add_argument("--seed", type=int, metavar="N", help="seed of the default initialisation (default 0)")
-    onnx.add_argument("--external-data", action="store_true",
-                      help="write the weights to OUTPUT.data beside the model (automatic past protobuf's 2 GiB)")
+    onnx.add_argument(
+        "--external-data",
+        action="store_true",
+        help="write the weights to OUTPUT.data beside the model (automatic past protobuf's 2 GiB)",
+    )
 
     check = command("check", "Parse and validate a spec; exit 0 when valid, 1 otherwise.")
     check.add_argument("-v", "--verbose", action="store_true", help="list the shortcuts and norms the passes placed")
@@ -65,25 +88,41 @@ def _parser() -> argparse.ArgumentParser:
     summary.add_argument("--flops", action="store_true", help="report FLOPs (2 × MACs) instead of MACs")
 
     render = command("render", "Draw the architecture: SVG, PNG or PDF (with Graphviz's dot), or DOT text.")
-    render.add_argument("-o", "--output", metavar="FILE",
-                        help="FILE.svg, .png, .pdf or .dot ('-' writes DOT to standard output; "
-                             "default: the spec's name with .svg)")
-    render.add_argument("--level", choices=("stage", "block", "op"), default="block",
-                        help="detail: one node per stage, per residual block (default) or per op")
-    render.add_argument("--rankdir", choices=("TB", "LR"), default="TB",
-                        help="flow top to bottom (default) or left to right")
+    render.add_argument(
+        "-o",
+        "--output",
+        metavar="FILE",
+        help="FILE.svg, .png, .pdf or .dot ('-' writes DOT to standard output; default: the spec's name with .svg)",
+    )
+    render.add_argument(
+        "--level",
+        choices=("stage", "block", "op"),
+        default="block",
+        help="detail: one node per stage, per residual block (default) or per op",
+    )
+    render.add_argument(
+        "--rankdir", choices=("TB", "LR"), default="TB", help="flow top to bottom (default) or left to right"
+    )
 
-    run = sub.add_parser("run", help="Run an ONNX model on a .npy input with onnxruntime (CUDA when available).",
-                         description="Run an ONNX model on a .npy input with onnxruntime (CUDA when available).")
+    run = sub.add_parser(
+        "run",
+        help="Run an ONNX model on a .npy input with onnxruntime (CUDA when available).",
+        description="Run an ONNX model on a .npy input with onnxruntime (CUDA when available).",
+    )
     run.add_argument("model", metavar="MODEL", help="an .onnx file")
     run.add_argument("--input", required=True, metavar="X.npy", help="N×C×H×W (or one C×H×W) float array")
     run.add_argument("-o", "--output", metavar="OUT.npy", help="save the output array here")
-    run.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto",
-                     help="where onnxruntime runs the model (auto: CUDA when installed, else CPU)")
+    run.add_argument(
+        "--device",
+        choices=("auto", "cpu", "cuda"),
+        default="auto",
+        help="where onnxruntime runs the model (auto: CUDA when installed, else CPU)",
+    )
 
     fmt = command("fmt", "Rewrite a spec in canonical layout, keeping its comments.", compiles=False)
-    fmt.add_argument("--check", action="store_true",
-                     help="change nothing; exit 1 when the file is not formatted (for CI)")
+    fmt.add_argument(
+        "--check", action="store_true", help="change nothing; exit 1 when the file is not formatted (for CI)"
+    )
     return parser
 
 
@@ -134,8 +173,13 @@ def cmd_build(args) -> int:
     output = args.output or ("-" if suffix == "-" else Path(args.spec).name.removesuffix(".res") + suffix)
     if output != "-" and Path(output).resolve() == Path(args.spec).resolve():
         raise _UsageError(f"refusing to overwrite the input spec {args.spec}")
-    onnx_options = {"opset": args.opset, "fold_bn": args.fold_bn or None, "weights": args.weights, "seed": args.seed,
-                    "external_data": args.external_data or None}
+    onnx_options = {
+        "opset": args.opset,
+        "fold_bn": args.fold_bn or None,
+        "weights": args.weights,
+        "seed": args.seed,
+        "external_data": args.external_data or None,
+    }
     given = [f"--{k.replace('_', '-')}" for k, v in onnx_options.items() if v is not None]
     if given and args.emit != "onnx":
         raise _UsageError(f"{', '.join(given)} only apply to --emit onnx")
@@ -152,14 +196,18 @@ def cmd_build(args) -> int:
 
             model = compiled.to_onnx(args.weights, **options)
             if model.ByteSize() > PROTOBUF_LIMIT:
-                raise _UsageError(f"the model takes {model.ByteSize() / 2**30:.1f} GiB, past protobuf's 2 GiB: "
-                                  "write it to a file (-o FILE), which puts the weights in external data")
+                raise _UsageError(
+                    f"the model takes {model.ByteSize() / 2**30:.1f} GiB, past protobuf's 2 GiB: "
+                    "write it to a file (-o FILE), which puts the weights in external data"
+                )
             _write(output, model.SerializeToString(), "ONNX")
         else:
             data = compiled.save_onnx(output, args.weights, external_data=args.external_data, **options)
             where = f"; weights in {data}" if data else ""
-            print(f"wrote {output} (ONNX opset {options['opset']}, {compiled.params:,} parameters{where})",
-                  file=sys.stderr)
+            print(
+                f"wrote {output} (ONNX opset {options['opset']}, {compiled.params:,} parameters{where})",
+                file=sys.stderr,
+            )
     else:
         _write(output, compiled.torch_source, f"PyTorch, {compiled.params:,} parameters")
     return EXIT_OK
@@ -241,8 +289,14 @@ def cmd_fmt(args) -> int:
     return EXIT_OK
 
 
-COMMANDS = {"build": cmd_build, "check": cmd_check, "summary": cmd_summary, "render": cmd_render, "run": cmd_run,
-            "fmt": cmd_fmt}
+COMMANDS = {
+    "build": cmd_build,
+    "check": cmd_check,
+    "summary": cmd_summary,
+    "render": cmd_render,
+    "run": cmd_run,
+    "fmt": cmd_fmt,
+}
 
 
 def _use_color(stream) -> bool:
@@ -272,7 +326,10 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as exc:  # a bug in resdsl, not in the spec
         if os.environ.get("RESDSL_DEBUG"):
             raise
-        print(f"internal error: {type(exc).__name__}: {exc}\n"
-              "This is a bug in resdsl, not in your spec. Please report it with the spec "
-              "(set RESDSL_DEBUG=1 for a traceback).", file=sys.stderr)
+        print(
+            f"internal error: {type(exc).__name__}: {exc}\n"
+            "This is a bug in resdsl, not in your spec. Please report it with the spec "
+            "(set RESDSL_DEBUG=1 for a traceback).",
+            file=sys.stderr,
+        )
         return EXIT_INTERNAL

@@ -33,13 +33,15 @@ def spec_source(name_or_path: str | Path) -> Source:
         import difflib
 
         close = difflib.get_close_matches(str(name_or_path), list_models(), n=1)
-        raise error("E0119", f"no bundled model `{name_or_path}`",
-                    help=f"did you mean `{close[0]}`?" if close else "resdsl.list_models() lists them")
+        raise error(
+            "E0119",
+            f"no bundled model `{name_or_path}`",
+            help=f"did you mean `{close[0]}`?" if close else "resdsl.list_models() lists them",
+        )
     return Source(f"{name_or_path}.res", entry.read_text(encoding="utf-8"))
 
 
-def create_model(name_or_path: str | Path, num_classes: int | None = None, in_chans: int | None = None,
-                 **overrides):
+def create_model(name_or_path: str | Path, num_classes: int | None = None, in_chans: int | None = None, **overrides):
     """Build an nn.Module from a bundled spec name or a .res path.
 
     `num_classes` and `in_chans` override the spec's `classes` and input

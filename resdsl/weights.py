@@ -132,7 +132,7 @@ def stream(starts: Mapping[str, Start], keys: Sequence[str], seed: int = 0) -> I
     buffer = np.empty(size, np.float32)
     for key in keys:
         start = starts[key]
-        out = None if start.bound is None else buffer[:math.prod(start.shape)].reshape(start.shape)
+        out = None if start.bound is None else buffer[: math.prod(start.shape)].reshape(start.shape)
         yield draw(key, start, seed, out)
 
 
@@ -141,8 +141,11 @@ def load(path: str | Path, graph: nx.DiGraph) -> dict[str, np.ndarray]:
     path = Path(path)
     suffix = path.suffix.lower()
     if suffix not in FORMATS:
-        raise error("E0401", f"weights file {path.name}: unknown format {suffix or '(no suffix)'}",
-                    help="use a state_dict saved with torch.save (.pt, .pth), a .safetensors or a .npz file")
+        raise error(
+            "E0401",
+            f"weights file {path.name}: unknown format {suffix or '(no suffix)'}",
+            help="use a state_dict saved with torch.save (.pt, .pth), a .safetensors or a .npz file",
+        )
     if not path.is_file():
         raise error("E0401", f"weights file {path} does not exist")
     try:
@@ -150,8 +153,11 @@ def load(path: str | Path, graph: nx.DiGraph) -> dict[str, np.ndarray]:
     except ResdslError:
         raise
     except Exception as exc:  # noqa: BLE001 - a corrupt or foreign file: the user's to fix
-        raise error("E0401", f"weights file {path.name} could not be read: {type(exc).__name__}: {exc}",
-                    help="save the generated module's state_dict: torch.save(model.state_dict(), 'w.pt')") from None
+        raise error(
+            "E0401",
+            f"weights file {path.name} could not be read: {type(exc).__name__}: {exc}",
+            help="save the generated module's state_dict: torch.save(model.state_dict(), 'w.pt')",
+        ) from None
     return check(arrays, graph, path.name)
 
 
@@ -161,8 +167,11 @@ def _read(path: Path, suffix: str) -> dict[str, np.ndarray]:
 
         state = torch.load(path, map_location="cpu", weights_only=True)
         if not isinstance(state, Mapping) or not all(isinstance(v, torch.Tensor) for v in state.values()):
-            raise error("E0401", f"weights file {path.name} does not hold a state_dict (a mapping of tensors)",
-                        help="save model.state_dict(), not the model or a training checkpoint")
+            raise error(
+                "E0401",
+                f"weights file {path.name} does not hold a state_dict (a mapping of tensors)",
+                help="save model.state_dict(), not the model or a training checkpoint",
+            )
         return {str(k): v.detach().cpu().numpy() for k, v in state.items()}
     if suffix == ".safetensors":
         from safetensors.numpy import load_file
@@ -192,14 +201,23 @@ def check(arrays: Mapping[str, object], graph: nx.DiGraph, what: str = "weights"
             state[key] = np.ascontiguousarray(value, dtype=dtype)
     name = graph.graph["name"]
     if missing:
-        errors.add("E0402", f"{what} lacks {len(missing)} key(s) that `{name}` needs: {', '.join(missing)}",
-                   help="the keys are the generated PyTorch module's state_dict keys (resdsl build SPEC)")
+        errors.add(
+            "E0402",
+            f"{what} lacks {len(missing)} key(s) that `{name}` needs: {', '.join(missing)}",
+            help="the keys are the generated PyTorch module's state_dict keys (resdsl build SPEC)",
+        )
     if unexpected:
-        errors.add("E0403", f"{what} has {len(unexpected)} key(s) that `{name}` does not use: "
-                   f"{', '.join(unexpected)}", help="was it saved from another network or spec setting?")
+        errors.add(
+            "E0403",
+            f"{what} has {len(unexpected)} key(s) that `{name}` does not use: {', '.join(unexpected)}",
+            help="was it saved from another network or spec setting?",
+        )
     if misfits:
-        errors.add("E0404", f"{what} has {len(misfits)} mis-shaped key(s) for `{name}`: {'; '.join(misfits)}",
-                   help="was it saved from another network or spec setting?")
+        errors.add(
+            "E0404",
+            f"{what} has {len(misfits)} mis-shaped key(s) for `{name}`: {'; '.join(misfits)}",
+            help="was it saved from another network or spec setting?",
+        )
     errors.raise_if_any()
     return state
 

@@ -57,13 +57,17 @@ activation orders), `--set shortcut=none` (plain networks: plain-34 has
 def row(name: str) -> str:
     net = resdsl.compile(ROOT / "specs" / f"{name}.res")
     shape = "×".join(map(str, net.input_shape))
-    return (f"| `{name}` | {shape} | {depth(net.graph)} | {net.params:,} | {net.macs / 1e9:.3f} G "
-            f"| {SOURCES.get(name, '')} |")
+    return (
+        f"| `{name}` | {shape} | {depth(net.graph)} | {net.params:,} | {net.macs / 1e9:.3f} G "
+        f"| {SOURCES.get(name, '')} |"
+    )
 
 
 def table() -> str:
-    names = sorted((p.stem for p in (ROOT / "specs").glob("*.res")), key=lambda n: (list(SOURCES).index(n)
-                                                                                if n in SOURCES else len(SOURCES), n))
+    names = sorted(
+        (p.stem for p in (ROOT / "specs").glob("*.res")),
+        key=lambda n: (list(SOURCES).index(n) if n in SOURCES else len(SOURCES), n),
+    )
     return HEADER + "\n".join(row(name) for name in names) + "\n"
 
 

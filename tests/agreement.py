@@ -21,8 +21,7 @@ def assert_backends_agree(net) -> np.ndarray:
         x = torch.randn(2, *net.input_shape, generator=torch.Generator().manual_seed(1))
         expected = model(x).numpy()
     state = {k: v.numpy() for k, v in model.state_dict().items() if not k.endswith("num_batches_tracked")}
-    session = ort.InferenceSession(net.to_onnx(weights=state).SerializeToString(),
-                                   providers=["CPUExecutionProvider"])
+    session = ort.InferenceSession(net.to_onnx(weights=state).SerializeToString(), providers=["CPUExecutionProvider"])
     (got,) = session.run(None, {session.get_inputs()[0].name: x.numpy()})
     np.testing.assert_allclose(got, expected, atol=1e-4, rtol=1e-4)
     return expected

@@ -54,8 +54,12 @@ def cli():
 
 
 def pytest_addoption(parser):
-    parser.addoption("--update-goldens", action="store_true", default=False,
-                     help="rewrite the golden files (tests/golden, tests/errors) instead of comparing against them")
+    parser.addoption(
+        "--update-goldens",
+        action="store_true",
+        default=False,
+        help="rewrite the golden files (tests/golden, tests/errors) instead of comparing against them",
+    )
 
 
 @pytest.fixture

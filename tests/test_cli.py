@@ -61,7 +61,10 @@ def test_check_ok_and_verbose_lists_inserted_projections(cli):
     assert result.returncode == 0
     inserted = [line for line in result.stdout.splitlines() if line.strip().startswith("inserted")]
     assert [line.split()[1] for line in inserted] == [
-        "layer2.0.downsample:", "layer3.0.downsample:", "layer4.0.downsample:"]
+        "layer2.0.downsample:",
+        "layer3.0.downsample:",
+        "layer4.0.downsample:",
+    ]
     assert "1×1 conv, stride 2 + BN, 64×56×56 → 128×28×28" in inserted[0]
 
 
@@ -85,8 +88,14 @@ def test_summary_json_totals(cli):
     data = json.loads(result.stdout)
     assert data["params"] == 25_557_032
     assert data["macs"] == 4_089_184_256
-    assert data["layers"][0] == {"name": "x", "op": "input", "shape": [3, 224, 224], "params": 0, "macs": 0,
-                                 "origin": "spec"}
+    assert data["layers"][0] == {
+        "name": "x",
+        "op": "input",
+        "shape": [3, 224, 224],
+        "params": 0,
+        "macs": 0,
+        "origin": "spec",
+    }
     assert sum(layer["params"] for layer in data["layers"]) == data["params"]
 
 

@@ -105,9 +105,23 @@ def test_ddp_two_processes_gloo_keep_identical_weights(tmp_path):
     report = tmp_path / "report"
     checkpoint = tmp_path / "final.pt"
     command = [
-        sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
-        str(ROOT / "examples" / "train.py"), SMALL_SPEC, "--set", "input=3x16x16",
-        "--steps", "3", "--batch-size", "4", "--report", str(report), "--checkpoint", str(checkpoint),
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        "--nproc_per_node=2",
+        str(ROOT / "examples" / "train.py"),
+        SMALL_SPEC,
+        "--set",
+        "input=3x16x16",
+        "--steps",
+        "3",
+        "--batch-size",
+        "4",
+        "--report",
+        str(report),
+        "--checkpoint",
+        str(checkpoint),
     ]
     run = subprocess.run(command, capture_output=True, text=True, timeout=300, cwd=tmp_path)
     assert run.returncode == 0, run.stderr[-3000:]

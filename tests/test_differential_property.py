@@ -19,18 +19,20 @@ import resdsl
 
 EXAMPLES = int(os.environ.get("RESDSL_DIFF_EXAMPLES", "25"))
 
-BODY_OPS = st.sampled_from([
-    "conv1 = conv(c, k=kk)",
-    "conv2 = conv(c * 2 // 2, k=3, s=ss)",
-    "conv3 = conv(c, k=1, bias=bb)",
-    "wide = conv(c, k=3, groups=g, d=dd)",
-    "maxpool(k=pk, s=1)",
-    "avgpool(k=3, s=1, p=1, count_pad=cp)",
-    "batchnorm(eps=ee)",
-    "relu",
-    "dropout(p=0.25)",
-    "se(reduction=2)",
-])
+BODY_OPS = st.sampled_from(
+    [
+        "conv1 = conv(c, k=kk)",
+        "conv2 = conv(c * 2 // 2, k=3, s=ss)",
+        "conv3 = conv(c, k=1, bias=bb)",
+        "wide = conv(c, k=3, groups=g, d=dd)",
+        "maxpool(k=pk, s=1)",
+        "avgpool(k=3, s=1, p=1, count_pad=cp)",
+        "batchnorm(eps=ee)",
+        "relu",
+        "dropout(p=0.25)",
+        "se(reduction=2)",
+    ]
+)
 
 
 @st.composite
@@ -46,8 +48,16 @@ def specs(draw) -> str:
     calls = []
     for index in range(draw(st.integers(1, 3))):
         args = [str(draw(st.sampled_from([4, 8])))]
-        for name, values in (("kk", [1, 3]), ("ss", [1, 2]), ("g", [1, 2]), ("dd", [1, 2]), ("pk", [1, 3]),
-                             ("ee", ["0.001", "0.1"]), ("bb", ["true", "false"]), ("cp", ["true", "false"])):
+        for name, values in (
+            ("kk", [1, 3]),
+            ("ss", [1, 2]),
+            ("g", [1, 2]),
+            ("dd", [1, 2]),
+            ("pk", [1, 3]),
+            ("ee", ["0.001", "0.1"]),
+            ("bb", ["true", "false"]),
+            ("cp", ["true", "false"]),
+        ):
             if draw(st.booleans()):
                 args.append(f"{name}={draw(st.sampled_from(values))}")
         first = draw(st.sampled_from(["", " first(ss=2)", " first(c=8, kk=1)"]))
@@ -64,7 +74,7 @@ network rand {{
   policy shortcut = {shortcut}
   policy projection = {projection}
   stem = conv({channels}, k=3)
-  {chr(10).join('  ' + c for c in calls).strip()}
+  {chr(10).join("  " + c for c in calls).strip()}
   gap
   flatten
   fc = linear(classes)

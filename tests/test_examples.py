@@ -11,8 +11,18 @@ from conftest import ROOT
 
 
 def test_degradation_experiment_smoke(tmp_path):
-    command = [sys.executable, str(ROOT / "examples" / "degradation.py"), "--steps", "3", "--batch-size", "8",
-               "--size", "8", "--out", str(tmp_path)]
+    command = [
+        sys.executable,
+        str(ROOT / "examples" / "degradation.py"),
+        "--steps",
+        "3",
+        "--batch-size",
+        "8",
+        "--size",
+        "8",
+        "--out",
+        str(tmp_path),
+    ]
     run = subprocess.run(command, capture_output=True, text=True, timeout=300)
     assert run.returncode == 0, run.stderr[-3000:]
     result = json.loads((tmp_path / "degradation.json").read_text())

@@ -16,8 +16,12 @@ from resdsl.diagnostics import ResdslError, Source
 from resdsl.frontend.format import _COMMENT_SCAN, format_source
 
 ROOT = Path(__file__).resolve().parent.parent
-FORMAT = settings(max_examples=max(50, EXAMPLES // 2), deadline=None, database=None,
-                  suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much])
+FORMAT = settings(
+    max_examples=max(50, EXAMPLES // 2),
+    deadline=None,
+    database=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much],
+)
 
 
 def fmt(text: str) -> str:
@@ -79,16 +83,19 @@ def test_format_of_grammar_strings(text):
     assert meaning(formatted) == meaning(text)
 
 
-@pytest.mark.parametrize("path", sorted((ROOT / "specs").glob("*.res")) + [ROOT / "resdsl/std/blocks.res"],
-                         ids=lambda p: p.name)
+@pytest.mark.parametrize(
+    "path", sorted((ROOT / "specs").glob("*.res")) + [ROOT / "resdsl/std/blocks.res"], ids=lambda p: p.name
+)
 def test_bundled_specs_are_formatted(path):
     assert main(["fmt", "--check", str(path)]) == 0
 
 
 def test_fmt_rewrites_and_check_reports(tmp_path, capsys):
     spec = tmp_path / "net.res"
-    messy = ('use   "std/blocks.res"  # blocks\nnetwork  n{input 3x32x32 ;conv1=conv( 16,k=3 )  # stem\n\n\n'
-             "  layer1 = basic(16)x 2 first( stride = 2 )\n# tail\n gap;flatten\nfc=linear(10)}\n")
+    messy = (
+        'use   "std/blocks.res"  # blocks\nnetwork  n{input 3x32x32 ;conv1=conv( 16,k=3 )  # stem\n\n\n'
+        "  layer1 = basic(16)x 2 first( stride = 2 )\n# tail\n gap;flatten\nfc=linear(10)}\n"
+    )
     spec.write_text(messy)
     assert main(["fmt", "--check", str(spec)]) == 1
     assert spec.read_text() == messy
@@ -125,8 +132,12 @@ def test_expressions_get_minimal_parentheses():
 
 
 def test_trailing_comments_of_consecutive_lines_share_a_column():
-    text = ("network n {  # header\n  input 3x8x8 # shape\n  classes 2\n"
-            "  c = conv(8, k=3)   # a conv\n  relu # then\n  gap  # pooled\n\n  flatten # alone\n}\n")
-    assert fmt(text) == ("network n {  # header\n  input 3x8x8  # shape\n  classes 2\n"
-                         "  c = conv(8, k=3)  # a conv\n  relu              # then\n  gap               # pooled\n\n"
-                         "  flatten  # alone\n}\n")
+    text = (
+        "network n {  # header\n  input 3x8x8 # shape\n  classes 2\n"
+        "  c = conv(8, k=3)   # a conv\n  relu # then\n  gap  # pooled\n\n  flatten # alone\n}\n"
+    )
+    assert fmt(text) == (
+        "network n {  # header\n  input 3x8x8  # shape\n  classes 2\n"
+        "  c = conv(8, k=3)  # a conv\n  relu              # then\n  gap               # pooled\n\n"
+        "  flatten  # alone\n}\n"
+    )

@@ -86,8 +86,28 @@ def compile_or_error(data: str | bytes) -> ResdslError | None:
 
 TOKEN = re.compile(r'\s+|#[^\n]*|"[^"\n]*"|\d+(?:x\d+)+|\d+\.\d*|\d+|[A-Za-z_]\w*|//|.', re.S)
 NUMBERS = ["0", "-1", "1000000", "1000000000", "10" * 20, "1.5", "0.0", "9" * 40, "2147483648"]
-NAMES = [*keyword.kwlist, "self", "__init__", "__class__", "forward", "x", "torch", "nn", "input",
-         "x" * 300, "None", "exec", "eval", "__import__", "add", "conv", "layer1", "bn1", "downsample", "_"]
+NAMES = [
+    *keyword.kwlist,
+    "self",
+    "__init__",
+    "__class__",
+    "forward",
+    "x",
+    "torch",
+    "nn",
+    "input",
+    "x" * 300,
+    "None",
+    "exec",
+    "eval",
+    "__import__",
+    "add",
+    "conv",
+    "layer1",
+    "bn1",
+    "downsample",
+    "_",
+]
 
 
 def tokens(text: str) -> list[str]:
@@ -106,8 +126,9 @@ def mutated_spec(draw) -> str | bytes:
         sig = significant(toks)
         if not sig:
             break
-        kind = draw(st.sampled_from(
-            ["delete", "duplicate", "swap", "number", "name", "truncate", "insert", "crlf", "tabs"]))
+        kind = draw(
+            st.sampled_from(["delete", "duplicate", "swap", "number", "name", "truncate", "insert", "crlf", "tabs"])
+        )
         if kind == "delete":
             toks[draw(st.sampled_from(sig))] = ""
         elif kind == "duplicate":
@@ -139,8 +160,11 @@ def mutated_spec(draw) -> str | bytes:
     # Raw bytes: NULs, stray bytes and invalid UTF-8 sequences at a random place.
     data = text.encode("utf-8")
     at = draw(st.integers(0, len(data)))
-    junk = draw(st.sampled_from([b"\x00", b"\xff", b"\xc3(", b"\xed\xa0\x80", b"\r", b"\t"])) \
-        if draw(st.booleans()) else draw(st.binary(min_size=1, max_size=16))
+    junk = (
+        draw(st.sampled_from([b"\x00", b"\xff", b"\xc3(", b"\xed\xa0\x80", b"\r", b"\t"]))
+        if draw(st.booleans())
+        else draw(st.binary(min_size=1, max_size=16))
+    )
     return data[:at] + junk + data[at:]
 
 
@@ -161,9 +185,32 @@ def test_mutated_specs_compile_or_fail_cleanly(data):
 def _terminal(term) -> st.SearchStrategy[str]:
     if term.name == "NAME":
         plain = st.from_regex(r"\A[a-z_][a-z0-9_]{0,6}\Z")
-        return st.one_of(plain, st.sampled_from(["conv", "basic", "bottleneck", "relu", "gap", "flatten",
-                                                 "linear", "maxpool", "planes", "stride", "k", "s", "norm",
-                                                 "shortcut", "post", "pre", "B", "A", *NAMES[:6]]))
+        return st.one_of(
+            plain,
+            st.sampled_from(
+                [
+                    "conv",
+                    "basic",
+                    "bottleneck",
+                    "relu",
+                    "gap",
+                    "flatten",
+                    "linear",
+                    "maxpool",
+                    "planes",
+                    "stride",
+                    "k",
+                    "s",
+                    "norm",
+                    "shortcut",
+                    "post",
+                    "pre",
+                    "B",
+                    "A",
+                    *NAMES[:6],
+                ]
+            ),
+        )
     if term.name == "INT":
         return st.integers(0, 300).map(str)
     if term.name == "SHAPE":
@@ -184,8 +231,9 @@ def _spaced(strategy):
 GRAMMAR = Lark((ROOT / "resdsl" / "grammar.lark").read_text(), parser="lalr")
 _TERMINALS = {t.name: t for t in GRAMMAR.terminals}
 # Grammar strings with a space after every token, so most of them lex as intended.
-GRAMMAR_SPACED = from_lark(GRAMMAR, explicit={n: _spaced(_terminal(t)) for n, t in _TERMINALS.items()
-                                                if n not in ("WS", "COMMENT")})
+GRAMMAR_SPACED = from_lark(
+    GRAMMAR, explicit={n: _spaced(_terminal(t)) for n, t in _TERMINALS.items() if n not in ("WS", "COMMENT")}
+)
 # And glued together as drawn, which exercises the lexer's corners.
 GRAMMAR_RAW = from_lark(GRAMMAR, explicit={"NAME": _terminal(_TERMINALS["NAME"])})
 
@@ -217,16 +265,19 @@ def test_ten_megabyte_file_is_refused_quickly(tmp_path):
     assert "--limit source_bytes=" in info.value.diagnostics[0].help
 
 
-@pytest.mark.parametrize("text", [
-    "network n { input 3x8x8\n conv(8, k=3, s=" + "1+" * 20000 + "1) }",
-    "network n { input 3x8x8\n conv(8, k=3, s=" + "-" * 20000 + "1) }",
-    "network n { input 3x8x8\n conv(" + "9" * 5000 + ", k=3) }",
-    "network n { input 3x" + "9" * 5000 + "x8\n conv(8, k=3) }",
-    "network n { input 3x8x8\n batchnorm(eps=" + "9" * 400 + ".0) }",
-    "network n { input 3x8x8\n let a = 999999999 * 999999999 * 999999999\n conv(a, k=1) }",
-    "\x00" * 1000,
-    "network n {" * 3000,
-])
+@pytest.mark.parametrize(
+    "text",
+    [
+        "network n { input 3x8x8\n conv(8, k=3, s=" + "1+" * 20000 + "1) }",
+        "network n { input 3x8x8\n conv(8, k=3, s=" + "-" * 20000 + "1) }",
+        "network n { input 3x8x8\n conv(" + "9" * 5000 + ", k=3) }",
+        "network n { input 3x" + "9" * 5000 + "x8\n conv(8, k=3) }",
+        "network n { input 3x8x8\n batchnorm(eps=" + "9" * 400 + ".0) }",
+        "network n { input 3x8x8\n let a = 999999999 * 999999999 * 999999999\n conv(a, k=1) }",
+        "\x00" * 1000,
+        "network n {" * 3000,
+    ],
+)
 def test_pathological_inputs_fail_cleanly(text):
     assert compile_or_error(text) is not None
 

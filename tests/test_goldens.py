@@ -59,15 +59,18 @@ def test_onnx_graph(compiled, golden, name):
 def onnx_text(model: onnx.ModelProto) -> str:
     """The model without its weights' values, one line per item, independent of onnx's own printer."""
     graph = model.graph
-    lines = [f"ir_version {model.ir_version}, opset {model.opset_import[0].version}, graph {graph.name}",
-             *(f"metadata {p.key} = {p.value}" for p in model.metadata_props),
-             *(f"input {v.name}: {_type(v)}" for v in graph.input),
-             *(f"initializer {t.name}: {_dtype(t.data_type)}[{','.join(map(str, t.dims))}]"
-               for t in graph.initializer)]
+    lines = [
+        f"ir_version {model.ir_version}, opset {model.opset_import[0].version}, graph {graph.name}",
+        *(f"metadata {p.key} = {p.value}" for p in model.metadata_props),
+        *(f"input {v.name}: {_type(v)}" for v in graph.input),
+        *(f"initializer {t.name}: {_dtype(t.data_type)}[{','.join(map(str, t.dims))}]" for t in graph.initializer),
+    ]
     for node in graph.node:
         attrs = ", ".join(f"{a.name}={_attribute(a)}" for a in node.attribute)
-        lines.append(f"node {node.name}: {node.op_type}({', '.join(node.input)}) -> {', '.join(node.output)}"
-                     + (f" {{{attrs}}}" if attrs else ""))
+        lines.append(
+            f"node {node.name}: {node.op_type}({', '.join(node.input)}) -> {', '.join(node.output)}"
+            + (f" {{{attrs}}}" if attrs else "")
+        )
     lines += [f"value_info {v.name}: {_type(v)}" for v in graph.value_info]
     lines += [f"output {v.name}: {_type(v)}" for v in graph.output]
     return "\n".join(lines) + "\n"

@@ -21,8 +21,11 @@ from resdsl.diagnostics import ResdslError
 
 ROOT = Path(__file__).resolve().parent.parent
 # The subcommands that read a spec (not `run`, which takes an ONNX model).
-SUBCOMMANDS = sorted(name for name, sub in next(a for a in _parser()._actions if a.dest == "command").choices.items()
-                     if any(a.dest == "spec" for a in sub._actions))
+SUBCOMMANDS = sorted(
+    name
+    for name, sub in next(a for a in _parser()._actions if a.dest == "command").choices.items()
+    if any(a.dest == "spec" for a in sub._actions)
+)
 
 THREE_MISTAKES = """network n {
   input 3x32x32
@@ -57,8 +60,11 @@ def bad_spec(tmp_path) -> Path:
 def test_independent_errors_are_reported_together_in_order(bad_spec, capsys):
     assert main(["check", str(bad_spec)]) == 1
     err = capsys.readouterr().err
-    assert [line.split("]")[0] for line in err.splitlines() if line.startswith("error[")] == \
-        ["error[E0107", "error[E0101", "error[E0102"]
+    assert [line.split("]")[0] for line in err.splitlines() if line.startswith("error[")] == [
+        "error[E0107",
+        "error[E0101",
+        "error[E0102",
+    ]
     assert err.index("bad.res:3:") < err.index("bad.res:4:") < err.index("bad.res:5:")
 
 
@@ -110,15 +116,18 @@ def test_colour_only_on_a_terminal_and_never_with_no_color(bad_spec, monkeypatch
 STD = 'use "std/blocks.res"\n'
 
 
-@pytest.mark.parametrize("body, code", [
-    ("conv1 = conv(1000000000, k=3)", "E0120"),
-    ("conv1 = conv(64, k=3)\n layer1 = basic(64) x 1000000", "E0120"),
-    ("conv1 = conv(64, k=3)\n layer1 = basic(64) x 60000\n layer2 = basic(64) x 60000", "E0120"),
-    ("conv1 = conv(64, k=100000)", "E0120"),
-    ("conv1 = conv(64, k=65, p=0)", "E0201"),
-    ("conv1 = conv(60000, k=3)\n conv2 = conv(60000, k=3)", "E0120"),
-    ("conv1 = conv(8, k=1, p=100000)", "E0120"),
-])
+@pytest.mark.parametrize(
+    "body, code",
+    [
+        ("conv1 = conv(1000000000, k=3)", "E0120"),
+        ("conv1 = conv(64, k=3)\n layer1 = basic(64) x 1000000", "E0120"),
+        ("conv1 = conv(64, k=3)\n layer1 = basic(64) x 60000\n layer2 = basic(64) x 60000", "E0120"),
+        ("conv1 = conv(64, k=100000)", "E0120"),
+        ("conv1 = conv(64, k=65, p=0)", "E0201"),
+        ("conv1 = conv(60000, k=3)\n conv2 = conv(60000, k=3)", "E0120"),
+        ("conv1 = conv(8, k=1, p=100000)", "E0120"),
+    ],
+)
 def test_absurd_models_are_refused_before_building(body, code):
     spec = STD + "network n {\n input 3x32x32\n " + body + "\n}\n"
     assert codes(spec) == [code]
@@ -136,8 +145,7 @@ def test_limits_can_be_raised(tmp_path, capsys):
     assert "--limit channels=100000" in capsys.readouterr().err
     assert main(["check", str(spec), "--limit", "channels=100000"]) == 0
     assert resdsl.compile(spec, limits={"channels": 100_000}).params == 500_000  # conv weights and BatchNorm
-    assert codes(STD + "network n { input 3x8x8\n conv(8, k=1)\n l = basic(8) x 3 }", limits={"blocks": 2}) == \
-        ["E0120"]
+    assert codes(STD + "network n { input 3x8x8\n conv(8, k=1)\n l = basic(8) x 3 }", limits={"blocks": 2}) == ["E0120"]
     assert main(["check", str(spec), "--limit", "channels"]) == 2  # not NAME=VALUE: a usage error
     assert main(["check", str(spec), "--limit", "channels=-4"]) == 1
 
@@ -146,8 +154,13 @@ def test_includes_of_directories_missing_files_and_cycles(tmp_path):
     (tmp_path / "lib").mkdir()
     (tmp_path / "a.res").write_text('use "b.res"\nblock a1(p) { conv(p, k=1) }\n')
     (tmp_path / "b.res").write_text('use "a.res"\nblock b1(p) { conv(p, k=1) }\n')
-    for use, code in [('"lib"', "E0109"), ('"nothing.res"', "E0109"), ('"a.res"', "E0110"),
-                      ('"' + "x" * 5000 + '.res"', "E0109"), ('"std/../grammar.lark"', "E0109")]:
+    for use, code in [
+        ('"lib"', "E0109"),
+        ('"nothing.res"', "E0109"),
+        ('"a.res"', "E0110"),
+        ('"' + "x" * 5000 + '.res"', "E0109"),
+        ('"std/../grammar.lark"', "E0109"),
+    ]:
         spec = tmp_path / "net.res"
         spec.write_text(f"use {use}\nnetwork n {{ input 3x8x8\n conv(8, k=1) }}\n")
         assert codes(spec) == [code], use
@@ -156,8 +169,23 @@ def test_includes_of_directories_missing_files_and_cycles(tmp_path):
 
 # -- safety --------------------------------------------------------------------------
 
-HOSTILE = [*keyword.kwlist, "self", "__init__", "__class__", "__import__", "forward", "torch", "nn", "super",
-           "downsample", "identity2", "training", "state_dict", "x", "out"]
+HOSTILE = [
+    *keyword.kwlist,
+    "self",
+    "__init__",
+    "__class__",
+    "__import__",
+    "forward",
+    "torch",
+    "nn",
+    "super",
+    "downsample",
+    "identity2",
+    "training",
+    "state_dict",
+    "x",
+    "out",
+]
 HOSTILE_PLACES = {
     "layer": "network n {{ input 3x8x8\n {0} = conv(8, k=3) }}",
     "value": "block b(p) {{ let {0} = p\n conv({0}, k=3) }}\nnetwork n {{ input 3x8x8\n l = b(8) }}",
@@ -182,12 +210,15 @@ def test_hostile_names_never_reach_generated_code(place, name):
 
 def test_strings_reach_generated_code_only_as_literals():
     payload = "__import__('os').system('echo pwned')\n\"; import os #"
-    spec = ('block b(p, note="") { conv(p, k=3) }\n'
-            'network n { input 3x8x8\n l = b(8, note="' + payload.replace('"', "").replace("\n", " ") + '") }')
+    spec = (
+        'block b(p, note="") { conv(p, k=3) }\n'
+        'network n { input 3x8x8\n l = b(8, note="' + payload.replace('"', "").replace("\n", " ") + '") }'
+    )
     net = resdsl.compile(spec)
     tree = pyast.parse(net.torch_source)
-    calls = {node.func.id for node in pyast.walk(tree) if isinstance(node, pyast.Call)
-             and isinstance(node.func, pyast.Name)}
+    calls = {
+        node.func.id for node in pyast.walk(tree) if isinstance(node, pyast.Call) and isinstance(node.func, pyast.Name)
+    }
     assert not calls & {"__import__", "exec", "eval", "compile", "open"}
     imports = [pyast.unparse(n) for n in pyast.walk(tree) if isinstance(n, (pyast.Import, pyast.ImportFrom))]
     assert imports == ["import torch", "from torch import nn", "from torch.nn import functional as F"]
@@ -253,16 +284,25 @@ def test_build_refuses_to_overwrite_its_input(tmp_path, capsys):
 # -- determinism -------------------------------------------------------------------
 
 
-OUTPUTS = {"torch": ["build", "--emit", "torch"], "ir": ["build", "--emit", "ir"], "onnx": ["build", "--emit", "onnx"],
-           "dot": ["render"]}
+OUTPUTS = {
+    "torch": ["build", "--emit", "torch"],
+    "ir": ["build", "--emit", "ir"],
+    "onnx": ["build", "--emit", "onnx"],
+    "dot": ["render"],
+}
 
 
 def _output_bytes(tmp_path, seed: str, kind: str, spec: str) -> bytes:
     out = tmp_path / f"{seed}.{kind}"
     env = {**os.environ, "PYTHONHASHSEED": seed}
     command, *options = OUTPUTS[kind]
-    subprocess.run([sys.executable, "-m", "resdsl", command, str(ROOT / "specs" / spec), *options, "-o", str(out)],
-                   check=True, env=env, cwd=tmp_path, capture_output=True)
+    subprocess.run(
+        [sys.executable, "-m", "resdsl", command, str(ROOT / "specs" / spec), *options, "-o", str(out)],
+        check=True,
+        env=env,
+        cwd=tmp_path,
+        capture_output=True,
+    )
     return out.read_bytes()
 
 
@@ -273,9 +313,11 @@ def test_outputs_are_identical_across_hash_seeds(tmp_path, kind):
 
 
 def test_check_summary_and_fmt_do_not_import_torch_or_onnx():
-    code = ("import sys; from resdsl.cli import main\n"
-            "for cmd in ('check', 'summary', 'fmt'):\n"
-            "    assert main([cmd, 'specs/resnet50.res']) == 0 if cmd != 'fmt' else main([cmd, '--check', "
-            "'specs/resnet50.res']) == 0\n"
-            "assert not {'torch', 'onnx', 'onnxruntime'} & set(sys.modules), sys.modules.keys()\n")
+    code = (
+        "import sys; from resdsl.cli import main\n"
+        "for cmd in ('check', 'summary', 'fmt'):\n"
+        "    assert main([cmd, 'specs/resnet50.res']) == 0 if cmd != 'fmt' else main([cmd, '--check', "
+        "'specs/resnet50.res']) == 0\n"
+        "assert not {'torch', 'onnx', 'onnxruntime'} & set(sys.modules), sys.modules.keys()\n"
+    )
     subprocess.run([sys.executable, "-c", code], check=True, cwd=ROOT, capture_output=True)

@@ -42,7 +42,7 @@ def test_ir_nodes_carry_path_span_origin_and_shape():
     assert shortcut == by_path["layer2.0.downsample.1"]
 
 
-SPEC_FEATURES = '''
+SPEC_FEATURES = """
 # a comment; the next line too
 use "std/blocks.res"   # standard library
 
@@ -69,7 +69,7 @@ network feat {
   dropout(p=0.2)
   fc = linear(classes)
 }
-'''
+"""
 
 
 def test_features_compile_and_run():
@@ -124,8 +124,10 @@ def test_policies_change_the_network():
     assert ops_of(none, "layer1.0") == ["conv", "conv", "add"]
     a = resdsl.compile(SPECS / "resnet18.res", overrides={"shortcut": "A"})
     c = resdsl.compile(SPECS / "resnet18.res", overrides={"shortcut": "C"})
-    kinds = lambda net: [net.graph.nodes[n]["shortcut_kind"] for n in order(net.graph)  # noqa: E731
-                         if net.graph.nodes[n]["op"].kind == "add"]
+
+    def kinds(net):
+        return [net.graph.nodes[n]["shortcut_kind"] for n in order(net.graph) if net.graph.nodes[n]["op"].kind == "add"]
+
     assert kinds(base) == ["identity", "identity"] + ["projection", "identity"] * 3
     assert kinds(a) == ["identity", "identity"] + ["pad", "identity"] * 3
     assert kinds(c) == ["projection"] * 8
@@ -145,7 +147,10 @@ def test_norm_none_places_no_batchnorm_on_projections():
     g = net.graph
     assert not [n for n in g if g.nodes[n]["op"].kind == "batchnorm"]
     assert [g.nodes[n]["path"] for n in order(g) if g.nodes[n]["origin"] == "projections"] == [
-        "layer2.0.downsample.0", "layer3.0.downsample.0", "layer4.0.downsample.0"]
+        "layer2.0.downsample.0",
+        "layer3.0.downsample.0",
+        "layer4.0.downsample.0",
+    ]
 
 
 def test_policy_c_leaves_a_flat_shortcut_as_identity():

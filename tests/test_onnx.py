@@ -51,8 +51,14 @@ def test_every_spec_passes_the_checker_and_shape_inference(spec):
     assert shapes_of(inferred) == shapes_of(model)
 
 
-SHORTCUTS = [{"shortcut": "A"}, {"shortcut": "B"}, {"shortcut": "C"}, {"shortcut": "none"},
-             {"shortcut": "B", "projection": "avgpool"}, {"shortcut": "C", "projection": "avgpool"}]
+SHORTCUTS = [
+    {"shortcut": "A"},
+    {"shortcut": "B"},
+    {"shortcut": "C"},
+    {"shortcut": "none"},
+    {"shortcut": "B", "projection": "avgpool"},
+    {"shortcut": "C", "projection": "avgpool"},
+]
 
 
 @pytest.mark.parametrize("norm", ["post", "pre", "relu_preact", "bn_after_add", "relu_before_add"])
@@ -100,8 +106,15 @@ def _save(state: dict[str, np.ndarray], path: Path) -> Path:
 
 
 # A weights format per spec, so that every reader is exercised on real networks.
-FORMATS = {"resnet18": ".pt", "resnet34": ".safetensors", "resnet50": ".npz", "resnet101": ".pt",
-           "resnet152": ".npz", "resnext50_32x4d": ".safetensors", "wide_resnet50_2": ".pt"}
+FORMATS = {
+    "resnet18": ".pt",
+    "resnet34": ".safetensors",
+    "resnet50": ".npz",
+    "resnet101": ".pt",
+    "resnet152": ".npz",
+    "resnext50_32x4d": ".safetensors",
+    "wide_resnet50_2": ".pt",
+}
 
 
 def _check_logits(sess: ort.InferenceSession, name: str) -> None:
@@ -129,8 +142,15 @@ def test_cli_with_the_generated_modules_state_dict_gives_torchvision_logits(tmp_
 
 
 # A weights format per spec, so that every reader is exercised on real networks.
-FORMATS = {"resnet18": ".npz", "resnet34": ".safetensors", "resnet50": ".npz", "resnet101": ".pt",
-           "resnet152": ".npz", "resnext50_32x4d": ".safetensors", "wide_resnet50_2": ".pt"}
+FORMATS = {
+    "resnet18": ".npz",
+    "resnet34": ".safetensors",
+    "resnet50": ".npz",
+    "resnet101": ".pt",
+    "resnet152": ".npz",
+    "resnext50_32x4d": ".safetensors",
+    "wide_resnet50_2": ".pt",
+}
 
 
 @pytest.mark.parametrize("name", IMAGENET)
@@ -146,8 +166,10 @@ def test_recipe_weights_give_torchvision_logits(name, tmp_path):
 def test_initializers_are_the_state_dict(name):
     """Initializer names and shapes are torchvision's state_dict (num_batches_tracked left out)."""
     rows = (REFERENCE / f"{name}.keys.tsv").read_text().splitlines()[1:]
-    reference = {key: () if shape == "scalar" else tuple(map(int, shape.split("x")))
-                 for key, shape, _ in (row.split("\t") for row in rows)}
+    reference = {
+        key: () if shape == "scalar" else tuple(map(int, shape.split("x")))
+        for key, shape, _ in (row.split("\t") for row in rows)
+    }
     graph = resdsl.compile(ROOT / "specs" / f"{name}.res").graph
     assert {k: s for k, (s, _) in layout(graph).items()} == reference
     model = onnx_graph.emit(graph, initial(graph))

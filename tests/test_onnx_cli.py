@@ -37,8 +37,13 @@ def test_weights_that_do_not_fit_name_every_bad_key(tmp_path, state, capsys):
     codes = [d.code for d in info.value.diagnostics]
     assert sorted(codes) == ["E0402", "E0403", "E0404"]
     text = info.value.render()
-    for fragment in ("lacks 2 key(s)", "layer1.0.bn1.running_var", "fc.weight", "layer9.conv.weight",
-                     "conv1.weight is 8x3x5x5, the network needs 8x3x3x3"):
+    for fragment in (
+        "lacks 2 key(s)",
+        "layer1.0.bn1.running_var",
+        "fc.weight",
+        "layer9.conv.weight",
+        "conv1.weight is 8x3x5x5, the network needs 8x3x3x3",
+    ):
         assert fragment in text
     assert "num_batches_tracked" not in text
     assert main(["build", str(SPEC), "--emit", "onnx", "--weights", str(path), "-o", str(tmp_path / "m.onnx")]) == 1
@@ -52,12 +57,15 @@ def test_non_float_weights_are_refused(state):
         resdsl.compile(SPEC).to_onnx(state)
 
 
-@pytest.mark.parametrize("name, content, message", [
-    ("w.bin", b"", "unknown format .bin"),
-    ("w.pt", b"not a pickle", "could not be read"),
-    ("w.npz", b"PK nonsense", "could not be read"),
-    ("w.safetensors", b"\x00", "could not be read"),
-])
+@pytest.mark.parametrize(
+    "name, content, message",
+    [
+        ("w.bin", b"", "unknown format .bin"),
+        ("w.pt", b"not a pickle", "could not be read"),
+        ("w.npz", b"PK nonsense", "could not be read"),
+        ("w.safetensors", b"\x00", "could not be read"),
+    ],
+)
 def test_unreadable_weights_are_spec_errors(tmp_path, name, content, message, capsys):
     path = tmp_path / name
     path.write_bytes(content)
@@ -81,11 +89,14 @@ def test_a_pt_file_must_hold_a_state_dict(tmp_path):
         resdsl.compile(SPEC).to_onnx(path)
 
 
-@pytest.mark.parametrize("argv", [
-    ["--emit", "torch", "--fold-bn"],
-    ["--emit", "ir", "--opset", "17"],
-    ["--emit", "onnx", "--weights", "w.npz", "--seed", "3"],
-])
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["--emit", "torch", "--fold-bn"],
+        ["--emit", "ir", "--opset", "17"],
+        ["--emit", "onnx", "--weights", "w.npz", "--seed", "3"],
+    ],
+)
 def test_onnx_options_are_usage_errors_elsewhere(argv, capsys):
     assert main(["build", str(SPEC), "-o", "-", *argv]) == 2
     assert "error:" in capsys.readouterr().err
@@ -106,8 +117,9 @@ def test_run_executes_a_built_model(tmp_path, capsys):
     expected = ort.InferenceSession(str(model), providers=["CPUExecutionProvider"]).run(None, {"input": batch})[0]
     np.testing.assert_array_equal(np.load(out), expected)
     stdout = capsys.readouterr().out.splitlines()
-    assert stdout == [f"{row}: class {int(expected[row].argmax())} ({float(expected[row].max()):.6g})"
-                      for row in (0, 1)]
+    assert stdout == [
+        f"{row}: class {int(expected[row].argmax())} ({float(expected[row].max()):.6g})" for row in (0, 1)
+    ]
     # One image without a batch axis runs as a batch of one.
     np.save(x, batch[0])
     assert main(["run", str(model), "--input", str(x), "-o", str(out)]) == 0
@@ -151,8 +163,10 @@ def _imports_after(code: str) -> set[str]:
 
 def test_onnx_emission_imports_torch_only_for_pt_weights(tmp_path):
     np.savez(tmp_path / "w.npz", **initial(resdsl.compile(SPEC).graph))
-    build = (f"from resdsl.cli import main; "
-             f"main(['build', {str(SPEC)!r}, '--emit', 'onnx', '-o', {str(tmp_path / 'm.onnx')!r}")
+    build = (
+        f"from resdsl.cli import main; "
+        f"main(['build', {str(SPEC)!r}, '--emit', 'onnx', '-o', {str(tmp_path / 'm.onnx')!r}"
+    )
     assert _imports_after(build + "])") == {"onnx"}
     assert _imports_after(build + f", '--weights', {str(tmp_path / 'w.npz')!r}])") == {"onnx"}
     assert _imports_after(f"from resdsl.cli import main; main(['check', {str(SPEC)!r}])") == set()
@@ -189,8 +203,9 @@ def test_external_data_holds_the_same_model(tmp_path, fold, capsys):
     net = resdsl.compile(SPEC)
     assert _without_data_location(onnx.load(out)) == net.to_onnx(seed=3, fold_bn=fold)
     x = np.random.default_rng(0).standard_normal((2, 3, 42, 42)).astype(np.float32)
-    inline = ort.InferenceSession(net.to_onnx(seed=3, fold_bn=fold).SerializeToString(),
-                                  providers=["CPUExecutionProvider"])
+    inline = ort.InferenceSession(
+        net.to_onnx(seed=3, fold_bn=fold).SerializeToString(), providers=["CPUExecutionProvider"]
+    )
     external = ort.InferenceSession(str(out), providers=["CPUExecutionProvider"])
     np.testing.assert_array_equal(external.run(None, {"input": x})[0], inline.run(None, {"input": x})[0])
     first = out.read_bytes(), (tmp_path / "m.onnx.data").read_bytes()

@@ -52,9 +52,12 @@ class Reference(nn.Module):
         n = (depth - 2) // 9
         widths = [16, 64, 128, 256]
         self.conv = nn.Conv2d(3, widths[0], 3, 1, 1, bias=False)
-        self.stages = nn.Sequential(*(
-            nn.Sequential(Unit(cin, cout, stride), *(Unit(cout, cout, 1) for _ in range(n - 1)))
-            for cin, cout, stride in zip(widths[:-1], widths[1:], (1, 2, 2), strict=True)))
+        self.stages = nn.Sequential(
+            *(
+                nn.Sequential(Unit(cin, cout, stride), *(Unit(cout, cout, 1) for _ in range(n - 1)))
+                for cin, cout, stride in zip(widths[:-1], widths[1:], (1, 2, 2), strict=True)
+            )
+        )
         self.bn = nn.BatchNorm2d(widths[-1])
         self.fc = nn.Linear(widths[-1], classes)
 

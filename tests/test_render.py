@@ -101,8 +101,16 @@ def test_resnet18_blocks_and_shortcut_bypasses(compiled):
             assert units[bypass.tail].kind == "projection" and proj_feed.tail == feed.tail
             assert bypass.shape == main_edge.shape
         styles.append(bypass.style)
-    assert styles == ["identity", "identity", "projection", "identity", "projection", "identity",
-                      "projection", "identity"]
+    assert styles == [
+        "identity",
+        "identity",
+        "projection",
+        "identity",
+        "projection",
+        "identity",
+        "projection",
+        "identity",
+    ]
 
     text = dot.to_dot(diagram)
     assert text.count('style="rounded,filled,dashed"') == 3  # the inserted projections
@@ -126,16 +134,27 @@ def test_stage_level_rows(compiled):
     assert stages["layer3"] == ["bottleneck ×6 · 512→1024 · 28×28→14×14", "shortcuts: 5 identity, 1 projection"]
     assert stages["stem"] == ["7×7 conv, 64, stride 2 · BN · ReLU", "3×3 max-pool, stride 2"]
     assert stages["head"] == ["global avg-pool", "flatten", "linear, 1000"]
-    assert [e.shape for e in diagram.edges] == [(3, 224, 224), (64, 56, 56), (256, 56, 56), (512, 28, 28),
-                                              (1024, 14, 14), (2048, 7, 7), (1000,)]
+    assert [e.shape for e in diagram.edges] == [
+        (3, 224, 224),
+        (64, 56, 56),
+        (256, 56, 56),
+        (512, 28, 28),
+        (1024, 14, 14),
+        (2048, 7, 7),
+        (1000,),
+    ]
 
 
 def test_resnet152_stages_are_wrapped_into_columns(compiled):
     text = compiled("resnet152").to_dot()
-    for title in ("layer2 · bottleneck ×8", "layer3 · bottleneck ×36 (blocks 0–8)",
-                  "layer3 · bottleneck ×36 (blocks 9–17)", "layer3 · bottleneck ×36 (blocks 27–35)",
-                  "layer4 · bottleneck ×3"):
-        assert f"label=\"{title}\"" in text
+    for title in (
+        "layer2 · bottleneck ×8",
+        "layer3 · bottleneck ×36 (blocks 0–8)",
+        "layer3 · bottleneck ×36 (blocks 9–17)",
+        "layer3 · bottleneck ×36 (blocks 27–35)",
+        "layer4 · bottleneck ×3",
+    ):
+        assert f'label="{title}"' in text
     assert text.count("constraint=false") == 6  # one wrap edge into each of the 6 later columns
 
 
@@ -143,15 +162,36 @@ def test_pack_balances_and_splits():
     segments = [[("stem", 3)], [(f"b{i}", 2) for i in range(36)], [("head", 3)]]
     # 20 ranks a column: the stem, 4 columns of 9 blocks (18 ranks), the head alone; 6 columns.
     assert [[(seg, len(items)) for seg, items in col] for col in dot.pack(segments, 20)] == [
-        [(0, 1)], [(1, 9)], [(1, 9)], [(1, 9)], [(1, 9)], [(2, 1)]]
+        [(0, 1)],
+        [(1, 9)],
+        [(1, 9)],
+        [(1, 9)],
+        [(1, 9)],
+        [(2, 1)],
+    ]
     # Still 6 columns, but at most 17 ranks each: the head fits under the last 7 blocks.
     assert [[(seg, len(items)) for seg, items in col] for col in dot.balanced_pack(segments, 20)] == [
-        [(0, 1)], [(1, 8)], [(1, 7)], [(1, 7)], [(1, 7)], [(1, 7), (2, 1)]]
+        [(0, 1)],
+        [(1, 8)],
+        [(1, 7)],
+        [(1, 7)],
+        [(1, 7)],
+        [(1, 7), (2, 1)],
+    ]
 
 
-@pytest.mark.parametrize("overrides", [{"norm": "pre"}, {"norm": "relu_preact"}, {"norm": "bn_after_add"},
-                                       {"norm": "none"}, {"shortcut": "A"}, {"shortcut": "C"},
-                                       {"shortcut": "none"}])
+@pytest.mark.parametrize(
+    "overrides",
+    [
+        {"norm": "pre"},
+        {"norm": "relu_preact"},
+        {"norm": "bn_after_add"},
+        {"norm": "none"},
+        {"shortcut": "A"},
+        {"shortcut": "C"},
+        {"shortcut": "none"},
+    ],
+)
 def test_every_policy_renders_at_every_level(compiled, overrides):
     net = compiled("resnet34", **overrides)
     texts = {level: net.to_dot(level=level) for level in dot.LEVELS}
@@ -179,8 +219,15 @@ def test_unknown_op_kinds_get_a_generic_label():
     graph = net.graph
     bn2 = next(n for n in order(graph) if graph.nodes[n]["path"] == "layer1.0.bn2")
     data = graph.nodes[bn2]
-    se = insert_after(graph, bn2, SqueezeExcite(), span=data["span"], block=data["block"],
-                      template=data["template"], branch=data["branch"])
+    se = insert_after(
+        graph,
+        bn2,
+        SqueezeExcite(),
+        span=data["span"],
+        block=data["block"],
+        template=data["template"],
+        branch=data["branch"],
+    )
     graph.nodes[se]["shape"] = data["shape"]
     for level in ("block", "op"):
         assert "squeeze_excite(reduction=16)" in dot.emit(graph, level)
@@ -261,6 +308,11 @@ def test_render_never_imports_torch_or_onnx(tmp_path):
         f"rc = main(['render', {str(ROOT / 'specs' / 'resnet50.res')!r}, '-o', {str(tmp_path / 'r50.dot')!r}]); "
         "print(rc, sorted(m for m in sys.modules if m.split('.')[0] in ('torch', 'onnx', 'onnxruntime')))"
     )
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
-                            env={**os.environ, "PYTHONPATH": str(ROOT)})
+    result = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        check=True,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )
     assert result.stdout.strip() == "0 []"

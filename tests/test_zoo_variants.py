@@ -49,8 +49,13 @@ def test_parameter_counts(name):
 
 
 # He et al. 2015, Table 1: 1.8, 3.6, 3.8, 7.6, 11.3 ×10⁹ "FLOPs" (multiply-adds).
-TABLE1_GMACS = {"resnet18": 1.814, "resnet34": 3.664, "resnet50_v1": 3.858, "resnet101_v1": 7.570,
-                "resnet152_v1": 11.282}
+TABLE1_GMACS = {
+    "resnet18": 1.814,
+    "resnet34": 3.664,
+    "resnet50_v1": 3.858,
+    "resnet101_v1": 7.570,
+    "resnet152_v1": 11.282,
+}
 
 
 @pytest.mark.parametrize("name", sorted(TABLE1_GMACS))
@@ -160,7 +165,10 @@ def test_preact_projections_have_no_bn_and_a_final_bn_relu():
     net = compile_spec("preact_resnet164")
     keys = net.to_torch().state_dict()
     assert sorted(k for k in keys if "downsample" in k) == [
-        "layer1.0.downsample.0.weight", "layer2.0.downsample.0.weight", "layer3.0.downsample.0.weight"]
+        "layer1.0.downsample.0.weight",
+        "layer2.0.downsample.0.weight",
+        "layer3.0.downsample.0.weight",
+    ]
     graph = net.graph
     tail = [graph.nodes[n]["op"].kind for n in order(graph)][-6:]
     assert tail == ["add", "batchnorm", "relu", "gap", "flatten", "linear"]
@@ -251,13 +259,19 @@ def test_resnet50d_deep_stem_and_avgpool_projection():
     assert torch_params(model) == PARAMS["resnet50d"]
     state = model.state_dict()
     assert [tuple(state[f"conv1_{i}.weight"].shape) for i in (1, 2, 3)] == [
-        (32, 3, 3, 3), (32, 32, 3, 3), (64, 32, 3, 3)]
+        (32, 3, 3, 3),
+        (32, 32, 3, 3),
+        (64, 32, 3, 3),
+    ]
     # timm's names: the pool (or its Identity at stride 1) is downsample.0.
     assert tuple(state["layer1.0.downsample.1.weight"].shape) == (256, 64, 1, 1)
     assert tuple(state["layer2.0.downsample.1.weight"].shape) == (512, 256, 1, 1)
     graph = net.graph
-    chain = [graph.nodes[n]["op"] for n in order(graph) if graph.nodes[n]["shortcut_of"] is not None
-             and graph.nodes[n]["block"] == "layer2.0"]
+    chain = [
+        graph.nodes[n]["op"]
+        for n in order(graph)
+        if graph.nodes[n]["shortcut_of"] is not None and graph.nodes[n]["block"] == "layer2.0"
+    ]
     assert [op.kind for op in chain] == ["avgpool", "conv", "batchnorm"]
     assert (chain[0].kernel, chain[0].stride, chain[0].ceil_mode, chain[0].count_include_pad) == (2, 2, True, False)
     assert chain[1].stride == 1
@@ -291,11 +305,14 @@ def _conv(graph, path):
     return next(graph.nodes[n]["op"] for n in graph if graph.nodes[n]["path"] == path)
 
 
-@pytest.mark.parametrize("output_stride, dilations", [
-    # torchvision's replace_stride_with_dilation [False, True, True] and [False, False, True]
-    (8, {"layer3.0": (1, 1), "layer3.1": (1, 2), "layer4.0": (1, 2), "layer4.2": (1, 4)}),
-    (16, {"layer3.0": (2, 1), "layer3.5": (1, 1), "layer4.0": (1, 1), "layer4.1": (1, 2)}),
-])
+@pytest.mark.parametrize(
+    "output_stride, dilations",
+    [
+        # torchvision's replace_stride_with_dilation [False, True, True] and [False, False, True]
+        (8, {"layer3.0": (1, 1), "layer3.1": (1, 2), "layer4.0": (1, 2), "layer4.2": (1, 4)}),
+        (16, {"layer3.0": (2, 1), "layer3.5": (1, 1), "layer4.0": (1, 1), "layer4.1": (1, 2)}),
+    ],
+)
 def test_output_stride_by_dilation(output_stride, dilations):
     net = compile_spec("resnet50", output_stride=output_stride)
     assert net.params == 25_557_032
@@ -365,8 +382,11 @@ def test_model_zoo_doc_is_current_and_depths_are_the_papers():
     spec.loader.exec_module(zoo)
     table = zoo.table()
     assert (ROOT / "docs" / "model-zoo.md").read_text() == table, "run scripts/model_zoo.py"
-    rows = {line.split("|")[1].strip(" `"): line.split("|")[3].strip() for line in table.splitlines()
-            if line.startswith("| `")}
+    rows = {
+        line.split("|")[1].strip(" `"): line.split("|")[3].strip()
+        for line in table.splitlines()
+        if line.startswith("| `")
+    }
     assert set(rows) == {p.stem for p in SPECS.glob("*.res")}
     named_by_depth = 0
     for name, depth in rows.items():

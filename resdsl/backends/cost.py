@@ -57,5 +57,6 @@ def totals(graph: nx.DiGraph) -> tuple[int, int]:
 
 def depth(graph: nx.DiGraph) -> int:
     """The paper's depth: convs and linear layers the spec wrote (projections and SE excluded)."""
-    return sum(1 for n in graph
-               if graph.nodes[n]["op"].kind in ("conv", "linear") and graph.nodes[n]["origin"] == "spec")
+    return sum(
+        1 for n in graph if graph.nodes[n]["op"].kind in ("conv", "linear") and graph.nodes[n]["origin"] == "spec"
+    )

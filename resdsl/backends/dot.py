@@ -74,8 +74,14 @@ def op_label(op, channels: bool = True) -> str:
         return f"{op.kernel}×{op.kernel} {name}" + (f", stride {op.stride}" if op.stride > 1 else "")
     if kind == "pad_shortcut":
         return f"stride-{op.stride} subsample + {op.pad_before}+{op.pad_after} zero channels"
-    fixed = {"batchnorm": "BN", "relu": "ReLU", "gap": "global avg-pool", "flatten": "flatten", "add": "+",
-             "input": "input"}
+    fixed = {
+        "batchnorm": "BN",
+        "relu": "ReLU",
+        "gap": "global avg-pool",
+        "flatten": "flatten",
+        "add": "+",
+        "input": "input",
+    }
     if kind in fixed:
         return fixed[kind]
     if kind == "linear":
@@ -278,8 +284,13 @@ def build(graph: nx.DiGraph, level: str = "block") -> Diagram:
                 new("input", nodes, rows=[f"input {shape_text(data['shape'])}"])
             elif data["shortcut_of"] is not None:
                 if level == "op":
-                    new(shortcut_kind(first), nodes, note=inserted_note(nodes), item=data["block"] or "",
-                        rows=[label(nodes), data["path"] or ""])
+                    new(
+                        shortcut_kind(first),
+                        nodes,
+                        note=inserted_note(nodes),
+                        item=data["block"] or "",
+                        rows=[label(nodes), data["path"] or ""],
+                    )
             elif "add" in kinds:
                 new("add", nodes, item=data["block"] or "")
             elif data["block"] is None or level == "op":
@@ -430,10 +441,12 @@ def _label(unit: Unit) -> str:
 
 def _title(diagram: Diagram) -> str:
     policies = diagram.policies
-    lines = [f'<font point-size="18"><b>{_html(diagram.name)}</b></font>',
-             f"{diagram.params:,} parameters · {diagram.macs:,} MACs ({diagram.macs / 1e9:.2f} G)",
-             f'<font point-size="10" color="{GREY}">norm policy {_html(policies["norm"])} · '
-             f'shortcut policy {_html(policies["shortcut"])}</font>']
+    lines = [
+        f'<font point-size="18"><b>{_html(diagram.name)}</b></font>',
+        f"{diagram.params:,} parameters · {diagram.macs:,} MACs ({diagram.macs / 1e9:.2f} G)",
+        f'<font point-size="10" color="{GREY}">norm policy {_html(policies["norm"])} · '
+        f"shortcut policy {_html(policies['shortcut'])}</font>",
+    ]
     if diagram.level != "stage":
         kinds = {unit.kind for unit in diagram.units}
         legend = ["shortcuts: plain line = identity"]
@@ -459,8 +472,15 @@ def to_dot(diagram: Diagram, rankdir: str = "TB") -> str:
         raise RenderError("drawing needs the Python package graphviz: pip install 'resdsl[render]'") from None
 
     dot = graphviz.Digraph(diagram.name)
-    dot.attr(rankdir=rankdir, newrank="true", nodesep="0.25", ranksep="0.3", labelloc="t",
-             fontname=FONT, label=_title(diagram))
+    dot.attr(
+        rankdir=rankdir,
+        newrank="true",
+        nodesep="0.25",
+        ranksep="0.3",
+        labelloc="t",
+        fontname=FONT,
+        label=_title(diagram),
+    )
     dot.attr("node", fontname=FONT, fontsize="11", margin="0.12,0.05", height="0.3")
     dot.attr("edge", fontname=FONT, fontsize="9", fontcolor=GREY, color="#343a40", arrowsize="0.6")
 
@@ -519,8 +539,14 @@ def _columns(dot, diagram: Diagram, node, column_of: dict[str, int], rankdir: st
         for number, (index, items) in enumerate(pieces):
             segment = diagram.segments[index]
             with dot.subgraph(name=f"cluster_col{column}_{number}") as cluster:
-                cluster.attr(label=_piece_title(segment, items), style="rounded,dashed", color="#ced4da",
-                             fontsize="12", labeljust="l", margin="10")
+                cluster.attr(
+                    label=_piece_title(segment, items),
+                    style="rounded,dashed",
+                    color="#ced4da",
+                    fontsize="12",
+                    labeljust="l",
+                    margin="10",
+                )
                 for item in items:
                     units = units_of[item]
                     if diagram.level == "op" and segment.instances and item in segment.instances and len(units) > 1:

@@ -86,8 +86,16 @@ def emits(*kinds: str) -> Callable[[Emitter], Emitter]:
 def _conv(ctx: _Context, node: int, inputs: list[str]) -> None:
     op = ctx.graph.nodes[node]["op"]
     inputs = inputs + [ctx.weight(node, "weight")] + ([ctx.weight(node, "bias")] if op.bias else [])
-    ctx.add("Conv", node, inputs, kernel_shape=[op.kernel] * 2, strides=[op.stride] * 2, pads=[op.padding] * 4,
-            dilations=[op.dilation] * 2, group=op.groups)
+    ctx.add(
+        "Conv",
+        node,
+        inputs,
+        kernel_shape=[op.kernel] * 2,
+        strides=[op.stride] * 2,
+        pads=[op.padding] * 4,
+        dilations=[op.dilation] * 2,
+        group=op.groups,
+    )
 
 
 @emits("batchnorm")
@@ -142,8 +150,15 @@ def _avgpool(ctx: _Context, node: int, inputs: list[str]) -> None:
         inputs, pads, count_pad = [padded], [0, 0, pads[2] - p, pads[3] - p], False
     elif extra:
         count_pad = False  # without declared padding, only the overhang is padding: never counted
-    ctx.add("AveragePool", node, inputs, kernel_shape=[op.kernel] * 2, strides=[op.stride] * 2, pads=pads,
-            count_include_pad=int(count_pad))
+    ctx.add(
+        "AveragePool",
+        node,
+        inputs,
+        kernel_shape=[op.kernel] * 2,
+        strides=[op.stride] * 2,
+        pads=pads,
+        count_include_pad=int(count_pad),
+    )
 
 
 @emits("gap")
@@ -180,11 +195,13 @@ def _squeeze_excite(ctx: _Context, node: int, inputs: list[str]) -> None:
     channels = ctx.graph.nodes[node]["shape"][0]
     squeezed = se_channels(channels, op.reduction, op.divisor)
     name, x = ctx.names[node], inputs[0]
-    steps = [("pool", "GlobalAveragePool", [x], channels),
-             ("fc1", "Conv", [f"{name}.pool", ctx.weight(node, "fc1.weight"), ctx.weight(node, "fc1.bias")], squeezed),
-             ("relu", "Relu", [f"{name}.fc1"], squeezed),
-             ("fc2", "Conv", [f"{name}.relu", ctx.weight(node, "fc2.weight"), ctx.weight(node, "fc2.bias")], channels),
-             ("gate", "Sigmoid", [f"{name}.fc2"], channels)]
+    steps = [
+        ("pool", "GlobalAveragePool", [x], channels),
+        ("fc1", "Conv", [f"{name}.pool", ctx.weight(node, "fc1.weight"), ctx.weight(node, "fc1.bias")], squeezed),
+        ("relu", "Relu", [f"{name}.fc1"], squeezed),
+        ("fc2", "Conv", [f"{name}.relu", ctx.weight(node, "fc2.weight"), ctx.weight(node, "fc2.bias")], channels),
+        ("gate", "Sigmoid", [f"{name}.fc2"], channels),
+    ]
     for label, op_type, step_inputs, width in steps:
         attrs = {"kernel_shape": [1, 1]} if op_type == "Conv" else {}
         ctx.nodes.append(helper.make_node(op_type, step_inputs, [f"{name}.{label}"], name=f"{name}.{label}", **attrs))
@@ -200,8 +217,13 @@ def _pad_shortcut(ctx: _Context, node: int, inputs: list[str]) -> None:
     if op.stride != 1:
         end = np.iinfo(np.int64).max
         sliced = f"{ctx.names[node]}.subsample"
-        slice_inputs = [source, ctx.constant(node, "starts", [0, 0]), ctx.constant(node, "ends", [end, end]),
-                        ctx.constant(node, "axes", [2, 3]), ctx.constant(node, "steps", [op.stride] * 2)]
+        slice_inputs = [
+            source,
+            ctx.constant(node, "starts", [0, 0]),
+            ctx.constant(node, "ends", [end, end]),
+            ctx.constant(node, "axes", [2, 3]),
+            ctx.constant(node, "steps", [op.stride] * 2),
+        ]
         ctx.nodes.append(helper.make_node("Slice", slice_inputs, [sliced], name=sliced))
         channels = ctx.graph.nodes[operands(ctx.graph, node)[0]]["shape"][0]
         ctx.inner.append(_tensor(sliced, (channels, *ctx.graph.nodes[node]["shape"][1:])))
@@ -231,8 +253,14 @@ def _node_names(graph: nx.DiGraph) -> dict[int, str]:
     return names
 
 
-def emit(graph: nx.DiGraph, state: dict[str, np.ndarray], *, opset: int = DEFAULT_OPSET,
-         metadata: dict[str, str] | None = None, producer_version: str = "") -> onnx.ModelProto:
+def emit(
+    graph: nx.DiGraph,
+    state: dict[str, np.ndarray],
+    *,
+    opset: int = DEFAULT_OPSET,
+    metadata: dict[str, str] | None = None,
+    producer_version: str = "",
+) -> onnx.ModelProto:
     """The ONNX model of `graph` with weights `state` (keys as weights.layout gives them)."""
     model, keys = _model(graph, state, opset, metadata, producer_version)
     model.graph.initializer.extend(numpy_helper.from_array(state[k], k) for k in keys)
@@ -251,10 +279,17 @@ class Encoded:
     data: Iterator[bytes | memoryview] | None
 
 
-def serialize(graph: nx.DiGraph, shapes: Mapping[str, tuple[tuple[int, ...], str]],
-              arrays: Callable[[list[str]], Iterable[np.ndarray]], *, opset: int = DEFAULT_OPSET,
-              metadata: dict[str, str] | None = None, producer_version: str = "",
-              data_file: str | None = None, external: bool = False) -> Encoded:
+def serialize(
+    graph: nx.DiGraph,
+    shapes: Mapping[str, tuple[tuple[int, ...], str]],
+    arrays: Callable[[list[str]], Iterable[np.ndarray]],
+    *,
+    opset: int = DEFAULT_OPSET,
+    metadata: dict[str, str] | None = None,
+    producer_version: str = "",
+    data_file: str | None = None,
+    external: bool = False,
+) -> Encoded:
     """The bytes of `emit`'s model, without protobuf messages for the weights.
 
     `shapes` gives each weight's shape and dtype name (as weights.layout
@@ -283,13 +318,23 @@ def serialize(graph: nx.DiGraph, shapes: Mapping[str, tuple[tuple[int, ...], str
     if external or inline_size > PROTOBUF_LIMIT:
         if data_file is None:
             raise OnnxEmitError(f"{sum(lengths) / 2**30:.1f} GiB of weights need an external data file")
-        offsets = list(itertools.accumulate(lengths, initial=0))[:len(lengths)]  # where each weight starts
-        headers = [_tensor_header(key, *shapes[key]) + _external(data_file, offset, n)
-                   for key, offset, n in zip(keys, offsets, lengths, strict=True)]
+        offsets = list(itertools.accumulate(lengths, initial=0))[: len(lengths)]  # where each weight starts
+        headers = [
+            _tensor_header(key, *shapes[key]) + _external(data_file, offset, n)
+            for key, offset, n in zip(keys, offsets, lengths, strict=True)
+        ]
         sizes = [len(header) for header in headers]
-        return Encoded(iter([head, _tag(7), _varint(_graph_size(sizes)),
-                             *(_tag(5) + _varint(n) + header for header, n in zip(headers, sizes, strict=True))]),
-                       _data(keys, shapes, arrays))
+        return Encoded(
+            iter(
+                [
+                    head,
+                    _tag(7),
+                    _varint(_graph_size(sizes)),
+                    *(_tag(5) + _varint(n) + header for header, n in zip(headers, sizes, strict=True)),
+                ]
+            ),
+            _data(keys, shapes, arrays),
+        )
 
     def chunks() -> Iterator[bytes | memoryview]:
         yield head
@@ -301,8 +346,11 @@ def serialize(graph: nx.DiGraph, shapes: Mapping[str, tuple[tuple[int, ...], str
     return Encoded(chunks(), None)
 
 
-def _data(keys: list[str], shapes: Mapping[str, tuple[tuple[int, ...], str]],
-          arrays: Callable[[list[str]], Iterable[np.ndarray]]) -> Iterator[memoryview]:
+def _data(
+    keys: list[str],
+    shapes: Mapping[str, tuple[tuple[int, ...], str]],
+    arrays: Callable[[list[str]], Iterable[np.ndarray]],
+) -> Iterator[memoryview]:
     """Each weight's bytes, little-endian, as a view of the array (not copied)."""
     for key, array in zip(keys, arrays(keys), strict=True):
         shape, dtype = shapes[key]
@@ -352,8 +400,9 @@ def _varint(value: int) -> bytes:
             return bytes(out)
 
 
-def _model(graph: nx.DiGraph, available: Collection[str], opset: int, metadata: dict[str, str] | None,
-           producer_version: str) -> tuple[onnx.ModelProto, list[str]]:
+def _model(
+    graph: nx.DiGraph, available: Collection[str], opset: int, metadata: dict[str, str] | None, producer_version: str
+) -> tuple[onnx.ModelProto, list[str]]:
     """The model without initializers, and the state keys its initializers are, in order."""
     if opset not in OPSETS:
         raise ValueError(f"opset {opset} is not supported; choose one of {', '.join(map(str, OPSETS))}")
@@ -374,19 +423,25 @@ def _model(graph: nx.DiGraph, available: Collection[str], opset: int, metadata: 
         if node != last:
             value_info.append(_tensor(ctx.tensors[node], data["shape"]))
     value_info += ctx.inner
-    value_info += [helper.make_tensor_value_info(name, TensorProto.INT64, list(shape))
-                   for name, shape in ctx.constants.items()]
+    value_info += [
+        helper.make_tensor_value_info(name, TensorProto.INT64, list(shape)) for name, shape in ctx.constants.items()
+    ]
     source = graph.nodes[walk[0]]
     body = helper.make_graph(
-        ctx.nodes, graph.graph["name"],
+        ctx.nodes,
+        graph.graph["name"],
         inputs=[_tensor(INPUT, source["shape"])],
         outputs=[_tensor(OUTPUT, graph.nodes[last]["shape"])],
         value_info=value_info,
     )
     opset_id = helper.make_opsetid("", opset)
-    model = helper.make_model(body, opset_imports=[opset_id], producer_name="resdsl",
-                              producer_version=producer_version,
-                              ir_version=helper.find_min_ir_version_for([opset_id]))
+    model = helper.make_model(
+        body,
+        opset_imports=[opset_id],
+        producer_name="resdsl",
+        producer_version=producer_version,
+        ir_version=helper.find_min_ir_version_for([opset_id]),
+    )
     model.doc_string = f"{graph.graph['name']}: generated by resdsl"
     helper.set_model_props(model, {"network": graph.graph["name"], **(metadata or {})})
     return model, ctx.weights

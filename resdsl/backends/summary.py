@@ -14,14 +14,16 @@ def rows(graph: nx.DiGraph) -> list[dict]:
     out = []
     for node in order(graph):
         data = graph.nodes[node]
-        out.append({
-            "name": data["path"] or data["name"] or "",
-            "op": data["op"].kind,
-            "shape": list(data["shape"]),
-            "params": params(graph, node),
-            "macs": macs(graph, node),
-            "origin": data["origin"],
-        })
+        out.append(
+            {
+                "name": data["path"] or data["name"] or "",
+                "op": data["op"].kind,
+                "shape": list(data["shape"]),
+                "params": params(graph, node),
+                "macs": macs(graph, node),
+                "origin": data["origin"],
+            }
+        )
     return out
 
 
@@ -49,8 +51,15 @@ def emit(graph: nx.DiGraph, fmt: str = "table", flops: bool = False) -> str:
     table = [header]
     for r in data["layers"]:
         shape = shape_text(r["shape"])
-        table.append((r["name"], r["op"], shape, f"{r['params']:,}" if r["params"] else "",
-                      f"{factor * r['macs']:,}" if r["macs"] else ""))
+        table.append(
+            (
+                r["name"],
+                r["op"],
+                shape,
+                f"{r['params']:,}" if r["params"] else "",
+                f"{factor * r['macs']:,}" if r["macs"] else "",
+            )
+        )
     widths = [max(len(row[i]) for row in table) for i in range(len(header))]
     lines = []
     for index, row in enumerate(table):

@@ -179,7 +179,7 @@ class _Emitter:
             return attribute
 
         if op.has_params:
-            return f"self.{data['path'][body.relative:]}({x})"
+            return f"self.{data['path'][body.relative :]}({x})"
         if op.kind == "relu":
             return f"torch.relu({x})"
         if op.kind == "maxpool":
@@ -187,8 +187,10 @@ class _Emitter:
             ceil = "" if ceil == "False" else f", ceil_mode={ceil}"
             return f"F.max_pool2d({x}, {a('kernel')}, {a('stride')}, {a('padding')}{ceil})"
         if op.kind == "avgpool":
-            return (f"F.avg_pool2d({x}, {a('kernel')}, {a('stride')}, {a('padding')}, "
-                    f"ceil_mode={a('ceil_mode')}, count_include_pad={a('count_include_pad')})")
+            return (
+                f"F.avg_pool2d({x}, {a('kernel')}, {a('stride')}, {a('padding')}, "
+                f"ceil_mode={a('ceil_mode')}, count_include_pad={a('count_include_pad')})"
+            )
         if op.kind == "gap":
             return f"F.adaptive_avg_pool2d({x}, 1)"
         if op.kind == "flatten":
@@ -325,7 +327,7 @@ class _Emitter:
                 continue
             self._track(body, node)
             if data["op"].has_params:
-                local = data["path"][body.relative:]
+                local = data["path"][body.relative :]
                 if not local.isidentifier():
                     raise GenerationError(f"module path {data['path']} is not an attribute name")
                 body.init.append(f"self.{local} = {self._module(body, node)}")
@@ -380,13 +382,18 @@ class _Emitter:
         for position, node in enumerate(self.live[instances[0].path]):
             if self.graph.nodes[node]["op"].kind != "flatten":
                 continue
-            sizes = {self.graph.nodes[operands(self.graph, self.live[i.path][position])[0]]["shape"][1:]
-                     for i in instances}
+            sizes = {
+                self.graph.nodes[operands(self.graph, self.live[i.path][position])[0]]["shape"][1:] for i in instances
+            }
             if len(sizes) > 1:
                 shown = ", ".join("×".join(map(str, size)) or "flat" for size in sorted(sizes))
-                raise error("E0211", f"`flatten` in block `{template}` sees different spatial sizes ({shown})",
-                            self.graph.nodes[node]["span"], "one size per block template",
-                            "put `gap` before `flatten`, or flatten outside the block")
+                raise error(
+                    "E0211",
+                    f"`flatten` in block `{template}` sees different spatial sizes ({shown})",
+                    self.graph.nodes[node]["span"],
+                    "one size per block template",
+                    "put `gap` before `flatten`, or flatten outside the block",
+                )
 
     def _instance_call(self, inst: Instance) -> str:
         info = self.graph.graph["templates"][inst.template]

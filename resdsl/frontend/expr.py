@@ -111,9 +111,7 @@ def render(expr: ast.Expr, names: dict[str, str]) -> str:
 
 
 def is_literal(expr: ast.Expr) -> bool:
-    return isinstance(expr, (ast.Num, ast.Bool, ast.Str)) or (
-        isinstance(expr, ast.Neg) and is_literal(expr.operand)
-    )
+    return isinstance(expr, (ast.Num, ast.Bool, ast.Str)) or (isinstance(expr, ast.Neg) and is_literal(expr.operand))
 
 
 __all__ = ["evaluate", "render", "print_expr", "describe", "is_literal"]

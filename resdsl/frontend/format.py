@@ -66,8 +66,12 @@ class _Formatter:
         """Append the trailing comments: those of consecutive lines at one indentation share a column."""
         run: list[int] = []
         for index in [*sorted(self.trailing), None]:
-            joins = index is not None and run and index == run[-1] + 1 \
+            joins = (
+                index is not None
+                and run
+                and index == run[-1] + 1
                 and _indent(self.lines[index]) == _indent(self.lines[run[-1]])
+            )
             if run and not joins:
                 column = max(len(self.lines[i]) for i in run) + 2
                 for i in run:
@@ -120,8 +124,12 @@ class _Formatter:
 
     def _blank_line(self, start: int) -> None:
         """Keep one blank line where the source had at least one, except right after `{`."""
-        if self.text.count("\n", self.last_end, max(start, self.last_end)) >= 2 and self.lines \
-                and self.lines[-1] != "" and not self.lines[-1].endswith("{"):
+        if (
+            self.text.count("\n", self.last_end, max(start, self.last_end)) >= 2
+            and self.lines
+            and self.lines[-1] != ""
+            and not self.lines[-1].endswith("{")
+        ):
             self.lines.append("")
 
     # -- statements and expressions -----------------------------------------
@@ -159,7 +167,7 @@ class _Formatter:
     def leaf(self, expr: ast.Expr) -> str:
         if isinstance(expr, ast.Num):
             # Floats keep their spelling: repr() may write an exponent the grammar has no syntax for.
-            return str(expr.value) if isinstance(expr.value, int) else self.text[expr.span.start:expr.span.end]
+            return str(expr.value) if isinstance(expr.value, int) else self.text[expr.span.start : expr.span.end]
         if isinstance(expr, ast.Bool):
             return "true" if expr.value else "false"
         if isinstance(expr, ast.Str):

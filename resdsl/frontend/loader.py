@@ -56,8 +56,9 @@ def decode(data: bytes, name: str) -> str:
 def load(source: Source, base_dir: Path, limits: Limits | None = None) -> Program:
     """Parse `source` and every file it uses (transitively); exactly one network."""
     limits = limits or Limits()
-    limits.check("source_bytes", len(source.text.encode("utf-8", "surrogatepass")),
-                 f"the size of `{source.name}` in bytes", None)
+    limits.check(
+        "source_bytes", len(source.text.encode("utf-8", "surrogatepass")), f"the size of `{source.name}` in bytes", None
+    )
     module = parse(source)
     blocks: dict[str, ast.BlockDef] = {}
     errors = Collector()
@@ -88,8 +89,9 @@ def _identity(name: str) -> str:
     return name if name.startswith(STD_PREFIX) else str(Path(name).resolve()) if name != "<text>" else name
 
 
-def _collect(module: ast.Module, base_dir: Path, blocks, errors: Collector, stack: list[str], seen: set,
-             limits: Limits) -> None:
+def _collect(
+    module: ast.Module, base_dir: Path, blocks, errors: Collector, stack: list[str], seen: set, limits: Limits
+) -> None:
     for block in module.blocks:
         if block.name.text in blocks:
             errors.add(
@@ -131,7 +133,7 @@ def _collect(module: ast.Module, base_dir: Path, blocks, errors: Collector, stac
 
 def _resolve(use: ast.Use, base_dir: Path, limits: Limits) -> tuple[Source, Path]:
     if use.path.startswith(STD_PREFIX):
-        name = use.path[len(STD_PREFIX):]
+        name = use.path[len(STD_PREFIX) :]
         ref = resources.files("resdsl").joinpath("std", name)
         if "/" in name or "\\" in name or name.startswith(".") or not ref.is_file():
             available = sorted(p.name for p in resources.files("resdsl").joinpath("std").iterdir())

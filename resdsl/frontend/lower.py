@@ -56,20 +56,66 @@ def _policy_choices(name: str) -> str:
         return "choose a power of two such as 8 or 16, or none"
     return "choose one of " + ", ".join(POLICY_VALUES[name])
 
+
 # Names that would break or shadow something in the generated PyTorch code:
 # every public attribute of torch.nn.Module (2.13), written out so that
 # lowering never imports torch, and the names the generated code uses itself.
 _MODULE_ATTRS = {
-    "T_destination", "add_module", "apply", "bfloat16", "buffers", "call_super_init", "children", "compile",
-    "cpu", "cuda", "double", "dump_patches", "eval", "extra_repr", "float", "forward", "get_buffer",
-    "get_extra_state", "get_parameter", "get_submodule", "half", "ipu", "load_state_dict", "modules", "mtia",
-    "named_buffers", "named_children", "named_modules", "named_parameters", "parameters",
-    "register_backward_hook", "register_buffer", "register_forward_hook", "register_forward_pre_hook",
-    "register_full_backward_hook", "register_full_backward_pre_hook", "register_load_state_dict_post_hook",
-    "register_load_state_dict_pre_hook", "register_module", "register_parameter",
-    "register_state_dict_post_hook", "register_state_dict_pre_hook", "requires_grad_", "set_extra_state",
-    "set_submodule", "share_memory", "state_dict", "to", "to_empty", "train", "training", "type", "xpu",
-    "zero_grad", "expansion",
+    "T_destination",
+    "add_module",
+    "apply",
+    "bfloat16",
+    "buffers",
+    "call_super_init",
+    "children",
+    "compile",
+    "cpu",
+    "cuda",
+    "double",
+    "dump_patches",
+    "eval",
+    "extra_repr",
+    "float",
+    "forward",
+    "get_buffer",
+    "get_extra_state",
+    "get_parameter",
+    "get_submodule",
+    "half",
+    "ipu",
+    "load_state_dict",
+    "modules",
+    "mtia",
+    "named_buffers",
+    "named_children",
+    "named_modules",
+    "named_parameters",
+    "parameters",
+    "register_backward_hook",
+    "register_buffer",
+    "register_forward_hook",
+    "register_forward_pre_hook",
+    "register_full_backward_hook",
+    "register_full_backward_pre_hook",
+    "register_load_state_dict_post_hook",
+    "register_load_state_dict_pre_hook",
+    "register_module",
+    "register_parameter",
+    "register_state_dict_post_hook",
+    "register_state_dict_pre_hook",
+    "requires_grad_",
+    "set_extra_state",
+    "set_submodule",
+    "share_memory",
+    "state_dict",
+    "to",
+    "to_empty",
+    "train",
+    "training",
+    "type",
+    "xpu",
+    "zero_grad",
+    "expansion",
 }
 _GENERATED_NAMES = {"self", "x", "out", "identity", "torch", "nn", "F", "super", "inplanes", "int", "bool", "float"}
 RESERVED = _MODULE_ATTRS | _GENERATED_NAMES
@@ -80,8 +126,13 @@ _GENERATED_PATTERN = re.compile(r"(downsample|identity)\d*")
 def check_name(ident: ast.Ident, what: str) -> None:
     """A name that reaches generated code must be a plain, free Python identifier."""
     name = ident.text
-    if not name.isidentifier() or keyword.iskeyword(name) or name in RESERVED or name.startswith("_") \
-            or _GENERATED_PATTERN.fullmatch(name):
+    if (
+        not name.isidentifier()
+        or keyword.iskeyword(name)
+        or name in RESERVED
+        or name.startswith("_")
+        or _GENERATED_PATTERN.fullmatch(name)
+    ):
         reason = "a Python keyword" if keyword.iskeyword(name) else "reserved in generated code"
         raise error(
             "E0106",
@@ -161,8 +212,13 @@ class _Lowerer:
             if isinstance(stmt, ast.InputStmt):
                 shape = stmt.shape
                 if len(shape) != 3:
-                    raise error("E0112", "the input shape is channels x height x width", stmt.span,
-                                f"{len(shape)} dimensions", "for example `input 3x224x224`")
+                    raise error(
+                        "E0112",
+                        "the input shape is channels x height x width",
+                        stmt.span,
+                        f"{len(shape)} dimensions",
+                        "for example `input 3x224x224`",
+                    )
                 if min(shape) < 1:
                     raise error("E0112", "input dimensions must be at least 1", stmt.span, "a zero dimension")
             elif isinstance(stmt, ast.ClassesStmt):
@@ -172,13 +228,21 @@ class _Lowerer:
             elif isinstance(stmt, ast.LetStmt):
                 lets.append(stmt)
         if shape is None:
-            raise error("E0112", f"network `{network.name.text}` has no input shape", network.name.span,
-                        "no `input` statement", "add `input 3x224x224` (channels x height x width)")
+            raise error(
+                "E0112",
+                f"network `{network.name.text}` has no input shape",
+                network.name.span,
+                "no `input` statement",
+                "add `input 3x224x224` (channels x height x width)",
+            )
         set_keys = {"input", "in_channels", "classes", *POLICY_VALUES, *(s.name.text for s in lets)}
         unknown = sorted(set(self.overrides) - set_keys)
         if unknown:
-            raise error("E0301", f"--set {unknown[0]}: no such setting in `{network.name.text}`",
-                        help="settings: " + ", ".join(sorted(set_keys)))
+            raise error(
+                "E0301",
+                f"--set {unknown[0]}: no such setting in `{network.name.text}`",
+                help="settings: " + ", ".join(sorted(set_keys)),
+            )
         if "input" in self.overrides:
             shape = _parse_shape(self.overrides["input"])
         if "in_channels" in self.overrides:
@@ -215,12 +279,22 @@ class _Lowerer:
     def _policy(self, name: ast.Ident, value: ast.Ident) -> str:
         if name.text not in POLICY_VALUES:
             close = difflib.get_close_matches(name.text, list(POLICY_VALUES), n=1)
-            raise error("E0113", f"unknown policy `{name.text}`", name.span, "no such policy",
-                        f"did you mean `{close[0]}`?" if close else "policies: " + ", ".join(POLICY_VALUES))
+            raise error(
+                "E0113",
+                f"unknown policy `{name.text}`",
+                name.span,
+                "no such policy",
+                f"did you mean `{close[0]}`?" if close else "policies: " + ", ".join(POLICY_VALUES),
+            )
         if not policy_allows(name.text, value.text):
             close = difflib.get_close_matches(value.text, list(POLICY_VALUES[name.text]), n=1)
-            raise error("E0113", f"`{value.text}` is not a {name.text} policy", value.span, "unknown value",
-                        (f"did you mean `{close[0]}`? " if close else "") + _policy_choices(name.text))
+            raise error(
+                "E0113",
+                f"`{value.text}` is not a {name.text} policy",
+                value.span,
+                "unknown value",
+                (f"did you mean `{close[0]}`? " if close else "") + _policy_choices(name.text),
+            )
         return value.text
 
     def _int(self, expr: ast.Expr, env, what: str, minimum: int | None = 1) -> int:
@@ -250,8 +324,13 @@ class _Lowerer:
         self._body(network.body, scope)
         self.errors.raise_if_any()
         if scope.current == start:
-            raise error("E0005", f"network `{network.name.text}` has no layers", network.name.span,
-                        "nothing after `input`", "add ops such as `conv1 = conv(64, k=7, s=2)`")
+            raise error(
+                "E0005",
+                f"network `{network.name.text}` has no layers",
+                network.name.span,
+                "nothing after `input`",
+                "add ops such as `conv1 = conv(64, k=7, s=2)`",
+            )
         return graph
 
     def _body(self, stmts, scope: Scope) -> None:
@@ -270,8 +349,12 @@ class _Lowerer:
         if isinstance(stmt, (ast.InputStmt, ast.ClassesStmt, ast.PolicyStmt)):
             if in_block:
                 word = {ast.InputStmt: "input", ast.ClassesStmt: "classes", ast.PolicyStmt: "policy"}[type(stmt)]
-                raise error("E0114", f"`{word}` belongs in a network, not in a block", stmt.span,
-                            "network setting inside a block")
+                raise error(
+                    "E0114",
+                    f"`{word}` belongs in a network, not in a block",
+                    stmt.span,
+                    "network setting inside a block",
+                )
             return  # read by settings()
         if isinstance(stmt, ast.LetStmt):
             if in_block:
@@ -288,8 +371,13 @@ class _Lowerer:
             return
         if target.text in scope.names:
             first = self.graph.nodes[scope.names[target.text]]["span"]
-            raise error("E0104", f"`{target.text}` is defined twice in this scope", target.span,
-                        "second definition", f"the first is at {first.location}")
+            raise error(
+                "E0104",
+                f"`{target.text}` is defined twice in this scope",
+                target.span,
+                "second definition",
+                f"the first is at {first.location}",
+            )
         scope.names[target.text] = node
 
     def _new(self, scope: Scope, op, operands, span, **attrs) -> int:
@@ -307,18 +395,33 @@ class _Lowerer:
             other = scope.names[name]
         else:
             close = difflib.get_close_matches(name, [*scope.names, "input"], n=1)
-            raise error("E0205", f"no tensor named `{name}` to add", stmt.operand.span, "unknown tensor",
-                        f"did you mean `{close[0]}`?" if close
-                        else "add `input` or a name defined earlier in this body")
+            raise error(
+                "E0205",
+                f"no tensor named `{name}` to add",
+                stmt.operand.span,
+                "unknown tensor",
+                f"did you mean `{close[0]}`?" if close else "add `input` or a name defined earlier in this body",
+            )
         if other == scope.current:
-            raise error("E0206", f"`add {name}` adds a tensor to itself", stmt.span, "no residual branch",
-                        "the add needs ops between the tensor and this point")
+            raise error(
+                "E0206",
+                f"`add {name}` adds a tensor to itself",
+                stmt.span,
+                "no residual branch",
+                "the add needs ops between the tensor and this point",
+            )
         start = scope.created.index(other) + 1 if other in scope.created else 0
         branch = scope.created[start:]
         if stmt.target is not None:
             check_name(stmt.target, "tensor")
-        node = self._new(scope, irops.Add(), [scope.current, other], stmt.span, name=stmt.target and stmt.target.text,
-                         add_index=scope.adds)
+        node = self._new(
+            scope,
+            irops.Add(),
+            [scope.current, other],
+            stmt.span,
+            name=stmt.target and stmt.target.text,
+            add_index=scope.adds,
+        )
         scope.adds += 1
         for member in branch:
             if self.graph.nodes[member]["branch"] is None:
@@ -331,22 +434,40 @@ class _Lowerer:
             check_name(stmt.target, "layer")
         if callee in irops.SIGNATURES:
             if stmt.repeat is not None:
-                raise error("E0115", f"`x N` repeats blocks; `{callee}` is an op", stmt.repeat.span,
-                            "repeat of an op", "define a block with this op and repeat the block")
+                raise error(
+                    "E0115",
+                    f"`x N` repeats blocks; `{callee}` is an op",
+                    stmt.repeat.span,
+                    "repeat of an op",
+                    "define a block with this op and repeat the block",
+                )
             node = self._op(stmt, scope)
             self._bind_target(stmt.target, node, scope)
             return
         if callee in self.program.blocks:
             if scope.template is not None:
-                raise error("E0116", f"block `{callee}` is used inside a block", stmt.callee.span,
-                            "blocks cannot call blocks", "call both blocks from the network body")
+                raise error(
+                    "E0116",
+                    f"block `{callee}` is used inside a block",
+                    stmt.callee.span,
+                    "blocks cannot call blocks",
+                    "call both blocks from the network body",
+                )
             node = self._blocks(stmt, self.program.blocks[callee], scope)
             self._bind_target(stmt.target, node, scope)
             return
         options = [*irops.SIGNATURES, *self.program.blocks]
         close = difflib.get_close_matches(callee, options, n=1)
-        help_text = f"did you mean `{close[0]}`?" if close else (
-            "ops: " + ", ".join(irops.SIGNATURES) + "; blocks: " + (", ".join(sorted(self.program.blocks)) or "none"))
+        help_text = (
+            f"did you mean `{close[0]}`?"
+            if close
+            else (
+                "ops: "
+                + ", ".join(irops.SIGNATURES)
+                + "; blocks: "
+                + (", ".join(sorted(self.program.blocks)) or "none")
+            )
+        )
         if not close and not self.program.blocks:
             help_text += ' (`use "std/blocks.res"` brings basic and bottleneck)'
         raise error("E0101", f"unknown op or block `{callee}`", stmt.callee.span, "not defined", help_text)
@@ -356,8 +477,12 @@ class _Lowerer:
     def _op(self, stmt: ast.CallStmt, scope: Scope) -> int:
         callee = stmt.callee.text
         signature = irops.SIGNATURES[callee]
-        given = _match_args(stmt.args or (), [a.name for a in signature.args], stmt,
-                            lookup=lambda n: (s := signature.lookup(n)) and s.name)
+        given = _match_args(
+            stmt.args or (),
+            [a.name for a in signature.args],
+            stmt,
+            lookup=lambda n: (s := signature.lookup(n)) and s.name,
+        )
         values: dict[str, object] = {}
         exprs: dict[str, str] = {}
         for spec in signature.args:
@@ -367,8 +492,13 @@ class _Lowerer:
                 if scope.symbols is not None and not is_literal(arg.value):
                     exprs[spec.name] = render(arg.value, scope.symbols)
             elif spec.default is irops.REQUIRED:
-                raise error("E0103", f"`{callee}` needs its `{spec.name}` argument", stmt.span,
-                            f"`{spec.name}` missing", _signature_text(callee, signature))
+                raise error(
+                    "E0103",
+                    f"`{callee}` needs its `{spec.name}` argument",
+                    stmt.span,
+                    f"`{spec.name}` missing",
+                    _signature_text(callee, signature),
+                )
             else:
                 values[spec.name] = spec.default
         if "padding" in values and values["padding"] is None:
@@ -397,23 +527,35 @@ class _Lowerer:
         if scope.template is None and hasattr(op, "stride"):
             scope.total_stride *= op.stride
             if self.output_stride is not None and scope.total_stride > self.output_stride:
-                raise error("E0121", f"output_stride {self.output_stride} is below the stride "
-                            f"{scope.total_stride} reached here", stmt.span, "this op strides past the limit",
-                            "only block stages can trade stride for dilation; raise output_stride")
+                raise error(
+                    "E0121",
+                    f"output_stride {self.output_stride} is below the stride {scope.total_stride} reached here",
+                    stmt.span,
+                    "this op strides past the limit",
+                    "only block stages can trade stride for dilation; raise output_stride",
+                )
         return self._new(scope, op, [scope.current], stmt.span, name=name, path=path, exprs=exprs, **node_attrs)
 
     def _typed(self, expr: ast.Expr, env, spec: irops.ArgSpec, callee: str):
         value = evaluate(expr, env)
         if spec.type is bool:
             if not isinstance(value, bool):
-                raise error("E0107", f"`{callee}` argument `{spec.name}` is true or false, got {describe(value)}",
-                            expr.span, "not a boolean")
+                raise error(
+                    "E0107",
+                    f"`{callee}` argument `{spec.name}` is true or false, got {describe(value)}",
+                    expr.span,
+                    "not a boolean",
+                )
             return value
         if spec.type is int:
             return self._int(expr, env, f"`{callee}` argument `{spec.name}`", spec.minimum)
         if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise error("E0107", f"`{callee}` argument `{spec.name}` is a number, got {describe(value)}",
-                        expr.span, "not a number")
+            raise error(
+                "E0107",
+                f"`{callee}` argument `{spec.name}` is a number, got {describe(value)}",
+                expr.span,
+                "not a number",
+            )
         if not math.isfinite(value) or abs(value) > 10**18:
             raise error("E0108", "number too large", expr.span, "this overflows")
         if spec.name == "p" and not 0 <= value < 1:
@@ -430,8 +572,13 @@ class _Lowerer:
             for p in block.params:
                 check_name(p.name, "block parameter")
                 if p.default is None and params and params[-1][1] is not None:
-                    raise error("E0118", f"parameter `{p.name.text}` without a default follows one with a default",
-                                p.span, "needs a default", "put parameters with defaults last")
+                    raise error(
+                        "E0118",
+                        f"parameter `{p.name.text}` without a default follows one with a default",
+                        p.span,
+                        "needs a default",
+                        "put parameters with defaults last",
+                    )
                 if p.default is not None:
                     evaluate(p.default, {})  # defaults are constants, as in the generated Python signature
                 params.append((p.name.text, None if p.default is None else render(p.default, symbols)))
@@ -457,10 +604,12 @@ class _Lowerer:
         count, first = 1, {}
         if stmt.repeat is not None:
             count = self._int(stmt.repeat.count, scope.env, "the repeat count")
-            self.limits.check("blocks", self.block_count + count, "the number of block instances",
-                              stmt.repeat.count.span)
-            first_given = _match_args(stmt.repeat.first, params, stmt,
-                                      lookup=lambda n: n if n in params else None, positional_ok=False)
+            self.limits.check(
+                "blocks", self.block_count + count, "the number of block instances", stmt.repeat.count.span
+            )
+            first_given = _match_args(
+                stmt.repeat.first, params, stmt, lookup=lambda n: n if n in params else None, positional_ok=False
+            )
             first = {name: evaluate(arg.value, scope.env) for name, arg in first_given.items()}
         target = stmt.target.text if stmt.target else None
         if target is None:
@@ -488,13 +637,22 @@ class _Lowerer:
         params = {p.name.text for p in block.params}
         stride = self._bind(block, call_args, stmt).get("stride", 1)
         if isinstance(stride, bool) or not isinstance(stride, int):
-            raise error("E0107", f"the stride of block `{block.name.text}` must be an integer, got {describe(stride)}",
-                        stmt.span, "not an integer")
+            raise error(
+                "E0107",
+                f"the stride of block `{block.name.text}` must be an integer, got {describe(stride)}",
+                stmt.span,
+                "not an integer",
+            )
         dilated = scope.total_stride * stride > self.output_stride
         if (dilated or scope.dilation > 1) and "dilation" not in params:
-            raise error("E0121", f"output_stride {self.output_stride} needs dilation, but block "
-                        f"`{block.name.text}` has no `dilation` parameter", stmt.span, "strides past the limit",
-                        f"give `{block.name.text}` a `dilation` parameter and use it in its 3x3 convs")
+            raise error(
+                "E0121",
+                f"output_stride {self.output_stride} needs dilation, but block "
+                f"`{block.name.text}` has no `dilation` parameter",
+                stmt.span,
+                "strides past the limit",
+                f"give `{block.name.text}` a `dilation` parameter and use it in its 3x3 convs",
+            )
         if not dilated:
             scope.total_stride *= stride
             return {**call_args, "dilation": scope.dilation} if scope.dilation > 1 else call_args
@@ -511,9 +669,13 @@ class _Lowerer:
             elif param.default is not None:
                 env[param.name.text] = evaluate(param.default, env)
             else:
-                raise error("E0103", f"block `{block.name.text}` needs its `{param.name.text}` argument",
-                            stmt.span, f"`{param.name.text}` missing",
-                            f"`{block.name.text}` is defined at {block.name.span.location}")
+                raise error(
+                    "E0103",
+                    f"block `{block.name.text}` needs its `{param.name.text}` argument",
+                    stmt.span,
+                    f"`{param.name.text}` missing",
+                    f"`{block.name.text}` is defined at {block.name.span.location}",
+                )
         return env
 
     def _instance(self, block, info: TemplateInfo, path: str, env, explicit, stmt, outer: Scope) -> None:
@@ -525,8 +687,9 @@ class _Lowerer:
             symbols["expansion"] = "self.expansion"
         for name, _ in info.lets:
             symbols[name] = name
-        inner = Scope(prefix=path + ".", env=env, input=outer.current, block=path, template=block.name.text,
-                      symbols=symbols)
+        inner = Scope(
+            prefix=path + ".", env=env, input=outer.current, block=path, template=block.name.text, symbols=symbols
+        )
         first_node = self.graph.graph["next_id"]
         known = len(self.errors.items)
         self._body(block.body, inner)
@@ -534,8 +697,9 @@ class _Lowerer:
             raise _Reported  # the template's mistakes are reported once, not once per repetition
         if inner.current == inner.input:
             raise error("E0117", f"block `{block.name.text}` has no ops", block.name.span, "empty block")
-        instance = Instance(path, block.name.text, args, explicit, stmt.span,
-                            list(range(first_node, self.graph.graph["next_id"])))
+        instance = Instance(
+            path, block.name.text, args, explicit, stmt.span, list(range(first_node, self.graph.graph["next_id"]))
+        )
         self.graph.graph["instances"][path] = instance
         outer.created.extend(inner.created)
         outer.current = inner.current
@@ -583,11 +747,20 @@ def _match_args(args, names: list[str], stmt, lookup, positional_ok: bool = True
             raise error("E0102", "a positional argument follows a keyword argument", arg.span, "move it first")
         seen_keyword |= arg.name is not None
     if positional and not positional_ok:
-        raise error("E0102", "`first(...)` takes keyword arguments only", positional[0].span, "positional",
-                    "for example `first(stride=2)`")
+        raise error(
+            "E0102",
+            "`first(...)` takes keyword arguments only",
+            positional[0].span,
+            "positional",
+            "for example `first(stride=2)`",
+        )
     if len(positional) > len(names):
-        raise error("E0102", f"`{callee}` takes at most {len(names)} positional arguments, got {len(positional)}",
-                    positional[len(names)].span, "extra argument")
+        raise error(
+            "E0102",
+            f"`{callee}` takes at most {len(names)} positional arguments, got {len(positional)}",
+            positional[len(names)].span,
+            "extra argument",
+        )
     for name, arg in zip(names, positional, strict=False):  # fewer arguments than parameters
         given[name] = arg
     for arg in args:
@@ -596,8 +769,13 @@ def _match_args(args, names: list[str], stmt, lookup, positional_ok: bool = True
         name = lookup(arg.name.text)
         if name is None:
             close = difflib.get_close_matches(arg.name.text, names, n=1)
-            raise error("E0102", f"`{callee}` has no argument `{arg.name.text}`", arg.name.span, "unknown argument",
-                        f"did you mean `{close[0]}`?" if close else "arguments: " + ", ".join(names))
+            raise error(
+                "E0102",
+                f"`{callee}` has no argument `{arg.name.text}`",
+                arg.name.span,
+                "unknown argument",
+                f"did you mean `{close[0]}`?" if close else "arguments: " + ", ".join(names),
+            )
         if name in given:
             raise error("E0102", f"`{callee}` argument `{name}` is given twice", arg.span, "repeated argument")
         given[name] = arg

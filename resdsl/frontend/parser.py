@@ -14,8 +14,21 @@ from . import ast
 from .parser_cache import load_or_build
 
 MAX_DIGITS = 18  # every integer a spec needs fits in 18 digits
-KEYWORDS = ("use", "block", "network", "expansion", "input", "classes", "policy", "let", "add", "x", "first",
-            "true", "false")
+KEYWORDS = (
+    "use",
+    "block",
+    "network",
+    "expansion",
+    "input",
+    "classes",
+    "policy",
+    "let",
+    "add",
+    "x",
+    "first",
+    "true",
+    "false",
+)
 
 # How the parser's terminal names read in a message.
 _TERMINAL_TEXT = {
@@ -48,8 +61,13 @@ def parse(source: Source) -> ast.Module:
             raise exc.orig_exc from None
         raise
     except RecursionError:
-        raise error("E0008", "the spec is nested too deeply to compile", Span(source, 0, 0), "",
-                    "split long expressions with `let`") from None
+        raise error(
+            "E0008",
+            "the spec is nested too deeply to compile",
+            Span(source, 0, 0),
+            "",
+            "split long expressions with `let`",
+        ) from None
     uses = tuple(i for i in items if isinstance(i, ast.Use))
     blocks = tuple(i for i in items if isinstance(i, ast.BlockDef))
     networks = tuple(i for i in items if isinstance(i, ast.NetworkDef))

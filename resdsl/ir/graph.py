@@ -62,8 +62,13 @@ class Instance:
 
 # The policies a network may set, with their defaults. `norm` and `shortcut`
 # are always shown; the others only where a spec or --set changed them.
-POLICY_DEFAULTS = {"norm": "post", "shortcut": "B", "projection": "conv", "output_stride": "none",
-                   "zero_init_last": "false"}
+POLICY_DEFAULTS = {
+    "norm": "post",
+    "shortcut": "B",
+    "projection": "conv",
+    "output_stride": "none",
+    "zero_init_last": "false",
+}
 
 
 def policy_text(graph: nx.DiGraph) -> str:
@@ -215,14 +220,16 @@ def check_inserted_paths(graph: nx.DiGraph, origin: str) -> None:
             taken = [parents[data["path"]]]
         if taken:
             user = graph.nodes[taken[0]]
-            errors.append(Diagnostic(
-                "E0209",
-                f"layer `{user['path']}` clashes with the {data['op'].kind} that the {origin} pass inserts "
-                f"as `{data['path']}`",
-                user["span"],
-                "this name is taken",
-                "rename this layer",
-            ))
+            errors.append(
+                Diagnostic(
+                    "E0209",
+                    f"layer `{user['path']}` clashes with the {data['op'].kind} that the {origin} pass inserts "
+                    f"as `{data['path']}`",
+                    user["span"],
+                    "this name is taken",
+                    "rename this layer",
+                )
+            )
     if errors:
         raise ResdslError(errors)
 
@@ -256,8 +263,9 @@ def dump(graph: nx.DiGraph) -> str:
         data = graph.nodes[node]
         names[node] = f"%{index}"
         op = data["op"]
-        args = ", ".join(names[o] + (" (shortcut)" if graph.edges[o, node]["shortcut"] else "")
-                         for o in operands(graph, node))
+        args = ", ".join(
+            names[o] + (" (shortcut)" if graph.edges[o, node]["shortcut"] else "") for o in operands(graph, node)
+        )
         attrs = ", ".join(f"{k}={v}" for k, v in op.attrs().items())
         shape = "x".join(str(d) for d in data["shape"]) if data["shape"] else "?"
         where = f"{data['span'].location}" if data["span"] else ""

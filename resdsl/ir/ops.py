@@ -188,14 +188,10 @@ SIGNATURES: dict[str, OpSignature] = {
     ),
     "relu": OpSignature(ReLU, ()),
     "maxpool": OpSignature(MaxPool, _pool_args()),
-    "avgpool": OpSignature(
-        AvgPool, _pool_args() + (ArgSpec("count_include_pad", bool, True, aliases=("count_pad",)),)
-    ),
+    "avgpool": OpSignature(AvgPool, _pool_args() + (ArgSpec("count_include_pad", bool, True, aliases=("count_pad",)),)),
     "gap": OpSignature(GlobalAvgPool, ()),
     "flatten": OpSignature(Flatten, ()),
-    "linear": OpSignature(
-        Linear, (ArgSpec("out_features", int, aliases=("out",)), ArgSpec("bias", bool, True))
-    ),
+    "linear": OpSignature(Linear, (ArgSpec("out_features", int, aliases=("out",)), ArgSpec("bias", bool, True))),
     "dropout": OpSignature(Dropout, (ArgSpec("p", float, 0.5, minimum=None),)),
     "se": OpSignature(SqueezeExcite, (ArgSpec("reduction", int, 16), ArgSpec("divisor", int, 8))),
 }

@@ -28,5 +28,4 @@ def apply(graph: nx.DiGraph) -> None:
             limits.check("spatial", max(shape[1:]), f"the largest side after {what}", data["span"])
         total += params(graph, node)
     # Shown at the network's name (the input node's span): the total belongs to the whole network.
-    limits.check("params", total, "the network's parameter count", graph.nodes[order(graph)[0]]["span"],
-                 "this network")
+    limits.check("params", total, "the network's parameter count", graph.nodes[order(graph)[0]]["span"], "this network")

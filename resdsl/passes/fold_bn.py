@@ -42,8 +42,9 @@ def apply(graph: nx.DiGraph, state: dict[str, np.ndarray]) -> tuple[nx.DiGraph, 
     for conv, bn in foldable(graph):
         conv_data, bn_data = graph.nodes[conv], graph.nodes[bn]
         conv_path, bn_path = conv_data["path"], bn_data["path"]
-        gamma, beta, mean, var = (state.pop(f"{bn_path}.{k}").astype(np.float64)
-                                  for k in ("weight", "bias", "running_mean", "running_var"))
+        gamma, beta, mean, var = (
+            state.pop(f"{bn_path}.{k}").astype(np.float64) for k in ("weight", "bias", "running_mean", "running_var")
+        )
         state.pop(bn_path + OPTIONAL_SUFFIX, None)
         scale = gamma / np.sqrt(var + bn_data["op"].eps)
         weight = state[f"{conv_path}.weight"].astype(np.float64)

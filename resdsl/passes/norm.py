@@ -54,8 +54,9 @@ def apply(graph: nx.DiGraph) -> None:
 
     def like(node: int, **extra) -> dict:
         data = graph.nodes[node]
-        attrs = dict(span=data["span"], origin=NAME, block=data["block"], template=data["template"],
-                     branch=data["branch"])
+        attrs = dict(
+            span=data["span"], origin=NAME, block=data["block"], template=data["template"], branch=data["branch"]
+        )
         attrs.update(extra)
         return attrs
 

@@ -99,8 +99,17 @@ def apply(graph: nx.DiGraph) -> None:
         # Full pre-activation: the shortcut reads the block's pre-activated input, as the branch does.
         node, inserted = (preactivation(graph, short, add) if norm == "pre" else None) or short, []
         for op, path in zip(chain, paths, strict=True):
-            node = add_node(graph, op, [node], span=data["span"], origin=NAME, path=path, block=data["block"],
-                            template=data["template"], shortcut_of=add)
+            node = add_node(
+                graph,
+                op,
+                [node],
+                span=data["span"],
+                origin=NAME,
+                path=path,
+                block=data["block"],
+                template=data["template"],
+                shortcut_of=add,
+            )
             inserted.append(node)
         shapes.apply(graph, only=inserted)
         edge = graph.edges[short, add]

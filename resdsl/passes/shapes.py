@@ -52,20 +52,35 @@ def _infer(op, shapes, data, errors: Collector):
     label = data["path"] or op.kind
     spatial_ops = ("conv", "maxpool", "avgpool", "batchnorm", "gap", "pad_shortcut", "se")
     if op.kind in spatial_ops and len(shape) != 3:
-        errors.add("E0207", f"`{label}` needs a C×H×W input, got the flat {shape_text(shape)}", span,
-                   "input is flat", "spatial ops come before `flatten`")
+        errors.add(
+            "E0207",
+            f"`{label}` needs a C×H×W input, got the flat {shape_text(shape)}",
+            span,
+            "input is flat",
+            "spatial ops come before `flatten`",
+        )
         return None
     if op.kind == "conv":
         channels = shape[0]
         if channels % op.groups or op.out_channels % op.groups:
-            errors.add("E0204", f"`{label}`: groups={op.groups} must divide both {channels} input and "
-                       f"{op.out_channels} output channels", span, "groups do not divide the channels")
+            errors.add(
+                "E0204",
+                f"`{label}`: groups={op.groups} must divide both {channels} input and "
+                f"{op.out_channels} output channels",
+                span,
+                "groups do not divide the channels",
+            )
             return None
         return _window(op, shape, op.out_channels, op.dilation, False, data, errors)
     if op.kind in ("maxpool", "avgpool"):
         if op.padding * 2 > op.kernel:
-            errors.add("E0208", f"`{label}`: padding {op.padding} is more than half the kernel {op.kernel}",
-                       span, "too much padding", "pools may pad at most kernel // 2")
+            errors.add(
+                "E0208",
+                f"`{label}`: padding {op.padding} is more than half the kernel {op.kernel}",
+                span,
+                "too much padding",
+                "pools may pad at most kernel // 2",
+            )
             return None
         return _window(op, shape, shape[0], 1, op.ceil_mode, data, errors)
     if op.kind == "gap":
@@ -74,8 +89,13 @@ def _infer(op, shapes, data, errors: Collector):
         return (math.prod(shape),)
     if op.kind == "linear":
         if len(shape) != 1:
-            errors.add("E0207", f"`{label}` needs a flat input, got {shape_text(shape)}", span,
-                       "input is not flat", "put `flatten` (after `gap`) before the linear layer")
+            errors.add(
+                "E0207",
+                f"`{label}` needs a flat input, got {shape_text(shape)}",
+                span,
+                "input is not flat",
+                "put `flatten` (after `gap`) before the linear layer",
+            )
             return None
         return (op.out_features,)
     if op.kind == "pad_shortcut":
@@ -92,9 +112,14 @@ def _window(op, shape, out_channels, dilation, ceil_mode, data, errors: Collecto
     # PyTorch's windows never yield a zero size: they refuse a window that does not fit.
     if reach > min(h, w) + 2 * op.padding:
         what = f"{op.kernel}×{op.kernel} kernel" + (f" (dilation {dilation})" if dilation > 1 else "")
-        errors.add("E0201", f"`{label}`: the spatial size shrinks to zero: a {what} does not fit the "
-                   f"{h}×{w} input padded by {op.padding}", data["span"], f"input is {h}×{w} here",
-                   "use a larger input, fewer stride-2 steps or a smaller kernel")
+        errors.add(
+            "E0201",
+            f"`{label}`: the spatial size shrinks to zero: a {what} does not fit the "
+            f"{h}×{w} input padded by {op.padding}",
+            data["span"],
+            f"input is {h}×{w} here",
+            "use a larger input, fewer stride-2 steps or a smaller kernel",
+        )
         return None
     oh = conv_out(h, op.kernel, op.stride, op.padding, dilation, ceil_mode)
     ow = conv_out(w, op.kernel, op.stride, op.padding, dilation, ceil_mode)
