@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable
 from functools import cached_property
 from pathlib import Path
 
@@ -107,13 +108,11 @@ class Compiled:
             # Seeded weights are drawn as they are written, never all held at once.
             starts = weights_mod.recipe(graph)
             shapes = {key: (start.shape, start.dtype) for key, start in starts.items()}
-            arrays = partial(weights_mod.stream, starts, seed=seed)
+            arrays: Callable[[list[str]], Iterable] = partial(weights_mod.stream, starts, seed=seed)
         else:
             graph, state = self._onnx_parts(weights, seed, fold_bn)
             shapes = {key: (array.shape, array.dtype.name) for key, array in state.items()}
-
-            def arrays(keys):
-                return (state[key] for key in keys)
+            arrays = partial(_pick, state)
 
         from .backends import onnx_graph
 
@@ -166,6 +165,11 @@ class Compiled:
 
     def __repr__(self) -> str:
         return f"<resdsl.Compiled {self.name}: {self.params:,} parameters>"
+
+
+def _pick(state: dict, keys: list[str]) -> Iterable:
+    """The values of `keys` in `state`, in that order."""
+    return (state[key] for key in keys)
 
 
 def _is_path(spec: str | Path) -> bool:

@@ -8,6 +8,7 @@ bound with `resdsl ... --limit NAME=VALUE` or `compile(..., limits={NAME: VALUE}
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, fields, replace
 
 from .diagnostics import Span, error
@@ -23,7 +24,7 @@ class Limits:
     params: int = 10**10  # trainable parameters of the whole network
 
     @classmethod
-    def from_options(cls, options: dict[str, int | str] | None) -> Limits:
+    def from_options(cls, options: Mapping[str, int | str] | None) -> Limits:
         """Limits with `options` (NAME → VALUE) applied; a bad option is an E0302 error."""
         limits = cls()
         names = [f.name for f in fields(cls)]

@@ -267,10 +267,10 @@ def build(graph: nx.DiGraph, level: str = "block") -> Diagram:
         for i, segment in enumerate(segments):
             nodes = [n for n in walk if segment_of[n] == i]
             if not segment.instances:
-                head = [n for n in nodes if graph.nodes[n]["op"].kind == "input"]
-                if head:
-                    new("input", head, rows=[f"input {shape_text(graph.nodes[head[0]]['shape'])}"])
-                rest = [n for n in nodes if n not in head]
+                source = [n for n in nodes if graph.nodes[n]["op"].kind == "input"]
+                if source:
+                    new("input", source, rows=[f"input {shape_text(graph.nodes[source[0]]['shape'])}"])
+                rest = [n for n in nodes if n not in source]
                 if rest:
                     new("op", rest, title=segment.name)
             else:

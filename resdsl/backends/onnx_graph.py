@@ -16,6 +16,7 @@ import itertools
 import math
 from collections.abc import Callable, Collection, Iterable, Iterator, Mapping
 from dataclasses import dataclass
+from typing import Any
 
 import networkx as nx
 import numpy as np
@@ -203,7 +204,7 @@ def _squeeze_excite(ctx: _Context, node: int, inputs: list[str]) -> None:
         ("gate", "Sigmoid", [f"{name}.fc2"], channels),
     ]
     for label, op_type, step_inputs, width in steps:
-        attrs = {"kernel_shape": [1, 1]} if op_type == "Conv" else {}
+        attrs: dict[str, Any] = {"kernel_shape": [1, 1]} if op_type == "Conv" else {}
         ctx.nodes.append(helper.make_node(op_type, step_inputs, [f"{name}.{label}"], name=f"{name}.{label}", **attrs))
         ctx.inner.append(_tensor(f"{name}.{label}", (width, 1, 1)))
     ctx.add("Mul", node, [x, f"{name}.gate"])
@@ -357,7 +358,7 @@ def _data(
         array = np.ascontiguousarray(array, dtype=np.dtype(dtype).newbyteorder("<"))
         if array.shape != shape:
             raise OnnxEmitError(f"weights for {key} are {array.shape}, not {shape}")
-        yield memoryview(array).cast("B")
+        yield array.data.cast("B")
 
 
 def _graph_size(sizes: list[int]) -> int:

@@ -105,6 +105,7 @@ def render(expr: ast.Expr, names: dict[str, str]) -> str:
             return names[node.name]
         if isinstance(node, ast.Bool):
             return "True" if node.value else "False"
+        assert isinstance(node, (ast.Num, ast.Str)), node  # print_expr hands over leaves only
         return repr(node.value)
 
     return print_expr(expr, leaf)

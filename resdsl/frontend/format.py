@@ -43,7 +43,8 @@ class _Formatter:
     # -- layout ---------------------------------------------------------------
 
     def module(self, module: ast.Module) -> str:
-        items = sorted([*module.uses, *module.blocks, *module.networks], key=lambda item: item.span.start)
+        items: list[ast.Use | ast.BlockDef | ast.NetworkDef] = [*module.uses, *module.blocks, *module.networks]
+        items.sort(key=lambda item: item.span.start)
         for item in items:
             if self.lines and self.lines[-1] != "":
                 self.lines.append("")
@@ -172,6 +173,7 @@ class _Formatter:
             return "true" if expr.value else "false"
         if isinstance(expr, ast.Str):
             return f'"{expr.value}"'
+        assert isinstance(expr, ast.Var), expr  # print_expr hands over leaves only
         return expr.name
 
 

@@ -266,7 +266,7 @@ class _Lowerer:
             classes = self._int(classes_stmt.value, env, "classes")
         else:
             classes = 1000
-        self.limits.check("channels", classes, "the class count", classes_stmt and classes_stmt.value.span)
+        self.limits.check("channels", classes, "the class count", classes_stmt.value.span if classes_stmt else None)
         env["classes"] = classes
         for let in lets:
             check_name(let.name, "setting")
@@ -274,7 +274,7 @@ class _Lowerer:
                 env[let.name.text] = _parse_number(let.name.text, self.overrides[let.name.text])
             else:
                 env[let.name.text] = evaluate(let.value, env)
-        return Settings(network.name.text, tuple(shape), classes, policies, env)
+        return Settings(network.name.text, (shape[0], shape[1], shape[2]), classes, policies, env)
 
     def _policy(self, name: ast.Ident, value: ast.Ident) -> str:
         if name.text not in POLICY_VALUES:
@@ -509,11 +509,15 @@ class _Lowerer:
             values["stride"] = values["kernel"]
             if "kernel" in exprs:
                 exprs["stride"] = exprs["kernel"]
-        for arg in ("out_channels", "out_features"):
-            if arg in values:
-                self.limits.check("channels", values[arg], f"`{callee}` argument `{arg}`", _arg_span(given, arg, stmt))
+        for width in ("out_channels", "out_features"):
+            if width in values:
+                count = values[width]
+                assert isinstance(count, int)  # _typed checked it
+                self.limits.check("channels", count, f"`{callee}` argument `{width}`", _arg_span(given, width, stmt))
         if "kernel" in values:
-            self.limits.check("spatial", values["kernel"], f"`{callee}` kernel size", _arg_span(given, "kernel", stmt))
+            kernel = values["kernel"]
+            assert isinstance(kernel, int)
+            self.limits.check("spatial", kernel, f"`{callee}` kernel size", _arg_span(given, "kernel", stmt))
         node_attrs = {name: values.pop(name) for name in signature.node_args}
         op = signature.make(**values)
         name = stmt.target.text if stmt.target else None
@@ -568,7 +572,7 @@ class _Lowerer:
         templates = self.graph.graph["templates"]
         if block.name.text not in templates:
             symbols = {p.name.text: p.name.text for p in block.params}
-            params = []
+            params: list[tuple[str, str | None]] = []
             for p in block.params:
                 check_name(p.name, "block parameter")
                 if p.default is None and params and params[-1][1] is not None:
@@ -643,6 +647,7 @@ class _Lowerer:
                 stmt.span,
                 "not an integer",
             )
+        assert self.output_stride is not None  # only called under an output_stride policy
         dilated = scope.total_stride * stride > self.output_stride
         if (dilated or scope.dilation > 1) and "dilation" not in params:
             raise error(

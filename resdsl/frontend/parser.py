@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import builtins
 import difflib
 from functools import lru_cache
 from importlib import resources
@@ -102,6 +103,7 @@ def _syntax_error(source: Source, exc: UnexpectedInput) -> ResdslError:
             "not part of the .res language",
             "names are letters, digits and `_`; comments start with `#`",
         )
+    assert isinstance(exc, (UnexpectedToken, UnexpectedEOF))  # Lark's other syntax errors
     expected = _describe_expected(set(exc.expected), terminals)
     if isinstance(exc, UnexpectedEOF) or (isinstance(exc, UnexpectedToken) and exc.token.type == "$END"):
         end = len(source.text.rstrip())
@@ -113,7 +115,7 @@ def _syntax_error(source: Source, exc: UnexpectedInput) -> ResdslError:
             "a `{` may be missing its `}`",
         )
     token: Token = exc.token
-    span = Span(source, token.start_pos, token.end_pos)
+    span = Span(source, token.start_pos or 0, token.end_pos or 0)
     keyword_options = [w.strip("`") for w in expected if w.startswith("`") and w.strip("`").isidentifier()]
     hint = ""
     close = difflib.get_close_matches(str(token), keyword_options, n=1)
@@ -130,6 +132,15 @@ def _syntax_error(source: Source, exc: UnexpectedInput) -> ResdslError:
     )
 
 
+def _binop_rule(op: str):
+    """The transformer method for a binary operator's rule."""
+
+    def build(self, meta, children):
+        return ast.BinOp(op, children[0], children[-1], self._span(meta))
+
+    return build
+
+
 @v_args(meta=True)
 class _ToAst(Transformer):
     """Builds AST nodes bottom-up; every node gets the span Lark recorded."""
@@ -144,7 +155,7 @@ class _ToAst(Transformer):
         return Span(self.source, meta.start_pos, meta.end_pos)
 
     def _tok(self, token: Token) -> Span:
-        return Span(self.source, token.start_pos, token.end_pos)
+        return Span(self.source, token.start_pos or 0, token.end_pos or 0)
 
     def _ident(self, token: Token | None) -> ast.Ident | None:
         return None if token is None else ast.Ident(str(token), self._tok(token))
@@ -153,7 +164,7 @@ class _ToAst(Transformer):
     def int(self, meta, children):
         return ast.Num(self._int(children[0]), self._span(meta))
 
-    def _int(self, token: Token) -> int:
+    def _int(self, token: Token) -> builtins.int:  # `int` in this class is the rule above
         # Python refuses to convert very long digit strings, and no spec needs one.
         if len(token) > MAX_DIGITS:
             raise error("E0108", "number too large", self._tok(token), f"more than {MAX_DIGITS} digits")
@@ -180,19 +191,12 @@ class _ToAst(Transformer):
     def neg(self, meta, children):
         return ast.Neg(children[0], self._span(meta))
 
-    def _binop(op):  # noqa: N805 - a factory used only while the class is built
-        def build(self, meta, children):
-            return ast.BinOp(op, children[0], children[-1], self._span(meta))
-
-        return build
-
-    add = _binop("+")
-    sub = _binop("-")
-    mul = _binop("*")
-    floordiv = _binop("//")
-    mod = _binop("%")
-    truediv = _binop("/")
-    del _binop
+    add = _binop_rule("+")
+    sub = _binop_rule("-")
+    mul = _binop_rule("*")
+    floordiv = _binop_rule("//")
+    mod = _binop_rule("%")
+    truediv = _binop_rule("/")
 
     # statements
     def kwarg(self, meta, children):

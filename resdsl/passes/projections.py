@@ -77,6 +77,8 @@ def apply(graph: nx.DiGraph) -> None:
         if stride is None or (policy == "A" and main_shape[0] < short_shape[0]):
             errors.items.append(_mismatch(graph, add, main, short, policy, stride))
             continue
+        chain: list[ops.Op]
+        paths: list[str | None]
         if policy == "A":
             extra = main_shape[0] - short_shape[0]
             chain = [ops.PadShortcut(stride, extra // 2, extra - extra // 2)]
@@ -88,13 +90,15 @@ def apply(graph: nx.DiGraph) -> None:
                 # timm writes an Identity in place of the pool at stride 1, so the conv is `.1` either way.
                 chain = [ops.AvgPool(stride, stride, 0, ceil_mode=True, count_include_pad=False)] if stride > 1 else []
                 chain.append(ops.Conv(main_shape[0], 1, 1, 0))
-                paths = [None] * (len(chain) - 1) + [prefix + ".1"]
+                conv_path = prefix + ".1"
+                paths = [None] * (len(chain) - 1) + [conv_path]
             else:
                 chain = [ops.Conv(main_shape[0], 1, stride, 0)]
-                paths = [prefix + ".0"]
+                conv_path = prefix + ".0"
+                paths = [conv_path]
             if norm not in ("pre", "none"):  # pre-activation projections, and `none` places no norms
                 chain.append(ops.BatchNorm())
-                paths.append(bn_path(paths[-1]))
+                paths.append(bn_path(conv_path))
             data["shortcut_kind"] = "projection"
         # Full pre-activation: the shortcut reads the block's pre-activated input, as the branch does.
         node, inserted = (preactivation(graph, short, add) if norm == "pre" else None) or short, []
