@@ -294,12 +294,15 @@ class _Emitter:
         graph = self.graph
         steps = [n for n in body.nodes if graph.nodes[n]["shortcut_of"] is None and n != body.input]
         consumers: dict[int, set[int]] = {}
+        preacts: set[int] = set()  # pre-activations a shortcut module reads as well as the branch
         for index, node in enumerate(steps):
             reads = [body.units[node][1]] if node in body.units else operands(graph, node)
             if graph.nodes[node]["op"].kind == "add" and node not in body.units:
                 reads = [reads[0], graph.nodes[node]["shortcut_from"]]
                 if node in body.shortcuts:
                     reads.append(self._module_input(body, node))
+                    if body.shortcuts[node].preact:
+                        preacts.add(reads[-1])
             for value in reads:
                 consumers.setdefault(value, set()).add(index)
         names = {body.input: "x"}
@@ -336,7 +339,11 @@ class _Emitter:
             args = [names[p] for p in operands(graph, node)[:1]]
             if data["op"].kind == "add":
                 args.append(self._shortcut_code(body, node, names))
-            names[node] = var(node, index, data["name"])
+            label = data["name"]
+            if node in preacts and label is None and "preact" not in taken:
+                label = "preact"
+                taken.add(label)
+            names[node] = var(node, index, label)
             body.forward.append(f"{names[node]} = {self._call(body, node, args)}")
         body.forward.append(f"return {names[steps[-1]]}")
 

@@ -26,8 +26,8 @@ class BottleneckV1(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         out = self.bn1(x)
-        t1 = torch.relu(out)
-        out = self.conv1(t1)
+        preact = torch.relu(out)
+        out = self.conv1(preact)
         out = self.bn2(out)
         out = torch.relu(out)
         out = self.conv2(out)
@@ -36,7 +36,7 @@ class BottleneckV1(nn.Module):
         out = self.conv3(out)
         identity = x
         if self.downsample is not None:
-            identity = self.downsample(t1)
+            identity = self.downsample(preact)
         out = out + identity
         return out
 
