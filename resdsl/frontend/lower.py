@@ -7,9 +7,7 @@ projections are the passes' work.
 from __future__ import annotations
 
 import difflib
-import keyword
 import math
-import re
 from dataclasses import dataclass, field
 
 import networkx as nx
@@ -21,125 +19,8 @@ from ..limits import Limits
 from . import ast
 from .expr import Value, describe, evaluate, is_literal, render
 from .loader import Program
-
-NORM_ORDERS = {
-    "post": "post",
-    "original": "post",
-    "bn_after_add": "bn_after_add",
-    "relu_before_add": "relu_before_add",
-    "relu_preact": "relu_preact",
-    "pre": "pre",
-    "full_preact": "pre",
-    "none": "none",
-}
-SHORTCUTS = ("A", "B", "C", "none")
-# `output_stride` also takes any other power of two; these are the usual ones.
-OUTPUT_STRIDES = ("none", "8", "16", "32")
-POLICY_VALUES = {
-    "norm": tuple(NORM_ORDERS),
-    "shortcut": SHORTCUTS,
-    "projection": ("conv", "avgpool"),  # avgpool: ResNet-D's 2×2 average pool before a stride-1 projection
-    "output_stride": OUTPUT_STRIDES,  # dilation instead of stride past this total stride
-    "zero_init_last": ("false", "true"),  # the last BatchNorm of each residual branch starts with γ = 0
-}
-
-
-def policy_allows(name: str, value: str) -> bool:
-    if name == "output_stride" and value.isdigit():
-        stride = int(value)
-        return stride >= 1 and stride & (stride - 1) == 0
-    return value in POLICY_VALUES[name]
-
-
-def _policy_choices(name: str) -> str:
-    if name == "output_stride":
-        return "choose a power of two such as 8 or 16, or none"
-    return "choose one of " + ", ".join(POLICY_VALUES[name])
-
-
-# Names that would break or shadow something in the generated PyTorch code:
-# every public attribute of torch.nn.Module (2.13), written out so that
-# lowering never imports torch, and the names the generated code uses itself.
-_MODULE_ATTRS = {
-    "T_destination",
-    "add_module",
-    "apply",
-    "bfloat16",
-    "buffers",
-    "call_super_init",
-    "children",
-    "compile",
-    "cpu",
-    "cuda",
-    "double",
-    "dump_patches",
-    "eval",
-    "extra_repr",
-    "float",
-    "forward",
-    "get_buffer",
-    "get_extra_state",
-    "get_parameter",
-    "get_submodule",
-    "half",
-    "ipu",
-    "load_state_dict",
-    "modules",
-    "mtia",
-    "named_buffers",
-    "named_children",
-    "named_modules",
-    "named_parameters",
-    "parameters",
-    "register_backward_hook",
-    "register_buffer",
-    "register_forward_hook",
-    "register_forward_pre_hook",
-    "register_full_backward_hook",
-    "register_full_backward_pre_hook",
-    "register_load_state_dict_post_hook",
-    "register_load_state_dict_pre_hook",
-    "register_module",
-    "register_parameter",
-    "register_state_dict_post_hook",
-    "register_state_dict_pre_hook",
-    "requires_grad_",
-    "set_extra_state",
-    "set_submodule",
-    "share_memory",
-    "state_dict",
-    "to",
-    "to_empty",
-    "train",
-    "training",
-    "type",
-    "xpu",
-    "zero_grad",
-    "expansion",
-}
-_GENERATED_NAMES = {"self", "x", "out", "identity", "torch", "nn", "F", "super", "inplanes", "int", "bool", "float"}
-RESERVED = _MODULE_ATTRS | _GENERATED_NAMES
-# Attributes, flags and variables the PyTorch backend generates for shortcuts.
-_GENERATED_PATTERN = re.compile(r"(downsample|identity)\d*")
-
-
-def check_name(ident: ast.Ident, what: str) -> None:
-    """A name that reaches generated code must be a plain, free Python identifier."""
-    name = ident.text
-    if (
-        not name.isidentifier()
-        or keyword.iskeyword(name)
-        or name in RESERVED
-        or name.startswith("_")
-        or _GENERATED_PATTERN.fullmatch(name)
-    ):
-        reason = "a Python keyword" if keyword.iskeyword(name) else "reserved in generated code"
-        raise error(
-            "E0106",
-            f"`{name}` cannot name a {what}: it is {reason}",
-            ident.span,
-            "choose another name",
-        )
+from .names import check_name
+from .policies import NORM_ORDERS, POLICY_VALUES, parse_int, parse_number, parse_shape, policy_allows, policy_choices
 
 
 @dataclass
@@ -244,14 +125,14 @@ class _Lowerer:
                 help="settings: " + ", ".join(sorted(set_keys)),
             )
         if "input" in self.overrides:
-            shape = _parse_shape(self.overrides["input"])
+            shape = parse_shape(self.overrides["input"])
         if "in_channels" in self.overrides:
-            shape = (_parse_int("in_channels", self.overrides["in_channels"]),) + tuple(shape[1:])
+            shape = (parse_int("in_channels", self.overrides["in_channels"]),) + tuple(shape[1:])
         for key in POLICY_VALUES:
             if key in self.overrides:
                 value = self.overrides[key]
                 if not policy_allows(key, value):
-                    raise error("E0301", f"--set {key}={value}: not a {key} policy", help=_policy_choices(key))
+                    raise error("E0301", f"--set {key}={value}: not a {key} policy", help=policy_choices(key))
                 policies[key] = value
         policies["norm"] = NORM_ORDERS[policies["norm"]]
         if policies["output_stride"] != "none":
@@ -261,7 +142,7 @@ class _Lowerer:
         self.limits.check("spatial", max(shape[1:]), "the input's largest side", input_span)
         env["in_channels"] = shape[0]
         if "classes" in self.overrides:
-            classes = _parse_int("classes", self.overrides["classes"])
+            classes = parse_int("classes", self.overrides["classes"])
         elif classes_stmt is not None:
             classes = self._int(classes_stmt.value, env, "classes")
         else:
@@ -271,7 +152,7 @@ class _Lowerer:
         for let in lets:
             check_name(let.name, "setting")
             if let.name.text in self.overrides:
-                env[let.name.text] = _parse_number(let.name.text, self.overrides[let.name.text])
+                env[let.name.text] = parse_number(let.name.text, self.overrides[let.name.text])
             else:
                 env[let.name.text] = evaluate(let.value, env)
         return Settings(network.name.text, (shape[0], shape[1], shape[2]), classes, policies, env)
@@ -293,7 +174,7 @@ class _Lowerer:
                 f"`{value.text}` is not a {name.text} policy",
                 value.span,
                 "unknown value",
-                (f"did you mean `{close[0]}`? " if close else "") + _policy_choices(name.text),
+                (f"did you mean `{close[0]}`? " if close else "") + policy_choices(name.text),
             )
         return value.text
 
@@ -800,36 +681,4 @@ def _show(value) -> str:
     return "auto" if value is None else str(value)
 
 
-def _parse_int(key: str, text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise error("E0301", f"--set {key}={text}: expected an integer") from None
-    if value < 1:
-        raise error("E0301", f"--set {key}={text}: must be at least 1")
-    return value
-
-
-def _parse_number(key: str, text: str) -> Value:
-    for kind in (int, float):
-        try:
-            return kind(text)
-        except ValueError:
-            pass
-    if text in ("true", "false"):
-        return text == "true"
-    raise error("E0301", f"--set {key}={text}: expected a number or true/false")
-
-
-def _parse_shape(text: str) -> tuple[int, int, int]:
-    parts = text.lower().split("x")
-    try:
-        shape = tuple(int(p) for p in parts)
-    except ValueError:
-        shape = ()
-    if len(shape) != 3 or min(shape) < 1:
-        raise error("E0301", f"--set input={text}: expected CxHxW such as 3x224x224")
-    return shape  # type: ignore[return-value]
-
-
-__all__ = ["lower", "check_name", "NORM_ORDERS", "SHORTCUTS"]
+__all__ = ["lower"]

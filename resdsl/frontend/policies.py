@@ -1,0 +1,81 @@
+"""The policies a network declares (`policy NAME = VALUE`) and `--set` overrides' values.
+
+Lowering reads a network's settings through these; the values themselves
+are applied by the passes (norm placement, shortcuts, dilation, zero-init).
+"""
+
+from __future__ import annotations
+
+from ..diagnostics import error
+from .expr import Value
+
+NORM_ORDERS = {
+    "post": "post",
+    "original": "post",
+    "bn_after_add": "bn_after_add",
+    "relu_before_add": "relu_before_add",
+    "relu_preact": "relu_preact",
+    "pre": "pre",
+    "full_preact": "pre",
+    "none": "none",
+}
+SHORTCUTS = ("A", "B", "C", "none")
+# `output_stride` also takes any other power of two; these are the usual ones.
+OUTPUT_STRIDES = ("none", "8", "16", "32")
+POLICY_VALUES = {
+    "norm": tuple(NORM_ORDERS),
+    "shortcut": SHORTCUTS,
+    "projection": ("conv", "avgpool"),  # avgpool: ResNet-D's 2×2 average pool before a stride-1 projection
+    "output_stride": OUTPUT_STRIDES,  # dilation instead of stride past this total stride
+    "zero_init_last": ("false", "true"),  # the last BatchNorm of each residual branch starts with γ = 0
+}
+
+
+def policy_allows(name: str, value: str) -> bool:
+    """Whether `value` is one of policy `name`'s values."""
+    if name == "output_stride" and value.isdigit():
+        stride = int(value)
+        return stride >= 1 and stride & (stride - 1) == 0
+    return value in POLICY_VALUES[name]
+
+
+def policy_choices(name: str) -> str:
+    """The help line that lists policy `name`'s values."""
+    if name == "output_stride":
+        return "choose a power of two such as 8 or 16, or none"
+    return "choose one of " + ", ".join(POLICY_VALUES[name])
+
+
+def parse_int(key: str, text: str) -> int:
+    """A positive integer given as `--set KEY=TEXT`."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise error("E0301", f"--set {key}={text}: expected an integer") from None
+    if value < 1:
+        raise error("E0301", f"--set {key}={text}: must be at least 1")
+    return value
+
+
+def parse_number(key: str, text: str) -> Value:
+    """A number or boolean given as `--set KEY=TEXT`, for a network's `let`."""
+    for kind in (int, float):
+        try:
+            return kind(text)
+        except ValueError:
+            pass
+    if text in ("true", "false"):
+        return text == "true"
+    raise error("E0301", f"--set {key}={text}: expected a number or true/false")
+
+
+def parse_shape(text: str) -> tuple[int, int, int]:
+    """The input shape given as `--set input=CxHxW`."""
+    parts = text.lower().split("x")
+    try:
+        shape = tuple(int(p) for p in parts)
+    except ValueError:
+        shape = ()
+    if len(shape) != 3 or min(shape) < 1:
+        raise error("E0301", f"--set input={text}: expected CxHxW such as 3x224x224")
+    return shape  # type: ignore[return-value]
