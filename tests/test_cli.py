@@ -9,6 +9,8 @@ import sys
 import pytest
 from conftest import ROOT, SPECS
 
+from resdsl.cli import main
+
 
 def test_build_writes_standalone_pytorch_source(cli, tmp_path):
     out = tmp_path / "resnet18.py"
@@ -65,7 +67,14 @@ def test_check_ok_and_verbose_lists_inserted_projections(cli):
         "layer3.0.downsample:",
         "layer4.0.downsample:",
     ]
-    assert "1×1 conv, stride 2 + BN, 64×56×56 → 128×28×28" in inserted[0]
+    assert "1×1 conv, stride 2 + BN, 64×56×56 → 128×28×28 (shortcut" in inserted[0]
+
+
+def test_check_verbose_says_which_projections_read_the_pre_activation(capsys):
+    assert main(["check", str(SPECS / "preact_resnet164.res"), "--set", "n=1", "-v"]) == 0
+    inserted = [line for line in capsys.readouterr().out.splitlines() if line.strip().startswith("inserted")]
+    assert len(inserted) == 3
+    assert all("1×1 conv, stride" in line and ", reading the block's pre-activation (" in line for line in inserted)
 
 
 def test_check_does_not_import_torch():

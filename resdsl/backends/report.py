@@ -36,9 +36,10 @@ def inserted(graph: nx.DiGraph) -> list[str]:
                 parts.append("BN" if op.kind == "batchnorm" else op.kind)
         path = next((graph.nodes[n]["path"] for n in chain if graph.nodes[n]["path"]), None)
         name = path.rsplit(".", 1)[0] if path else f"{data['block'] or 'network'} shortcut"
+        reads = ", reading the block's pre-activation" if source != data["shortcut_from"] else ""
         lines.append(
             f"inserted {name}: {' + '.join(parts)}, "
-            f"{shape_text(graph.nodes[source]['shape'])} → {shape_text(data['shape'])}"
+            f"{shape_text(graph.nodes[source]['shape'])} → {shape_text(data['shape'])}{reads}"
             f" (shortcut policy {policies['shortcut']}) at {data['span'].location}"
         )
     return lines
