@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import datetime
-import functools
 import itertools
 import os
 import platform
@@ -107,14 +106,12 @@ def phases(spec: str, out: str) -> None:
     import resdsl
     from resdsl.backends import onnx_graph
     from resdsl.io import write_atomic
-    from resdsl.weights import recipe, stream
+    from resdsl.weights import seeded_source
 
     marks.append(("imports (NumPy, onnx, networkx, lark, resdsl)", clock()))
     net = resdsl.compile(spec)
     marks.append(("parse, lower, passes", clock()))
-    starts = recipe(net.graph)
-    shapes = {key: (start.shape, start.dtype) for key, start in starts.items()}
-    encoded = onnx_graph.serialize(net.graph, shapes, functools.partial(stream, starts))
+    encoded = onnx_graph.serialize(net.graph, *seeded_source(net.graph))
     marks.append(("graph and its encoding", clock()))
     write_atomic(out, encoded.model)
     marks.append(("seeded weights, drawn while written, and the atomic write", clock()))

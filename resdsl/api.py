@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
 from functools import cached_property
 from pathlib import Path
 
@@ -98,21 +97,14 @@ class Compiled:
         limit, the weights go to `<path>.data` beside it (ONNX external data);
         returns that file's path, or None when the weights are inside the model.
         """
-        from functools import partial
-
         from . import weights as weights_mod
         from .io import write_atomic
 
-        graph = self.graph
         if weights is None and not fold_bn:
-            # Seeded weights are drawn as they are written, never all held at once.
-            starts = weights_mod.recipe(graph)
-            shapes = {key: (start.shape, start.dtype) for key, start in starts.items()}
-            arrays: Callable[[list[str]], Iterable] = partial(weights_mod.stream, starts, seed=seed)
+            graph, source = self.graph, weights_mod.seeded_source(self.graph, seed)
         else:
             graph, state = self._onnx_parts(weights, seed, fold_bn)
-            shapes = {key: (array.shape, array.dtype.name) for key, array in state.items()}
-            arrays = partial(_pick, state)
+            source = weights_mod.state_source(state)
 
         from .backends import onnx_graph
 
@@ -120,8 +112,7 @@ class Compiled:
         data_path = path.with_name(path.name + ".data")
         encoded = onnx_graph.serialize(
             graph,
-            shapes,
-            arrays,
+            *source,
             opset=opset,
             data_file=data_path.name,
             external=external_data,
@@ -165,11 +156,6 @@ class Compiled:
 
     def __repr__(self) -> str:
         return f"<resdsl.Compiled {self.name}: {self.params:,} parameters>"
-
-
-def _pick(state: dict, keys: list[str]) -> Iterable:
-    """The values of `keys` in `state`, in that order."""
-    return (state[key] for key in keys)
 
 
 def _is_path(spec: str | Path) -> bool:

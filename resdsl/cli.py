@@ -195,9 +195,10 @@ def cmd_build(args) -> int:
             from .backends.onnx_graph import PROTOBUF_LIMIT
 
             model = compiled.to_onnx(args.weights, **options)
-            if model.ByteSize() > PROTOBUF_LIMIT:
+            size = model.ByteSize()
+            if size > PROTOBUF_LIMIT:
                 raise _UsageError(
-                    f"the model takes {model.ByteSize() / 2**30:.1f} GiB, past protobuf's 2 GiB: "
+                    f"the model takes {size / 2**30:.1f} GiB, past protobuf's 2 GiB: "
                     "write it to a file (-o FILE), which puts the weights in external data"
                 )
             _write(output, model.SerializeToString(), "ONNX")

@@ -9,8 +9,9 @@ against the layout. Only `load` of a `.pt` file imports torch.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 import networkx as nx
@@ -117,6 +118,27 @@ def draw(key: str, start: Start, seed: int = 0, out: np.ndarray | None = None) -
 def initial(graph: nx.DiGraph, seed: int = 0) -> dict[str, np.ndarray]:
     """Every state entry drawn by `recipe` and `draw`, seeded with `seed`."""
     return {key: draw(key, start, seed) for key, start in recipe(graph).items()}
+
+
+# What onnx_graph.serialize reads weights from: each key's shape and dtype name, and a
+# function yielding the arrays of given keys in that order.
+Shapes = dict[str, tuple[tuple[int, ...], str]]
+Arrays = Callable[[Sequence[str]], Iterable[np.ndarray]]
+
+
+def seeded_source(graph: nx.DiGraph, seed: int = 0) -> tuple[Shapes, Arrays]:
+    """The seeded initial state as shapes and a `stream`: drawn while written, never all held at once."""
+    starts = recipe(graph)
+    return {key: (start.shape, start.dtype) for key, start in starts.items()}, partial(stream, starts, seed=seed)
+
+
+def state_source(state: Mapping[str, np.ndarray]) -> tuple[Shapes, Arrays]:
+    """A state dict's arrays as shapes and a function picking them out by key."""
+
+    def arrays(keys: Sequence[str]) -> Iterator[np.ndarray]:
+        return (state[key] for key in keys)
+
+    return {key: (array.shape, array.dtype.name) for key, array in state.items()}, arrays
 
 
 def stream(starts: Mapping[str, Start], keys: Sequence[str], seed: int = 0) -> Iterator[np.ndarray]:

@@ -105,18 +105,6 @@ def _save(state: dict[str, np.ndarray], path: Path) -> Path:
     return path
 
 
-# A weights format per spec, so that every reader is exercised on real networks.
-FORMATS = {
-    "resnet18": ".pt",
-    "resnet34": ".safetensors",
-    "resnet50": ".npz",
-    "resnet101": ".pt",
-    "resnet152": ".npz",
-    "resnext50_32x4d": ".safetensors",
-    "wide_resnet50_2": ".pt",
-}
-
-
 def _check_logits(sess: ort.InferenceSession, name: str) -> None:
     """Batch 1 and batch 3 (rows of the reference batch) on one model."""
     x, reference = recipe_input(), np.load(REFERENCE / f"{name}.out.npy")

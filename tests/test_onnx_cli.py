@@ -13,7 +13,7 @@ import pytest
 import resdsl
 from resdsl import runner
 from resdsl.cli import main
-from resdsl.weights import initial
+from resdsl.weights import initial, state_source
 
 ROOT = Path(__file__).resolve().parent.parent
 SPEC = ROOT / "tests" / "data" / "every_op.res"
@@ -224,9 +224,8 @@ def test_weights_past_the_protobuf_limit_go_to_external_data(tmp_path, monkeypat
     assert main(["build", str(SPEC), "--emit", "onnx", "-o", str(out)]) == 0
     assert f"weights in {out}.data" in capsys.readouterr().err
     assert out.stat().st_size < (tmp_path / "big.onnx.data").stat().st_size
-    shapes = {key: (array.shape, array.dtype.name) for key, array in state.items()}
     with pytest.raises(onnx_graph.OnnxEmitError, match="need an external data file"):
-        onnx_graph.serialize(resdsl.compile(SPEC).graph, shapes, lambda keys: (state[k] for k in keys))
+        onnx_graph.serialize(resdsl.compile(SPEC).graph, *state_source(state))
 
 
 def test_external_data_needs_an_output_file(capsys):

@@ -315,8 +315,8 @@ def serialize(
     lengths = [math.prod(shapes[key][0]) * np.dtype(shapes[key][1]).itemsize for key in keys]
     headers = [_tensor_header(key, *shapes[key]) + _tag(9) + _varint(n) for key, n in zip(keys, lengths, strict=True)]
     sizes = [len(header) + n for header, n in zip(headers, lengths, strict=True)]
-    inline_size = len(head) + len(_tag(7)) + len(_varint(_graph_size(sizes))) + _graph_size(sizes)
-    if external or inline_size > PROTOBUF_LIMIT:
+    graph_size = _graph_size(sizes)
+    if external or len(head) + len(_tag(7)) + len(_varint(graph_size)) + graph_size > PROTOBUF_LIMIT:
         if data_file is None:
             raise OnnxEmitError(f"{sum(lengths) / 2**30:.1f} GiB of weights need an external data file")
         offsets = list(itertools.accumulate(lengths, initial=0))[: len(lengths)]  # where each weight starts
@@ -339,7 +339,7 @@ def serialize(
 
     def chunks() -> Iterator[bytes | memoryview]:
         yield head
-        yield _tag(7) + _varint(_graph_size(sizes))  # ModelProto.graph
+        yield _tag(7) + _varint(graph_size)  # ModelProto.graph
         for header, n, data in zip(headers, sizes, _data(keys, shapes, arrays), strict=True):
             yield _tag(5) + _varint(n) + header  # GraphProto.initializer
             yield data
