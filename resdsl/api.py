@@ -5,36 +5,35 @@ from __future__ import annotations
 from functools import cached_property
 from pathlib import Path
 
-import networkx as nx
-
 from . import passes
 from .diagnostics import Source
 from .frontend.loader import load as load_program
 from .frontend.loader import read_source
 from .frontend.lower import lower
+from .ir.graph import IR
 from .limits import Limits
 
 
 class Compiled:
     """A validated network: its IR plus lazily generated outputs."""
 
-    def __init__(self, graph: nx.DiGraph, source: Source):
-        self.graph = graph
+    def __init__(self, ir: IR, source: Source):
+        self.ir = ir
         self.source = source
 
     @property
     def name(self) -> str:
-        return self.graph.graph["name"]
+        return self.ir.name
 
     @property
-    def input_shape(self) -> tuple[int, int, int]:
-        return self.graph.graph["input_shape"]
+    def input_shape(self) -> tuple[int, ...]:
+        return self.ir.input_shape
 
     @cached_property
     def totals(self) -> tuple[int, int]:
-        from .backends.cost import totals
+        from .ir.cost import totals
 
-        return totals(self.graph)
+        return totals(self.ir)
 
     @property
     def params(self) -> int:
@@ -48,30 +47,30 @@ class Compiled:
     def torch_source(self) -> str:
         from .backends import torch_src
 
-        return torch_src.emit(self.graph)
+        return torch_src.emit(self.ir)
 
     @property
     def ir_text(self) -> str:
-        from .ir.graph import dump
+        from .ir.dump import dump
 
-        return dump(self.graph)
+        return dump(self.ir)
 
     def summary(self, fmt: str = "table", flops: bool = False) -> str:
         from .backends import summary
 
-        return summary.emit(self.graph, fmt, flops)
+        return summary.emit(self.ir, fmt, flops)
 
     def to_dot(self, level: str = "block", rankdir: str = "TB") -> str:
         """A Graphviz diagram as DOT text: level `stage`, `block` or `op`; rankdir `TB` or `LR`."""
         from .backends import dot
 
-        return dot.emit(self.graph, level, rankdir)
+        return dot.emit(self.ir, level, rankdir)
 
     def to_torch(self):
         """A fresh instance of the generated top-level nn.Module."""
         from .backends import torch_src
 
-        return torch_src.instantiate(self.torch_source, self.graph)
+        return torch_src.instantiate(self.torch_source, self.ir)
 
     def to_onnx(self, weights=None, *, seed: int = 0, opset: int = 17, fold_bn: bool = False):
         """An onnx.ModelProto of the network in inference mode.
@@ -101,9 +100,9 @@ class Compiled:
         from .io import write_atomic
 
         if weights is None and not fold_bn:
-            graph, source = self.graph, weights_mod.seeded_source(self.graph, seed)
+            ir, source = self.ir, weights_mod.seeded_source(self.ir, seed)
         else:
-            graph, state = self._onnx_parts(weights, seed, fold_bn)
+            ir, state = self._onnx_parts(weights, seed, fold_bn)
             source = weights_mod.state_source(state)
 
         from .backends import onnx_graph
@@ -111,7 +110,7 @@ class Compiled:
         path = Path(path)
         data_path = path.with_name(path.name + ".data")
         encoded = onnx_graph.serialize(
-            graph,
+            ir,
             *source,
             opset=opset,
             data_file=data_path.name,
@@ -130,16 +129,16 @@ class Compiled:
         from . import weights as weights_mod
 
         if weights is None:
-            state = weights_mod.initial(self.graph, seed)
+            state = weights_mod.initial(self.ir, seed)
         elif isinstance(weights, (str, Path)):
-            state = weights_mod.load(weights, self.graph)
+            state = weights_mod.load(weights, self.ir)
         else:
-            state = weights_mod.check(weights, self.graph)
+            state = weights_mod.check(weights, self.ir)
         if not fold_bn:
-            return self.graph, state
+            return self.ir, state
         from .passes import fold_bn as fold
 
-        return fold.apply(self.graph, state)
+        return fold.apply(self.ir, state)
 
     def _onnx_info(self, weights, seed: int, fold_bn: bool) -> dict:
         from . import __version__
@@ -184,6 +183,6 @@ def compile(  # noqa: A001
     source = spec if isinstance(spec, Source) else load(spec, limits)
     base = Path(source.name).parent if source.name != "<text>" else Path.cwd()
     program = load_program(source, base, limits)
-    graph = lower(program, overrides, limits)
-    passes.run(graph)
-    return Compiled(graph, source)
+    ir = lower(program, overrides, limits)
+    passes.run(ir, limits)
+    return Compiled(ir, source)

@@ -220,7 +220,7 @@ def cmd_check(args) -> int:
     if args.verbose:
         from .backends.report import inserted
 
-        for line in inserted(compiled.graph):
+        for line in inserted(compiled.ir):
             print(f"  {line}")
     return EXIT_OK
 

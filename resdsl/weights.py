@@ -14,51 +14,30 @@ from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 
-import networkx as nx
 import numpy as np
 
 from .diagnostics import Collector, ResdslError, error
-from .ir.graph import operands, order
-from .ir.ops import se_channels
-
-# Counts BatchNorm updates during training; meaningless at inference, so it is
-# accepted when present and never required.
-OPTIONAL_SUFFIX = ".num_batches_tracked"
+from .ir.cost import in_shapes
+from .ir.graph import IR
+from .ir.node import Node
+from .ops.base import StateEntry
 
 FORMATS = (".pt", ".pth", ".safetensors", ".npz")
 
 
-def layout(graph: nx.DiGraph) -> dict[str, tuple[tuple[int, ...], str]]:
-    """Every state_dict key (walk order) with its shape and dtype name."""
-    keys: dict[str, tuple[tuple[int, ...], str]] = {}
-    for node in order(graph):
-        data = graph.nodes[node]
-        op = data["op"]
-        if not op.has_params:
-            continue
-        path = data["path"]
-        cin = graph.nodes[operands(graph, node)[0]]["shape"][0]
-        if op.kind == "conv":
-            keys[f"{path}.weight"] = ((op.out_channels, cin // op.groups, op.kernel, op.kernel), "float32")
-            if op.bias:
-                keys[f"{path}.bias"] = ((op.out_channels,), "float32")
-        elif op.kind == "batchnorm":
-            for name in ("weight", "bias", "running_mean", "running_var"):
-                keys[f"{path}.{name}"] = ((cin,), "float32")
-            keys[path + OPTIONAL_SUFFIX] = ((), "int64")
-        elif op.kind == "linear":
-            keys[f"{path}.weight"] = ((op.out_features, cin), "float32")
-            if op.bias:
-                keys[f"{path}.bias"] = ((op.out_features,), "float32")
-        elif op.kind == "se":  # two 1×1 convs with bias: fc1 squeezes, fc2 expands
-            squeezed = se_channels(cin, op.reduction, op.divisor)
-            keys[f"{path}.fc1.weight"] = ((squeezed, cin, 1, 1), "float32")
-            keys[f"{path}.fc1.bias"] = ((squeezed,), "float32")
-            keys[f"{path}.fc2.weight"] = ((cin, squeezed, 1, 1), "float32")
-            keys[f"{path}.fc2.bias"] = ((cin,), "float32")
-        else:
-            raise NotImplementedError(f"resdsl.weights: no state layout for op kind {op.kind!r}")
+def entries(ir: IR) -> dict[str, tuple[Node, StateEntry]]:
+    """Every state_dict key, in walk order, with its node and its op's description of the entry."""
+    keys: dict[str, tuple[Node, StateEntry]] = {}
+    for node in ir.walk():
+        if node.op.is_module:
+            for entry in node.op.state(in_shapes(ir, node)):
+                keys[f"{node.path}.{entry.name}"] = (node, entry)
     return keys
+
+
+def layout(ir: IR) -> dict[str, tuple[tuple[int, ...], str]]:
+    """Every state_dict key (walk order) with its shape and dtype name."""
+    return {key: (entry.shape, entry.dtype) for key, (_, entry) in entries(ir).items()}
 
 
 @dataclass(frozen=True)
@@ -71,29 +50,18 @@ class Start:
     value: float = 0.0
 
 
-def recipe(graph: nx.DiGraph) -> dict[str, Start]:
-    """PyTorch's default initialisation of every state entry (layout order).
+def recipe(ir: IR) -> dict[str, Start]:
+    """PyTorch's default initialisation of every state entry (layout order), as each op states it.
 
     Conv (SE's 1×1 convs too) and Linear weights and biases: uniform in
     ±1/sqrt(fan_in) (what `kaiming_uniform_(a=sqrt(5))` and the bias rule of
     nn.Conv2d/nn.Linear give); BatchNorm: γ=1 (0 where the zero_init_last
     policy says so), β=0, running mean 0, running variance 1.
     """
-    zero_gamma = {data["path"] for _, data in graph.nodes(data=True) if data.get("zero_init")}
-    keys = layout(graph)
-    fan_in: dict[str, int] = {}
-    for key, (shape, _) in keys.items():
-        if key.endswith(".weight") and len(shape) > 1:
-            fan_in[key.removesuffix(".weight")] = math.prod(shape[1:])
     starts: dict[str, Start] = {}
-    for key, (shape, dtype) in keys.items():
-        module, _, name = key.rpartition(".")
-        if module in fan_in:
-            starts[key] = Start(shape, dtype, bound=1.0 / math.sqrt(fan_in[module]))
-        elif name == "running_var" or (name == "weight" and module not in zero_gamma):
-            starts[key] = Start(shape, dtype, value=1.0)
-        else:
-            starts[key] = Start(shape, dtype)
+    for key, (node, entry) in entries(ir).items():
+        value = 0.0 if entry.scale and node.zero_init else entry.value
+        starts[key] = Start(entry.shape, entry.dtype, entry.bound, value)
     return starts
 
 
@@ -115,9 +83,9 @@ def draw(key: str, start: Start, seed: int = 0, out: np.ndarray | None = None) -
     return out
 
 
-def initial(graph: nx.DiGraph, seed: int = 0) -> dict[str, np.ndarray]:
+def initial(ir: IR, seed: int = 0) -> dict[str, np.ndarray]:
     """Every state entry drawn by `recipe` and `draw`, seeded with `seed`."""
-    return {key: draw(key, start, seed) for key, start in recipe(graph).items()}
+    return {key: draw(key, start, seed) for key, start in recipe(ir).items()}
 
 
 # What onnx_graph.serialize reads weights from: each key's shape and dtype name, and a
@@ -126,9 +94,9 @@ Shapes = dict[str, tuple[tuple[int, ...], str]]
 Arrays = Callable[[Sequence[str]], Iterable[np.ndarray]]
 
 
-def seeded_source(graph: nx.DiGraph, seed: int = 0) -> tuple[Shapes, Arrays]:
+def seeded_source(ir: IR, seed: int = 0) -> tuple[Shapes, Arrays]:
     """The seeded initial state as shapes and a `stream`: drawn while written, never all held at once."""
-    starts = recipe(graph)
+    starts = recipe(ir)
     return {key: (start.shape, start.dtype) for key, start in starts.items()}, partial(stream, starts, seed=seed)
 
 
@@ -158,7 +126,7 @@ def stream(starts: Mapping[str, Start], keys: Sequence[str], seed: int = 0) -> I
         yield draw(key, start, seed, out)
 
 
-def load(path: str | Path, graph: nx.DiGraph) -> dict[str, np.ndarray]:
+def load(path: str | Path, ir: IR) -> dict[str, np.ndarray]:
     """Read a weights file and check it against the network (raises ResdslError)."""
     path = Path(path)
     suffix = path.suffix.lower()
@@ -180,7 +148,7 @@ def load(path: str | Path, graph: nx.DiGraph) -> dict[str, np.ndarray]:
             f"weights file {path.name} could not be read: {type(exc).__name__}: {exc}",
             help="save the generated module's state_dict: torch.save(model.state_dict(), 'w.pt')",
         ) from None
-    return check(arrays, graph, path.name)
+    return check(arrays, ir, path.name)
 
 
 def _read(path: Path, suffix: str) -> dict[str, np.ndarray]:
@@ -203,11 +171,12 @@ def _read(path: Path, suffix: str) -> dict[str, np.ndarray]:
         return {k: archive[k] for k in archive.files}
 
 
-def check(arrays: Mapping[str, object], graph: nx.DiGraph, what: str = "weights") -> dict[str, np.ndarray]:
+def check(arrays: Mapping[str, object], ir: IR, what: str = "weights") -> dict[str, np.ndarray]:
     """Match arrays to the network's layout: every missing, unexpected and mis-shaped key is reported."""
-    expected = layout(graph)
+    described = entries(ir)
+    expected = {key: (entry.shape, entry.dtype) for key, (_, entry) in described.items()}
     errors = Collector()
-    missing = [k for k in expected if k not in arrays and not k.endswith(OPTIONAL_SUFFIX)]
+    missing = [k for k, (_, entry) in described.items() if k not in arrays and not entry.optional]
     unexpected = sorted(k for k in arrays if k not in expected)
     state: dict[str, np.ndarray] = {}
     misfits = []
@@ -221,7 +190,7 @@ def check(arrays: Mapping[str, object], graph: nx.DiGraph, what: str = "weights"
             misfits.append(f"{key} holds {value.dtype}, the network needs floating point")
         else:
             state[key] = np.ascontiguousarray(value, dtype=dtype)
-    name = graph.graph["name"]
+    name = ir.name
     if missing:
         errors.add(
             "E0402",

@@ -25,9 +25,12 @@ from dataclasses import dataclass, field
 
 import networkx as nx
 
-from ..ir.graph import operands, order, shape_text, users
-from ..passes.projections import NAME as PROJECTIONS
-from .cost import totals
+from ..ir.cost import totals
+from ..ir.graph import IR
+from ..ir.node import Node, Origin
+from ..ir.policies import Policies
+from ..ir.shape import Shape, shape_text
+from ..ir.tree import ModuleKind
 
 LEVELS = ("stage", "block", "op")
 RANKDIRS = ("TB", "LR")
@@ -61,37 +64,8 @@ class RenderError(Exception):
 
 
 def op_label(op, channels: bool = True) -> str:
-    """A short, paper-style description of one op; unknown kinds show their attributes."""
-    kind = op.kind
-    if kind == "conv":
-        parts = [f"{op.kernel}×{op.kernel} conv"] + [str(op.out_channels)] * channels
-        parts += [f"stride {op.stride}"] * (op.stride > 1)
-        parts += [f"groups {op.groups}"] * (op.groups > 1)
-        parts += [f"dilation {op.dilation}"] * (op.dilation > 1)
-        return ", ".join(parts)
-    if kind in ("maxpool", "avgpool"):
-        name = "max-pool" if kind == "maxpool" else "avg-pool"
-        return f"{op.kernel}×{op.kernel} {name}" + (f", stride {op.stride}" if op.stride > 1 else "")
-    if kind == "pad_shortcut":
-        return f"stride-{op.stride} subsample + {op.pad_before}+{op.pad_after} zero channels"
-    fixed = {
-        "batchnorm": "BN",
-        "relu": "ReLU",
-        "gap": "global avg-pool",
-        "flatten": "flatten",
-        "add": "+",
-        "input": "input",
-    }
-    if kind in fixed:
-        return fixed[kind]
-    if kind == "linear":
-        return f"linear, {op.out_features}"
-    if kind == "dropout":
-        return f"dropout {op.p:g}"
-    if kind == "se":
-        return f"squeeze-excite, reduction {op.reduction}"
-    attrs = ", ".join(f"{k}={v}" for k, v in op.attrs().items())
-    return f"{kind}({attrs})" if attrs else kind
+    """A short, paper-style description of one op (its own `label`)."""
+    return op.label(channels)
 
 
 @dataclass
@@ -100,7 +74,7 @@ class Unit:
 
     key: int  # walk index of its first IR node; the DOT id is `n<key>`
     kind: str  # a key of STYLE
-    nodes: list[int]
+    nodes: list[Node]
     rows: list[str]
     title: str = ""
     note: str = ""  # small italic line, e.g. who inserted a shortcut
@@ -116,7 +90,7 @@ class Unit:
 class Edge:
     tail: str
     head: str
-    shape: tuple | None
+    shape: Shape | None
     style: str  # "main", "identity", "projection" or "pad"
 
 
@@ -140,41 +114,41 @@ class Diagram:
     segments: list[Segment]
     params: int
     macs: int
-    policies: dict
+    policies: Policies
 
 
 # -- grouping ------------------------------------------------------------------
 
 
-def fold(graph: nx.DiGraph, walk: list[int]) -> dict[int, int]:
+def fold(ir: IR, walk: list[Node]) -> dict[Node, Node]:
     """Map each node to the first node of its group, BN/ReLU joined to their conv (or add)."""
     parent = {n: n for n in walk}
+    graph = ir.graph
 
-    def find(n: int) -> int:
-        while parent[n] != n:
+    def find(n: Node) -> Node:
+        while parent[n] is not n:
             parent[n] = parent[parent[n]]
             n = parent[n]
         return n
 
-    def context(n: int) -> tuple:
-        data = graph.nodes[n]
-        return data["block"], data["shortcut_of"]
+    def context(n: Node) -> tuple:
+        return n.block, n.shortcut_of
 
-    def backward(n: int) -> int | None:
-        preds = operands(graph, n)
+    def backward(n: Node) -> Node | None:
+        preds = ir.operands(n)
         if len(preds) == 1 and graph.out_degree(preds[0]) == 1 and context(preds[0]) == context(n):
-            return preds[0] if graph.nodes[preds[0]]["op"].kind != "input" else None
+            return preds[0] if preds[0].op.kind != "input" else None
         return None
 
-    def forward(n: int) -> int | None:
-        after = users(graph, n)
+    def forward(n: Node) -> Node | None:
+        after = ir.users(n)
         if len(after) == 1 and graph.in_degree(after[0]) == 1 and context(after[0]) == context(n):
             return after[0]
         return None
 
-    ahead = FOLD_FORWARD.get(graph.graph["policies"].get("norm"), ())
+    ahead = FOLD_FORWARD.get(ir.policies.norm, ())
     for node in walk:
-        kind = graph.nodes[node]["op"].kind
+        kind = node.op.kind
         if kind not in LIGHT:
             continue
         first, second = (forward, backward) if kind in ahead else (backward, forward)
@@ -182,22 +156,20 @@ def fold(graph: nx.DiGraph, walk: list[int]) -> dict[int, int]:
         if other is not None:
             parent[find(other)] = find(node)
     index = {n: i for i, n in enumerate(walk)}
-    groups: dict[int, list[int]] = {}
+    groups: dict[Node, list[Node]] = {}
     for node in walk:
         groups.setdefault(find(node), []).append(node)
     return {n: min(members, key=index.__getitem__) for members in groups.values() for n in members}
 
 
-def _segments(graph: nx.DiGraph, walk: list[int]) -> tuple[list[Segment], dict[int, int]]:
+def _segments(ir: IR, walk: list[Node]) -> tuple[list[Segment], dict[Node, int]]:
     """Assign each node to a stage, a standalone block, or a run of network-level ops."""
-    stage_of = {path: stage for stage, paths in graph.graph["stages"].items() for path in paths}
-    instances = graph.graph["instances"]
     segments: list[Segment] = []
     by_name: dict[str, int] = {}
-    of_node: dict[int, int] = {}
+    of_node: dict[Node, int] = {}
     run = None  # the open run of network-level ops
     for node in walk:
-        block = graph.nodes[node]["block"]
+        block = node.block
         if block is None:
             if run is None:
                 segments.append(Segment(""))
@@ -205,13 +177,14 @@ def _segments(graph: nx.DiGraph, walk: list[int]) -> tuple[list[Segment], dict[i
             of_node[node] = run
             continue
         run = None
-        name = stage_of.get(block, block)
+        assert block.template is not None and block.parent is not None
+        name = block.parent.path if block.parent.kind is ModuleKind.STAGE else block.path
         if name not in by_name:
             by_name[name] = len(segments)
-            segments.append(Segment(name, instances[block].template))
+            segments.append(Segment(name, block.template.name))
         segment = segments[by_name[name]]
-        if block not in segment.instances:
-            segment.instances.append(block)
+        if block.path not in segment.instances:
+            segment.instances.append(block.path)
         of_node[node] = by_name[name]
     blocks = [i for i, s in enumerate(segments) if s.instances]
     for index, segment in enumerate(segments):
@@ -220,90 +193,115 @@ def _segments(graph: nx.DiGraph, walk: list[int]) -> tuple[list[Segment], dict[i
     return segments, of_node
 
 
-def build(graph: nx.DiGraph, level: str = "block") -> Diagram:
+def _block_path(node: Node) -> str:
+    """The path of the block instance `node` belongs to; "" at network level."""
+    block = node.block
+    return block.path if block is not None else ""
+
+
+def _shortcut_kind(node: Node) -> str:
+    """How the shortcut that `node` belongs to is drawn: `projection` or `pad`."""
+    add = node.shortcut_of
+    assert add is not None and add.residual is not None and add.residual.kind is not None
+    return add.residual.kind.value
+
+
+def _inserted_note(nodes: list[Node], policies: Policies) -> str:
+    if any(n.origin is Origin.PROJECTION for n in nodes):
+        return f"inserted · shortcut policy {policies.shortcut}"
+    return ""
+
+
+class _Units:
+    """The units of one level as they are made, and which unit holds each node."""
+
+    def __init__(self, walk: list[Node], segment_of: dict[Node, int], label_rows):
+        self.index = {n: i for i, n in enumerate(walk)}
+        self.segment_of = segment_of
+        self.label_rows = label_rows
+        self.units: list[Unit] = []
+        self.unit_of: dict[Node, Unit] = {}
+
+    def new(self, kind: str, nodes: list[Node], **attrs) -> Unit:
+        nodes = sorted(nodes, key=self.index.__getitem__)
+        unit = Unit(self.index[nodes[0]], kind, nodes, attrs.pop("rows", None) or self.label_rows(nodes), **attrs)
+        unit.segment = self.segment_of[nodes[0]]
+        unit.item = unit.item or unit.id
+        self.units.append(unit)
+        for n in nodes:
+            self.unit_of[n] = unit
+        return unit
+
+
+def build(ir: IR, level: str = "block") -> Diagram:
     """Group the IR into the units and edges of one level."""
     if level not in LEVELS:
         raise ValueError(f"level must be one of {', '.join(LEVELS)}, got {level!r}")
-    walk = order(graph)
-    index = {n: i for i, n in enumerate(walk)}
-    segments, segment_of = _segments(graph, walk)
-    group = {n: n for n in walk} if level == "op" else fold(graph, walk)
-    members: dict[int, list[int]] = {}
+    walk = ir.walk()
+    segments, segment_of = _segments(ir, walk)
+    group = {n: n for n in walk} if level == "op" else fold(ir, walk)
+    members: dict[Node, list[Node]] = {}
     for node in walk:
         members.setdefault(group[node], []).append(node)
 
-    def label(nodes: list[int]) -> str:
+    def label(nodes: list[Node]) -> str:
         # A shortcut's output channels are on its outgoing edge; its label says how it maps.
-        return " · ".join(op_label(graph.nodes[n]["op"], graph.nodes[n]["shortcut_of"] is None) for n in nodes)
+        return " · ".join(op_label(n.op, n.shortcut_of is None) for n in nodes)
 
-    def rows(nodes: list[int]) -> list[str]:
-        firsts = sorted({group[n] for n in nodes}, key=index.__getitem__)
+    def rows(nodes: list[Node]) -> list[str]:
+        firsts = sorted({group[n] for n in nodes}, key=units.index.__getitem__)
         return [label(members[g]) for g in firsts]
 
-    policies = graph.graph["policies"]
-    units: list[Unit] = []
-    unit_of: dict[int, Unit] = {}
-
-    def new(kind: str, nodes: list[int], **attrs) -> Unit:
-        nodes = sorted(nodes, key=index.__getitem__)
-        unit = Unit(index[nodes[0]], kind, nodes, attrs.pop("rows", None) or rows(nodes), **attrs)
-        unit.segment = segment_of[nodes[0]]
-        unit.item = unit.item or unit.id
-        units.append(unit)
-        for n in nodes:
-            unit_of[n] = unit
-        return unit
-
-    def shortcut_kind(node: int) -> str:
-        add = graph.nodes[node]["shortcut_of"]
-        return graph.nodes[add].get("shortcut_kind", "projection")
-
-    def inserted_note(nodes: list[int]) -> str:
-        if any(graph.nodes[n]["origin"] == PROJECTIONS for n in nodes):
-            return f"inserted · shortcut policy {policies['shortcut']}"
-        return ""
-
+    units = _Units(walk, segment_of, rows)
     if level == "stage":
-        for i, segment in enumerate(segments):
-            nodes = [n for n in walk if segment_of[n] == i]
-            if not segment.instances:
-                source = [n for n in nodes if graph.nodes[n]["op"].kind == "input"]
-                if source:
-                    new("input", source, rows=[f"input {shape_text(graph.nodes[source[0]]['shape'])}"])
-                rest = [n for n in nodes if n not in source]
-                if rest:
-                    new("op", rest, title=segment.name)
-            else:
-                new("stage", nodes, title=segment.name, rows=_stage_rows(graph, segment, nodes))
+        _stage_units(ir, walk, segments, segment_of, units)
     else:
-        for first in sorted(members, key=index.__getitem__):
-            nodes = members[first]
-            data = graph.nodes[first]
-            kinds = {graph.nodes[n]["op"].kind for n in nodes}
-            if "input" in kinds:
-                new("input", nodes, rows=[f"input {shape_text(data['shape'])}"])
-            elif data["shortcut_of"] is not None:
-                if level == "op":
-                    new(
-                        shortcut_kind(first),
-                        nodes,
-                        note=inserted_note(nodes),
-                        item=data["block"] or "",
-                        rows=[label(nodes), data["path"] or ""],
-                    )
-            elif "add" in kinds:
-                new("add", nodes, item=data["block"] or "")
-            elif data["block"] is None or level == "op":
-                extra = [data["path"]] if level == "op" and data["path"] else []
-                new("op", nodes, item=data["block"] or "", rows=[label(nodes)] + extra)
+        _op_units(ir, level, members, units, label)
         if level == "block":
-            _block_bodies(graph, walk, unit_of, new, inserted_note, shortcut_kind)
+            _block_bodies(ir, walk, units)
+    units.units.sort(key=lambda u: u.key)
+    params, macs = totals(ir)
+    return Diagram(ir.name, level, units.units, _edges(ir, walk, units.unit_of), segments, params, macs, ir.policies)
 
-    units.sort(key=lambda u: u.key)
+
+def _stage_units(ir: IR, walk: list[Node], segments: list[Segment], segment_of: dict[Node, int], units: _Units) -> None:
+    for i, segment in enumerate(segments):
+        nodes = [n for n in walk if segment_of[n] == i]
+        if not segment.instances:
+            source = [n for n in nodes if n.op.kind == "input"]
+            if source:
+                units.new("input", source, rows=[f"input {shape_text(ir.input_shape)}"])
+            rest = [n for n in nodes if n not in source]
+            if rest:
+                units.new("op", rest, title=segment.name)
+        else:
+            units.new("stage", nodes, title=segment.name, rows=_stage_rows(ir, segment, nodes))
+
+
+def _op_units(ir: IR, level: str, members: dict[Node, list[Node]], units: _Units, label) -> None:
+    """The units of the block and op levels, apart from block bodies."""
+    for first in sorted(members, key=units.index.__getitem__):
+        nodes = members[first]
+        kinds = {n.op.kind for n in nodes}
+        item = _block_path(first)
+        if "input" in kinds:
+            units.new("input", nodes, rows=[f"input {shape_text(ir.input_shape)}"])
+        elif first.shortcut_of is not None:
+            if level == "op":
+                note = _inserted_note(nodes, ir.policies)
+                units.new(_shortcut_kind(first), nodes, note=note, item=item, rows=[label(nodes), first.path or ""])
+        elif "add" in kinds:
+            units.new("add", nodes, item=item)
+        elif first.block is None or level == "op":
+            extra = [first.path] if level == "op" and first.path else []
+            units.new("op", nodes, item=item, rows=[label(nodes)] + extra)
+
+
+def _edges(ir: IR, walk: list[Node], unit_of: dict[Node, Unit]) -> list[Edge]:
     edges: list[Edge] = []
     seen: set[tuple[str, str]] = set()
     for node in walk:
-        for user in users(graph, node):
+        for user in ir.users(node):
             tail, head = unit_of[node], unit_of[user]
             if tail is head or (tail.id, head.id) in seen:
                 continue
@@ -311,38 +309,39 @@ def build(graph: nx.DiGraph, level: str = "block") -> Diagram:
             if head.kind in SHORTCUT_COLOR or tail.kind in SHORTCUT_COLOR:
                 style = head.kind if head.kind in SHORTCUT_COLOR else tail.kind
             else:
-                style = "identity" if graph.edges[node, user]["shortcut"] else "main"
-            shown = None if style == "identity" or head.kind in SHORTCUT_COLOR else graph.nodes[node]["shape"]
+                style = "identity" if ir.is_shortcut_edge(node, user) else "main"
+            shown = None if style == "identity" or head.kind in SHORTCUT_COLOR else node.shape
             edges.append(Edge(tail.id, head.id, shown, style))
     last = walk[-1]
-    edges.append(Edge(unit_of[last].id, "output", graph.nodes[last]["shape"], "main"))
-    params, macs = totals(graph)
-    return Diagram(graph.graph["name"], level, units, edges, segments, params, macs, policies)
+    edges.append(Edge(unit_of[last].id, "output", last.shape, "main"))
+    return edges
 
 
-def _block_bodies(graph, walk, unit_of, new, inserted_note, shortcut_kind) -> None:
+def _block_bodies(ir: IR, walk: list[Node], units: _Units) -> None:
     """Block level: each block's residual branch becomes one node, each shortcut chain another."""
-    chains: dict[int, list[int]] = {}
-    body: dict[str, list[int]] = {}
+    chains: dict[Node, list[Node]] = {}
+    body: dict = {}
     for node in walk:
-        data = graph.nodes[node]
-        if data["shortcut_of"] is not None:
-            chains.setdefault(data["shortcut_of"], []).append(node)
-        elif node not in unit_of:
-            body.setdefault(data["block"], []).append(node)
+        if node.shortcut_of is not None:
+            chains.setdefault(node.shortcut_of, []).append(node)
+        elif node not in units.unit_of:
+            body.setdefault(node.block, []).append(node)
     for block, nodes in body.items():
-        template = graph.graph["instances"][block].template
-        for component in sorted(nx.connected_components(graph.subgraph(nodes).to_undirected()), key=min):
-            new("body", list(component), title=block, note=template, item=block)
+        template = block.template.name
+        components = nx.connected_components(ir.graph.subgraph(nodes).to_undirected())
+        for component in sorted(components, key=lambda c: min(n.id for n in c)):
+            units.new("body", list(component), title=block.path, note=template, item=block.path)
     for chain in chains.values():
-        new(shortcut_kind(chain[0]), chain, note=inserted_note(chain), item=graph.nodes[chain[0]]["block"] or "")
+        note = _inserted_note(chain, ir.policies)
+        units.new(_shortcut_kind(chain[0]), chain, note=note, item=_block_path(chain[0]))
 
 
-def _stage_rows(graph: nx.DiGraph, segment: Segment, nodes: list[int]) -> list[str]:
+def _stage_rows(ir: IR, segment: Segment, nodes: list[Node]) -> list[str]:
     """`bottleneck ×6 · 512→1024 · 28×28→14×14`, and the stage's shortcuts."""
     inside = set(nodes)
-    entry = next(p for n in nodes for p in operands(graph, n) if p not in inside)
-    source, result = graph.nodes[entry]["shape"], graph.nodes[nodes[-1]]["shape"]
+    entry = next(p for n in nodes for p in ir.operands(n) if p not in inside)
+    source, result = entry.shape, nodes[-1].shape
+    assert source is not None and result is not None
 
     def change(a, b) -> str:
         return a if a == b else f"{a}→{b}"
@@ -354,8 +353,8 @@ def _stage_rows(graph: nx.DiGraph, segment: Segment, nodes: list[int]) -> list[s
         parts.append(change(shape_text(source), shape_text(result)))
     counts: dict[str, int] = {}
     for n in nodes:
-        kind = graph.nodes[n].get("shortcut_kind")
-        if graph.nodes[n]["op"].kind == "add" and kind:
+        if n.residual is not None and n.residual.kind is not None:
+            kind = n.residual.kind.value
             counts[kind] = counts.get(kind, 0) + 1
     shortcuts = ", ".join(f"{count} {kind}" for kind, count in sorted(counts.items()))
     return [" · ".join(parts)] + ([f"shortcuts: {shortcuts}"] if shortcuts else [])
@@ -444,8 +443,8 @@ def _title(diagram: Diagram) -> str:
     lines = [
         f'<font point-size="18"><b>{_html(diagram.name)}</b></font>',
         f"{diagram.params:,} parameters · {diagram.macs:,} MACs ({diagram.macs / 1e9:.2f} G)",
-        f'<font point-size="10" color="{GREY}">norm policy {_html(policies["norm"])} · '
-        f"shortcut policy {_html(policies['shortcut'])}</font>",
+        f'<font point-size="10" color="{GREY}">norm policy {_html(policies.norm)} · '
+        f"shortcut policy {_html(policies.shortcut)}</font>",
     ]
     if diagram.level != "stage":
         kinds = {unit.kind for unit in diagram.units}
@@ -458,11 +457,11 @@ def _title(diagram: Diagram) -> str:
     return "<" + "<br/>".join(lines) + ">"
 
 
-def emit(graph: nx.DiGraph, level: str = "block", rankdir: str = "TB") -> str:
+def emit(ir: IR, level: str = "block", rankdir: str = "TB") -> str:
     """The DOT text of one level's diagram."""
     if rankdir not in RANKDIRS:
         raise ValueError(f"rankdir must be TB or LR, got {rankdir!r}")
-    return to_dot(build(graph, level), rankdir)
+    return to_dot(build(ir, level), rankdir)
 
 
 def to_dot(diagram: Diagram, rankdir: str = "TB") -> str:

@@ -4,34 +4,33 @@ from __future__ import annotations
 
 import json
 
-import networkx as nx
+from ..ir.cost import macs, params
+from ..ir.graph import IR
+from ..ir.shape import shape_text
 
-from ..ir.graph import order, shape_text
-from .cost import macs, params
 
-
-def rows(graph: nx.DiGraph) -> list[dict]:
+def rows(ir: IR) -> list[dict]:
     out = []
-    for node in order(graph):
-        data = graph.nodes[node]
+    for node in ir.walk():
+        assert node.shape is not None
         out.append(
             {
-                "name": data["path"] or data["name"] or "",
-                "op": data["op"].kind,
-                "shape": list(data["shape"]),
-                "params": params(graph, node),
-                "macs": macs(graph, node),
-                "origin": data["origin"],
+                "name": node.path or node.name or "",
+                "op": node.op.kind,
+                "shape": list(node.shape),
+                "params": params(ir, node),
+                "macs": macs(ir, node),
+                "origin": node.origin.value,
             }
         )
     return out
 
 
-def as_dict(graph: nx.DiGraph, flops: bool = False) -> dict:
-    layers = rows(graph)
+def as_dict(ir: IR, flops: bool = False) -> dict:
+    layers = rows(ir)
     result = {
-        "network": graph.graph["name"],
-        "input": list(graph.graph["input_shape"]),
+        "network": ir.name,
+        "input": list(ir.input_shape),
         "params": sum(r["params"] for r in layers),
         "macs": sum(r["macs"] for r in layers),
         "layers": layers,
@@ -41,8 +40,8 @@ def as_dict(graph: nx.DiGraph, flops: bool = False) -> dict:
     return result
 
 
-def emit(graph: nx.DiGraph, fmt: str = "table", flops: bool = False) -> str:
-    data = as_dict(graph, flops)
+def emit(ir: IR, fmt: str = "table", flops: bool = False) -> str:
+    data = as_dict(ir, flops)
     if fmt == "json":
         return json.dumps(data, indent=2) + "\n"
     unit = "FLOPs" if flops else "MACs"

@@ -5,6 +5,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ..diagnostics import Source, Span
+from ..ir.expr import BinOp as BinOp
+from ..ir.expr import Bool as Bool
+from ..ir.expr import Expr as Expr
+from ..ir.expr import Neg as Neg
+from ..ir.expr import Num as Num
+from ..ir.expr import Str as Str
+from ..ir.expr import Var as Var
 
 
 @dataclass(frozen=True)
@@ -13,48 +20,8 @@ class Ident:
     span: Span
 
 
-# -- expressions -------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Num:
-    value: int | float
-    span: Span
-
-
-@dataclass(frozen=True)
-class Bool:
-    value: bool
-    span: Span
-
-
-@dataclass(frozen=True)
-class Str:
-    value: str
-    span: Span
-
-
-@dataclass(frozen=True)
-class Var:
-    name: str
-    span: Span
-
-
-@dataclass(frozen=True)
-class BinOp:
-    op: str  # one of + - * // % /
-    left: Expr
-    right: Expr
-    span: Span
-
-
-@dataclass(frozen=True)
-class Neg:
-    operand: Expr
-    span: Span
-
-
-Expr = Num | Bool | Str | Var | BinOp | Neg
+# Expressions (Num, Bool, Str, Var, BinOp, Neg) are the IR's expression trees,
+# imported above from ir/expr.py: the IR keeps them as the spec wrote them.
 
 
 # -- statements --------------------------------------------------------------

@@ -1,18 +1,13 @@
-"""Evaluating spec expressions, and writing them back out as Python source."""
+"""Evaluating spec expressions (the trees of ir/expr.py) to values, with located errors."""
 
 from __future__ import annotations
 
 import difflib
 import math
-from collections.abc import Callable
 
 from ..diagnostics import error
+from ..ir.expr import Value
 from . import ast
-
-Value = int | float | bool | str
-
-# Binding strength of each operator, as in Python, for minimal parentheses.
-_PRECEDENCE = {"+": 1, "-": 1, "*": 2, "//": 2, "%": 2, "/": 2}
 
 
 def evaluate(expr: ast.Expr, env: dict[str, Value]) -> Value:
@@ -77,42 +72,4 @@ def describe(value: Value) -> str:
     return f"`{value}`"
 
 
-def print_expr(expr: ast.Expr, leaf: Callable[[ast.Expr], str]) -> str:
-    """`expr` with operators and minimal parentheses; `leaf` writes numbers, booleans, strings and names.
-
-    The spec language and Python share the operators and their precedence, so
-    the formatter and the PyTorch backend print through this one function.
-    """
-    return _print(expr, leaf, 0)
-
-
-def _print(expr: ast.Expr, leaf: Callable[[ast.Expr], str], outer: int) -> str:
-    if isinstance(expr, ast.Neg):
-        return "-" + _print(expr.operand, leaf, 3)
-    if not isinstance(expr, ast.BinOp):
-        return leaf(expr)
-    prec = _PRECEDENCE[expr.op]
-    # Left-associative: the right operand needs parentheses at equal precedence.
-    text = f"{_print(expr.left, leaf, prec)} {expr.op} {_print(expr.right, leaf, prec + 1)}"
-    return f"({text})" if prec < outer else text
-
-
-def render(expr: ast.Expr, names: dict[str, str]) -> str:
-    """Python source for `expr`, with spec names mapped through `names`."""
-
-    def leaf(node: ast.Expr) -> str:
-        if isinstance(node, ast.Var):
-            return names[node.name]
-        if isinstance(node, ast.Bool):
-            return "True" if node.value else "False"
-        assert isinstance(node, (ast.Num, ast.Str)), node  # print_expr hands over leaves only
-        return repr(node.value)
-
-    return print_expr(expr, leaf)
-
-
-def is_literal(expr: ast.Expr) -> bool:
-    return isinstance(expr, (ast.Num, ast.Bool, ast.Str)) or (isinstance(expr, ast.Neg) and is_literal(expr.operand))
-
-
-__all__ = ["evaluate", "render", "print_expr", "describe", "is_literal"]
+__all__ = ["evaluate", "describe"]

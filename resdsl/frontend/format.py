@@ -15,8 +15,8 @@ from __future__ import annotations
 import re
 
 from ..diagnostics import Source
+from ..ir.expr import print_expr
 from . import ast
-from .expr import print_expr
 from .parser import parse
 
 INDENT = "  "

@@ -1,7 +1,9 @@
 """AST → IR: bind settings, apply --set overrides, expand block templates and repeats.
 
-Lowering only builds the graph; shapes, norm placement and shortcut
-projections are the passes' work.
+Lowering builds the graph and the module tree; shapes, norm placement and
+shortcut projections are the passes' work. Arguments a block template writes
+in terms of its parameters keep their expression trees (`Node.exprs`), so the
+PyTorch backend can write the template's class in the template's own terms.
 """
 
 from __future__ import annotations
@@ -10,17 +12,21 @@ import difflib
 import math
 from dataclasses import dataclass, field
 
-import networkx as nx
-
 from ..diagnostics import Collector, ResdslError, Span, error
-from ..ir import ops as irops
-from ..ir.graph import POLICY_DEFAULTS, Instance, TemplateInfo, add_node, new_graph
+from ..ir.expr import Expr, Value, is_literal, names_in
+from ..ir.graph import IR
+from ..ir.names import check_name
+from ..ir.node import Node, Residual
+from ..ir.policies import Policies
+from ..ir.tree import Module, ModuleKind, Param, Template
 from ..limits import Limits
+from ..ops import REQUIRED, SPEC_OPS, ArgSpec, Op
+from ..ops.add import Add
+from ..ops.input import Input
 from . import ast
-from .expr import Value, describe, evaluate, is_literal, render
+from .expr import describe, evaluate
 from .loader import Program
-from .names import check_name
-from .policies import NORM_ORDERS, POLICY_VALUES, parse_int, parse_number, parse_shape, policy_allows, policy_choices
+from .policies import POLICY_VALUES, parse_int, parse_number, parse_shape, policy_allows, policy_choices, resolve
 
 
 @dataclass
@@ -28,23 +34,21 @@ class Settings:
     name: str
     input_shape: tuple[int, int, int]
     classes: int
-    policies: dict[str, str]
+    policies: Policies
     env: dict[str, Value]
 
 
 @dataclass
 class Scope:
-    """The state of lowering one body: a network's, or one block instance's."""
+    """The state of lowering one body: the network's, or one block instance's."""
 
-    prefix: str  # module path prefix, "" or "layer1.0."
+    module: Module  # the network or the block instance being lowered
     env: dict[str, Value]
-    input: int
-    block: str | None = None
-    template: str | None = None
-    symbols: dict[str, str] | None = None  # spec name → Python name, inside templates
-    current: int = -1
-    names: dict[str, int] = field(default_factory=dict)
-    created: list[int] = field(default_factory=list)
+    input: Node
+    in_template: bool = False
+    current: Node = field(init=False)
+    names: dict[str, Node] = field(default_factory=dict)
+    created: list[Node] = field(default_factory=list)
     adds: int = 0
     auto_names: int = 0
     # Network level only: the stride so far and the dilation that replaces
@@ -65,7 +69,7 @@ class Scope:
                 return name
 
 
-def lower(program: Program, overrides: dict[str, str] | None = None, limits: Limits | None = None) -> nx.DiGraph:
+def lower(program: Program, overrides: dict[str, str] | None = None, limits: Limits | None = None) -> IR:
     return _Lowerer(program, overrides or {}, limits or Limits()).run()
 
 
@@ -74,8 +78,6 @@ class _Lowerer:
         self.program = program
         self.overrides = overrides
         self.limits = limits
-        self.graph = new_graph(program.network.name.text)
-        self.graph.graph["limits"] = limits
         self.errors = Collector()
         self.block_count = 0
 
@@ -84,28 +86,16 @@ class _Lowerer:
     def settings(self) -> Settings:
         network = self.program.network
         shape: tuple[int, ...] | None = None
-        classes: int | None = None
-        policies = dict(POLICY_DEFAULTS)
-        env: dict[str, Value] = {}
+        policy_stmts: dict[str, str] = {}
         lets: list[ast.LetStmt] = []
         classes_stmt = None
         for stmt in network.body:
             if isinstance(stmt, ast.InputStmt):
-                shape = stmt.shape
-                if len(shape) != 3:
-                    raise error(
-                        "E0112",
-                        "the input shape is channels x height x width",
-                        stmt.span,
-                        f"{len(shape)} dimensions",
-                        "for example `input 3x224x224`",
-                    )
-                if min(shape) < 1:
-                    raise error("E0112", "input dimensions must be at least 1", stmt.span, "a zero dimension")
+                shape = _input_shape(stmt)
             elif isinstance(stmt, ast.ClassesStmt):
                 classes_stmt = stmt
             elif isinstance(stmt, ast.PolicyStmt):
-                policies[stmt.name.text] = self._policy(stmt.name, stmt.value)
+                policy_stmts[stmt.name.text] = self._policy(stmt.name, stmt.value)
             elif isinstance(stmt, ast.LetStmt):
                 lets.append(stmt)
         if shape is None:
@@ -116,27 +106,9 @@ class _Lowerer:
                 "no `input` statement",
                 "add `input 3x224x224` (channels x height x width)",
             )
-        set_keys = {"input", "in_channels", "classes", *POLICY_VALUES, *(s.name.text for s in lets)}
-        unknown = sorted(set(self.overrides) - set_keys)
-        if unknown:
-            raise error(
-                "E0301",
-                f"--set {unknown[0]}: no such setting in `{network.name.text}`",
-                help="settings: " + ", ".join(sorted(set_keys)),
-            )
-        if "input" in self.overrides:
-            shape = parse_shape(self.overrides["input"])
-        if "in_channels" in self.overrides:
-            shape = (parse_int("in_channels", self.overrides["in_channels"]),) + tuple(shape[1:])
-        for key in POLICY_VALUES:
-            if key in self.overrides:
-                value = self.overrides[key]
-                if not policy_allows(key, value):
-                    raise error("E0301", f"--set {key}={value}: not a {key} policy", help=policy_choices(key))
-                policies[key] = value
-        policies["norm"] = NORM_ORDERS[policies["norm"]]
-        if policies["output_stride"] != "none":
-            policies["output_stride"] = str(int(policies["output_stride"]))
+        self._check_overrides({s.name.text for s in lets})
+        shape = self._overridden_shape(shape)
+        env: dict[str, Value] = {}
         input_span = next((s.span for s in network.body if isinstance(s, ast.InputStmt)), None)
         self.limits.check("channels", shape[0], "the input's channel count", input_span)
         self.limits.check("spatial", max(shape[1:]), "the input's largest side", input_span)
@@ -150,12 +122,35 @@ class _Lowerer:
         self.limits.check("channels", classes, "the class count", classes_stmt.value.span if classes_stmt else None)
         env["classes"] = classes
         for let in lets:
-            check_name(let.name, "setting")
+            check_name(let.name.text, let.name.span, "setting")
             if let.name.text in self.overrides:
                 env[let.name.text] = parse_number(let.name.text, self.overrides[let.name.text])
             else:
                 env[let.name.text] = evaluate(let.value, env)
-        return Settings(network.name.text, (shape[0], shape[1], shape[2]), classes, policies, env)
+        chosen = {**policy_stmts, **{k: v for k, v in self.overrides.items() if k in POLICY_VALUES}}
+        return Settings(network.name.text, (shape[0], shape[1], shape[2]), classes, resolve(chosen), env)
+
+    def _check_overrides(self, lets: set[str]) -> None:
+        network = self.program.network.name.text
+        set_keys = {"input", "in_channels", "classes", *POLICY_VALUES, *lets}
+        unknown = sorted(set(self.overrides) - set_keys)
+        if unknown:
+            raise error(
+                "E0301",
+                f"--set {unknown[0]}: no such setting in `{network}`",
+                help="settings: " + ", ".join(sorted(set_keys)),
+            )
+        for key in POLICY_VALUES:
+            if key in self.overrides and not policy_allows(key, self.overrides[key]):
+                value = self.overrides[key]
+                raise error("E0301", f"--set {key}={value}: not a {key} policy", help=policy_choices(key))
+
+    def _overridden_shape(self, shape: tuple[int, ...]) -> tuple[int, ...]:
+        if "input" in self.overrides:
+            shape = parse_shape(self.overrides["input"])
+        if "in_channels" in self.overrides:
+            shape = (parse_int("in_channels", self.overrides["in_channels"]),) + tuple(shape[1:])
+        return shape
 
     def _policy(self, name: ast.Ident, value: ast.Ident) -> str:
         if name.text not in POLICY_VALUES:
@@ -188,23 +183,22 @@ class _Lowerer:
 
     # -- bodies ---------------------------------------------------------------
 
-    def run(self) -> nx.DiGraph:
+    def run(self) -> IR:
         settings = self.settings()
-        graph = self.graph
-        graph.graph.update(
-            input_shape=settings.input_shape,
-            classes=settings.classes,
-            policies=settings.policies,
-            source=self.program.module.source.name,
-        )
         network = self.program.network
-        limit = settings.policies["output_stride"]
-        self.output_stride = None if limit == "none" else int(limit)
-        start = add_node(graph, irops.Input(), [], span=network.name.span, name="x")
-        scope = Scope(prefix="", env=dict(settings.env), input=start)
+        self.ir = ir = IR(
+            settings.name,
+            settings.input_shape,
+            settings.policies,
+            self.program.module.source.name,
+            span=network.name.span,
+        )
+        self.output_stride = settings.policies.output_stride
+        start = ir.add(Input(), [], parent=ir.root, span=network.name.span, name="x")
+        scope = Scope(ir.root, dict(settings.env), start)
         self._body(network.body, scope)
         self.errors.raise_if_any()
-        if scope.current == start:
+        if scope.current is start:
             raise error(
                 "E0005",
                 f"network `{network.name.text}` has no layers",
@@ -212,7 +206,7 @@ class _Lowerer:
                 "nothing after `input`",
                 "add ops such as `conv1 = conv(64, k=7, s=2)`",
             )
-        return graph
+        return ir
 
     def _body(self, stmts, scope: Scope) -> None:
         scope.explicit |= {s.target.text for s in stmts if getattr(s, "target", None) is not None}
@@ -226,9 +220,8 @@ class _Lowerer:
                 pass
 
     def _stmt(self, stmt, scope: Scope) -> None:
-        in_block = scope.template is not None
         if isinstance(stmt, (ast.InputStmt, ast.ClassesStmt, ast.PolicyStmt)):
-            if in_block:
+            if scope.in_template:
                 word = {ast.InputStmt: "input", ast.ClassesStmt: "classes", ast.PolicyStmt: "policy"}[type(stmt)]
                 raise error(
                     "E0114",
@@ -238,8 +231,8 @@ class _Lowerer:
                 )
             return  # read by settings()
         if isinstance(stmt, ast.LetStmt):
-            if in_block:
-                check_name(stmt.name, "value")
+            if scope.in_template:
+                check_name(stmt.name.text, stmt.name.span, "value")
                 scope.env[stmt.name.text] = evaluate(stmt.value, scope.env)
             return
         if isinstance(stmt, ast.AddStmt):
@@ -247,23 +240,23 @@ class _Lowerer:
             return
         self._call(stmt, scope)
 
-    def _bind_target(self, target: ast.Ident | None, node: int, scope: Scope) -> None:
+    def _bind_target(self, target: ast.Ident | None, node: Node, scope: Scope) -> None:
         if target is None:
             return
         if target.text in scope.names:
-            first = self.graph.nodes[scope.names[target.text]]["span"]
+            first = scope.names[target.text].span
             raise error(
                 "E0104",
                 f"`{target.text}` is defined twice in this scope",
                 target.span,
                 "second definition",
-                f"the first is at {first.location}",
+                f"the first is at {first.location}" if first else "",
             )
         scope.names[target.text] = node
 
-    def _new(self, scope: Scope, op, operands, span, **attrs) -> int:
-        self.limits.check("nodes", self.graph.graph["next_id"] + 1, "the number of ops", span)
-        node = add_node(self.graph, op, operands, span=span, block=scope.block, template=scope.template, **attrs)
+    def _new(self, scope: Scope, op: Op, operands: list[Node], span: Span, **fields) -> Node:
+        self.limits.check("nodes", len(self.ir) + 1, "the number of ops", span)
+        node = self.ir.add(op, operands, parent=scope.module, span=span, **fields)
         scope.created.append(node)
         scope.current = node
         return node
@@ -283,7 +276,7 @@ class _Lowerer:
                 "unknown tensor",
                 f"did you mean `{close[0]}`?" if close else "add `input` or a name defined earlier in this body",
             )
-        if other == scope.current:
+        if other is scope.current:
             raise error(
                 "E0206",
                 f"`add {name}` adds a tensor to itself",
@@ -294,26 +287,26 @@ class _Lowerer:
         start = scope.created.index(other) + 1 if other in scope.created else 0
         branch = scope.created[start:]
         if stmt.target is not None:
-            check_name(stmt.target, "tensor")
+            check_name(stmt.target.text, stmt.target.span, "tensor")
         node = self._new(
             scope,
-            irops.Add(),
+            Add(),
             [scope.current, other],
             stmt.span,
             name=stmt.target and stmt.target.text,
-            add_index=scope.adds,
+            residual=Residual(scope.adds),
         )
         scope.adds += 1
         for member in branch:
-            if self.graph.nodes[member]["branch"] is None:
-                self.graph.nodes[member]["branch"] = node
+            if member.branch is None:
+                member.branch = node
         self._bind_target(stmt.target, node, scope)
 
     def _call(self, stmt: ast.CallStmt, scope: Scope) -> None:
         callee = stmt.callee.text
         if stmt.target is not None:
-            check_name(stmt.target, "layer")
-        if callee in irops.SIGNATURES:
+            check_name(stmt.target.text, stmt.target.span, "layer")
+        if callee in SPEC_OPS:
             if stmt.repeat is not None:
                 raise error(
                     "E0115",
@@ -326,7 +319,7 @@ class _Lowerer:
             self._bind_target(stmt.target, node, scope)
             return
         if callee in self.program.blocks:
-            if scope.template is not None:
+            if scope.in_template:
                 raise error(
                     "E0116",
                     f"block `{callee}` is used inside a block",
@@ -337,27 +330,25 @@ class _Lowerer:
             node = self._blocks(stmt, self.program.blocks[callee], scope)
             self._bind_target(stmt.target, node, scope)
             return
-        options = [*irops.SIGNATURES, *self.program.blocks]
-        close = difflib.get_close_matches(callee, options, n=1)
-        help_text = (
-            f"did you mean `{close[0]}`?"
-            if close
-            else (
-                "ops: "
-                + ", ".join(irops.SIGNATURES)
-                + "; blocks: "
-                + (", ".join(sorted(self.program.blocks)) or "none")
-            )
-        )
-        if not close and not self.program.blocks:
-            help_text += ' (`use "std/blocks.res"` brings basic and bottleneck)'
-        raise error("E0101", f"unknown op or block `{callee}`", stmt.callee.span, "not defined", help_text)
+        raise error("E0101", f"unknown op or block `{callee}`", stmt.callee.span, "not defined", self._unknown(callee))
+
+    def _unknown(self, callee: str) -> str:
+        """The help line for an unknown callee: the closest name, or everything there is."""
+        close = difflib.get_close_matches(callee, [*SPEC_OPS, *self.program.blocks], n=1)
+        if close:
+            return f"did you mean `{close[0]}`?"
+        text = "ops: " + ", ".join(sorted(SPEC_OPS)) + "; blocks: " + (", ".join(sorted(self.program.blocks)) or "none")
+        if not self.program.blocks:
+            text += ' (`use "std/blocks.res"` brings basic and bottleneck)'
+        return text
 
     # -- ops ----------------------------------------------------------------
 
-    def _op(self, stmt: ast.CallStmt, scope: Scope) -> int:
+    def _op(self, stmt: ast.CallStmt, scope: Scope) -> Node:
         callee = stmt.callee.text
-        signature = irops.SIGNATURES[callee]
+        kind = SPEC_OPS[callee]
+        signature = kind.signature
+        assert signature is not None  # SPEC_OPS holds the ops with one
         given = _match_args(
             stmt.args or (),
             [a.name for a in signature.args],
@@ -365,31 +356,38 @@ class _Lowerer:
             lookup=lambda n: (s := signature.lookup(n)) and s.name,
         )
         values: dict[str, object] = {}
-        exprs: dict[str, str] = {}
+        exprs: dict[str, Expr] = {}
         for spec in signature.args:
             if spec.name in given:
                 arg = given[spec.name]
                 values[spec.name] = self._typed(arg.value, scope.env, spec, callee)
-                if scope.symbols is not None and not is_literal(arg.value):
-                    exprs[spec.name] = render(arg.value, scope.symbols)
-            elif spec.default is irops.REQUIRED:
+                if scope.in_template and not is_literal(arg.value):
+                    exprs[spec.name] = arg.value
+            elif spec.default is REQUIRED:
                 raise error(
                     "E0103",
                     f"`{callee}` needs its `{spec.name}` argument",
                     stmt.span,
                     f"`{spec.name}` missing",
-                    _signature_text(callee, signature),
+                    signature.usage(callee),
                 )
             else:
                 values[spec.name] = spec.default
-        if "padding" in values and values["padding"] is None:
-            values["padding"] = irops.default_padding(callee, values)
-            if "kernel" in exprs or "dilation" in exprs:  # the padding follows symbolic arguments
-                exprs["padding"] = _padding_source(callee, values, exprs)
-        if "stride" in values and values["stride"] is None:  # pools stride by their kernel
-            values["stride"] = values["kernel"]
-            if "kernel" in exprs:
-                exprs["stride"] = exprs["kernel"]
+        kind.complete(values, exprs, stmt.span)
+        self._check_sizes(callee, values, given, stmt)
+        node_fields = {name: values.pop(name) for name in signature.node_args}
+        op = kind(**values)
+        name = stmt.target.text if stmt.target else None
+        path = None
+        if op.is_module:
+            if name is None:
+                name = scope.auto_name(callee)
+            path = scope.module.prefix() + name
+        if not scope.in_template:
+            self._stride(op, scope, stmt)
+        return self._new(scope, op, [scope.current], stmt.span, name=name, path=path, exprs=exprs, **node_fields)
+
+    def _check_sizes(self, callee: str, values: dict[str, object], given: dict[str, ast.Arg], stmt) -> None:
         for width in ("out_channels", "out_features"):
             if width in values:
                 count = values[width]
@@ -399,29 +397,20 @@ class _Lowerer:
             kernel = values["kernel"]
             assert isinstance(kernel, int)
             self.limits.check("spatial", kernel, f"`{callee}` kernel size", _arg_span(given, "kernel", stmt))
-        node_attrs = {name: values.pop(name) for name in signature.node_args}
-        op = signature.make(**values)
-        name = stmt.target.text if stmt.target else None
-        path = None
-        if op.has_params:
-            if name is None:
-                name = scope.auto_name(callee)
-            path = scope.prefix + name
-        if "norm" in node_attrs:
-            node_attrs["auto_norm"] = node_attrs.pop("norm")
-        if scope.template is None and hasattr(op, "stride"):
-            scope.total_stride *= op.stride
-            if self.output_stride is not None and scope.total_stride > self.output_stride:
-                raise error(
-                    "E0121",
-                    f"output_stride {self.output_stride} is below the stride {scope.total_stride} reached here",
-                    stmt.span,
-                    "this op strides past the limit",
-                    "only block stages can trade stride for dilation; raise output_stride",
-                )
-        return self._new(scope, op, [scope.current], stmt.span, name=name, path=path, exprs=exprs, **node_attrs)
 
-    def _typed(self, expr: ast.Expr, env, spec: irops.ArgSpec, callee: str):
+    def _stride(self, op: Op, scope: Scope, stmt: ast.CallStmt) -> None:
+        """Track the network's total stride, which `output_stride` bounds."""
+        scope.total_stride *= op.downsampling()
+        if self.output_stride is not None and scope.total_stride > self.output_stride:
+            raise error(
+                "E0121",
+                f"output_stride {self.output_stride} is below the stride {scope.total_stride} reached here",
+                stmt.span,
+                "this op strides past the limit",
+                "only block stages can trade stride for dilation; raise output_stride",
+            )
+
+    def _typed(self, expr: ast.Expr, env, spec: ArgSpec, callee: str):
         value = evaluate(expr, env)
         if spec.type is bool:
             if not isinstance(value, bool):
@@ -449,40 +438,41 @@ class _Lowerer:
 
     # -- blocks -------------------------------------------------------------
 
-    def _template_info(self, block: ast.BlockDef) -> TemplateInfo:
-        templates = self.graph.graph["templates"]
-        if block.name.text not in templates:
-            symbols = {p.name.text: p.name.text for p in block.params}
-            params: list[tuple[str, str | None]] = []
-            for p in block.params:
-                check_name(p.name, "block parameter")
-                if p.default is None and params and params[-1][1] is not None:
-                    raise error(
-                        "E0118",
-                        f"parameter `{p.name.text}` without a default follows one with a default",
-                        p.span,
-                        "needs a default",
-                        "put parameters with defaults last",
-                    )
-                if p.default is not None:
-                    evaluate(p.default, {})  # defaults are constants, as in the generated Python signature
-                params.append((p.name.text, None if p.default is None else render(p.default, symbols)))
-            lets = []
-            if block.expansion is not None:
-                symbols["expansion"] = "self.expansion"
-            for stmt in block.body:
-                if isinstance(stmt, ast.LetStmt):
-                    check_name(stmt.name, "value")
-                    lets.append((stmt.name.text, _render_checked(stmt.value, symbols)))
-                    symbols[stmt.name.text] = stmt.name.text
-            expansion = None
-            if block.expansion is not None:
-                expansion = self._int(block.expansion, {}, "expansion")
-            templates[block.name.text] = TemplateInfo(block.name.text, params, lets, expansion, block.name.span)
+    def _template(self, block: ast.BlockDef) -> Template:
+        """The IR's record of a block template, made at its first use."""
+        templates = self.ir.templates
+        if block.name.text in templates:
+            return templates[block.name.text]
+        params: list[Param] = []
+        for p in block.params:
+            check_name(p.name.text, p.name.span, "block parameter")
+            if p.default is None and params and params[-1].default is not None:
+                raise error(
+                    "E0118",
+                    f"parameter `{p.name.text}` without a default follows one with a default",
+                    p.span,
+                    "needs a default",
+                    "put parameters with defaults last",
+                )
+            if p.default is not None:
+                evaluate(p.default, {})  # defaults are constants, as in the generated Python signature
+            params.append(Param(p.name.text, p.default))
+        known = {p.name for p in params} | ({"expansion"} if block.expansion is not None else set())
+        lets = []
+        for stmt in block.body:
+            if isinstance(stmt, ast.LetStmt):
+                check_name(stmt.name.text, stmt.name.span, "value")
+                unknown = [name for name in names_in(stmt.value) if name not in known]
+                if unknown:  # a let reads parameters and earlier lets only
+                    raise error("E0105", f"unknown name `{unknown[0]}`", stmt.value.span, "not defined here")
+                lets.append((stmt.name.text, stmt.value))
+                known.add(stmt.name.text)
+        expansion = None if block.expansion is None else self._int(block.expansion, {}, "expansion")
+        templates[block.name.text] = Template(block.name.text, params, lets, expansion, block.name.span)
         return templates[block.name.text]
 
-    def _blocks(self, stmt: ast.CallStmt, block: ast.BlockDef, scope: Scope) -> int:
-        info = self._template_info(block)
+    def _blocks(self, stmt: ast.CallStmt, block: ast.BlockDef, scope: Scope) -> Node:
+        template = self._template(block)
         params = [p.name.text for p in block.params]
         given = _match_args(stmt.args or (), params, stmt, lookup=lambda n: n if n in params else None)
         args = {name: evaluate(arg.value, scope.env) for name, arg in given.items()}
@@ -496,24 +486,29 @@ class _Lowerer:
                 stmt.repeat.first, params, stmt, lookup=lambda n: n if n in params else None, positional_ok=False
             )
             first = {name: evaluate(arg.value, scope.env) for name, arg in first_given.items()}
-        target = stmt.target.text if stmt.target else None
-        if target is None:
-            target = scope.auto_name(block.name.text)
-        base = scope.prefix + target
-        paths = []
+        target = stmt.target.text if stmt.target else scope.auto_name(block.name.text)
+        stage = None
+        if stmt.repeat is not None:
+            stage = Module(target, ModuleKind.STAGE, scope.module, stmt.span)
         for index in range(count):
             self.block_count += 1
             self.limits.check("blocks", self.block_count, "the number of block instances", stmt.span)
-            path = f"{base}.{index}" if stmt.repeat is not None else base
             call_args = {**args, **first} if index == 0 else args
             if self.output_stride is not None:
                 call_args = self._dilate(block, call_args, stmt, scope)
-            explicit = [p for p in params if p in call_args]
+            explicit = tuple(p for p in params if p in call_args)
             env = self._bind(block, call_args, stmt)
-            self._instance(block, info, path, env, explicit, stmt, scope)
-            paths.append(path)
-        if stmt.repeat is not None:
-            self.graph.graph["stages"][base] = paths
+            module = Module(
+                str(index) if stage else target,
+                ModuleKind.BLOCK,
+                stage or scope.module,
+                stmt.span,
+                template=template,
+                args=dict(env),
+                explicit=explicit,
+            )
+            template.instances.append(module)
+            self._instance(block, template, module, env, scope)
         return scope.current
 
     def _dilate(self, block: ast.BlockDef, call_args: dict, stmt: ast.CallStmt, scope: Scope) -> dict:
@@ -564,62 +559,42 @@ class _Lowerer:
                 )
         return env
 
-    def _instance(self, block, info: TemplateInfo, path: str, env, explicit, stmt, outer: Scope) -> None:
-        args = dict(env)
-        if info.expansion is not None:
-            env["expansion"] = info.expansion
-        symbols = {p: p for p in env}
-        if info.expansion is not None:
-            symbols["expansion"] = "self.expansion"
-        for name, _ in info.lets:
-            symbols[name] = name
-        inner = Scope(
-            prefix=path + ".", env=env, input=outer.current, block=path, template=block.name.text, symbols=symbols
-        )
-        first_node = self.graph.graph["next_id"]
+    def _instance(self, block: ast.BlockDef, template: Template, module: Module, env, outer: Scope) -> None:
+        env = dict(env)
+        if template.expansion is not None:
+            env["expansion"] = template.expansion
+        inner = Scope(module, env, outer.current, in_template=True)
         known = len(self.errors.items)
         self._body(block.body, inner)
         if len(self.errors.items) > known:
             raise _Reported  # the template's mistakes are reported once, not once per repetition
-        if inner.current == inner.input:
+        if inner.current is inner.input:
             raise error("E0117", f"block `{block.name.text}` has no ops", block.name.span, "empty block")
-        instance = Instance(
-            path, block.name.text, args, explicit, stmt.span, list(range(first_node, self.graph.graph["next_id"]))
-        )
-        self.graph.graph["instances"][path] = instance
         outer.created.extend(inner.created)
         outer.current = inner.current
-
-
-def _padding_source(callee: str, values: dict, exprs: dict[str, str]) -> str:
-    """Python source of the default padding, in the template's terms (see ops.default_padding)."""
-
-    def atom(src: str) -> str:
-        return src if src.isidentifier() or src.isdigit() else f"({src})"
-
-    kernel = atom(exprs["kernel"]) if "kernel" in exprs else None
-    if callee != "conv":
-        return f"({kernel} - 1) // 2"
-    dilation = atom(exprs.get("dilation", repr(values["dilation"])))
-    if kernel is None:
-        half = values["kernel"] // 2
-        return dilation if half == 1 else f"{half} * {dilation}"
-    return f"{kernel} // 2 * {dilation}" if dilation != "1" else f"{kernel} // 2"
 
 
 class _Reported(Exception):
     """Stops a statement whose errors are already collected."""
 
 
+def _input_shape(stmt: ast.InputStmt) -> tuple[int, ...]:
+    shape = stmt.shape
+    if len(shape) != 3:
+        raise error(
+            "E0112",
+            "the input shape is channels x height x width",
+            stmt.span,
+            f"{len(shape)} dimensions",
+            "for example `input 3x224x224`",
+        )
+    if min(shape) < 1:
+        raise error("E0112", "input dimensions must be at least 1", stmt.span, "a zero dimension")
+    return shape
+
+
 def _arg_span(given: dict[str, ast.Arg], name: str, stmt: ast.CallStmt) -> Span:
     return given[name].value.span if name in given else stmt.span
-
-
-def _render_checked(expr: ast.Expr, symbols: dict[str, str]) -> str:
-    try:
-        return render(expr, symbols)
-    except KeyError as exc:
-        raise error("E0105", f"unknown name `{exc.args[0]}`", expr.span, "not defined here") from None
 
 
 def _match_args(args, names: list[str], stmt, lookup, positional_ok: bool = True) -> dict[str, ast.Arg]:
@@ -666,19 +641,6 @@ def _match_args(args, names: list[str], stmt, lookup, positional_ok: bool = True
             raise error("E0102", f"`{callee}` argument `{name}` is given twice", arg.span, "repeated argument")
         given[name] = arg
     return given
-
-
-def _signature_text(callee: str, signature: irops.OpSignature) -> str:
-    parts = []
-    for spec in signature.args:
-        parts.append(spec.name if spec.default is irops.REQUIRED else f"{spec.name}={_show(spec.default)}")
-    return f"usage: {callee}({', '.join(parts)})"
-
-
-def _show(value) -> str:
-    if isinstance(value, bool):
-        return str(value).lower()
-    return "auto" if value is None else str(value)
 
 
 __all__ = ["lower"]

@@ -11,6 +11,7 @@ from lark import Lark, Token, Transformer, v_args
 from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput, UnexpectedToken, VisitError
 
 from ..diagnostics import ResdslError, Source, Span, error
+from ..ir.expr import EXPR_TYPES
 from . import ast
 from .parser_cache import load_or_build
 
@@ -263,7 +264,7 @@ class _ToAst(Transformer):
         # maybe_placeholders leaves None for an empty parameter list, a missing
         # expansion and a bare `;`; an expression can only be the expansion.
         params = tuple(c for c in rest if isinstance(c, ast.Param))
-        expansion = next((c for c in rest if isinstance(c, ast.Expr.__args__)), None)
+        expansion = next((c for c in rest if isinstance(c, EXPR_TYPES)), None)
         body = tuple(c for c in rest if isinstance(c, ast.Stmt.__args__))
         return ast.BlockDef(self._ident(name), params, expansion, body, self._span(meta))
 

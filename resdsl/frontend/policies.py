@@ -7,8 +7,10 @@ are applied by the passes (norm placement, shortcuts, dilation, zero-init).
 from __future__ import annotations
 
 from ..diagnostics import error
-from .expr import Value
+from ..ir.expr import Value
+from ..ir.policies import PROJECTIONS, SHORTCUTS, Policies
 
+# Spellings of the norm orders: each maps to one of ir.policies.NORM_ORDERS.
 NORM_ORDERS = {
     "post": "post",
     "original": "post",
@@ -19,13 +21,12 @@ NORM_ORDERS = {
     "full_preact": "pre",
     "none": "none",
 }
-SHORTCUTS = ("A", "B", "C", "none")
 # `output_stride` also takes any other power of two; these are the usual ones.
 OUTPUT_STRIDES = ("none", "8", "16", "32")
 POLICY_VALUES = {
     "norm": tuple(NORM_ORDERS),
     "shortcut": SHORTCUTS,
-    "projection": ("conv", "avgpool"),  # avgpool: ResNet-D's 2×2 average pool before a stride-1 projection
+    "projection": PROJECTIONS,  # avgpool: ResNet-D's 2×2 average pool before a stride-1 projection
     "output_stride": OUTPUT_STRIDES,  # dilation instead of stride past this total stride
     "zero_init_last": ("false", "true"),  # the last BatchNorm of each residual branch starts with γ = 0
 }
@@ -44,6 +45,21 @@ def policy_choices(name: str) -> str:
     if name == "output_stride":
         return "choose a power of two such as 8 or 16, or none"
     return "choose one of " + ", ".join(POLICY_VALUES[name])
+
+
+def resolve(chosen: dict[str, str]) -> Policies:
+    """The policies a network ends up with: defaults, overridden by `chosen` (name → checked spec text)."""
+    values: dict[str, object] = {}
+    if "norm" in chosen:
+        values["norm"] = NORM_ORDERS[chosen["norm"]]
+    for name in ("shortcut", "projection"):
+        if name in chosen:
+            values[name] = chosen[name]
+    if "output_stride" in chosen:
+        values["output_stride"] = None if chosen["output_stride"] == "none" else int(chosen["output_stride"])
+    if "zero_init_last" in chosen:
+        values["zero_init_last"] = chosen["zero_init_last"] == "true"
+    return Policies(**values)  # type: ignore[arg-type]  # each value checked by policy_allows
 
 
 def parse_int(key: str, text: str) -> int:

@@ -1,18 +1,24 @@
-"""The pass pipeline: each pass transforms the IR, and the IR is verified after each."""
+"""The pass pipeline: each pass transforms the IR, and the IR is verified after each.
+
+The contract of a pass: a module with a `NAME` and `apply(ir, limits)`, whose
+docstring says what it needs and what it guarantees; it reports every mistake
+in the spec it finds as one ResdslError, and leaves the IR valid (ir/verify.py).
+"""
 
 from __future__ import annotations
 
-import networkx as nx
+from ..ir.graph import IR
+from ..ir.verify import verify
+from ..limits import Limits
+from . import budget, norm, projections, shapes, templates, validate, zero_init
 
-from ..ir.graph import verify
-from . import budget, norm, projections, shapes, validate, zero_init
-
-PIPELINE = (norm, shapes, projections, zero_init, budget, validate)
+PIPELINE = (norm, shapes, projections, zero_init, budget, templates, validate)
 
 
-def run(graph: nx.DiGraph) -> nx.DiGraph:
-    verify(graph, after="lowering")
+def run(ir: IR, limits: Limits | None = None) -> IR:
+    limits = limits or Limits()
+    verify(ir, after="lowering")
     for step in PIPELINE:
-        step.apply(graph)
-        verify(graph, after=step.NAME)
-    return graph
+        step.apply(ir, limits)
+        verify(ir, after=step.NAME)
+    return ir

@@ -3,8 +3,8 @@
 Not part of the checking pipeline: a backend asks for it, because it changes
 the weights as well as the graph.
 
-Needs: a validated graph and its state (weights.layout keys).
-Guarantees: a new graph and state (the inputs are untouched) in which every
+Needs: a validated IR and its state (weights.layout keys).
+Guarantees: a new IR and state (the inputs are untouched) in which every
 BatchNorm whose operand is a conv read by nothing else is gone; that conv has
 `bias=True` and computes the same function:
     w' = w · γ/√(var+ε)    b' = β + (b − mean) · γ/√(var+ε)
@@ -15,43 +15,44 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-import networkx as nx
 import numpy as np
 
-from ..ir.graph import operands, remove_passthrough, verify
-from ..weights import OPTIONAL_SUFFIX
+from ..ir.cost import in_shapes
+from ..ir.graph import IR
+from ..ir.node import Node
+from ..ir.verify import verify
 
 NAME = "fold_bn"
 
 
-def foldable(graph: nx.DiGraph) -> list[tuple[int, int]]:
+def foldable(ir: IR) -> list[tuple[Node, Node]]:
     """(conv, batchnorm) pairs that can be folded, in node order."""
     pairs = []
-    for node in sorted(graph):
-        if graph.nodes[node]["op"].kind != "batchnorm":
+    for node in ir:
+        if node.op.kind != "batchnorm":
             continue
-        (source,) = operands(graph, node)
-        if graph.nodes[source]["op"].kind == "conv" and graph.out_degree(source) == 1:
+        (source,) = ir.operands(node)
+        if source.op.kind == "conv" and ir.graph.out_degree(source) == 1:
             pairs.append((source, node))
     return pairs
 
 
-def apply(graph: nx.DiGraph, state: dict[str, np.ndarray]) -> tuple[nx.DiGraph, dict[str, np.ndarray]]:
-    graph = graph.copy()
+def apply(ir: IR, state: dict[str, np.ndarray]) -> tuple[IR, dict[str, np.ndarray]]:
+    ir = ir.copy()
     state = dict(state)
-    for conv, bn in foldable(graph):
-        conv_data, bn_data = graph.nodes[conv], graph.nodes[bn]
-        conv_path, bn_path = conv_data["path"], bn_data["path"]
+    for conv, bn in foldable(ir):
+        entries = {entry.name: f"{bn.path}.{entry.name}" for entry in bn.op.state(in_shapes(ir, bn))}
         gamma, beta, mean, var = (
-            state.pop(f"{bn_path}.{k}").astype(np.float64) for k in ("weight", "bias", "running_mean", "running_var")
+            state[entries[k]].astype(np.float64) for k in ("weight", "bias", "running_mean", "running_var")
         )
-        state.pop(bn_path + OPTIONAL_SUFFIX, None)
-        scale = gamma / np.sqrt(var + bn_data["op"].eps)
-        weight = state[f"{conv_path}.weight"].astype(np.float64)
-        bias = state.get(f"{conv_path}.bias", np.zeros_like(mean)).astype(np.float64)
-        state[f"{conv_path}.weight"] = (weight * scale[:, None, None, None]).astype(np.float32)
-        state[f"{conv_path}.bias"] = (beta + (bias - mean) * scale).astype(np.float32)
-        conv_data["op"] = replace(conv_data["op"], bias=True)
-        remove_passthrough(graph, bn, conv)
-    verify(graph, after=NAME)
-    return graph, state
+        for key in entries.values():
+            state.pop(key, None)
+        scale = gamma / np.sqrt(var + bn.op.eps)  # type: ignore[attr-defined]  # a BatchNorm
+        weight = state[f"{conv.path}.weight"].astype(np.float64)
+        bias = state.get(f"{conv.path}.bias", np.zeros_like(mean)).astype(np.float64)
+        state[f"{conv.path}.weight"] = (weight * scale[:, None, None, None]).astype(np.float32)
+        state[f"{conv.path}.bias"] = (beta + (bias - mean) * scale).astype(np.float32)
+        conv.op = replace(conv.op, bias=True)  # type: ignore[call-arg]  # a Conv
+        ir.remove_passthrough(bn, conv)
+    verify(ir, after=NAME)
+    return ir, state

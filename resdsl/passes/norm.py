@@ -1,8 +1,8 @@
 """Place BatchNorm and ReLU around convs and residual adds, by the `norm` policy.
 
-Needs: a lowered graph (convs carry `auto_norm` and `branch`).
-Guarantees: every auto-normed conv has the BatchNorm/ReLU its order asks for;
-inserted BatchNorms are named after their conv (`conv2` → `bn2`) so the
+Needs: a lowered IR (convs carry `norm` and `branch`).
+Guarantees: every conv with `norm` set has the BatchNorm/ReLU its order asks
+for; inserted BatchNorms are named after their conv (`conv2` → `bn2`) so the
 generated modules carry torchvision's state_dict keys.
 
 The orders are those of He et al. 2016 ("Identity Mappings"), Figure 4, for a
@@ -20,10 +20,12 @@ from __future__ import annotations
 
 import re
 
-import networkx as nx
-
-from ..ir import ops
-from ..ir.graph import check_inserted_paths, insert_after, insert_before
+from ..ir.graph import IR
+from ..ir.node import Node, Origin
+from ..limits import Limits
+from ..ops.batchnorm import BatchNorm
+from ..ops.relu import ReLU
+from .paths import check_inserted_paths
 
 NAME = "norm"
 
@@ -40,67 +42,65 @@ def bn_path(conv_path: str) -> str:
     return prefix + last + "_bn"
 
 
-def apply(graph: nx.DiGraph) -> None:
-    order = graph.graph["policies"]["norm"]
+def _like(node: Node, **extra) -> dict:
+    """The fields of a node placed beside `node`: same span, module and branch."""
+    fields = dict(span=node.span, origin=Origin.NORM, parent=node.parent, branch=node.branch)
+    fields.update(extra)
+    return fields
+
+
+def _bn(node: Node, conv: Node) -> dict:
+    assert conv.path is not None  # convs are modules
+    return _like(node, path=bn_path(conv.path))
+
+
+def apply(ir: IR, limits: Limits) -> None:
+    order = ir.policies.norm
     if order == "none":
         return
-    nodes = sorted(graph.nodes)
-    convs = [n for n in nodes if graph.nodes[n]["op"].kind == "conv" and graph.nodes[n].get("auto_norm", True)]
-    adds = [n for n in nodes if graph.nodes[n]["op"].kind == "add"]
-    last_conv = {}
+    nodes = list(ir)
+    convs = [n for n in nodes if n.op.kind == "conv" and n.norm]
+    last_conv = {conv.branch: conv for conv in convs if conv.branch is not None}
     for conv in convs:
-        if graph.nodes[conv]["branch"] is not None:
-            last_conv[graph.nodes[conv]["branch"]] = conv
-
-    def like(node: int, **extra) -> dict:
-        data = graph.nodes[node]
-        attrs = dict(
-            span=data["span"], origin=NAME, block=data["block"], template=data["template"], branch=data["branch"]
-        )
-        attrs.update(extra)
-        return attrs
-
-    def bn(node: int, conv: int) -> dict:
-        return like(node, path=bn_path(graph.nodes[conv]["path"]))
-
-    for conv in convs:
-        in_branch = graph.nodes[conv]["branch"] is not None
-        final = in_branch and last_conv[graph.nodes[conv]["branch"]] == conv
-        if not in_branch:
-            if order != "pre":
-                after = insert_after(graph, conv, ops.BatchNorm(), **bn(conv, conv))
-                insert_after(graph, after, ops.ReLU(), **like(conv))
-        elif order in ("post", "relu_before_add") or (order == "bn_after_add" and not final):
-            after = insert_after(graph, conv, ops.BatchNorm(), **bn(conv, conv))
-            if not final or order == "relu_before_add":
-                insert_after(graph, after, ops.ReLU(), **like(conv))
-        elif order == "relu_preact":
-            insert_before(graph, conv, ops.ReLU(), **like(conv))
-            insert_after(graph, conv, ops.BatchNorm(), **bn(conv, conv))
-        elif order == "pre":
-            insert_before(graph, conv, ops.BatchNorm(), **bn(conv, conv))
-            insert_before(graph, conv, ops.ReLU(), **like(conv))
-
+        _around_conv(ir, conv, order, final=conv.branch is not None and last_conv[conv.branch] is conv)
+    adds = [n for n in nodes if n.op.kind == "add"]
     for add in adds:
-        if order == "post":
-            insert_after(graph, add, ops.ReLU(), **like(add))
-        elif order == "bn_after_add":
-            # Named after the branch's last conv, whose BatchNorm moved past the add.
-            conv = last_conv.get(add)
-            if conv is not None:
-                path = bn_path(graph.nodes[conv]["path"])
-            else:  # a branch without a normed conv of its own: number by the add, like `downsample2`
-                index = graph.nodes[add].get("add_index", 0)
-                path = _prefix(graph, add) + "bn_add" + (str(index + 1) if index else "")
-            after = insert_after(graph, add, ops.BatchNorm(), **like(add, path=path))
-            insert_after(graph, after, ops.ReLU(), **like(add))
+        _after_add(ir, add, order, last_conv.get(add))
     if order == "pre" and adds:
         last = adds[-1]
-        after = insert_after(graph, last, ops.BatchNorm(), **like(last, path="bn_final", block=None, template=None))
-        insert_after(graph, after, ops.ReLU(), **like(last, block=None, template=None))
-    check_inserted_paths(graph, NAME)
+        after = ir.insert_after(last, BatchNorm(), **_like(last, path="bn_final", parent=ir.root))
+        ir.insert_after(after, ReLU(), **_like(last, parent=ir.root))
+    check_inserted_paths(ir, Origin.NORM)
 
 
-def _prefix(graph: nx.DiGraph, node: int) -> str:
-    block = graph.nodes[node]["block"]
-    return block + "." if block else ""
+def _around_conv(ir: IR, conv: Node, order: str, final: bool) -> None:
+    if conv.branch is None:
+        if order != "pre":
+            after = ir.insert_after(conv, BatchNorm(), **_bn(conv, conv))
+            ir.insert_after(after, ReLU(), **_like(conv))
+    elif order in ("post", "relu_before_add") or (order == "bn_after_add" and not final):
+        after = ir.insert_after(conv, BatchNorm(), **_bn(conv, conv))
+        if not final or order == "relu_before_add":
+            ir.insert_after(after, ReLU(), **_like(conv))
+    elif order == "relu_preact":
+        ir.insert_before(conv, ReLU(), **_like(conv))
+        ir.insert_after(conv, BatchNorm(), **_bn(conv, conv))
+    elif order == "pre":
+        ir.insert_before(conv, BatchNorm(), **_bn(conv, conv))
+        ir.insert_before(conv, ReLU(), **_like(conv))
+
+
+def _after_add(ir: IR, add: Node, order: str, conv: Node | None) -> None:
+    if order == "post":
+        ir.insert_after(add, ReLU(), **_like(add))
+    elif order == "bn_after_add":
+        # Named after the branch's last conv, whose BatchNorm moved past the add.
+        if conv is not None:
+            assert conv.path is not None
+            path = bn_path(conv.path)
+        else:  # a branch without a normed conv of its own: number by the add, like `downsample2`
+            assert add.residual is not None
+            index = add.residual.index
+            path = add.parent.prefix() + "bn_add" + (str(index + 1) if index else "")
+        after = ir.insert_after(add, BatchNorm(), **_like(add, path=path))
+        ir.insert_after(after, ReLU(), **_like(add))

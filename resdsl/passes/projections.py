@@ -1,10 +1,11 @@
 """Make every residual add shape-compatible, by the `shortcut` policy.
 
 Needs: shapes inferred.
-Guarantees: every add's operands have equal shapes; each add records its
-`shortcut_kind` (identity, projection, pad, or removed) and, unless removed,
-`shortcut_from`; every inserted node has `origin="projection"` and
-`shortcut_of` set to its add. Under full pre-activation (`norm = pre`) a
+Guarantees: every add's operands have equal shapes; each add's `residual`
+records its shortcut kind and source; every inserted node has origin
+PROJECTION and `shortcut_of` set to its add, and projections with modules
+live in a SEQUENCE module named `downsample` (`downsample2` for a block's
+second add) in the add's module. Under full pre-activation (`norm = pre`) a
 projection or padding reads the BN → ReLU pre-activation of the block input
 that the residual branch starts with, as the paper's reference code does for
 units that change dimensions; identity shortcuts read the raw input.
@@ -24,19 +25,26 @@ and `.2` module names, the pool being `.0`).
 
 from __future__ import annotations
 
-import networkx as nx
-
 from ..diagnostics import Collector, Diagnostic, Label
-from ..ir import ops
-from ..ir.graph import add_node, check_inserted_paths, operands, preactivation, remove_passthrough, shape_text
+from ..ir.graph import IR
+from ..ir.node import Node, Origin, ShortcutKind
+from ..ir.shape import Shape, shape_text
+from ..ir.tree import Module, ModuleKind
+from ..limits import Limits
+from ..ops.base import Op
+from ..ops.batchnorm import BatchNorm
+from ..ops.conv import Conv
+from ..ops.pad_shortcut import PadShortcut
+from ..ops.pool import AvgPool
+from ..ops.window import conv_out
 from . import shapes
 from .norm import bn_path
-from .shapes import conv_out
+from .paths import check_inserted_paths
 
 NAME = "projections"
 
 
-def shortcut_stride(source: tuple, target: tuple) -> int | None:
+def shortcut_stride(source: Shape, target: Shape) -> int | None:
     """The stride s for which a 1×1, stride-s window maps source H×W onto target H×W."""
     _, h, w = source
     _, th, tw = target
@@ -46,85 +54,84 @@ def shortcut_stride(source: tuple, target: tuple) -> int | None:
     return None
 
 
-def module_prefix(graph: nx.DiGraph, add: int) -> str:
-    """`layer2.0.downsample` for a block's first add, `downsample2` for its second."""
-    data = graph.nodes[add]
-    block = data["block"] + "." if data["block"] else ""
-    index = data.get("add_index", 0)
-    return f"{block}downsample" + (str(index + 1) if index else "")
+def module_name(add: Node) -> str:
+    """`downsample` for a body's first add, `downsample2` for its second."""
+    assert add.residual is not None
+    index = add.residual.index
+    return "downsample" + (str(index + 1) if index else "")
 
 
-def apply(graph: nx.DiGraph) -> None:
-    policy = graph.graph["policies"]["shortcut"]
-    norm = graph.graph["policies"]["norm"]
-    pooled = graph.graph["policies"]["projection"] == "avgpool"
+def apply(ir: IR, limits: Limits | None = None) -> None:
     errors = Collector()
-    for add in sorted(n for n in graph if graph.nodes[n]["op"].kind == "add"):
-        data = graph.nodes[add]
-        main, short = operands(graph, add)
-        main_shape, short_shape = graph.nodes[main]["shape"], graph.nodes[short]["shape"]
-        if policy == "none":
-            data["shortcut_kind"] = "removed"
-            graph.remove_edge(short, add)
-            remove_passthrough(graph, add, main)
+    for add in [n for n in ir if n.op.kind == "add"]:
+        main, short = ir.operands(add)
+        assert add.residual is not None and main.shape is not None and short.shape is not None
+        if ir.policies.shortcut == "none":
+            _remove(ir, add, main, short)
             continue
+        add.residual.source = short
         # Policy C projects every spatial shortcut; a flat one has nothing to project with.
-        data["shortcut_from"] = short
-        if main_shape == short_shape and (policy != "C" or len(main_shape) != 3):
-            data["shortcut_kind"] = "identity"
+        if main.shape == short.shape and (ir.policies.shortcut != "C" or len(main.shape) != 3):
+            add.residual.kind = ShortcutKind.IDENTITY
             continue
-        stride = shortcut_stride(short_shape, main_shape) if len(main_shape) == len(short_shape) == 3 else None
-        if stride is None or (policy == "A" and main_shape[0] < short_shape[0]):
-            errors.items.append(_mismatch(graph, add, main, short, policy, stride))
+        stride = shortcut_stride(short.shape, main.shape) if len(main.shape) == len(short.shape) == 3 else None
+        if stride is None or (ir.policies.shortcut == "A" and main.shape[0] < short.shape[0]):
+            errors.items.append(_mismatch(ir, add, main, short, stride))
             continue
-        chain: list[ops.Op]
-        paths: list[str | None]
-        if policy == "A":
-            extra = main_shape[0] - short_shape[0]
-            chain = [ops.PadShortcut(stride, extra // 2, extra - extra // 2)]
-            data["shortcut_kind"] = "pad"
-            paths = [None]
-        else:
-            prefix = module_prefix(graph, add)
-            if pooled:
-                # timm writes an Identity in place of the pool at stride 1, so the conv is `.1` either way.
-                chain = [ops.AvgPool(stride, stride, 0, ceil_mode=True, count_include_pad=False)] if stride > 1 else []
-                chain.append(ops.Conv(main_shape[0], 1, 1, 0))
-                conv_path = prefix + ".1"
-                paths = [None] * (len(chain) - 1) + [conv_path]
-            else:
-                chain = [ops.Conv(main_shape[0], 1, stride, 0)]
-                conv_path = prefix + ".0"
-                paths = [conv_path]
-            if norm not in ("pre", "none"):  # pre-activation projections, and `none` places no norms
-                chain.append(ops.BatchNorm())
-                paths.append(bn_path(conv_path))
-            data["shortcut_kind"] = "projection"
-        # Full pre-activation: the shortcut reads the block's pre-activated input, as the branch does.
-        node, inserted = (preactivation(graph, short, add) if norm == "pre" else None) or short, []
-        for op, path in zip(chain, paths, strict=True):
-            node = add_node(
-                graph,
-                op,
-                [node],
-                span=data["span"],
-                origin=NAME,
-                path=path,
-                block=data["block"],
-                template=data["template"],
-                shortcut_of=add,
-            )
-            inserted.append(node)
-        shapes.apply(graph, only=inserted)
-        edge = graph.edges[short, add]
-        graph.remove_edge(short, add)
-        graph.add_edge(node, add, **edge)
+        _insert(ir, add, short, _chain(ir, add, main.shape, short.shape, stride))
     errors.raise_if_any()
-    check_inserted_paths(graph, NAME)
+    check_inserted_paths(ir, Origin.PROJECTION)
 
 
-def _mismatch(graph, add, main, short, policy, stride) -> Diagnostic:
-    main_shape, short_shape = graph.nodes[main]["shape"], graph.nodes[short]["shape"]
+def _remove(ir: IR, add: Node, main: Node, short: Node) -> None:
+    """Policy none: the add goes, and with it the branch it closed."""
+    for node in ir:
+        if node.branch is add:
+            node.branch = None
+    ir.graph.remove_edge(short, add)
+    ir.remove_passthrough(add, main)
+
+
+def _chain(ir: IR, add: Node, main_shape: Shape, short_shape: Shape, stride: int) -> list[tuple[Op, str | None]]:
+    """The ops of `add`'s shortcut, each with its name in the shortcut's sequence (None: not numbered)."""
+    assert add.residual is not None
+    if ir.policies.shortcut == "A":
+        extra = main_shape[0] - short_shape[0]
+        add.residual.kind = ShortcutKind.PAD
+        return [(PadShortcut(stride, extra // 2, extra - extra // 2), None)]
+    add.residual.kind = ShortcutKind.PROJECTION
+    chain: list[tuple[Op, str | None]]
+    if ir.policies.projection == "avgpool":
+        # timm writes an Identity in place of the pool at stride 1, so the conv is `.1` either way.
+        pool = [(AvgPool(stride, stride, 0, ceil_mode=True, count_include_pad=False), None)] if stride > 1 else []
+        chain = [*pool, (Conv(main_shape[0], 1, 1, 0), "1")]
+    else:
+        chain = [(Conv(main_shape[0], 1, stride, 0), "0")]
+    if ir.policies.norm not in ("pre", "none"):  # pre-activation projections, and `none` places no norms
+        conv_name = chain[-1][1]
+        assert conv_name is not None
+        chain.append((BatchNorm(), bn_path(conv_name)))
+    return chain
+
+
+def _insert(ir: IR, add: Node, short: Node, chain: list[tuple[Op, str | None]]) -> None:
+    """Put `chain` on `add`'s shortcut, reading `short` (or its pre-activation under full pre-activation)."""
+    node = (ir.preactivation(short, add) if ir.policies.norm == "pre" else None) or short
+    parent = add.parent
+    if any(name is not None for _, name in chain):
+        parent = Module(module_name(add), ModuleKind.SEQUENCE, add.parent, add.span)
+    inserted = []
+    for op, name in chain:
+        path = None if name is None else parent.prefix() + name
+        node = ir.add(op, [node], parent=parent, span=add.span, origin=Origin.PROJECTION, path=path, shortcut_of=add)
+        inserted.append(node)
+    shapes.apply(ir, only=inserted)
+    ir.replace_operand(add, short, node)
+
+
+def _mismatch(ir: IR, add: Node, main: Node, short: Node, stride: int | None) -> Diagnostic:
+    assert main.shape is not None and short.shape is not None
+    policy = ir.policies.shortcut
     if stride is None:
         why = "no 1×1 strided projection maps the shortcut onto the main path"
     else:
@@ -136,13 +143,12 @@ def _mismatch(graph, add, main, short, policy, stride) -> Diagnostic:
     }[policy]
     diag = Diagnostic(
         "E0203",
-        f"residual add needs equal shapes: main {shape_text(main_shape)}, shortcut {shape_text(short_shape)} "
+        f"residual add needs equal shapes: main {shape_text(main.shape)}, shortcut {shape_text(short.shape)} "
         f"(shortcut policy {policy})",
-        graph.nodes[add]["span"],
+        add.span,
         why,
         help_text,
     )
-    short_span = graph.nodes[short]["span"]
-    if short_span is not None and graph.nodes[short]["op"].kind != "input":
-        diag.notes.append(Label(short_span, f"the shortcut, {shape_text(short_shape)}, comes from here"))
+    if short.span is not None and short.op.kind != "input":
+        diag.notes.append(Label(short.span, f"the shortcut, {shape_text(short.shape)}, comes from here"))
     return diag

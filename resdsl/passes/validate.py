@@ -1,28 +1,24 @@
 """Final checks on the fully built IR.
 
-Needs: every other pass done. Guarantees: every residual add has operands of
-equal shape, and every op with parameters has a unique module path. A failure
-here is a bug in resdsl (the earlier passes report user mistakes), so it
-raises VerifyError, not a spec error.
+Needs: every other pass done. Guarantees: every node has a shape and every
+residual add has operands of equal shape. A failure here is a bug in resdsl
+(the earlier passes report user mistakes), so it raises VerifyError, not a
+spec error.
 """
 
 from __future__ import annotations
 
-import networkx as nx
-
-from ..ir.graph import VerifyError, operands
+from ..ir.graph import IR, VerifyError
+from ..limits import Limits
 
 NAME = "validate"
 
 
-def apply(graph: nx.DiGraph) -> None:
-    for node in graph:
-        data = graph.nodes[node]
-        if data["shape"] is None:
-            raise VerifyError(f"node {node} has no shape")
-        if data["op"].kind == "add":
-            shapes = {graph.nodes[o]["shape"] for o in operands(graph, node)}
+def apply(ir: IR, limits: Limits | None = None) -> None:
+    for node in ir.graph:
+        if node.shape is None:
+            raise VerifyError(f"{node} has no shape")
+        if node.op.kind == "add":
+            shapes = {o.shape for o in ir.operands(node)}
             if len(shapes) != 1:
-                raise VerifyError(f"add {node} has operands of shapes {shapes}")
-        if data["op"].has_params and not data["path"]:
-            raise VerifyError(f"node {node} ({data['op'].kind}) has parameters but no module path")
+                raise VerifyError(f"{node} has operands of shapes {shapes}")

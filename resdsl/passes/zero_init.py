@@ -8,20 +8,19 @@ residual branch starts at zero (Goyal et al. 2017); no node has it otherwise.
 
 from __future__ import annotations
 
-import networkx as nx
-
-from ..ir.graph import order
+from ..ir.graph import IR
+from ..ir.node import Node
+from ..limits import Limits
 
 NAME = "zero_init"
 
 
-def apply(graph: nx.DiGraph) -> None:
-    if graph.graph["policies"]["zero_init_last"] != "true":
+def apply(ir: IR, limits: Limits | None = None) -> None:
+    if not ir.policies.zero_init_last:
         return
-    last_bn: dict[int, int] = {}
-    for node in order(graph):
-        data = graph.nodes[node]
-        if data["op"].kind == "batchnorm" and data["branch"] in graph:
-            last_bn[data["branch"]] = node
+    last_bn: dict[Node, Node] = {}
+    for node in ir.walk():
+        if node.op.kind == "batchnorm" and node.branch is not None:
+            last_bn[node.branch] = node
     for node in last_bn.values():
-        graph.nodes[node]["zero_init"] = True
+        node.zero_init = True

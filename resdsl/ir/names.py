@@ -1,16 +1,19 @@
-"""Which names a spec may give: every name that reaches generated code must be a free Python identifier."""
+"""The IR's naming contract: which names a spec may give, and which module paths the IR may hold.
+
+Module paths are the attribute paths of the generated modules and the keys of
+their state_dicts, and spec names become variables of generated code; so every
+part must be a plain Python identifier that no generated module already uses:
+not a keyword, not private, not a member of torch.nn.Module (written out here,
+as of PyTorch 2.13, so that nothing imports torch to check a name).
+"""
 
 from __future__ import annotations
 
 import keyword
 import re
 
-from ..diagnostics import error
-from . import ast
+from ..diagnostics import Span, error
 
-# Names that would break or shadow something in the generated PyTorch code:
-# every public attribute of torch.nn.Module (2.13), written out so that
-# lowering never imports torch, and the names the generated code uses itself.
 _MODULE_ATTRS = {
     "T_destination",
     "add_module",
@@ -74,20 +77,24 @@ RESERVED = _MODULE_ATTRS | _GENERATED_NAMES
 _GENERATED_PATTERN = re.compile(r"(downsample|identity)\d*")
 
 
-def check_name(ident: ast.Ident, what: str) -> None:
-    """A name that reaches generated code must be a plain, free Python identifier."""
-    name = ident.text
-    if (
+def allowed(name: str) -> bool:
+    """Whether `name` may be a spec name or one part of a module path."""
+    return not (
         not name.isidentifier()
         or keyword.iskeyword(name)
         or name in RESERVED
         or name.startswith("_")
         or _GENERATED_PATTERN.fullmatch(name)
-    ):
+    )
+
+
+def check_name(name: str, span: Span, what: str) -> None:
+    """Raise E0106 unless the spec's name `name` (written at `span`) is allowed."""
+    if not allowed(name):
         reason = "a Python keyword" if keyword.iskeyword(name) else "reserved in generated code"
         raise error(
             "E0106",
             f"`{name}` cannot name a {what}: it is {reason}",
-            ident.span,
+            span,
             "choose another name",
         )

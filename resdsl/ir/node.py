@@ -1,0 +1,87 @@
+"""The IR's node record: one op, where it came from, where it lives, and what the passes decided about it."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import Enum
+from typing import TYPE_CHECKING
+
+from ..diagnostics import Span
+from .expr import Expr
+from .shape import Shape
+
+if TYPE_CHECKING:
+    from ..ops.base import Op
+    from .tree import Module
+
+
+class Origin(Enum):
+    """Who made a node: the spec, or the pass that inserted it (the value is the pass's name)."""
+
+    SPEC = "spec"
+    NORM = "norm"
+    PROJECTION = "projections"
+
+
+class ShortcutKind(Enum):
+    """What the shortcut policy made of a residual add's shortcut."""
+
+    IDENTITY = "identity"
+    PROJECTION = "projection"  # a 1×1 conv (+ BatchNorm), maybe after an average pool
+    PAD = "pad"  # option A: subsample and zero-pad channels
+
+
+@dataclass(eq=False)
+class Residual:
+    """What a residual add knows beyond its operands (operand 1 is the shortcut)."""
+
+    index: int  # which add of its body this is (0, 1, ...): its shortcut module is downsample, downsample2, ...
+    kind: ShortcutKind | None = None  # set by the projections pass
+    # The tensor the spec's `add` names, set by the projections pass. Operand 1 is
+    # this tensor for an identity shortcut, else the end of the inserted chain.
+    source: Node | None = None
+
+
+@dataclass(eq=False)
+class Node:
+    """One op in the graph. Nodes are the networkx graph's nodes themselves, compared by identity.
+
+    `id` orders nodes by creation; every walk breaks ties by it, so outputs are
+    reproducible. Fields below `shape` are the passes' decisions; a field that
+    only some ops use says which.
+    """
+
+    id: int
+    op: Op
+    origin: Origin
+    span: Span | None
+    parent: Module  # the module whose forward computes this op (the network, a block instance, a sequence)
+    path: str | None = None  # module path (`layer2.0.conv1`): ops with `is_module`; None for functional ops
+    name: str | None = None  # the name the spec gave this op's output, if any
+    # A block template's symbolic arguments, as the template wrote them (`planes * expansion`).
+    exprs: dict[str, Expr] = field(default_factory=dict)
+    shape: Shape | None = None  # output shape, set by the shapes pass
+    branch: Node | None = None  # the residual add whose branch (main path) holds this op
+    norm: bool = True  # convs: whether the norm policy places BatchNorm/ReLU around this one
+    shortcut_of: Node | None = None  # ops the projections pass inserted: the add whose shortcut they form
+    residual: Residual | None = None  # residual adds only
+    zero_init: bool = False  # BatchNorms: γ starts at zero (the zero_init_last policy)
+
+    @property
+    def block(self) -> Module | None:
+        """The block instance this op belongs to; None at network level."""
+        from .tree import ModuleKind
+
+        module: Module | None = self.parent
+        while module is not None and module.kind is not ModuleKind.BLOCK:
+            module = module.parent
+        return module
+
+    @property
+    def label(self) -> str:
+        """How messages name the op: its module path, else its kind."""
+        return self.path or self.op.kind
+
+    def __repr__(self) -> str:
+        where = self.path or self.name or ""
+        return f"<node {self.id} {self.op.kind}{' ' + where if where else ''}>"

@@ -1,0 +1,34 @@
+"""The network-wide policies, resolved: where norms go, how shortcuts are made, and the rest."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields
+
+NORM_ORDERS = ("post", "bn_after_add", "relu_before_add", "relu_preact", "pre", "none")
+SHORTCUTS = ("A", "B", "C", "none")
+PROJECTIONS = ("conv", "avgpool")
+
+
+@dataclass(frozen=True)
+class Policies:
+    norm: str = "post"  # one of NORM_ORDERS (He et al. 2016, Figure 4; `none` places nothing)
+    shortcut: str = "B"  # one of SHORTCUTS (He et al. 2015, §3.3; `none` for plain networks)
+    projection: str = "conv"  # how B/C projections downsample: a strided 1×1 conv, or avgpool first (ResNet-D)
+    output_stride: int | None = None  # past this total stride, blocks dilate instead (None: never)
+    zero_init_last: bool = False  # the last BatchNorm of each residual branch starts with γ = 0
+
+    def text(self) -> str:
+        """`norm=post, shortcut=B`, plus every other policy that differs from its default, by name."""
+        defaults = Policies()
+        shown = []
+        for f in sorted(fields(self), key=lambda f: f.name):
+            value = getattr(self, f.name)
+            if f.name in ("norm", "shortcut") or value != getattr(defaults, f.name):
+                shown.append(f"{f.name}={_text(value)}")
+        return ", ".join(shown)
+
+
+def _text(value: object) -> str:
+    if isinstance(value, bool):
+        return str(value).lower()
+    return "none" if value is None else str(value)

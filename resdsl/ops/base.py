@@ -1,0 +1,222 @@
+"""What an op kind declares, once, for every stage of the compiler.
+
+An op is a frozen dataclass whose fields are its attributes. Its class says
+how a spec calls it (`signature`), how many operands it takes (`arity`),
+whether PyTorch holds it as a submodule with a module path (`is_module`), and
+its methods give its shape rule, state layout (parameter counts derive from
+it), MAC count, diagram label and what the PyTorch and ONNX backends write.
+Backends reach those through the op, never through a table of kinds of their
+own, so adding an op is one file in this folder (see docs/internals.md).
+
+The backend hooks receive the backend's own writer (`TorchWriter`,
+`OnnxWriter`): an op file imports neither torch nor onnx.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, fields
+from typing import Any, ClassVar, Protocol
+
+from ..diagnostics import Collector, Span
+from ..ir.expr import BinOp, Expr, Num
+from ..ir.shape import Shape
+
+REQUIRED: Any = object()  # the default of an argument a call must give
+
+
+@dataclass(frozen=True)
+class ArgSpec:
+    """One argument of a spec op: its name, aliases, type, default and allowed range."""
+
+    name: str
+    type: type
+    default: object = REQUIRED
+    aliases: tuple[str, ...] = ()
+    minimum: int | None = 1  # smallest allowed value for integers
+
+
+@dataclass(frozen=True)
+class Signature:
+    """How a spec calls an op: its arguments in positional order."""
+
+    args: tuple[ArgSpec, ...]
+    # Arguments that steer a pass rather than becoming op attributes (the node keeps them).
+    node_args: tuple[str, ...] = ()
+
+    def lookup(self, name: str) -> ArgSpec | None:
+        for spec in self.args:
+            if name == spec.name or name in spec.aliases:
+                return spec
+        return None
+
+    def usage(self, callee: str) -> str:
+        """`usage: conv(out_channels, kernel, stride=1, ...)` for help lines."""
+        parts = [spec.name if spec.default is REQUIRED else f"{spec.name}={_show(spec.default)}" for spec in self.args]
+        return f"usage: {callee}({', '.join(parts)})"
+
+
+def _show(value: object) -> str:
+    if isinstance(value, bool):
+        return str(value).lower()
+    return "auto" if value is None else str(value)
+
+
+@dataclass(frozen=True)
+class StateEntry:
+    """One state_dict entry of an op's module, and how PyTorch starts it.
+
+    `name` follows the op's module path (`weight`, `fc1.bias`). An entry starts
+    uniform in ±`bound` when `bound` is set, else every element is `value`.
+    """
+
+    name: str
+    shape: Shape
+    dtype: str = "float32"
+    bound: float | None = None
+    value: float = 0.0
+    parameter: bool = True  # counted as a parameter; else a buffer
+    optional: bool = False  # a checkpoint may leave it out (BatchNorm's num_batches_tracked)
+    scale: bool = False  # the op's output scale: zero_init_last starts it at zero
+
+    @property
+    def size(self) -> int:
+        return math.prod(self.shape)
+
+
+def fan_in_bound(weight_shape: Shape) -> float:
+    """nn.Conv2d's and nn.Linear's default init bound, 1/sqrt(fan_in), for weights and biases alike."""
+    return 1.0 / math.sqrt(math.prod(weight_shape[1:]))
+
+
+class ShapeReport:
+    """Where an op's shape rule reports mistakes: the node's span and name are filled in."""
+
+    def __init__(self, errors: Collector, span: Span | None, name: str):
+        self.errors = errors
+        self.span = span
+        self.name = name  # the module path, or the op kind: "`layer1.0.conv1`: ..."
+
+    def error(self, code: str, message: str, label: str = "", help: str = "") -> None:
+        self.errors.add(code, message, self.span, label, help)
+
+
+class TorchWriter(Protocol):
+    """What the PyTorch backend offers an op writing its source."""
+
+    def attr(self, name: str) -> str:
+        """Attribute `name` as Python source: a literal, or in a block class its expression in the block's terms."""
+        ...
+
+    def stored(self, name: str) -> str:
+        """Like `attr`, but a symbolic value is stored on the module in __init__ and read back in forward."""
+        ...
+
+    def in_channels(self) -> str:
+        """The channel count of the first operand, in the class's terms."""
+        ...
+
+
+class OnnxWriter(Protocol):
+    """What the ONNX backend offers an op writing its nodes."""
+
+    name: str  # the op's ONNX node name; inner tensors are named `<name>.<label>`
+    inputs: list[Shape]  # operand shapes
+    shape: Shape  # the op's output shape
+
+    def weight(self, key: str) -> str:
+        """The initializer of state entry `key` of this op's module."""
+        ...
+
+    def output(self, op_type: str, inputs: list[str], **attrs: Any) -> None:
+        """The node that computes this op's output."""
+        ...
+
+    def step(self, label: str, op_type: str, inputs: list[str], shape: Shape, **attrs: Any) -> str:
+        """An inner node; returns its output tensor's name."""
+        ...
+
+    def constant(self, label: str, values: list[int]) -> str:
+        """An int64 constant tensor; returns its name."""
+        ...
+
+
+@dataclass(frozen=True)
+class Op:
+    """The base of every op kind; see the module docstring."""
+
+    kind: ClassVar[str] = ""
+    arity: ClassVar[int] = 1
+    signature: ClassVar[Signature | None] = None  # set for ops a spec can call
+    is_module: ClassVar[bool] = False  # a submodule in PyTorch, with a module path
+    spatial: ClassVar[bool] = False  # its operands must be C×H×W feature maps (checked before `infer`)
+    # Backend hooks each kind must define (tests/test_ops.py checks them all).
+    HOOKS: ClassVar[tuple[str, ...]] = ("infer", "macs", "label", "onnx")
+
+    def attrs(self) -> dict[str, Any]:
+        return {f.name: getattr(self, f.name) for f in fields(self)}
+
+    def downsampling(self) -> int:
+        """The factor by which the op strides over its input's height and width (1 for most)."""
+        return 1
+
+    @classmethod
+    def complete(cls, values: dict[str, Any], exprs: dict[str, Expr], span: Span) -> None:
+        """Fill arguments whose defaults follow others (a conv's padding), symbolically where those are."""
+
+    def problems(self) -> list[str]:
+        """Attribute values this op cannot have (the verifier's per-op check); empty when well formed."""
+        problems = []
+        for f in fields(self):
+            value = getattr(self, f.name)
+            expected = {"int": int, "float": float, "bool": bool}.get(str(f.type))
+            if expected is not None and (type(value) is not expected):
+                problems.append(f"{f.name}={value!r} is not {f.type}")
+        return problems
+
+    def infer(self, inputs: Sequence[Shape], report: ShapeReport) -> Shape | None:
+        """The output shape for operand shapes `inputs`, or None after reporting why there is none."""
+        raise NotImplementedError
+
+    def state(self, inputs: Sequence[Shape]) -> list[StateEntry]:
+        """The op's state_dict entries (modules only); parameter counts are summed from them."""
+        return []
+
+    def macs(self, inputs: Sequence[Shape], output: Shape) -> int:
+        """Multiply-accumulates, as torchvision counts them (convolutions and linear layers)."""
+        raise NotImplementedError
+
+    def label(self, channels: bool = True) -> str:
+        """A short, paper-style description for diagrams and reports."""
+        raise NotImplementedError
+
+    def torch_module(self, w: TorchWriter) -> str:
+        """Modules: the Python expression that builds the submodule (`nn.Conv2d(...)`)."""
+        raise NotImplementedError
+
+    def torch_call(self, w: TorchWriter, args: list[str]) -> str:
+        """Functional ops: the forward expression over the operands' variables."""
+        raise NotImplementedError
+
+    def torch_helpers(self) -> Mapping[str, str]:
+        """Classes the generated file must define for this op (name → source)."""
+        return {}
+
+    def onnx(self, w: OnnxWriter, inputs: list[str]) -> None:
+        """Write the ONNX nodes computing this op from the operand tensors `inputs`."""
+        raise NotImplementedError
+
+
+def half_kernel(values: Mapping[str, Any], exprs: dict[str, Expr], span: Span) -> Expr | None:
+    """A conv's default padding, `kernel // 2 * dilation`, as an expression; None when both are constants."""
+    dilation = exprs.get("dilation")
+    if "kernel" not in exprs:
+        if dilation is None:
+            return None
+        half = values["kernel"] // 2
+        return dilation if half == 1 else BinOp("*", Num(half, span), dilation, span)
+    half_expr = BinOp("//", exprs["kernel"], Num(2, span), span)
+    if dilation is None:
+        return half_expr if values["dilation"] == 1 else BinOp("*", half_expr, Num(values["dilation"], span), span)
+    return BinOp("*", half_expr, dilation, span)

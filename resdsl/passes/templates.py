@@ -1,0 +1,101 @@
+"""Check that each block template's uses can share one class, and record how they differ.
+
+Needs: every pass that inserts ops done (norms, shortcuts).
+Guarantees: the instances of a template hold the same ops in the same order
+apart from their inserted shortcuts (a resdsl invariant: VerifyError if
+not); every size a template's class must write as a number is the same in
+all its instances (E0211 otherwise: a `flatten`'s input size, a shortcut's
+stride that the branch's own strides do not give); each template's
+`shortcuts` records, per residual add, whether only some instances have a
+shortcut module (a constructor flag) and the stride the class writes.
+"""
+
+from __future__ import annotations
+
+from ..diagnostics import Collector
+from ..ir.graph import IR, VerifyError
+from ..ir.node import Node
+from ..ir.shape import shape_text
+from ..ir.tree import Module, ShortcutSlot, Template
+from ..limits import Limits
+
+NAME = "templates"
+
+
+def apply(ir: IR, limits: Limits | None = None) -> None:
+    bodies: dict[Module, list[Node]] = {}
+    chains = ir.shortcut_chains()
+    for node in ir.walk():
+        block = node.block
+        if block is not None and node.shortcut_of is None:
+            bodies.setdefault(block, []).append(node)
+    errors = Collector()
+    for template in ir.templates.values():
+        instances = [bodies[module] for module in template.instances]
+        _same_ops(template, instances)
+        _flat_sizes(ir, template, instances, errors)
+        template.shortcuts = _shortcuts(ir, template, instances, chains, errors)
+    errors.raise_if_any()
+
+
+def _same_ops(template: Template, instances: list[list[Node]]) -> None:
+    kinds = [[n.op.kind for n in nodes] for nodes in instances]
+    if any(k != kinds[0] for k in kinds):
+        raise VerifyError(f"the instances of block `{template.name}` hold different ops")
+
+
+def _flat_sizes(ir: IR, template: Template, instances: list[list[Node]], errors: Collector) -> None:
+    """A `flatten` in a block must see one spatial size in every use: the class writes it as a number."""
+    for position, node in enumerate(instances[0]):
+        if node.op.kind != "flatten":
+            continue
+        sizes = {ir.operands(nodes[position])[0].shape[1:] for nodes in instances}  # type: ignore[index]
+        if len(sizes) > 1:
+            shown = ", ".join(shape_text(size) or "flat" for size in sorted(sizes))
+            errors.add(
+                "E0211",
+                f"`flatten` in block `{template.name}` sees different spatial sizes ({shown})",
+                node.span,
+                "one size per block template",
+                "put `gap` before `flatten`, or flatten outside the block",
+            )
+
+
+def branch_stride(nodes: list[Node], add: Node) -> int:
+    """The product of the strides on `add`'s residual branch."""
+    stride = 1
+    for node in nodes:
+        if node.branch is add:
+            stride *= node.op.downsampling()
+    return stride
+
+
+def _shortcuts(
+    ir: IR, template: Template, instances: list[list[Node]], chains: dict[Node, list[Node]], errors: Collector
+) -> dict[int, ShortcutSlot]:
+    slots: dict[int, ShortcutSlot] = {}
+    adds = [[n for n in nodes if n.residual is not None] for nodes in instances]
+    for position, add in enumerate(adds[0]):
+        assert add.residual is not None
+        owners = [(nodes, found[position]) for nodes, found in zip(instances, adds, strict=True)]
+        with_module = [(nodes, a) for nodes, a in owners if a in chains]
+        if not with_module:
+            continue
+        strides = [chains[a][0].op.downsampling() for _, a in with_module]
+        follows_branch = all(s == branch_stride(nodes, a) for s, (nodes, a) in zip(strides, with_module, strict=True))
+        if not follows_branch and len(set(strides)) > 1:
+            shown = ", ".join(f"{s} in `{a.block.path}`" for s, (_, a) in zip(strides, with_module, strict=True))
+            errors.add(
+                "E0211",
+                f"the shortcut of block `{template.name}` needs different strides ({shown}) that its "
+                f"branch's strides do not give",
+                add.span,
+                "one stride per block template",
+                "make the branch stride the way the shortcut must (or move the add out of the block)",
+            )
+            continue
+        slots[add.residual.index] = ShortcutSlot(
+            optional=len(with_module) < len(owners),
+            stride=None if follows_branch else strides[0],
+        )
+    return slots
