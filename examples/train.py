@@ -106,7 +106,7 @@ def main(argv=None) -> None:
     images, labels = make_data(
         args.data,
         compiled.input_shape,
-        compiled.graph.graph["classes"],
+        compiled.output_shape[0],
         count=max(1024, args.batch_size * world * 4),
         seed=args.seed,
     )

@@ -29,6 +29,13 @@ class Compiled:
     def input_shape(self) -> tuple[int, ...]:
         return self.ir.input_shape
 
+    @property
+    def output_shape(self) -> tuple[int, ...]:
+        """The shape of one output, batch left out: (classes,) for a classifier."""
+        shape = self.ir.walk()[-1].shape
+        assert shape is not None  # every shape is inferred
+        return shape
+
     @cached_property
     def totals(self) -> tuple[int, int]:
         from .ir.cost import totals

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import resdsl
-from resdsl.backends.cost import depth
+from resdsl.ir.cost import depth
 from resdsl.io import write_atomic
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -58,7 +58,7 @@ def row(name: str) -> str:
     net = resdsl.compile(ROOT / "specs" / f"{name}.res")
     shape = "×".join(map(str, net.input_shape))
     return (
-        f"| `{name}` | {shape} | {depth(net.graph)} | {net.params:,} | {net.macs / 1e9:.3f} G "
+        f"| `{name}` | {shape} | {depth(net.ir)} | {net.params:,} | {net.macs / 1e9:.3f} G "
         f"| {SOURCES.get(name, '')} |"
     )
 

@@ -8,12 +8,15 @@ import torch
 from conftest import SPECS
 
 import resdsl
-from resdsl.ir.graph import operands, order
+from resdsl.ir.node import Origin, ShortcutKind
 
 
 def ops_of(net, block: str | None) -> list[str]:
-    g = net.graph
-    return [g.nodes[n]["op"].kind for n in order(g) if g.nodes[n]["block"] == block]
+    return [n.op.kind for n in net.ir.walk() if (n.block.path if n.block else None) == block]
+
+
+def by_path(net) -> dict:
+    return {n.path: n for n in net.ir if n.path}
 
 
 def test_resnet50_spec_fits_in_40_lines():
@@ -24,22 +27,23 @@ def test_resnet50_spec_fits_in_40_lines():
 
 def test_ir_nodes_carry_path_span_origin_and_shape():
     net = resdsl.compile(SPECS / "resnet18.res")
-    g = net.graph
-    assert isinstance(g, nx.DiGraph)
-    by_path = {g.nodes[n]["path"]: n for n in g if g.nodes[n]["path"]}
-    conv = g.nodes[by_path["layer2.0.conv1"]]
-    assert conv["shape"] == (128, 28, 28)
-    assert conv["origin"] == "spec"
-    assert conv["span"].location == "std/blocks.res:9:3"
-    projection = g.nodes[by_path["layer2.0.downsample.0"]]
-    assert projection["origin"] == "projections" and projection["op"].stride == 2
-    bn = g.nodes[by_path["layer2.0.bn1"]]
-    assert bn["origin"] == "norm"
-    add = next(n for n in g if g.nodes[n]["op"].kind == "add" and g.nodes[n]["block"] == "layer2.0")
-    main, shortcut = operands(g, add)
-    assert g.edges[main, add] == {"pos": 0, "shortcut": False}
-    assert g.edges[shortcut, add] == {"pos": 1, "shortcut": True}
-    assert shortcut == by_path["layer2.0.downsample.1"]
+    assert isinstance(net.ir.graph, nx.DiGraph)
+    paths = by_path(net)
+    conv = paths["layer2.0.conv1"]
+    assert conv.shape == (128, 28, 28)
+    assert conv.origin is Origin.SPEC
+    assert conv.span.location == "std/blocks.res:9:3"
+    projection = paths["layer2.0.downsample.0"]
+    assert projection.origin is Origin.PROJECTION and projection.op.stride == 2
+    assert projection.parent.path == "layer2.0.downsample" and projection.block.path == "layer2.0"
+    bn = paths["layer2.0.bn1"]
+    assert bn.origin is Origin.NORM
+    add = next(n for n in net.ir if n.op.kind == "add" and n.block.path == "layer2.0")
+    main, shortcut = net.ir.operands(add)
+    assert net.ir.graph.edges[main, add] == {"pos": 0} and not net.ir.is_shortcut_edge(main, add)
+    assert net.ir.graph.edges[shortcut, add] == {"pos": 1} and net.ir.is_shortcut_edge(shortcut, add)
+    assert shortcut is paths["layer2.0.downsample.1"]
+    assert add.residual.kind is ShortcutKind.PROJECTION and add.residual.source is net.ir.operands(paths["layer2.0.conv1"])[0]
 
 
 SPEC_FEATURES = """
@@ -74,16 +78,12 @@ network feat {
 
 def test_features_compile_and_run():
     net = resdsl.compile(SPEC_FEATURES)
-    g = net.graph
-    paths = {g.nodes[n]["path"] for n in g if g.nodes[n]["path"]}
-    assert {"s.0.a", "s.1.a", "tail.conv1", "tail.downsample.0", "skip", "fc"} <= paths
-    first = next(n for n in g if g.nodes[n]["path"] == "s.0.a")
-    second = next(n for n in g if g.nodes[n]["path"] == "s.1.a")
-    assert (g.nodes[first]["op"].kernel, g.nodes[second]["op"].kernel) == (1, 3)  # first(k=1)
+    paths = by_path(net)
+    assert {"s.0.a", "s.1.a", "tail.conv1", "tail.downsample.0", "skip", "fc"} <= set(paths)
+    assert (paths["s.0.a"].op.kernel, paths["s.1.a"].op.kernel) == (1, 3)  # first(k=1)
     # `skip` opted out of the norm policy: its output goes straight into the add.
-    skip = next(n for n in g if g.nodes[n]["path"] == "skip")
-    assert [g.nodes[u]["op"].kind for u in g.succ[skip]] == ["add"]
-    assert g.nodes[next(iter(g.succ[skip]))]["block"] is None
+    (user,) = net.ir.users(paths["skip"])
+    assert user.op.kind == "add" and user.block is None
     model = net.to_torch().eval()
     with torch.no_grad():
         assert tuple(model(torch.zeros(2, 3, 32, 32)).shape) == (2, 10)
@@ -92,7 +92,8 @@ def test_features_compile_and_run():
 
 def test_set_overrides_a_network_let():
     net = resdsl.compile(SPEC_FEATURES, overrides={"depth": "3"})
-    assert "s.2" in net.graph.graph["instances"] and "s.3" not in net.graph.graph["instances"]
+    (stage,) = [m for m in net.ir.root.children if m.name == "s"]
+    assert [block.path for block in stage.children] == ["s.0", "s.1", "s.2"]
 
 
 def test_use_imports_blocks_relative_to_the_spec(tmp_path):
@@ -126,7 +127,7 @@ def test_policies_change_the_network():
     c = resdsl.compile(SPECS / "resnet18.res", overrides={"shortcut": "C"})
 
     def kinds(net):
-        return [net.graph.nodes[n]["shortcut_kind"] for n in order(net.graph) if net.graph.nodes[n]["op"].kind == "add"]
+        return [n.residual.kind.value for n in net.ir.walk() if n.op.kind == "add"]
 
     assert kinds(base) == ["identity", "identity"] + ["projection", "identity"] * 3
     assert kinds(a) == ["identity", "identity"] + ["pad", "identity"] * 3
@@ -144,9 +145,8 @@ def test_generated_source_is_deterministic():
 
 def test_norm_none_places_no_batchnorm_on_projections():
     net = resdsl.compile(SPECS / "resnet18.res", overrides={"norm": "none"})
-    g = net.graph
-    assert not [n for n in g if g.nodes[n]["op"].kind == "batchnorm"]
-    assert [g.nodes[n]["path"] for n in order(g) if g.nodes[n]["origin"] == "projections"] == [
+    assert not [n for n in net.ir if n.op.kind == "batchnorm"]
+    assert [n.path for n in net.ir.walk() if n.origin is Origin.PROJECTION] == [
         "layer2.0.downsample.0",
         "layer3.0.downsample.0",
         "layer4.0.downsample.0",
@@ -155,5 +155,5 @@ def test_norm_none_places_no_batchnorm_on_projections():
 
 def test_policy_c_leaves_a_flat_shortcut_as_identity():
     net = resdsl.compile("network n {\n input 3x8x8\n policy shortcut = C\n gap\n a = flatten\n relu\n add a\n}\n")
-    (add,) = [n for n in net.graph if net.graph.nodes[n]["op"].kind == "add"]
-    assert net.graph.nodes[add]["shortcut_kind"] == "identity"
+    (add,) = [n for n in net.ir if n.op.kind == "add"]
+    assert add.residual.kind is ShortcutKind.IDENTITY

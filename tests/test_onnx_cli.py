@@ -21,7 +21,7 @@ SPEC = ROOT / "tests" / "data" / "every_op.res"
 
 @pytest.fixture
 def state():
-    return initial(resdsl.compile(SPEC).graph)
+    return initial(resdsl.compile(SPEC).ir)
 
 
 def test_weights_that_do_not_fit_name_every_bad_key(tmp_path, state, capsys):
@@ -162,7 +162,7 @@ def _imports_after(code: str) -> set[str]:
 
 
 def test_onnx_emission_imports_torch_only_for_pt_weights(tmp_path):
-    np.savez(tmp_path / "w.npz", **initial(resdsl.compile(SPEC).graph))
+    np.savez(tmp_path / "w.npz", **initial(resdsl.compile(SPEC).ir))
     build = (
         f"from resdsl.cli import main; "
         f"main(['build', {str(SPEC)!r}, '--emit', 'onnx', '-o', {str(tmp_path / 'm.onnx')!r}"
@@ -225,7 +225,7 @@ def test_weights_past_the_protobuf_limit_go_to_external_data(tmp_path, monkeypat
     assert f"weights in {out}.data" in capsys.readouterr().err
     assert out.stat().st_size < (tmp_path / "big.onnx.data").stat().st_size
     with pytest.raises(onnx_graph.OnnxEmitError, match="need an external data file"):
-        onnx_graph.serialize(resdsl.compile(SPEC).graph, *state_source(state))
+        onnx_graph.serialize(resdsl.compile(SPEC).ir, *state_source(state))
 
 
 def test_external_data_needs_an_output_file(capsys):

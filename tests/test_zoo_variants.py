@@ -15,7 +15,6 @@ from torch.nn import functional as F
 
 import resdsl
 from resdsl.cli import main
-from resdsl.ir.graph import order
 
 
 def compile_spec(name: str, **overrides) -> resdsl.Compiled:
@@ -73,8 +72,8 @@ def test_v1_has_torchvisions_weights(depth):
 
 
 def test_v1_strides_the_first_1x1_conv():
-    graph = compile_spec("resnet50_v1").graph
-    convs = {graph.nodes[n]["path"]: graph.nodes[n]["op"] for n in graph if graph.nodes[n]["op"].kind == "conv"}
+    ir = compile_spec("resnet50_v1").ir
+    convs = {n.path: n.op for n in ir if n.op.kind == "conv"}
     assert (convs["layer2.0.conv1"].stride, convs["layer2.0.conv2"].stride) == (2, 1)
     assert (convs["layer2.0.conv1"].kernel, convs["layer2.0.conv2"].kernel) == (1, 3)
 
@@ -131,7 +130,7 @@ def test_se_gates_the_branch_after_its_last_bn():
         squeeze = torch.relu(block.se.fc1(branch.mean((2, 3), keepdim=True)))
         expected = torch.relu(branch * torch.sigmoid(block.se.fc2(squeeze)) + x)
         torch.testing.assert_close(block(x), expected)
-    kinds = [net.graph.nodes[n]["op"].kind for n in order(net.graph) if net.graph.nodes[n]["block"] == "layer1.1"]
+    kinds = [n.op.kind for n in net.ir.walk() if _block(n) == "layer1.1"]
     assert kinds[-4:] == ["batchnorm", "se", "add", "relu"]
 
 
@@ -140,8 +139,8 @@ def test_se_gates_the_branch_after_its_last_bn():
 
 def test_option_a_shortcut_is_parameter_free_strided_and_zero_padded():
     net = compile_spec("cifar_resnet20")
-    pads = [n for n in net.graph if net.graph.nodes[n]["op"].kind == "pad_shortcut"]
-    assert [net.graph.nodes[n]["block"] for n in sorted(pads)] == ["layer2.0", "layer3.0"]
+    pads = [n for n in net.ir if n.op.kind == "pad_shortcut"]
+    assert [_block(n) for n in pads] == ["layer2.0", "layer3.0"]
     model = net.to_torch().eval()
     assert not any("downsample" in key for key in model.state_dict())
     block = model.layer2[0]
@@ -169,8 +168,7 @@ def test_preact_projections_have_no_bn_and_a_final_bn_relu():
         "layer2.0.downsample.0.weight",
         "layer3.0.downsample.0.weight",
     ]
-    graph = net.graph
-    tail = [graph.nodes[n]["op"].kind for n in order(graph)][-6:]
+    tail = [n.op.kind for n in net.ir.walk()][-6:]
     assert tail == ["add", "batchnorm", "relu", "gap", "flatten", "linear"]
 
 
@@ -201,8 +199,7 @@ def _traced_kinds(module: torch.nn.Module) -> list[str]:
 @pytest.mark.parametrize("norm", sorted(ORDERS))
 def test_activation_order_of_a_block(norm):
     net = compile_spec("resnet18", norm=norm)
-    graph = net.graph
-    kinds = [graph.nodes[n]["op"].kind for n in order(graph) if graph.nodes[n]["block"] == "layer1.0"]
+    kinds = [n.op.kind for n in net.ir.walk() if _block(n) == "layer1.0"]
     assert kinds == ORDERS[norm]
     # The generated forward runs the ops in the IR's order.
     assert _traced_kinds(net.to_torch().layer1[0]) == ORDERS[norm]
@@ -230,7 +227,7 @@ def test_five_orders_are_five_networks():
 @pytest.mark.parametrize("name", sorted(p.stem for p in SPECS.glob("*.res")))
 def test_relu_preact_works_on_every_spec(name):
     net = compile_spec(name, norm="relu_preact")
-    assert net.graph.graph["policies"]["norm"] == "relu_preact"
+    assert net.ir.policies.norm == "relu_preact"
     assert net.torch_source.count("torch.relu(") > 0
 
 
@@ -240,7 +237,7 @@ def test_relu_preact_works_on_every_spec(name):
 def test_plain34_has_no_shortcuts():
     net = compile_spec("resnet34", shortcut="none")
     assert net.params == 21_623_848
-    kinds = {net.graph.nodes[n]["op"].kind for n in net.graph}
+    kinds = {n.op.kind for n in net.ir}
     assert "add" not in kinds
     model = net.to_torch().eval()
     assert torch_params(model) == 21_623_848
@@ -266,12 +263,7 @@ def test_resnet50d_deep_stem_and_avgpool_projection():
     # timm's names: the pool (or its Identity at stride 1) is downsample.0.
     assert tuple(state["layer1.0.downsample.1.weight"].shape) == (256, 64, 1, 1)
     assert tuple(state["layer2.0.downsample.1.weight"].shape) == (512, 256, 1, 1)
-    graph = net.graph
-    chain = [
-        graph.nodes[n]["op"]
-        for n in order(graph)
-        if graph.nodes[n]["shortcut_of"] is not None and graph.nodes[n]["block"] == "layer2.0"
-    ]
+    chain = [n.op for n in net.ir.walk() if n.shortcut_of is not None and _block(n) == "layer2.0"]
     assert [op.kind for op in chain] == ["avgpool", "conv", "batchnorm"]
     assert (chain[0].kernel, chain[0].stride, chain[0].ceil_mode, chain[0].count_include_pad) == (2, 2, True, False)
     assert chain[1].stride == 1
@@ -301,8 +293,12 @@ def test_in_channels_adapts_the_stem():
         assert model(torch.rand(1, 1, 64, 64)).shape == (1, 1000)
 
 
-def _conv(graph, path):
-    return next(graph.nodes[n]["op"] for n in graph if graph.nodes[n]["path"] == path)
+def _conv(ir, path):
+    return next(n.op for n in ir if n.path == path)
+
+
+def _block(node) -> str | None:
+    return node.block.path if node.block is not None else None
 
 
 @pytest.mark.parametrize(
@@ -316,14 +312,14 @@ def _conv(graph, path):
 def test_output_stride_by_dilation(output_stride, dilations):
     net = compile_spec("resnet50", output_stride=output_stride)
     assert net.params == 25_557_032
-    graph = net.graph
+    ir = net.ir
     for block, (stride, dilation) in dilations.items():
-        conv = _conv(graph, f"{block}.conv2")
+        conv = _conv(ir, f"{block}.conv2")
         assert (conv.stride, conv.dilation, conv.padding) == (stride, dilation, dilation)
-    assert _conv(graph, "layer4.0.downsample.0").stride == 1
+    assert _conv(ir, "layer4.0.downsample.0").stride == 1
     size = 224 // output_stride
-    last = next(n for n in graph if graph.nodes[n]["path"] == "layer4.2.bn3")
-    assert graph.nodes[last]["shape"] == (2048, size, size)
+    last = next(n for n in ir if n.path == "layer4.2.bn3")
+    assert last.shape == (2048, size, size)
     model = compile_spec("resnet50", output_stride=output_stride, input="3x64x64").to_torch().eval()
     shapes = []
     model.layer4.register_forward_hook(lambda module, args, out: shapes.append(tuple(out.shape)))

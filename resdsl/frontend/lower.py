@@ -400,6 +400,8 @@ class _Lowerer:
 
     def _stride(self, op: Op, scope: Scope, stmt: ast.CallStmt) -> None:
         """Track the network's total stride, which `output_stride` bounds."""
+        if op.downsampling() == 1:
+            return
         scope.total_stride *= op.downsampling()
         if self.output_stride is not None and scope.total_stride > self.output_stride:
             raise error(
