@@ -5,8 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import resdsl
-from resdsl.ir.cost import depth
 from resdsl.io import write_atomic
+from resdsl.ir.cost import depth
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -58,8 +58,7 @@ def row(name: str) -> str:
     net = resdsl.compile(ROOT / "specs" / f"{name}.res")
     shape = "×".join(map(str, net.input_shape))
     return (
-        f"| `{name}` | {shape} | {depth(net.ir)} | {net.params:,} | {net.macs / 1e9:.3f} G "
-        f"| {SOURCES.get(name, '')} |"
+        f"| `{name}` | {shape} | {depth(net.ir)} | {net.params:,} | {net.macs / 1e9:.3f} G | {SOURCES.get(name, '')} |"
     )
 
 

@@ -43,7 +43,10 @@ def test_ir_nodes_carry_path_span_origin_and_shape():
     assert net.ir.graph.edges[main, add] == {"pos": 0} and not net.ir.is_shortcut_edge(main, add)
     assert net.ir.graph.edges[shortcut, add] == {"pos": 1} and net.ir.is_shortcut_edge(shortcut, add)
     assert shortcut is paths["layer2.0.downsample.1"]
-    assert add.residual.kind is ShortcutKind.PROJECTION and add.residual.source is net.ir.operands(paths["layer2.0.conv1"])[0]
+    assert (
+        add.residual.kind is ShortcutKind.PROJECTION
+        and add.residual.source is net.ir.operands(paths["layer2.0.conv1"])[0]
+    )
 
 
 SPEC_FEATURES = """

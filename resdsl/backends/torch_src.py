@@ -191,9 +191,7 @@ class _Emitter:
                     factors.append(text)
         return " * ".join(factors) or "1"
 
-    def _shortcut(
-        self, body: _Body, add: Node, owners: list[Node], index: int, slot: ShortcutSlot | None
-    ) -> Shortcut:
+    def _shortcut(self, body: _Body, add: Node, owners: list[Node], index: int, slot: ShortcutSlot | None) -> Shortcut:
         """Describe `add`'s shortcut, taking its ops from the first of `owners` (maybe in another instance)."""
         owner_add = owners[0]
         chain = self.chains[owner_add]
@@ -301,8 +299,8 @@ class _Emitter:
         steps = [n for n in body.nodes if n.shortcut_of is None and n is not body.input]
         consumers, preacts = self._consumers(body, steps)
         names = {body.input: "x"}
-        labels = {n.name for n in steps} | {attr for attr, _ in body.units.values()}
-        taken: set[str | None] = {"x", body.chain} | labels
+        labels = {n.name for n in steps if n.name} | {attr for attr, _ in body.units.values()}
+        taken: set[str] = {"x", body.chain} | labels
         temporaries = (f"t{k}" for k in itertools.count(1))
 
         def var(node: Node, index: int, label: str | None) -> str:

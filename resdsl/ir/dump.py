@@ -10,9 +10,7 @@ def dump(ir: IR) -> str:
     lines = [f"network {ir.name}  # policies: " + ir.policies.text()]
     for index, node in enumerate(ir.walk()):
         names[node] = f"%{index}"
-        args = ", ".join(
-            names[o] + (" (shortcut)" if ir.is_shortcut_edge(o, node) else "") for o in ir.operands(node)
-        )
+        args = ", ".join(names[o] + (" (shortcut)" if ir.is_shortcut_edge(o, node) else "") for o in ir.operands(node))
         attrs = ", ".join(f"{k}={v}" for k, v in node.op.attrs().items())
         shape = "x".join(str(d) for d in node.shape) if node.shape else "?"
         label = node.path or node.name or ""

@@ -60,7 +60,8 @@ def _tree(ir: IR, problems: list[str]):
                 problems.append(f"stage {module.path} holds {names} of kinds {sorted(k.value for k in kinds)}")
         if module.kind is ModuleKind.BLOCK:
             template = module.template
-            if template is None or ir.templates.get(template.name) is not template or module not in template.instances:
+            listed = template is not None and module in template.instances
+            if template is None or ir.templates.get(template.name) is not template or not listed:
                 problems.append(f"block {module.path} is not an instance of a known template")
         if module.kind is ModuleKind.SEQUENCE and module.children:
             problems.append(f"sequence {module.path} holds modules; it numbers ops")
@@ -81,7 +82,7 @@ def _node(ir: IR, node: Node, modules: set, paths: set[str], problems: list[str]
             problems.append(f"{node} has module path {node.path!r}; expected a new path under {expected!r}")
         else:
             paths.add(node.path)
-        if node.parent.kind is ModuleKind.SEQUENCE and not node.path[len(expected) :].isdigit():
+        if node.parent.kind is ModuleKind.SEQUENCE and not node.path[len(expected) :].isdigit():  # type: ignore[index]
             problems.append(f"{node} in a sequence is not numbered")
     elif node.path is not None:
         problems.append(f"{node} is functional but has module path {node.path!r}")
@@ -96,6 +97,7 @@ def _node(ir: IR, node: Node, modules: set, paths: set[str], problems: list[str]
 def _shape(ir: IR, node: Node, operands: list[Node], problems: list[str]) -> None:
     if node.shape is None:
         return
+    expected: tuple[int, ...] | None
     if node.op.arity == 0:
         expected = ir.input_shape
     else:

@@ -65,7 +65,9 @@ class _Pool(Op):
         """The module form (inside an nn.Sequential): arguments past kernel and stride only where not default."""
         args = [w.attr("kernel"), w.attr("stride")]
         defaults = {"padding": "0", "ceil_mode": "False", "count_include_pad": "True"}
-        args += [f"{name}={w.attr(name)}" for name in defaults if hasattr(self, name) and w.attr(name) != defaults[name]]
+        args += [
+            f"{name}={w.attr(name)}" for name in defaults if hasattr(self, name) and w.attr(name) != defaults[name]
+        ]
         return f"{cls}({', '.join(args)})"
 
     def _label(self, name: str) -> str:

@@ -54,7 +54,10 @@ class SqueezeExcite(Op):
         entries = []
         for name, shape in (("fc1", (squeezed, channels, 1, 1)), ("fc2", (channels, squeezed, 1, 1))):
             bound = fan_in_bound(shape)
-            entries += [StateEntry(f"{name}.weight", shape, bound=bound), StateEntry(f"{name}.bias", shape[:1], bound=bound)]
+            entries += [
+                StateEntry(f"{name}.weight", shape, bound=bound),
+                StateEntry(f"{name}.bias", shape[:1], bound=bound),
+            ]
         return entries
 
     def macs(self, inputs: Sequence[Shape], output: Shape) -> int:

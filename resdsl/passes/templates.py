@@ -84,7 +84,7 @@ def _shortcuts(
         strides = [chains[a][0].op.downsampling() for _, a in with_module]
         follows_branch = all(s == branch_stride(nodes, a) for s, (nodes, a) in zip(strides, with_module, strict=True))
         if not follows_branch and len(set(strides)) > 1:
-            shown = ", ".join(f"{s} in `{a.block.path}`" for s, (_, a) in zip(strides, with_module, strict=True))
+            shown = ", ".join(f"{s} in `{a.parent.path}`" for s, (_, a) in zip(strides, with_module, strict=True))
             errors.add(
                 "E0211",
                 f"the shortcut of block `{template.name}` needs different strides ({shown}) that its "
