@@ -151,8 +151,16 @@ class Op:
     signature: ClassVar[Signature | None] = None  # set for ops a spec can call
     is_module: ClassVar[bool] = False  # a submodule in PyTorch, with a module path
     spatial: ClassVar[bool] = False  # its operands must be C×H×W feature maps (checked before `infer`)
-    # Backend hooks each kind must define (tests/test_ops.py checks them all).
-    HOOKS: ClassVar[tuple[str, ...]] = ("infer", "macs", "label", "onnx")
+    @classmethod
+    def missing_hooks(cls) -> list[str]:
+        """The hooks this kind leaves to the base class but must define (tests/test_ops.py checks every kind).
+
+        Every kind needs a shape rule, a MAC rule, a label (diagrams, reports,
+        summaries) and ONNX nodes; in PyTorch a module needs its module
+        expression, a functional op its forward expression.
+        """
+        hooks = ["infer", "macs", "label", "torch_module" if cls.is_module else "torch_call", "onnx"]
+        return [name for name in hooks if getattr(cls, name) is getattr(Op, name)]
 
     def attrs(self) -> dict[str, Any]:
         return {f.name: getattr(self, f.name) for f in fields(self)}

@@ -1,0 +1,54 @@
+"""Op definitions: every kind is complete for every backend, and its state layout is the generated module's."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Sequence
+from typing import ClassVar
+
+import pytest
+import torch
+from conftest import SPECS
+
+import resdsl
+from resdsl.ops import KINDS, SPEC_OPS
+from resdsl.ops.base import Op, Shape, ShapeReport, Signature
+from resdsl.weights import layout
+
+
+@pytest.mark.parametrize("kind", sorted(KINDS))
+def test_every_op_kind_is_handled_by_every_backend(kind):
+    """Shape rule, MACs (summary), label (DOT, reports), PyTorch and ONNX: each kind defines them all."""
+    assert KINDS[kind].missing_hooks() == []
+
+
+def test_an_op_missing_a_backend_is_caught():
+    @dataclasses.dataclass(frozen=True)
+    class Mystery(Op):
+        kind: ClassVar[str] = "mystery"
+        signature: ClassVar[Signature | None] = Signature(())
+
+        def infer(self, inputs: Sequence[Shape], report: ShapeReport) -> Shape | None:
+            return inputs[0]
+
+    assert Mystery.missing_hooks() == ["macs", "label", "torch_call", "onnx"]
+
+
+def test_spec_ops_are_the_kinds_with_a_signature():
+    assert set(SPEC_OPS) == {"conv", "batchnorm", "relu", "maxpool", "avgpool", "gap", "flatten", "linear"} | {
+        "dropout",
+        "se",
+    }
+    assert {"input", "add", "pad_shortcut"} <= set(KINDS) - set(SPEC_OPS)
+
+
+@pytest.mark.parametrize("spec", sorted(SPECS.glob("*.res")), ids=lambda p: p.stem)
+def test_state_layout_is_the_generated_modules_state_dict(spec):
+    """One source of parameter counts: the ops' state layouts give the generated module's keys, shapes and count."""
+    net = resdsl.compile(spec)
+    with torch.device("meta"):
+        model = net.to_torch()
+    state = model.state_dict()
+    assert {k: tuple(v.shape) for k, v in state.items()} == {k: s for k, (s, _) in layout(net.ir).items()}
+    assert list(state) == list(layout(net.ir))
+    assert sum(p.numel() for p in model.parameters()) == net.params
