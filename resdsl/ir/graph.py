@@ -41,6 +41,10 @@ class IR:
         self.root = Module(name, ModuleKind.NETWORK, span=span)
         self.templates: dict[str, Template] = {}  # by name, in first-use order
         self._ids = itertools.count()
+        # The last walk, kept until the graph changes: the changes this class makes count
+        # `_changes`; the node and edge counts catch anything else.
+        self._changes = 0
+        self._walk: tuple[tuple[int, int, int], list[Node]] | None = None
 
     # -- building -------------------------------------------------------------
 
@@ -56,6 +60,7 @@ class IR:
     ) -> Node:
         """A new node computing `op` over `operands` (in order)."""
         node = Node(next(self._ids), op, origin, span, parent, **fields)
+        self._changes += 1
         self.graph.add_node(node)
         for pos, operand in enumerate(operands):
             self.graph.add_edge(operand, node, pos=pos)
@@ -63,6 +68,7 @@ class IR:
 
     def redirect(self, old: Node, new: Node, *, skip: Node | None = None) -> None:
         """Make every user of `old` (except `skip`) read `new` instead, keeping operand positions."""
+        self._changes += 1
         for user in self.users(old):
             if user is skip or user is new:
                 continue
@@ -85,6 +91,7 @@ class IR:
 
     def replace_operand(self, node: Node, old: Node, new: Node) -> None:
         """`node` reads `new` where it read `old`, at the same position."""
+        self._changes += 1
         data = self.graph.get_edge_data(old, node)
         self.graph.remove_edge(old, node)
         self.graph.add_edge(new, node, **data)
@@ -93,6 +100,11 @@ class IR:
         """Delete `node`, handing its users the operand `keep`."""
         self.redirect(node, keep)
         self.graph.remove_node(node)
+
+    def disconnect(self, operand: Node, node: Node) -> None:
+        """`node` no longer reads `operand` (the caller renumbers or removes `node`)."""
+        self._changes += 1
+        self.graph.remove_edge(operand, node)
 
     # -- reading ----------------------------------------------------------------
 
@@ -109,6 +121,8 @@ class IR:
     def operands(self, node: Node) -> list[Node]:
         """The operands of `node` in position order."""
         preds = self.graph.pred[node]
+        if len(preds) < 2:
+            return list(preds)
         return sorted(preds, key=lambda p: preds[p]["pos"])
 
     def users(self, node: Node) -> list[Node]:
@@ -122,20 +136,33 @@ class IR:
     def walk(self) -> list[Node]:
         """The one deterministic walk every pass and backend uses: topological, smallest id first.
 
-        Raises VerifyError on a cycle.
+        Raises VerifyError on a cycle. Callers may keep and change the list they get.
         """
-        graph = self.graph
-        waiting = {node: degree for node, degree in graph.in_degree()}
-        ready = [(node.id, node) for node, count in waiting.items() if count == 0]
+        key = (self._changes, self.graph.number_of_nodes(), self.graph.number_of_edges())
+        if self._walk is None or self._walk[0] != key:
+            self._walk = (key, self._topological())
+        return list(self._walk[1])
+
+    def _topological(self) -> list[Node]:
+        # `adjacency()` hands out networkx's own successor dicts: one sweep, no view per node.
+        succ = dict(self.graph.adjacency())
+        waiting = dict.fromkeys(succ, 0)
+        for users in succ.values():
+            for user in users:
+                waiting[user] += 1
+        by_id = {node.id: node for node in succ}
+        ready = [node.id for node, count in waiting.items() if count == 0]
         heapq.heapify(ready)
         walk = []
+        push, pop = heapq.heappush, heapq.heappop
         while ready:
-            _, node = heapq.heappop(ready)
+            node = by_id[pop(ready)]
             walk.append(node)
-            for user in graph.successors(node):
-                waiting[user] -= 1
-                if waiting[user] == 0:
-                    heapq.heappush(ready, (user.id, user))
+            for user in succ[node]:
+                count = waiting[user] - 1
+                waiting[user] = count
+                if count == 0:
+                    push(ready, user.id)
         if len(walk) != len(waiting):
             raise VerifyError("the graph has a cycle")
         return walk
@@ -180,6 +207,7 @@ class IR:
                 source = clone.residual.source
                 clone.residual = Residual(clone.residual.index, clone.residual.kind, clones.get(source, source))
         twin.graph = nx.relabel_nodes(self.graph, clones, copy=True)
+        twin._walk = None
         twin._ids = itertools.count(max((node.id for node in self.graph), default=-1) + 1)
         return twin
 

@@ -9,10 +9,10 @@ from typing import TYPE_CHECKING
 from ..diagnostics import Span
 from .expr import Expr
 from .shape import Shape
+from .tree import Module, ModuleKind
 
 if TYPE_CHECKING:
     from ..ops.base import Op
-    from .tree import Module
 
 
 class Origin(Enum):
@@ -42,7 +42,7 @@ class Residual:
     source: Node | None = None
 
 
-@dataclass(eq=False)
+@dataclass(eq=False, slots=True)
 class Node:
     """One op in the graph. Nodes are the networkx graph's nodes themselves, compared by identity.
 
@@ -70,8 +70,6 @@ class Node:
     @property
     def block(self) -> Module | None:
         """The block instance this op belongs to; None at network level."""
-        from .tree import ModuleKind
-
         module: Module | None = self.parent
         while module is not None and module.kind is not ModuleKind.BLOCK:
             module = module.parent

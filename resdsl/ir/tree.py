@@ -76,11 +76,14 @@ class Module:
         """The module path prefix of what lives inside: `layer2.0.`, or "" at the root."""
         return self.path + "." if self.path else ""
 
-    def walk(self):
+    def walk(self) -> list[Module]:
         """This module and every module below it, parents first, children in order."""
-        yield self
-        for child in self.children:
-            yield from child.walk()
+        found, stack = [], [self]
+        while stack:
+            module = stack.pop()
+            found.append(module)
+            stack.extend(reversed(module.children))
+        return found
 
     def __repr__(self) -> str:
         return f"<{self.kind.value} {self.path or self.name}>"

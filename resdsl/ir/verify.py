@@ -23,34 +23,124 @@ from .tree import ModuleKind
 
 
 def verify(ir: IR, after: str) -> None:
-    try:
-        walk = ir.walk()
-    except VerifyError:
-        raise VerifyError(f"after {after}: the graph has a cycle") from None
-    problems: list[str] = []
-    _graph(ir, walk, problems)
-    modules = set(_tree(ir, problems))
-    paths: set[str] = set()
-    for node in walk:
-        _node(ir, node, modules, paths, problems)
-    if problems:
-        raise VerifyError(f"after {after}: " + "; ".join(problems[:5]))
+    """Check every invariant of `ir` once (the pass pipeline keeps one Verifier for all its checks)."""
+    Verifier()(ir, after)
 
 
-def _graph(ir: IR, walk: list[Node], problems: list[str]) -> None:
-    graph = ir.graph
-    sources = [n for n in walk if graph.in_degree(n) == 0]
-    sinks = [n for n in walk if graph.out_degree(n) == 0]
-    if len(sources) != 1 or sources[0].op.kind != "input":
-        problems.append(f"expected one input, found {sources}")
-    if len(sinks) != 1:
-        problems.append(f"expected one output, found {sinks}")
+class Verifier:
+    """Checks the IR's invariants after each pass, not redoing what cannot have changed.
+
+    Every invariant about one node depends only on its op, shape, operands,
+    module and references; and a shape rule, on the operands' shapes too. So a
+    node whose fields and operands are the ones it was last verified with, and
+    whose operands kept their shapes, is still valid and is not checked again.
+    The graph-wide checks (acyclic, one input and one output, unique paths,
+    the module tree) run every time.
+    """
+
+    def __init__(self) -> None:
+        self.verified: dict[Node, tuple] = {}  # node → the state it was last verified in
+
+    def __call__(self, ir: IR, after: str) -> None:
+        try:
+            walk = ir.walk()
+        except VerifyError:
+            raise VerifyError(f"after {after}: the graph has a cycle") from None
+        problems: list[str] = []
+        modules = set(_tree(ir, problems))
+        present = set(walk)
+        if any(node not in present for node in self.verified):
+            self.verified = {}  # a node went: whatever referred to it is checked again
+        # Every node's operands with their positions, gathered in one sweep over the edges.
+        operands: dict[Node, list[tuple[int, Node]]] = {node: [] for node in walk}
+        sinks = []
+        for source, users in ir.graph.adjacency():
+            if not users:
+                sinks.append(source)
+            for user, edge in users.items():
+                operands[user].append((edge["pos"], source))
+        sources = [node for node in walk if not operands[node]]
+        if len(sources) != 1 or sources[0].op.kind != "input":
+            problems.append(f"expected one input, found {sources}")
+        if len(sinks) != 1:
+            problems.append(f"expected one output, found {sinks}")
+        paths: set[str] = set()
+        reshaped: set[Node] = set()  # nodes whose shape is not the one last verified: their users' rules rerun
+        verified = self.verified
+        for node in walk:
+            inputs = operands[node]
+            if len(inputs) > 1:
+                inputs.sort(key=_position)
+            if node.path is not None:
+                if node.path in paths:
+                    problems.append(f"{node} has module path {node.path!r}, which another module has")
+                paths.add(node.path)
+            state = (node.op, node.shape, node.parent, node.path, node.branch, node.shortcut_of, node.residual, inputs)
+            seen = verified.get(node)
+            if seen == state and not (reshaped and any(operand in reshaped for _, operand in inputs)):
+                continue
+            if seen is None or seen[1] != node.shape:
+                reshaped.add(node)
+            found = len(problems)
+            _node(ir, node, inputs, modules, present, problems)
+            if len(problems) == found:
+                verified[node] = state
+        if problems:
+            raise VerifyError(f"after {after}: " + "; ".join(problems[:5]))
+
+
+def _node(ir: IR, node: Node, inputs: list[tuple[int, Node]], modules: set, present: set, problems: list[str]) -> None:
+    """Every check about one node."""
+    op = node.op
+    positions = [pos for pos, _ in inputs]
+    if positions != _POSITIONS[op.arity]:
+        problems.append(f"{node} has operand positions {positions}; {op.kind} takes {op.arity}")
+    problems.extend(f"{node}: {problem}" for problem in op.problems())
+    if node.parent not in modules:
+        problems.append(f"{node} lives in {node.parent}, which is not in the module tree")
+    if op.is_module:
+        _path(node, problems)
+    elif node.path is not None:
+        problems.append(f"{node} is functional but has module path {node.path!r}")
+    _references(node, present, problems)
+    if node.shape is not None:
+        _shape(ir, node, tuple(operand.shape for _, operand in inputs), problems)
+
+
+def _shape(ir: IR, node: Node, shapes: tuple, problems: list[str]) -> None:
+    expected: tuple[int, ...] | None
+    if node.op.arity == 0:
+        expected = ir.input_shape
+    elif any(s is None for s in shapes):
+        problems.append(f"{node} has a shape but an operand has none")
+        return
+    else:
+        expected = node.op.infer(shapes, ShapeReport(Collector(), node.span, node.label))
+    if tuple(node.shape) != expected:  # type: ignore[arg-type]  # the caller checked it is set
+        problems.append(f"{node} has shape {node.shape}; its shape rule gives {expected}")
+
+
+_POSITIONS = [list(range(arity)) for arity in range(8)]  # the operand positions of an op of each arity
+
+
+def _position(entry: tuple[int, Node]) -> int:
+    return entry[0]
+
+
+def _references(node: Node, present: set[Node], problems: list[str]) -> None:
+    residual = node.residual
+    for ref in (node.branch, node.shortcut_of, residual.source if residual is not None else None):
+        if ref is not None and ref not in present:
+            problems.append(f"{node} refers to {ref}, which is not in the graph")
+    if (residual is not None) != (node.op.kind == "add"):
+        problems.append(f"{node}: only residual adds carry residual information")
 
 
 def _tree(ir: IR, problems: list[str]):
     """Check the module tree's shape; yields every module in it."""
     if ir.root.kind is not ModuleKind.NETWORK or ir.root.parent is not None:
         problems.append("the tree's root is not the network")
+    instances: dict[str, set] = {}
     for module in ir.root.walk():
         yield module
         if module.kind is ModuleKind.STAGE:
@@ -60,52 +150,22 @@ def _tree(ir: IR, problems: list[str]):
                 problems.append(f"stage {module.path} holds {names} of kinds {sorted(k.value for k in kinds)}")
         if module.kind is ModuleKind.BLOCK:
             template = module.template
-            listed = template is not None and module in template.instances
+            if template is not None and template.name not in instances:
+                instances[template.name] = set(template.instances)
+            listed = template is not None and module in instances[template.name]
             if template is None or ir.templates.get(template.name) is not template or not listed:
                 problems.append(f"block {module.path} is not an instance of a known template")
         if module.kind is ModuleKind.SEQUENCE and module.children:
             problems.append(f"sequence {module.path} holds modules; it numbers ops")
 
 
-def _node(ir: IR, node: Node, modules: set, paths: set[str], problems: list[str]) -> None:
-    op = node.op
-    operands = ir.operands(node)
-    positions = sorted(ir.graph.get_edge_data(o, node)["pos"] for o in operands)
-    if positions != list(range(op.arity)):
-        problems.append(f"{node} has operand positions {positions}; {op.kind} takes {op.arity}")
-    problems.extend(f"{node}: {problem}" for problem in op.problems())
-    if node.parent not in modules:
-        problems.append(f"{node} lives in {node.parent}, which is not in the module tree")
-    if op.is_module:
-        expected = node.parent.prefix()
-        if not node.path or not node.path.startswith(expected) or node.path in paths:
-            problems.append(f"{node} has module path {node.path!r}; expected a new path under {expected!r}")
-        else:
-            paths.add(node.path)
-        if node.parent.kind is ModuleKind.SEQUENCE and not node.path[len(expected) :].isdigit():  # type: ignore[index]
-            problems.append(f"{node} in a sequence is not numbered")
-    elif node.path is not None:
-        problems.append(f"{node} is functional but has module path {node.path!r}")
-    for ref in (node.branch, node.shortcut_of, node.residual.source if node.residual else None):
-        if ref is not None and ref not in ir:
-            problems.append(f"{node} refers to {ref}, which is not in the graph")
-    if (node.residual is not None) != (op.kind == "add"):
-        problems.append(f"{node}: only residual adds carry residual information")
-    _shape(ir, node, operands, problems)
-
-
-def _shape(ir: IR, node: Node, operands: list[Node], problems: list[str]) -> None:
-    if node.shape is None:
+def _path(node: Node, problems: list[str]) -> None:
+    expected = node.parent.prefix()
+    path = node.path
+    if not path or not path.startswith(expected):
+        problems.append(f"{node} has module path {path!r}; expected a path under {expected!r}")
         return
-    expected: tuple[int, ...] | None
-    if node.op.arity == 0:
-        expected = ir.input_shape
-    else:
-        shapes = [o.shape for o in operands]
-        if any(s is None for s in shapes):
-            problems.append(f"{node} has a shape but an operand has none")
-            return
-        errors = Collector()
-        expected = node.op.infer(shapes, ShapeReport(errors, node.span, node.label))  # type: ignore[arg-type]
-    if tuple(node.shape) != expected:
-        problems.append(f"{node} has shape {node.shape}; its shape rule gives {expected}")
+    if node.parent.kind is ModuleKind.SEQUENCE and not path[len(expected) :].isdigit():
+        problems.append(f"{node} in a sequence is not numbered")
+
+

@@ -17,6 +17,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, fields
+from functools import cache
 from typing import Any, ClassVar, Protocol
 
 from ..diagnostics import Collector, Span
@@ -176,11 +177,10 @@ class Op:
     def problems(self) -> list[str]:
         """Attribute values this op cannot have (the verifier's per-op check); empty when well formed."""
         problems = []
-        for f in fields(self):
-            value = getattr(self, f.name)
-            expected = {"int": int, "float": float, "bool": bool}.get(str(f.type))
-            if expected is not None and (type(value) is not expected):
-                problems.append(f"{f.name}={value!r} is not {f.type}")
+        for name, expected in _typed_fields(type(self)):
+            value = getattr(self, name)
+            if type(value) is not expected:
+                problems.append(f"{name}={value!r} is not {expected.__name__}")
         return problems
 
     def infer(self, inputs: Sequence[Shape], report: ShapeReport) -> Shape | None:
@@ -214,6 +214,15 @@ class Op:
     def onnx(self, w: OnnxWriter, inputs: list[str]) -> None:
         """Write the ONNX nodes computing this op from the operand tensors `inputs`."""
         raise NotImplementedError
+
+
+_TYPES = {"int": int, "float": float, "bool": bool}
+
+
+@cache
+def _typed_fields(cls: type[Op]) -> list[tuple[str, type]]:
+    """The attributes of an op class that hold plain numbers or booleans, with their types."""
+    return [(f.name, _TYPES[str(f.type)]) for f in fields(cls) if str(f.type) in _TYPES]
 
 
 def half_kernel(values: Mapping[str, Any], exprs: dict[str, Expr], span: Span) -> Expr | None:

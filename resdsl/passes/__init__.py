@@ -8,7 +8,7 @@ in the spec it finds as one ResdslError, and leaves the IR valid (ir/verify.py).
 from __future__ import annotations
 
 from ..ir.graph import IR
-from ..ir.verify import verify
+from ..ir.verify import Verifier
 from ..limits import Limits
 from . import budget, norm, projections, shapes, templates, validate, zero_init
 
@@ -17,6 +17,7 @@ PIPELINE = (norm, shapes, projections, zero_init, budget, templates, validate)
 
 def run(ir: IR, limits: Limits | None = None) -> IR:
     limits = limits or Limits()
+    verify = Verifier()
     verify(ir, after="lowering")
     for step in PIPELINE:
         step.apply(ir, limits)

@@ -88,7 +88,7 @@ def _remove(ir: IR, add: Node, main: Node, short: Node) -> None:
     for node in ir:
         if node.branch is add:
             node.branch = None
-    ir.graph.remove_edge(short, add)
+    ir.disconnect(short, add)
     ir.remove_passthrough(add, main)
 
 
