@@ -491,7 +491,7 @@ class _Lowerer:
         target = stmt.target.text if stmt.target else scope.auto_name(block.name.text)
         stage = None
         if stmt.repeat is not None:
-            stage = Module(target, ModuleKind.STAGE, scope.module, stmt.span)
+            stage = self.ir.module(target, ModuleKind.STAGE, scope.module, stmt.span)
         for index in range(count):
             self.block_count += 1
             self.limits.check("blocks", self.block_count, "the number of block instances", stmt.span)
@@ -500,7 +500,7 @@ class _Lowerer:
                 call_args = self._dilate(block, call_args, stmt, scope)
             explicit = tuple(p for p in params if p in call_args)
             env = self._bind(block, call_args, stmt)
-            module = Module(
+            module = self.ir.module(
                 str(index) if stage else target,
                 ModuleKind.BLOCK,
                 stage or scope.module,

@@ -8,6 +8,9 @@ SE gate's multiply are not counted.
 
 from __future__ import annotations
 
+from functools import lru_cache
+
+from ..ops.base import Op
 from .graph import IR
 from .node import Node
 from .shape import Shape
@@ -21,7 +24,13 @@ def params(ir: IR, node: Node) -> int:
     """Trainable parameters (BatchNorm buffers excluded), as `sum(p.numel())` counts them."""
     if not node.op.is_module:
         return 0
-    return sum(entry.size for entry in node.op.state(in_shapes(ir, node)) if entry.parameter)
+    return _parameters(node.op, tuple(in_shapes(ir, node)))
+
+
+@lru_cache(maxsize=4096)
+def _parameters(op: Op, shapes: tuple[Shape, ...]) -> int:
+    """The parameter count of an op on operands of `shapes` (ops are immutable: a network repeats a few)."""
+    return sum(entry.size for entry in op.state(shapes) if entry.parameter)
 
 
 def macs(ir: IR, node: Node) -> int:

@@ -66,6 +66,11 @@ class IR:
             self.graph.add_edge(operand, node, pos=pos)
         return node
 
+    def module(self, name: str, kind: ModuleKind, parent: Module, span: Span | None, **fields) -> Module:
+        """A new module of the tree, under `parent`."""
+        self._changes += 1
+        return Module(name, kind, parent, span, **fields)
+
     def redirect(self, old: Node, new: Node, *, skip: Node | None = None) -> None:
         """Make every user of `old` (except `skip`) read `new` instead, keeping operand positions."""
         self._changes += 1
@@ -138,10 +143,15 @@ class IR:
 
         Raises VerifyError on a cycle. Callers may keep and change the list they get.
         """
-        key = (self._changes, self.graph.number_of_nodes(), self.graph.number_of_edges())
+        key = self.structure()
         if self._walk is None or self._walk[0] != key:
             self._walk = (key, self._topological())
         return list(self._walk[1])
+
+    def structure(self) -> tuple[int, int, int]:
+        """A key that changes whenever nodes, edges or modules do: what is derived from them alone may be kept."""
+        edges = sum(len(users) for _, users in self.graph.adjacency())  # networkx's own count walks the degree view
+        return (self._changes, self.graph.number_of_nodes(), edges)
 
     def _topological(self) -> list[Node]:
         # `adjacency()` hands out networkx's own successor dicts: one sweep, no view per node.

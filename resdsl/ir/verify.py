@@ -16,10 +16,10 @@ VerifyError. The checks are
 from __future__ import annotations
 
 from ..diagnostics import Collector
-from ..ops.base import ShapeReport
+from ..ops.base import Op, ShapeReport
 from .graph import IR, VerifyError
 from .node import Node
-from .tree import ModuleKind
+from .tree import Module, ModuleKind
 
 
 def verify(ir: IR, after: str) -> None:
@@ -40,6 +40,17 @@ class Verifier:
 
     def __init__(self) -> None:
         self.verified: dict[Node, tuple] = {}  # node → the state it was last verified in
+        # Each node's operands with their positions, and the graph structure they were read from.
+        self.operands: dict[Node, list[tuple[int, Node]]] = {}
+        self.sinks: list[Node] = []
+        self.modules: set[Module] = set()  # the module tree, and what is wrong with it
+        self.tree_problems: list[str] = []
+        # Ops are immutable and their shape rules pure: an op object that passed stays sound,
+        # and a rule's answer for given operand shapes stays the same (blocks repeat a few ops).
+        self.sound_ops: dict[int, Op] = {}  # id → op (kept alive, so ids stay unique)
+        self.rules: dict[tuple[Op, tuple], tuple[int, ...] | None] = {}
+        self.report = ShapeReport(Collector(), None, "")  # the rules' own messages are not wanted here
+        self.structure: tuple[int, int, int] | None = None
 
     def __call__(self, ir: IR, after: str) -> None:
         try:
@@ -47,18 +58,16 @@ class Verifier:
         except VerifyError:
             raise VerifyError(f"after {after}: the graph has a cycle") from None
         problems: list[str] = []
-        modules = set(_tree(ir, problems))
         present = set(walk)
         if any(node not in present for node in self.verified):
             self.verified = {}  # a node went: whatever referred to it is checked again
-        # Every node's operands with their positions, gathered in one sweep over the edges.
-        operands: dict[Node, list[tuple[int, Node]]] = {node: [] for node in walk}
-        sinks = []
-        for source, users in ir.graph.adjacency():
-            if not users:
-                sinks.append(source)
-            for user, edge in users.items():
-                operands[user].append((edge["pos"], source))
+        if ir.structure() != self.structure:
+            self.tree_problems = []
+            self.modules = set(_tree(ir, self.tree_problems))
+            self.operands, self.sinks = _operands(ir, walk)
+            self.structure = ir.structure()
+        problems += self.tree_problems
+        modules, operands, sinks = self.modules, self.operands, self.sinks
         sources = [node for node in walk if not operands[node]]
         if len(sources) != 1 or sources[0].op.kind != "input":
             problems.append(f"expected one input, found {sources}")
@@ -69,8 +78,6 @@ class Verifier:
         verified = self.verified
         for node in walk:
             inputs = operands[node]
-            if len(inputs) > 1:
-                inputs.sort(key=_position)
             if node.path is not None:
                 if node.path in paths:
                     problems.append(f"{node} has module path {node.path!r}, which another module has")
@@ -82,42 +89,62 @@ class Verifier:
             if seen is None or seen[1] != node.shape:
                 reshaped.add(node)
             found = len(problems)
-            _node(ir, node, inputs, modules, present, problems)
+            self._node(ir, node, inputs, modules, present, problems)
             if len(problems) == found:
                 verified[node] = state
         if problems:
             raise VerifyError(f"after {after}: " + "; ".join(problems[:5]))
 
+    def _node(self, ir: IR, node: Node, inputs: list, modules: set, present: set, problems: list[str]) -> None:
+        """Every check about one node."""
+        op = node.op
+        positions = [pos for pos, _ in inputs]
+        if positions != _POSITIONS[op.arity]:
+            problems.append(f"{node} has operand positions {positions}; {op.kind} takes {op.arity}")
+        if id(op) not in self.sound_ops:
+            wrong = op.problems()
+            problems.extend(f"{node}: {problem}" for problem in wrong)
+            if not wrong:
+                self.sound_ops[id(op)] = op
+        if node.parent not in modules:
+            problems.append(f"{node} lives in {node.parent}, which is not in the module tree")
+        if op.is_module:
+            _path(node, problems)
+        elif node.path is not None:
+            problems.append(f"{node} is functional but has module path {node.path!r}")
+        _references(node, present, problems)
+        if node.shape is not None:
+            self._shape(ir, node, tuple([operand.shape for _, operand in inputs]), problems)
 
-def _node(ir: IR, node: Node, inputs: list[tuple[int, Node]], modules: set, present: set, problems: list[str]) -> None:
-    """Every check about one node."""
-    op = node.op
-    positions = [pos for pos, _ in inputs]
-    if positions != _POSITIONS[op.arity]:
-        problems.append(f"{node} has operand positions {positions}; {op.kind} takes {op.arity}")
-    problems.extend(f"{node}: {problem}" for problem in op.problems())
-    if node.parent not in modules:
-        problems.append(f"{node} lives in {node.parent}, which is not in the module tree")
-    if op.is_module:
-        _path(node, problems)
-    elif node.path is not None:
-        problems.append(f"{node} is functional but has module path {node.path!r}")
-    _references(node, present, problems)
-    if node.shape is not None:
-        _shape(ir, node, tuple(operand.shape for _, operand in inputs), problems)
+    def _shape(self, ir: IR, node: Node, shapes: tuple, problems: list[str]) -> None:
+        expected: tuple[int, ...] | None
+        if node.op.arity == 0:
+            expected = ir.input_shape
+        elif None in shapes:
+            problems.append(f"{node} has a shape but an operand has none")
+            return
+        else:
+            key = (node.op, shapes)
+            if key not in self.rules:
+                self.rules[key] = node.op.infer(shapes, self.report)
+            expected = self.rules[key]
+        if tuple(node.shape) != expected:  # type: ignore[arg-type]  # the caller checked it is set
+            problems.append(f"{node} has shape {node.shape}; its shape rule gives {expected}")
 
 
-def _shape(ir: IR, node: Node, shapes: tuple, problems: list[str]) -> None:
-    expected: tuple[int, ...] | None
-    if node.op.arity == 0:
-        expected = ir.input_shape
-    elif any(s is None for s in shapes):
-        problems.append(f"{node} has a shape but an operand has none")
-        return
-    else:
-        expected = node.op.infer(shapes, ShapeReport(Collector(), node.span, node.label))
-    if tuple(node.shape) != expected:  # type: ignore[arg-type]  # the caller checked it is set
-        problems.append(f"{node} has shape {node.shape}; its shape rule gives {expected}")
+def _operands(ir: IR, walk: list[Node]) -> tuple[dict[Node, list[tuple[int, Node]]], list[Node]]:
+    """Every node's operands with their positions, in position order, and the nodes nothing reads."""
+    operands: dict[Node, list[tuple[int, Node]]] = {node: [] for node in walk}
+    sinks = []
+    for source, users in ir.graph.adjacency():
+        if not users:
+            sinks.append(source)
+        for user, edge in users.items():
+            operands[user].append((edge["pos"], source))
+    for inputs in operands.values():
+        if len(inputs) > 1:
+            inputs.sort(key=_position)
+    return operands, sinks
 
 
 _POSITIONS = [list(range(arity)) for arity in range(8)]  # the operand positions of an op of each arity

@@ -17,7 +17,6 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, fields
-from functools import cache
 from typing import Any, ClassVar, Protocol
 
 from ..diagnostics import Collector, Span
@@ -219,10 +218,14 @@ class Op:
 _TYPES = {"int": int, "float": float, "bool": bool}
 
 
-@cache
+_TYPED_FIELDS: dict[type, list[tuple[str, type]]] = {}
+
+
 def _typed_fields(cls: type[Op]) -> list[tuple[str, type]]:
     """The attributes of an op class that hold plain numbers or booleans, with their types."""
-    return [(f.name, _TYPES[str(f.type)]) for f in fields(cls) if str(f.type) in _TYPES]
+    if cls not in _TYPED_FIELDS:
+        _TYPED_FIELDS[cls] = [(f.name, _TYPES[str(f.type)]) for f in fields(cls) if str(f.type) in _TYPES]
+    return _TYPED_FIELDS[cls]
 
 
 def half_kernel(values: Mapping[str, Any], exprs: dict[str, Expr], span: Span) -> Expr | None:

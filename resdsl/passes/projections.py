@@ -29,7 +29,7 @@ from ..diagnostics import Collector, Diagnostic, Label
 from ..ir.graph import IR
 from ..ir.node import Node, Origin, ShortcutKind
 from ..ir.shape import Shape, shape_text
-from ..ir.tree import Module, ModuleKind
+from ..ir.tree import ModuleKind
 from ..limits import Limits
 from ..ops.base import Op
 from ..ops.batchnorm import BatchNorm
@@ -119,7 +119,7 @@ def _insert(ir: IR, add: Node, short: Node, chain: list[tuple[Op, str | None]]) 
     node = (ir.preactivation(short, add) if ir.policies.norm == "pre" else None) or short
     parent = add.parent
     if any(name is not None for _, name in chain):
-        parent = Module(module_name(add), ModuleKind.SEQUENCE, add.parent, add.span)
+        parent = ir.module(module_name(add), ModuleKind.SEQUENCE, add.parent, add.span)
     inserted = []
     for op, name in chain:
         path = None if name is None else parent.prefix() + name
