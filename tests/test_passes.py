@@ -120,7 +120,8 @@ def test_templates_refuse_a_flatten_whose_size_differs_between_uses():
     t = tiny()
     template = t.block.template
     flat = t.ir.add(Flatten(), [t.input], parent=t.block, span=None)
-    t.ir.graph.remove_nodes_from([t.conv, t.add])
+    t.ir.remove(t.conv)
+    t.ir.remove(t.add)
     second = Module("b2", ModuleKind.BLOCK, t.ir.root, template=template, args={"c": 4})
     template.instances.append(second)
     pooled = t.ir.add(MaxPool(2, 2, 0), [t.input], parent=t.ir.root, span=None)

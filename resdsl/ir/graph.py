@@ -2,9 +2,11 @@
 
 The graph's nodes are the Node records themselves (ir/node.py); an edge
 carries one attribute, `pos`, the operand position (networkx does not order
-predecessors). Operand 1 of a residual add is its shortcut. Everything else
-the compiler knows about the network lives in typed fields of `IR`: none in
-the graph's own attribute dicts. docs/internals.md lists every field with
+predecessors); operand 1 of a residual add is its shortcut. The graph
+changes only through IR's methods, which count the changes, so that what is
+derived from its structure (the walk) can be kept. Everything else the
+compiler knows about the network lives in typed fields of `IR`: none in the
+graph's own attribute dicts. docs/internals.md lists every field with
 who writes it and who reads it.
 """
 
@@ -41,10 +43,9 @@ class IR:
         self.root = Module(name, ModuleKind.NETWORK, span=span)
         self.templates: dict[str, Template] = {}  # by name, in first-use order
         self._ids = itertools.count()
-        # The last walk, kept until the graph changes: the changes this class makes count
-        # `_changes`; the node and edge counts catch anything else.
+        # The last walk, kept until the graph changes (`_changes` counts the changes).
         self._changes = 0
-        self._walk: tuple[tuple[int, int, int], list[Node]] | None = None
+        self._walk: tuple[int, list[Node]] | None = None
 
     # -- building -------------------------------------------------------------
 
@@ -104,12 +105,22 @@ class IR:
     def remove_passthrough(self, node: Node, keep: Node) -> None:
         """Delete `node`, handing its users the operand `keep`."""
         self.redirect(node, keep)
-        self.graph.remove_node(node)
+        self.remove(node)
+
+    def connect(self, operand: Node, node: Node, pos: int) -> None:
+        """`node` reads `operand` as its operand number `pos`."""
+        self._changes += 1
+        self.graph.add_edge(operand, node, pos=pos)
 
     def disconnect(self, operand: Node, node: Node) -> None:
         """`node` no longer reads `operand` (the caller renumbers or removes `node`)."""
         self._changes += 1
         self.graph.remove_edge(operand, node)
+
+    def remove(self, node: Node) -> None:
+        """Delete `node` and its edges (the caller rewires its users)."""
+        self._changes += 1
+        self.graph.remove_node(node)
 
     # -- reading ----------------------------------------------------------------
 
@@ -148,10 +159,9 @@ class IR:
             self._walk = (key, self._topological())
         return list(self._walk[1])
 
-    def structure(self) -> tuple[int, int, int]:
+    def structure(self) -> int:
         """A key that changes whenever nodes, edges or modules do: what is derived from them alone may be kept."""
-        edges = sum(len(users) for _, users in self.graph.adjacency())  # networkx's own count walks the degree view
-        return (self._changes, self.graph.number_of_nodes(), edges)
+        return self._changes
 
     def _topological(self) -> list[Node]:
         # `adjacency()` hands out networkx's own successor dicts: one sweep, no view per node.

@@ -66,14 +66,13 @@ class Node:
     shortcut_of: Node | None = None  # ops the projections pass inserted: the add whose shortcut they form
     residual: Residual | None = None  # residual adds only
     zero_init: bool = False  # BatchNorms: γ starts at zero (the zero_init_last policy)
+    block: Module | None = field(init=False)  # the block instance `parent` is or lies in; None at network level
 
-    @property
-    def block(self) -> Module | None:
-        """The block instance this op belongs to; None at network level."""
+    def __post_init__(self) -> None:
         module: Module | None = self.parent
         while module is not None and module.kind is not ModuleKind.BLOCK:
             module = module.parent
-        return module
+        self.block = module
 
     @property
     def label(self) -> str:

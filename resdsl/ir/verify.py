@@ -50,7 +50,7 @@ class Verifier:
         self.sound_ops: dict[int, Op] = {}  # id → op (kept alive, so ids stay unique)
         self.rules: dict[tuple[Op, tuple], tuple[int, ...] | None] = {}
         self.report = ShapeReport(Collector(), None, "")  # the rules' own messages are not wanted here
-        self.structure: tuple[int, int, int] | None = None
+        self.structure: int | None = None
 
     def __call__(self, ir: IR, after: str) -> None:
         try:
