@@ -194,5 +194,3 @@ def _path(node: Node, problems: list[str]) -> None:
         return
     if node.parent.kind is ModuleKind.SEQUENCE and not path[len(expected) :].isdigit():
         problems.append(f"{node} in a sequence is not numbered")
-
-

@@ -151,6 +151,7 @@ class Op:
     signature: ClassVar[Signature | None] = None  # set for ops a spec can call
     is_module: ClassVar[bool] = False  # a submodule in PyTorch, with a module path
     spatial: ClassVar[bool] = False  # its operands must be C×H×W feature maps (checked before `infer`)
+
     @classmethod
     def missing_hooks(cls) -> list[str]:
         """The hooks this kind leaves to the base class but must define (tests/test_ops.py checks every kind).
