@@ -15,4 +15,5 @@ if ! command -v dot >/dev/null 2>&1; then
 fi
 
 [ -x .venv/bin/python ] || python3 -m venv .venv
-.venv/bin/python -m pip install -q --disable-pip-version-check -e ".[all]"
+# The constraints pin PyTorch's CPU build: an unpinned torch would be a multi-gigabyte CUDA build.
+.venv/bin/python -m pip install -q --disable-pip-version-check -c scripts/constraints.txt -e ".[all]"
