@@ -20,7 +20,16 @@ from . import ast
 from .expr import Value, describe, evaluate, is_literal, render
 from .loader import Program
 from .names import check_name
-from .policies import NORM_ORDERS, POLICY_VALUES, parse_int, parse_number, parse_shape, policy_allows, policy_choices
+from .policies import (
+    NORM_ORDERS,
+    POLICY_VALUES,
+    closest_value,
+    parse_int,
+    parse_number,
+    parse_shape,
+    policy_allows,
+    policy_choices,
+)
 
 
 @dataclass
@@ -67,6 +76,12 @@ class Scope:
 
 def lower(program: Program, overrides: dict[str, str] | None = None, limits: Limits | None = None) -> nx.DiGraph:
     return _Lowerer(program, overrides or {}, limits or Limits()).run()
+
+
+def setting_names(network: ast.NetworkDef) -> set[str]:
+    """What `--set` may override in `network`: its input, classes, the policies and its `let`s."""
+    lets = (stmt.name.text for stmt in network.body if isinstance(stmt, ast.LetStmt))
+    return {"input", "in_channels", "classes", *POLICY_VALUES, *lets}
 
 
 class _Lowerer:
@@ -116,7 +131,7 @@ class _Lowerer:
                 "no `input` statement",
                 "add `input 3x224x224` (channels x height x width)",
             )
-        set_keys = {"input", "in_channels", "classes", *POLICY_VALUES, *(s.name.text for s in lets)}
+        set_keys = setting_names(network)
         unknown = sorted(set(self.overrides) - set_keys)
         if unknown:
             raise error(
@@ -132,7 +147,9 @@ class _Lowerer:
             if key in self.overrides:
                 value = self.overrides[key]
                 if not policy_allows(key, value):
-                    raise error("E0301", f"--set {key}={value}: not a {key} policy", help=policy_choices(key))
+                    close = closest_value(key, value)
+                    hint = f"did you mean `{close}`? " if close else ""
+                    raise error("E0301", f"--set {key}={value}: not a {key} policy", help=hint + policy_choices(key))
                 policies[key] = value
         policies["norm"] = NORM_ORDERS[policies["norm"]]
         if policies["output_stride"] != "none":
@@ -168,13 +185,13 @@ class _Lowerer:
                 f"did you mean `{close[0]}`?" if close else "policies: " + ", ".join(POLICY_VALUES),
             )
         if not policy_allows(name.text, value.text):
-            close = difflib.get_close_matches(value.text, list(POLICY_VALUES[name.text]), n=1)
+            close = closest_value(name.text, value.text)
             raise error(
                 "E0113",
                 f"`{value.text}` is not a {name.text} policy",
                 value.span,
                 "unknown value",
-                (f"did you mean `{close[0]}`? " if close else "") + policy_choices(name.text),
+                (f"did you mean `{close}`? " if close else "") + policy_choices(name.text),
             )
         return value.text
 
@@ -422,12 +439,15 @@ class _Lowerer:
         return self._new(scope, op, [scope.current], stmt.span, name=name, path=path, exprs=exprs, **node_attrs)
 
     def _typed(self, expr: ast.Expr, env, spec: irops.ArgSpec, callee: str):
+        if isinstance(expr, ast.Var) and expr.name in spec.words and expr.name not in env:
+            return expr.name
         value = evaluate(expr, env)
         if spec.type is bool:
             if not isinstance(value, bool):
+                choices = ", ".join(("true", "false", *spec.words))
                 raise error(
                     "E0107",
-                    f"`{callee}` argument `{spec.name}` is true or false, got {describe(value)}",
+                    f"`{callee}` argument `{spec.name}` is {_or(choices)}, got {describe(value)}",
                     expr.span,
                     "not a boolean",
                 )
@@ -673,6 +693,12 @@ def _signature_text(callee: str, signature: irops.OpSignature) -> str:
     for spec in signature.args:
         parts.append(spec.name if spec.default is irops.REQUIRED else f"{spec.name}={_show(spec.default)}")
     return f"usage: {callee}({', '.join(parts)})"
+
+
+def _or(choices: str) -> str:
+    """`true, false` → `true or false`; `true, false, post` → `true, false or post`."""
+    head, _, last = choices.rpartition(", ")
+    return f"{head} or {last}"
 
 
 def _show(value) -> str:

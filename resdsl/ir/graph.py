@@ -12,7 +12,8 @@ Node attributes
   exprs     Python source of op attributes in the template's own terms (`planes * 4`),
             for readable generated code
   branch    the add node whose residual branch holds this node, if any
-  auto_norm whether the norm policy places BatchNorm/ReLU around this conv
+  auto_norm for a conv: True when the norm policy places BatchNorm/ReLU around it, False for
+            none, "post" for conv→BN→ReLU whatever the policy (the spec's `norm=` argument)
   shortcut_of  for nodes on an inserted shortcut: the add node they feed
   shortcut_from  for a residual add, once projections are placed: the tensor its
             shortcut names (a projection under full pre-activation reads that

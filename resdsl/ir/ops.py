@@ -142,6 +142,7 @@ class ArgSpec:
     default: object = REQUIRED
     aliases: tuple[str, ...] = ()
     minimum: int | None = 1  # smallest allowed value for integers
+    words: tuple[str, ...] = ()  # bare words accepted besides values of `type` (conv's `norm=post`)
 
 
 @dataclass(frozen=True)
@@ -178,7 +179,7 @@ SIGNATURES: dict[str, OpSignature] = {
             ArgSpec("groups", int, 1),
             ArgSpec("dilation", int, 1, aliases=("d",)),
             ArgSpec("bias", bool, False),
-            ArgSpec("norm", bool, True),
+            ArgSpec("norm", bool, True, words=("post",)),
         ),
         node_args=("norm",),
     ),

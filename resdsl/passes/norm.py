@@ -13,7 +13,9 @@ residual branch ending in conv_n:
   relu_preact       ReLU→conv→BN … ReLU→conv_n→BN, add
   pre (full_preact) BN→ReLU→conv …, add; and one BN→ReLU after the last block
 Convs outside residual branches (the stem) get conv→BN→ReLU, except under
-`pre`, where the first block's pre-activation normalises them.
+`pre`, where the first block's pre-activation normalises them. A conv whose
+spec says `norm=post` gets conv→BN→ReLU under every order (a pre-activation
+network's deep stem); `norm=false` gets nothing.
 """
 
 from __future__ import annotations
@@ -42,10 +44,10 @@ def bn_path(conv_path: str) -> str:
 
 def apply(graph: nx.DiGraph) -> None:
     order = graph.graph["policies"]["norm"]
-    if order == "none":
-        return
     nodes = sorted(graph.nodes)
     convs = [n for n in nodes if graph.nodes[n]["op"].kind == "conv" and graph.nodes[n].get("auto_norm", True)]
+    if order == "none":  # only the convs that ask for their own norm
+        convs = [n for n in convs if graph.nodes[n]["auto_norm"] == "post"]
     adds = [n for n in nodes if graph.nodes[n]["op"].kind == "add"]
     last_conv = {}
     for conv in convs:
@@ -64,6 +66,10 @@ def apply(graph: nx.DiGraph) -> None:
         return like(node, path=bn_path(graph.nodes[conv]["path"]))
 
     for conv in convs:
+        if graph.nodes[conv].get("auto_norm") == "post":
+            after = insert_after(graph, conv, ops.BatchNorm(), **bn(conv, conv))
+            insert_after(graph, after, ops.ReLU(), **like(conv))
+            continue
         in_branch = graph.nodes[conv]["branch"] is not None
         final = in_branch and last_conv[graph.nodes[conv]["branch"]] == conv
         if not in_branch:
@@ -87,7 +93,7 @@ def apply(graph: nx.DiGraph) -> None:
         elif order == "bn_after_add":
             # Named after the branch's last conv, whose BatchNorm moved past the add.
             conv = last_conv.get(add)
-            if conv is not None:
+            if conv is not None and graph.nodes[conv]["auto_norm"] is True:  # a `norm=post` conv has its own BN
                 path = bn_path(graph.nodes[conv]["path"])
             else:  # a branch without a normed conv of its own: number by the add, like `downsample2`
                 index = graph.nodes[add].get("add_index", 0)
