@@ -45,7 +45,7 @@ class _Command:
 
 def _summary(text: str | None) -> str:
     """The first clause of a help text, plain enough for every shell's description field."""
-    text = (text or "").split(" (")[0].split("; ")[0].rstrip(".")
+    text = (text or "").split(" (")[0].split("; ")[0].split(": ")[0].rstrip(".")
     return re.sub(r"[^\w ,.+=/×-]", "", text).strip()
 
 

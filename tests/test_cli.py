@@ -37,7 +37,7 @@ def test_build_writes_standalone_pytorch_source(cli, tmp_path):
 def test_build_writes_text_to_stdout_and_onnx_to_a_file_named_after_the_spec(cli, tmp_path):
     result = cli("build", str(SPECS / "resnet34.res"), cwd=tmp_path)
     assert result.returncode == 0, result.stderr
-    assert result.stdout.startswith('"""') and "class Model(nn.Module):" in result.stdout
+    assert result.stdout.startswith('"""') and "class Resnet34(nn.Module):" in result.stdout
     assert list(tmp_path.iterdir()) == []  # nothing dropped into the current folder
     onnx = cli("build", "resnet18", "--emit", "onnx", cwd=tmp_path)
     assert onnx.returncode == 0, onnx.stderr
