@@ -265,3 +265,30 @@ def test_onnx_only_options_agree_in_number(capsys):
     assert "error: --fold-bn only applies to --emit onnx" in capsys.readouterr().err
     assert main(["build", "resnet18", "--fold-bn", "--seed", "1"]) == 2
     assert "error: --fold-bn, --seed only apply to --emit onnx" in capsys.readouterr().err
+
+
+# -- a missing optional package is a usage error naming the extra, not a bug ----------------------
+
+
+@pytest.mark.parametrize(
+    "hidden, argv, extra",
+    [
+        ("onnx", ["build", "resnet18", "--emit", "onnx", "-o", "{tmp}/r18.onnx"], "onnx"),
+        ("numpy", ["build", "resnet18", "--emit", "onnx", "-o", "{tmp}/r18.onnx"], "onnx"),
+        ("torch", ["build", "resnet18", "--emit", "onnx", "--weights", "{tmp}/w.pt", "-o", "{tmp}/r18.onnx"], "torch"),
+        ("onnxruntime", ["run", "{tmp}/r18.onnx", "--input", "{tmp}/x.npy"], "onnx"),
+        ("numpy", ["run", "{tmp}/r18.onnx", "--input", "{tmp}/x.npy"], "onnx"),
+    ],
+)
+def test_missing_optional_package_is_a_usage_error_naming_the_extra(hidden, argv, extra, tmp_path):
+    (tmp_path / "w.pt").write_bytes(b"")  # never opened: the check comes first
+    program = (
+        f"import sys; sys.modules[{hidden!r}] = None; from resdsl.cli import main; "
+        f"sys.exit(main({[a.format(tmp=tmp_path) for a in argv]!r}))"
+    )
+    run = subprocess.run([sys.executable, "-c", program], capture_output=True, text=True, cwd=ROOT, timeout=120)
+    assert run.returncode == 2, run.stderr
+    assert f"needs the Python package {hidden}" in run.stderr
+    assert f"pip install 'resdsl[{extra}]'" in run.stderr
+    assert "internal error" not in run.stderr and "Traceback" not in run.stderr
+    assert not (tmp_path / "r18.onnx").exists()
