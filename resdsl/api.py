@@ -11,13 +11,13 @@ from typing import TYPE_CHECKING, Any
 import networkx as nx
 
 from . import passes
-from .passes import lint
 from .diagnostics import Diagnostic, ResdslWarning, Source
 from .extras import require
 from .frontend.loader import load as load_program
 from .frontend.loader import read_source
 from .frontend.lower import lower
 from .limits import Limits
+from .passes import lint
 
 if TYPE_CHECKING:  # only for annotations: importing resdsl never imports torch or onnx
     import onnx
@@ -94,7 +94,9 @@ class Compiled:
 
         return torch_src.instantiate(self.torch_source, self.graph)
 
-    def to_onnx(self, weights: Weights = None, *, seed: int = 0, opset: int = 17, fold_bn: bool = False) -> onnx.ModelProto:
+    def to_onnx(
+        self, weights: Weights = None, *, seed: int = 0, opset: int = 17, fold_bn: bool = False
+    ) -> onnx.ModelProto:
         """An onnx.ModelProto of the network in inference mode (needs `resdsl[onnx]`).
 
         `weights`: None for the seeded default initialisation (`seed`), a path

@@ -98,9 +98,7 @@ def _parser() -> argparse.ArgumentParser:
         help="write the weights to OUTPUT.data beside the model (automatic past protobuf's 2 GiB)",
     )
 
-    check = command(
-        "check", "Parse and validate specs; exit 0 when all are valid, 1 otherwise.", several=True
-    )
+    check = command("check", "Parse and validate specs; exit 0 when all are valid, 1 otherwise.", several=True)
     check.add_argument("-v", "--verbose", action="store_true", help="list the shortcuts and norms the passes placed")
 
     summary = command("summary", "Per-layer output shapes, parameters and MACs, with totals.")

@@ -95,7 +95,7 @@ def _bash(prog: str, top: list[_Option], commands: list[_Command], models: list[
         f"# Load it with: source <({prog} completion bash)",
         f"{fn}_specs() {{",
         f'    COMPREPLY+=($(compgen -W "{" ".join(models)}" -- "$1"))',
-        "    COMPREPLY+=($(compgen -f -X '!*.res' -- \"$1\") $(compgen -d -- \"$1\"))",
+        '    COMPREPLY+=($(compgen -f -X \'!*.res\' -- "$1") $(compgen -d -- "$1"))',
         "    [[ $1 == - ]] && COMPREPLY+=(-)",
         "}",
         f"{fn}() {{",
@@ -104,7 +104,7 @@ def _bash(prog: str, top: list[_Option], commands: list[_Command], models: list[
         "    for ((i = 1; i < COMP_CWORD; i++)); do",
         '        if [[ ${COMP_WORDS[i]} != -* ]]; then command="${COMP_WORDS[i]}"; break; fi',
         "    done",
-        '    if [[ -z $command ]]; then',
+        "    if [[ -z $command ]]; then",
         f'        COMPREPLY=($(compgen -W "{" ".join(c.name for c in commands)} {_flags(top)}" -- "$cur"))',
         "        return",
         "    fi",
@@ -125,16 +125,20 @@ def _bash(prog: str, top: list[_Option], commands: list[_Command], models: list[
                 action = ":"  # a number or KEY=VALUE: nothing to offer
             lines.append(f"                {pattern}) {action}; return ;;")
         lines.append("            esac")
-        lines.append('            if [[ $cur == -* ]]; then')
+        lines.append("            if [[ $cur == -* ]]; then")
         lines.append(f'                COMPREPLY=($(compgen -W "{_flags(command.options)}" -- "$cur"))')
         for positional in command.positionals:
             lines.append("            else")
             if positional.kind == "spec":
                 lines.append(f'                {fn}_specs "$cur"')
             elif positional.kind == "choice":
-                lines.append(f'                COMPREPLY=($(compgen -W "{" ".join(positional.choices or [])}" -- "$cur"))')
+                lines.append(
+                    f'                COMPREPLY=($(compgen -W "{" ".join(positional.choices or [])}" -- "$cur"))'
+                )
             else:
-                lines.append("                COMPREPLY=($(compgen -f -X '!*.onnx' -- \"$cur\") $(compgen -d -- \"$cur\"))")
+                lines.append(
+                    '                COMPREPLY=($(compgen -f -X \'!*.onnx\' -- "$cur") $(compgen -d -- "$cur"))'
+                )
         lines.append("            fi ;;")
     lines += ["    esac", "}", f"complete -o filenames -F {fn} {prog}", ""]
     return "\n".join(lines)

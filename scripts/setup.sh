@@ -20,4 +20,4 @@ fi
 
 [ -x .venv/bin/python ] || python3 -m venv .venv
 # The constraints pin PyTorch's CPU build: an unpinned torch would be a multi-gigabyte CUDA build.
-.venv/bin/python -m pip install -q --disable-pip-version-check -c scripts/constraints.txt -e ".[all]"
+.venv/bin/python -m pip install -q --disable-pip-version-check -c scripts/constraints.txt -e ".[all,dev]"

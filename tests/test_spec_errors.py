@@ -23,7 +23,7 @@ CASES = {
         "          ^ no `=` here",
     ),
     "input_with_equals": (
-        'network net {\n  input = 1x28x28  # MNIST\n  conv1 = conv(16, k=3)\n}\n',
+        "network net {\n  input = 1x28x28  # MNIST\n  conv1 = conv(16, k=3)\n}\n",
         "E0001",
         "unexpected `=`: `input` takes its value without one",
         "  input = 1x28x28  # MNIST",

@@ -185,13 +185,13 @@ class _Lowerer:
                 f"did you mean `{close[0]}`?" if close else "policies: " + ", ".join(POLICY_VALUES),
             )
         if not policy_allows(name.text, value.text):
-            close = closest_value(name.text, value.text)
+            meant = closest_value(name.text, value.text)
             raise error(
                 "E0113",
                 f"`{value.text}` is not a {name.text} policy",
                 value.span,
                 "unknown value",
-                (f"did you mean `{close}`? " if close else "") + policy_choices(name.text),
+                (f"did you mean `{meant}`? " if meant else "") + policy_choices(name.text),
             )
         return value.text
 
