@@ -11,13 +11,12 @@ from __future__ import annotations
 
 import os
 import re
-import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
-from conftest import ROOT
+from conftest import ROOT, copy_tracked
 
 README = (ROOT / "README.md").read_text(encoding="utf-8")
 PROGRAMS = ("resdsl", "torchrun", "python", ".venv/bin/python", "bash", "pip", "ruff", "cat", "source")
@@ -65,13 +64,7 @@ def test_the_extraction_finds_the_readme_commands():
 
 @pytest.mark.slow
 def test_every_readme_command_runs_as_written(tmp_path):
-    clone = tmp_path / "clone"
-    tracked = subprocess.run(["git", "ls-files", "-z"], cwd=ROOT, capture_output=True, check=True).stdout
-    for name in tracked.decode().split("\0"):
-        if name and (ROOT / name).exists():
-            target = clone / name
-            target.parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(ROOT / name, target, follow_symlinks=False)
+    clone = copy_tracked(tmp_path / "clone")
     subprocess.run(["git", "init", "-q"], cwd=clone, check=True)  # a clone: .gitignore applies (to ruff too)
     (clone / ".venv").symlink_to(ROOT / ".venv")  # what the setup made
     bin_dir = str(ROOT / ".venv" / "bin")
