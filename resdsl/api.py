@@ -219,7 +219,10 @@ def compile(  # noqa: A001
 ) -> Compiled:
     """Parse, lower and check a spec (a path or the text itself); raises ResdslError on mistakes.
 
-    `limits` raises (or lowers) the bounds of resdsl/limits.py, e.g. `{"channels": 200_000}`.
+    `overrides` are `--set` settings (`{"norm": "pre"}`); `limits` raises (or
+    lowers) the bounds of resdsl/limits.py, e.g. `{"channels": 200_000}`.
+    Warnings (W codes) are issued as `ResdslWarning` and kept in the result's
+    `warnings`.
     """
     limits = limits if isinstance(limits, Limits) else Limits.from_options(limits)
     source = spec if isinstance(spec, Source) else load(spec, limits)

@@ -48,7 +48,9 @@ def spec_source(name_or_path: str | Path) -> Source:
         raise error(
             "E0119",
             f"no bundled model `{name_or_path}`",
-            help=f"did you mean `{close[0]}`?" if close else "resdsl.list_models() lists them",
+            help=f"did you mean `{close[0]}`?"
+            if close
+            else "a spec file's name ends in .res; the bundled models are " + ", ".join(list_models()),
         )
     return Source(f"{name_or_path}.res", entry.read_text(encoding="utf-8"))
 
