@@ -283,7 +283,7 @@ def main(argv=None) -> None:
     )
     metrics = args.metrics.open("a" if args.resume else "w") if (args.metrics and rank == 0) else None
     window = torch.zeros(3, dtype=torch.float64, device=device)  # summed loss, correct, images since the last line
-    window_start, window_steps = time.perf_counter(), 0
+    window_start = time.perf_counter()
     began = time.perf_counter()
     model.train()
     for step in range(start, args.steps):
@@ -306,7 +306,6 @@ def main(argv=None) -> None:
         if distributed:
             dist.all_reduce(stats)
         window += stats
-        window_steps += 1
         done = step + 1
         if metrics:
             metrics.write(json.dumps({"step": done, "loss": stats[0].item() / stats[2].item(), "lr": lr}) + "\n")
@@ -318,7 +317,8 @@ def main(argv=None) -> None:
                 f"acc {100 * correct / seen:5.1f}%  {seen / seconds:,.0f} img/s  lr {lr:.4g}"
             )
             window.zero_()
-            window_start, window_steps = time.perf_counter(), 0
+            window_start = time.perf_counter()
+        paused = time.perf_counter()  # evaluating and saving do not count against images/s
         if args.eval_every and done % args.eval_every == 0 and done != args.steps:
             accuracy, held_loss, count = evaluate(module, test_x, test_y, rank, world, device)
             say(
@@ -341,6 +341,7 @@ def main(argv=None) -> None:
                 },
             )
             say(f"saved {checkpoint}")
+        window_start += time.perf_counter() - paused
     if metrics:
         metrics.close()
 
