@@ -458,7 +458,9 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help()
         return EXIT_OK
     try:
-        return COMMANDS[args.command](args)
+        code = COMMANDS[args.command](args)
+        sys.stdout.flush()  # here, where a closed pipe is caught below, not at exit
+        return code
     except ResdslError as exc:
         if getattr(args, "error_format", "human") == "json":
             print(exc.to_json())
@@ -470,6 +472,11 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_USAGE
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:
+        # The reader went away (`resdsl build resnet50 | head`): stop quietly, as cat does. Standard
+        # output goes to /dev/null so that flushing it at exit does not fail a second time.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 128 + 13  # the shell's status for SIGPIPE
     except Exception as exc:  # a bug in resdsl, not in the spec
         if os.environ.get("RESDSL_DEBUG"):
             raise

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -292,3 +293,21 @@ def test_missing_optional_package_is_a_usage_error_naming_the_extra(hidden, argv
     assert f"pip install 'resdsl[{extra}]'" in run.stderr
     assert "internal error" not in run.stderr and "Traceback" not in run.stderr
     assert not (tmp_path / "r18.onnx").exists()
+
+
+def test_a_closed_pipe_ends_quietly():
+    """`resdsl build resnet18 | head -1`: the reader stops early; that is no bug to report. Its pipe is closed here."""
+    read, write = os.pipe()
+    os.close(read)
+    try:
+        run = subprocess.run(
+            [sys.executable, "-m", "resdsl", "build", "resnet18"],
+            stdout=write,
+            stderr=subprocess.PIPE,
+            text=True,
+            cwd=ROOT,
+            timeout=120,
+        )
+    finally:
+        os.close(write)
+    assert (run.returncode, run.stderr) == (141, "")
