@@ -127,7 +127,7 @@ def test_train_reads_an_image_folder(tmp_path):
             Image.fromarray(pixels).save(tmp_path / "images" / name / f"{index}.png")
     command = [sys.executable, str(TRAIN), "cifar_resnet20", "--set", "input=3x8x8", "--set", "classes=2"]
     run = subprocess.run(
-        [*command, "--data", str(tmp_path / "images"), "--steps", "8", "--batch-size", "8", "--log-every", "4"],
+        [*command, "--data", str(tmp_path / "images"), "--steps", "4", "--batch-size", "8", "--log-every", "2"],
         capture_output=True,
         text=True,
         timeout=300,
