@@ -12,8 +12,19 @@ them do, when called.
 from __future__ import annotations
 
 from .api import Compiled, compile, load
-from .diagnostics import ResdslError
+from .diagnostics import ResdslError, ResdslWarning
+from .extras import MissingDependency
 from .registry import create_model, list_models
 
-__version__ = "0.1.0"
-__all__ = ["compile", "load", "create_model", "list_models", "Compiled", "ResdslError", "__version__"]
+__version__ = "0.1.0"  # the one place the version is written: pyproject.toml reads it from here
+__all__ = [
+    "compile",
+    "load",
+    "create_model",
+    "list_models",
+    "Compiled",
+    "ResdslError",
+    "ResdslWarning",
+    "MissingDependency",
+    "__version__",
+]

@@ -2,31 +2,45 @@
 
 from __future__ import annotations
 
+import warnings
+from collections.abc import Mapping
 from functools import cached_property
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from . import passes
-from .diagnostics import Source
+from .diagnostics import Diagnostic, ResdslWarning, Source
+from .extras import require
 from .frontend.loader import load as load_program
 from .frontend.loader import read_source
 from .frontend.lower import lower
 from .ir.graph import IR
 from .limits import Limits
+from .passes import lint
+
+if TYPE_CHECKING:  # only for annotations: importing resdsl never imports torch or onnx
+    import onnx
+    import torch
+
+Weights = str | Path | Mapping[str, Any] | None
 
 
 class Compiled:
     """A validated network: its IR plus lazily generated outputs."""
 
-    def __init__(self, ir: IR, source: Source):
+    def __init__(self, ir: IR, source: Source, warnings: list[Diagnostic] | None = None):
         self.ir = ir
         self.source = source
+        self.warnings = warnings or []  # W-coded diagnostics: valid, but probably not what was meant
 
     @property
     def name(self) -> str:
+        """The network's name in the spec."""
         return self.ir.name
 
     @property
     def input_shape(self) -> tuple[int, ...]:
+        """(channels, height, width) of one input image."""
         return self.ir.input_shape
 
     @property
@@ -38,31 +52,37 @@ class Compiled:
 
     @cached_property
     def totals(self) -> tuple[int, int]:
+        """(parameters, MACs) of the whole network for one image."""
         from .ir.cost import totals
 
         return totals(self.ir)
 
     @property
     def params(self) -> int:
+        """Trainable parameters."""
         return self.totals[0]
 
     @property
     def macs(self) -> int:
+        """Multiply-accumulates of one forward pass on one image."""
         return self.totals[1]
 
     @cached_property
     def torch_source(self) -> str:
+        """Standalone PyTorch source of the network (needs no torch to generate)."""
         from .backends import torch_src
 
         return torch_src.emit(self.ir)
 
     @property
     def ir_text(self) -> str:
+        """The IR after every pass, one op per line (`resdsl build --emit ir`)."""
         from .ir.dump import dump
 
         return dump(self.ir)
 
     def summary(self, fmt: str = "table", flops: bool = False) -> str:
+        """Per-layer shapes, parameters and MACs (FLOPs with `flops`) as a text table, or JSON with `fmt="json"`."""
         from .backends import summary
 
         return summary.emit(self.ir, fmt, flops)
@@ -73,14 +93,17 @@ class Compiled:
 
         return dot.emit(self.ir, level, rankdir)
 
-    def to_torch(self):
-        """A fresh instance of the generated top-level nn.Module."""
+    def to_torch(self) -> torch.nn.Module:
+        """A fresh instance of the generated top-level nn.Module (needs `resdsl[torch]`)."""
+        require("building a PyTorch module", ("torch",), "torch")
         from .backends import torch_src
 
         return torch_src.instantiate(self.torch_source, self.ir)
 
-    def to_onnx(self, weights=None, *, seed: int = 0, opset: int = 17, fold_bn: bool = False):
-        """An onnx.ModelProto of the network in inference mode.
+    def to_onnx(
+        self, weights: Weights = None, *, seed: int = 0, opset: int = 17, fold_bn: bool = False
+    ) -> onnx.ModelProto:
+        """An onnx.ModelProto of the network in inference mode (needs `resdsl[onnx]`).
 
         `weights`: None for the seeded default initialisation (`seed`), a path
         to a `.pt`/`.pth` state_dict, `.safetensors` or `.npz` file, or a
@@ -88,6 +111,7 @@ class Compiled:
         BatchNorm into the conv before it. Raises ResdslError for weights that
         do not fit the network.
         """
+        _require_onnx(weights)
         from .backends import onnx_graph
 
         return onnx_graph.emit(
@@ -95,7 +119,14 @@ class Compiled:
         )
 
     def save_onnx(
-        self, path, weights=None, *, seed: int = 0, opset: int = 17, fold_bn: bool = False, external_data: bool = False
+        self,
+        path: str | Path,
+        weights: Weights = None,
+        *,
+        seed: int = 0,
+        opset: int = 17,
+        fold_bn: bool = False,
+        external_data: bool = False,
     ) -> Path | None:
         """Write `to_onnx(...)`'s model to `path` atomically, copying the weights only into the file (faster).
 
@@ -103,6 +134,7 @@ class Compiled:
         limit, the weights go to `<path>.data` beside it (ONNX external data);
         returns that file's path, or None when the weights are inside the model.
         """
+        _require_onnx(weights)
         from . import weights as weights_mod
         from .io import write_atomic
 
@@ -164,6 +196,15 @@ class Compiled:
         return f"<resdsl.Compiled {self.name}: {self.params:,} parameters>"
 
 
+def _require_onnx(weights: Weights) -> None:
+    require("writing ONNX", ("onnx", "numpy"), "onnx")
+    suffix = Path(weights).suffix.lower() if isinstance(weights, (str, Path)) else ""
+    if suffix in (".pt", ".pth"):
+        require(f"reading a {suffix} state_dict", ("torch",), "torch")
+    elif suffix == ".safetensors":
+        require("reading a .safetensors file", ("safetensors",))
+
+
 def _is_path(spec: str | Path) -> bool:
     if isinstance(spec, Path):
         return True
@@ -184,7 +225,10 @@ def compile(  # noqa: A001
 ) -> Compiled:
     """Parse, lower and check a spec (a path or the text itself); raises ResdslError on mistakes.
 
-    `limits` raises (or lowers) the bounds of resdsl/limits.py, e.g. `{"channels": 200_000}`.
+    `overrides` are `--set` settings (`{"norm": "pre"}`); `limits` raises (or
+    lowers) the bounds of resdsl/limits.py, e.g. `{"channels": 200_000}`.
+    Warnings (W codes) are issued as `ResdslWarning` and kept in the result's
+    `warnings`.
     """
     limits = limits if isinstance(limits, Limits) else Limits.from_options(limits)
     source = spec if isinstance(spec, Source) else load(spec, limits)
@@ -192,4 +236,7 @@ def compile(  # noqa: A001
     program = load_program(source, base, limits)
     ir = lower(program, overrides, limits)
     passes.run(ir, limits)
-    return Compiled(ir, source)
+    compiled = Compiled(ir, source, lint.check(ir))
+    for diagnostic in compiled.warnings:
+        warnings.warn(ResdslWarning(diagnostic), stacklevel=2)
+    return compiled

@@ -1,23 +1,36 @@
 """The command line: the only module that prints or exits.
 
-Exit codes: 0 success, 1 a mistake in the spec, 2 a usage mistake, 3 an
+Exit codes: 0 success, 1 a mistake in the spec, 2 a usage mistake (a bad
+option, a missing optional package, a file that cannot be written), 3 an
 internal error (a resdsl bug; please report it).
+
+Wherever a command takes a SPEC, it may be a .res file, a bundled model's
+name (`resnet50`, see `resdsl.list_models()`), or `-` for standard input.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
+import warnings
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from .diagnostics import ResdslError
+from .diagnostics import Diagnostic, ResdslError, ResdslWarning, Source
+from .extras import MissingDependency, require
+
+if TYPE_CHECKING:
+    from .api import Compiled
 
 EXIT_OK, EXIT_SPEC, EXIT_USAGE, EXIT_INTERNAL = 0, 1, 2, 3
 
-# Default output per emit: a file named after the spec, or standard output ("-") for the IR dump.
-EMITS = {"torch": ".py", "ir": "-", "onnx": ".onnx"}
+# Default output per emit without -o: standard output for text, a file named after the spec for ONNX.
+EMITS = {"torch": "-", "ir": "-", "onnx": ".onnx"}
 ONNX_OPSETS = tuple(range(13, 22))  # backends/onnx_graph.OPSETS, kept here so the CLI never imports onnx
+SHELLS = ("bash", "zsh", "fish")
+SPEC_HELP = "a .res file, a bundled model's name (resnet50), or - for standard input"
 
 
 class _UsageError(Exception):
@@ -27,14 +40,19 @@ class _UsageError(Exception):
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="resdsl",
-        description="Compile .res residual-network specs into PyTorch source, summaries and more.",
+        description="Compile .res residual-network specs into PyTorch source, ONNX, summaries and diagrams.",
+        epilog="SPEC is a .res file, a bundled model's name (resnet50) or - for standard input. "
+        "`resdsl COMMAND --help` describes a command.",
     )
     parser.add_argument("--version", action="version", version=f"resdsl {_version()}")
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
-    def command(name: str, help_text: str, compiles: bool = True) -> argparse.ArgumentParser:
+    def command(name: str, help_text: str, compiles: bool = True, several: bool = False) -> argparse.ArgumentParser:
         p = sub.add_parser(name, help=help_text, description=help_text)
-        p.add_argument("spec", metavar="SPEC", help="a .res file")
+        if several:
+            p.add_argument("spec", metavar="SPEC", nargs="+", help=SPEC_HELP + "; several may be given")
+        else:
+            p.add_argument("spec", metavar="SPEC", help=SPEC_HELP)
         p.add_argument(
             "--error-format",
             choices=("human", "json"),
@@ -60,13 +78,13 @@ def _parser() -> argparse.ArgumentParser:
             )
         return p
 
-    build = command("build", "Compile a spec to PyTorch source (or dump its IR).")
+    build = command("build", "Compile a spec to PyTorch source, its IR, or ONNX.")
     build.add_argument(
         "-o",
         "--output",
         metavar="OUT",
-        help="output file ('-' for standard output; default: the spec's name with .py or .onnx, "
-        "and standard output for --emit ir)",
+        help="output file ('-' for standard output; default: standard output for torch and ir, "
+        "the spec's name with .onnx for onnx)",
     )
     build.add_argument("--emit", choices=tuple(EMITS), default="torch", help="what to generate (default: torch)")
     onnx = build.add_argument_group("ONNX (--emit onnx)")
@@ -80,11 +98,16 @@ def _parser() -> argparse.ArgumentParser:
         help="write the weights to OUTPUT.data beside the model (automatic past protobuf's 2 GiB)",
     )
 
-    check = command("check", "Parse and validate a spec; exit 0 when valid, 1 otherwise.")
+    check = command("check", "Parse and validate specs; exit 0 when all are valid, 1 otherwise.", several=True)
     check.add_argument("-v", "--verbose", action="store_true", help="list the shortcuts and norms the passes placed")
 
     summary = command("summary", "Per-layer output shapes, parameters and MACs, with totals.")
-    summary.add_argument("--format", choices=("table", "json"), default="table")
+    summary.add_argument(
+        "--format",
+        choices=("table", "json"),
+        default="table",
+        help="a text table (default), or JSON with every layer and the totals",
+    )
     summary.add_argument("--flops", action="store_true", help="report FLOPs (2 × MACs) instead of MACs")
 
     render = command("render", "Draw the architecture: SVG, PNG or PDF (with Graphviz's dot), or DOT text.")
@@ -119,10 +142,25 @@ def _parser() -> argparse.ArgumentParser:
         help="where onnxruntime runs the model (auto: CUDA when installed, else CPU)",
     )
 
-    fmt = command("fmt", "Rewrite a spec in canonical layout, keeping its comments.", compiles=False)
-    fmt.add_argument(
-        "--check", action="store_true", help="change nothing; exit 1 when the file is not formatted (for CI)"
+    fmt = command(
+        "fmt",
+        "Rewrite specs in canonical layout, keeping their comments "
+        "(a bundled model or - is written to standard output).",
+        compiles=False,
+        several=True,
     )
+    fmt.add_argument(
+        "--check", action="store_true", help="change nothing; exit 1 when a file is not formatted (for CI)"
+    )
+
+    completion = sub.add_parser(
+        "completion",
+        help="Print a shell completion script.",
+        description="Print a shell completion script, e.g. `source <(resdsl completion bash)` in ~/.bashrc, "
+        "`resdsl completion zsh > ~/.zfunc/_resdsl`, or "
+        "`resdsl completion fish > ~/.config/fish/completions/resdsl.fish`.",
+    )
+    completion.add_argument("shell", choices=SHELLS, help="the shell to complete in")
     return parser
 
 
@@ -148,10 +186,48 @@ def _limits(args):
     return Limits.from_options(_pairs("--limit", args.limits))
 
 
-def _compile(args):
+def _source(spec: str, limits) -> Source:
+    """The text of SPEC: standard input for `-`, a bundled model by name, else a file."""
+    from .registry import is_model_name, spec_source
+
+    if spec == "-":
+        from .frontend.loader import decode
+
+        data = sys.stdin.buffer.read()
+        limits.check("source_bytes", len(data), "the size of standard input in bytes", None)
+        return Source("<stdin>", decode(data, "<stdin>"))
+    if is_model_name(spec):
+        return spec_source(spec)
+    from .frontend.loader import read_source
+
+    return read_source(spec, limits)
+
+
+def _compile(args, spec: str | None = None) -> Compiled:
     from .api import compile
 
-    return compile(Path(args.spec), _pairs("--set", args.overrides), _limits(args))
+    limits = _limits(args)
+    source = _source(spec or args.spec, limits)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ResdslWarning)  # printed below, once, in the chosen format
+        compiled = compile(source, _pairs("--set", args.overrides), limits)
+    if args.error_format == "human" and compiled.warnings:
+        _diagnostics("\n\n".join(w.render(color=_use_color(sys.stderr)) for w in compiled.warnings))
+    return compiled
+
+
+_printed = False  # whether a report is on standard error already: the next is set off by a blank line
+
+
+def _diagnostics(text: str) -> None:
+    global _printed
+    print(("\n" if _printed else "") + text, file=sys.stderr)
+    _printed = True
+
+
+def _stem(spec: str, compiled: Compiled) -> str:
+    """The base name of outputs: the spec file's name without .res, or the network's name for `-`."""
+    return compiled.name if spec == "-" else Path(spec).name.removesuffix(".res")
 
 
 def _write(output: str, data: str | bytes, what: str) -> None:
@@ -163,16 +239,14 @@ def _write(output: str, data: str | bytes, what: str) -> None:
         else:
             sys.stdout.write(data)
         return
-    write_atomic(output, data)
+    try:
+        write_atomic(output, data)
+    except OSError as exc:
+        raise _UsageError(f"cannot write {output}: {exc.strerror or exc}") from None
     print(f"wrote {output} ({what})", file=sys.stderr)
 
 
 def cmd_build(args) -> int:
-    compiled = _compile(args)
-    suffix = EMITS[args.emit]
-    output = args.output or ("-" if suffix == "-" else Path(args.spec).name.removesuffix(".res") + suffix)
-    if output != "-" and Path(output).resolve() == Path(args.spec).resolve():
-        raise _UsageError(f"refusing to overwrite the input spec {args.spec}")
     onnx_options = {
         "opset": args.opset,
         "fold_bn": args.fold_bn or None,
@@ -182,9 +256,17 @@ def cmd_build(args) -> int:
     }
     given = [f"--{k.replace('_', '-')}" for k, v in onnx_options.items() if v is not None]
     if given and args.emit != "onnx":
-        raise _UsageError(f"{', '.join(given)} only apply to --emit onnx")
+        verb = "applies" if len(given) == 1 else "apply"
+        raise _UsageError(f"{', '.join(given)} only {verb} to --emit onnx")
     if args.weights is not None and args.seed is not None:
         raise _UsageError("--seed chooses the default initialisation; it cannot go with --weights")
+    if args.emit == "onnx":
+        require("--emit onnx", ("onnx", "numpy"), "onnx")
+    compiled = _compile(args)
+    suffix = EMITS[args.emit]
+    output = args.output or ("-" if suffix == "-" else _stem(args.spec, compiled) + suffix)
+    if output != "-" and args.spec != "-" and Path(output).resolve() == Path(args.spec).resolve():
+        raise _UsageError(f"refusing to overwrite the input spec {args.spec}")
     if args.emit == "ir":
         _write(output, compiled.ir_text, "IR")
     elif args.emit == "onnx":
@@ -215,14 +297,40 @@ def cmd_build(args) -> int:
 
 
 def cmd_check(args) -> int:
-    compiled = _compile(args)
-    print(f"ok: {compiled.name}: {compiled.params:,} parameters, {compiled.macs / 1e9:.3f} GMACs")
-    if args.verbose:
-        from .backends.report import inserted
+    from .backends.report import inserted
 
-        for line in inserted(compiled.ir):
-            print(f"  {line}")
-    return EXIT_OK
+    errors: list[Diagnostic] = []
+    found: list[Diagnostic] = []
+    networks = []
+    for spec in args.spec:
+        try:
+            compiled = _compile(args, spec)
+        except ResdslError as exc:
+            errors += exc.diagnostics
+            if args.error_format == "human":
+                _diagnostics(exc.render(color=_use_color(sys.stderr)))
+            continue
+        found += compiled.warnings
+        network = {"spec": spec, "name": compiled.name, "params": compiled.params, "macs": compiled.macs}
+        if args.verbose:
+            network["placed"] = inserted(compiled.ir)
+        networks.append(network)
+        if args.error_format == "human":
+            print(f"ok: {compiled.name}: {compiled.params:,} parameters, {compiled.macs / 1e9:.3f} GMACs")
+            for line in network.get("placed", ()):
+                print(f"  {line}")
+    if args.error_format == "json":
+        print(_json_report(errors, found, networks=networks))
+    elif len(args.spec) > 1:
+        failed = len(args.spec) - len(networks)
+        print(f"{len(networks)} of {len(args.spec)} specs valid" + (f", {failed} with errors" if failed else ""))
+    return EXIT_SPEC if errors else EXIT_OK
+
+
+def _json_report(errors: list[Diagnostic], found: list[Diagnostic], **extra) -> str:
+    """One JSON document: `ok`, the `errors` and `warnings` (each a diagnostic), and what the command adds."""
+    report = {"ok": not errors, "errors": [e.to_json() for e in errors], "warnings": [w.to_json() for w in found]}
+    return json.dumps({**report, **extra}, indent=2)
 
 
 def cmd_summary(args) -> int:
@@ -232,15 +340,15 @@ def cmd_summary(args) -> int:
 
 
 def cmd_render(args) -> int:
-    output = args.output or Path(args.spec).name.removesuffix(".res") + ".svg"
-    fmt = "dot" if output == "-" else Path(output).suffix.lstrip(".").lower()
-    from .backends.dot import IMAGE_FORMATS
+    from .backends.dot import IMAGE_FORMATS, RenderError, render
 
-    if fmt != "dot" and fmt not in IMAGE_FORMATS:
-        raise _UsageError(f"cannot tell the format of {output!r}: name it .svg, .png, .pdf or .dot")
+    if args.output and args.output != "-":
+        fmt = Path(args.output).suffix.lstrip(".").lower()
+        if fmt != "dot" and fmt not in IMAGE_FORMATS:
+            raise _UsageError(f"cannot tell the format of {args.output!r}: name it .svg, .png, .pdf or .dot")
     compiled = _compile(args)
-    from .backends.dot import RenderError, render
-
+    output = args.output or _stem(args.spec, compiled) + ".svg"
+    fmt = "dot" if output == "-" else Path(output).suffix.lstrip(".").lower()
     try:
         text = compiled.to_dot(level=args.level, rankdir=args.rankdir)
         data = text if fmt == "dot" else render(text, fmt)
@@ -251,6 +359,7 @@ def cmd_render(args) -> int:
 
 
 def cmd_run(args) -> int:
+    require("resdsl run", ("numpy", "onnxruntime"), "onnx")
     import numpy as np
 
     from .runner import RunError, run
@@ -275,18 +384,44 @@ def cmd_run(args) -> int:
 
 def cmd_fmt(args) -> int:
     from .frontend.format import format_source
-    from .frontend.loader import read_source
     from .io import write_atomic
+    from .registry import is_model_name
 
-    source = read_source(args.spec, _limits(args))
-    formatted = format_source(source)
-    if formatted == source.text:
-        return EXIT_OK
-    if args.check:
-        print(f"{args.spec}: not formatted (run `resdsl fmt {args.spec}`)", file=sys.stderr)
+    limits = _limits(args)
+    errors: list[Diagnostic] = []
+    unformatted: list[str] = []
+    for spec in args.spec:
+        try:
+            source = _source(spec, limits)
+            formatted = format_source(source)
+        except ResdslError as exc:
+            errors += exc.diagnostics
+            if args.error_format == "human":
+                _diagnostics(exc.render(color=_use_color(sys.stderr)))
+            continue
+        in_place = spec != "-" and not is_model_name(spec)
+        if not in_place and not args.check:
+            sys.stdout.write(formatted)
+        elif formatted != source.text:
+            unformatted.append(spec)
+            if args.check:
+                if args.error_format == "human":
+                    print(f"{spec}: not formatted (run `resdsl fmt {spec}`)", file=sys.stderr)
+            else:
+                write_atomic(spec, formatted)
+                if args.error_format == "human":
+                    print(f"formatted {spec}", file=sys.stderr)
+    if args.error_format == "json":
+        print(_json_report(errors, [], **{"unformatted" if args.check else "formatted": unformatted}))
+    if errors or (args.check and unformatted):
         return EXIT_SPEC
-    write_atomic(args.spec, formatted)
-    print(f"formatted {args.spec}", file=sys.stderr)
+    return EXIT_OK
+
+
+def cmd_completion(args) -> int:
+    from .completion import script
+
+    sys.stdout.write(script(_parser(), args.shell))
     return EXIT_OK
 
 
@@ -297,11 +432,17 @@ COMMANDS = {
     "render": cmd_render,
     "run": cmd_run,
     "fmt": cmd_fmt,
+    "completion": cmd_completion,
 }
 
 
 def _use_color(stream) -> bool:
-    return "NO_COLOR" not in os.environ and hasattr(stream, "isatty") and stream.isatty()
+    """Colour on a terminal; never with a non-empty NO_COLOR; always with a non-empty FORCE_COLOR."""
+    if os.environ.get("NO_COLOR"):
+        return False
+    if os.environ.get("FORCE_COLOR"):
+        return True
+    return hasattr(stream, "isatty") and stream.isatty()
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -309,21 +450,33 @@ def main(argv: list[str] | None = None) -> int:
         # Run as the program: nothing here does linear algebra, and OpenBLAS's
         # worker threads, started when NumPy is imported, would spin on every core.
         os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+    global _printed
+    _printed = False
     parser = _parser()
     args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help()
+        return EXIT_OK
     try:
-        return COMMANDS[args.command](args)
+        code = COMMANDS[args.command](args)
+        sys.stdout.flush()  # here, where a closed pipe is caught below, not at exit
+        return code
     except ResdslError as exc:
         if getattr(args, "error_format", "human") == "json":
             print(exc.to_json())
         else:
-            print(exc.render(color=_use_color(sys.stderr)), file=sys.stderr)
+            _diagnostics(exc.render(color=_use_color(sys.stderr)))
         return EXIT_SPEC
-    except _UsageError as exc:
+    except (_UsageError, MissingDependency) as exc:
         print(f"resdsl {args.command}: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:
+        # The reader went away (`resdsl build resnet50 | head`): stop quietly, as cat does. Standard
+        # output goes to /dev/null so that flushing it at exit does not fail a second time.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 128 + 13  # the shell's status for SIGPIPE
     except Exception as exc:  # a bug in resdsl, not in the spec
         if os.environ.get("RESDSL_DEBUG"):
             raise

@@ -63,7 +63,11 @@ class Label:
 
 @dataclass
 class Diagnostic:
-    """One user-facing problem: a code, a message, where, and how to fix it."""
+    """One user-facing problem: a code, a message, where, and how to fix it.
+
+    An `error` (code E…) stops compilation; a `warning` (code W…) reports a
+    valid network that is probably not what its author meant.
+    """
 
     code: str
     message: str
@@ -71,6 +75,7 @@ class Diagnostic:
     label: str = ""
     help: str = ""
     notes: list[Label] = field(default_factory=list)
+    severity: str = "error"
 
     def sort_key(self) -> tuple:
         if self.span is None:
@@ -81,10 +86,11 @@ class Diagnostic:
         def paint(text: str, code: str) -> str:
             return f"\x1b[{code}m{text}\x1b[0m" if color else text
 
-        out = [paint(f"error[{self.code}]", "1;31") + paint(f": {self.message}", "1")]
+        accent = "1;33" if self.severity == "warning" else "1;31"
+        out = [paint(f"{self.severity}[{self.code}]", accent) + paint(f": {self.message}", "1")]
         labelled = [Label(self.span, self.label)] if self.span is not None else []
         for index, item in enumerate(labelled + self.notes):
-            out.extend(_snippet(item, paint, primary=index == 0))
+            out.extend(_snippet(item, paint, accent if index == 0 else None))
         if self.help:
             out.append(paint("  = help: ", "1;36") + self.help)
         return "\n".join(out)
@@ -101,7 +107,7 @@ class Diagnostic:
                 "end_column": end_col,
             }
 
-        data: dict = {"code": self.code, "message": self.message}
+        data: dict = {"severity": self.severity, "code": self.code, "message": self.message}
         if self.span is not None:
             data["location"] = where(self.span)
             data["label"] = self.label
@@ -110,7 +116,8 @@ class Diagnostic:
         return data
 
 
-def _snippet(item: Label, paint, primary: bool) -> list[str]:
+def _snippet(item: Label, paint, accent: str | None) -> list[str]:
+    """The source line of `item` with its span underlined: `^` in `accent` for the primary label, else `-`."""
     source = item.span.source
     line, col = source.line_col(item.span.start)
     end_line, end_col = source.line_col(item.span.end)
@@ -119,7 +126,7 @@ def _snippet(item: Label, paint, primary: bool) -> list[str]:
     last = end_col if end_line == line else len(text) + 1
     width = max(1, last - col)
     gutter = " " * len(str(line))
-    marker = "^" if primary else "-"
+    marker = "^" if accent else "-"
     underline = " " * (col - 1) + marker * width
     if item.message:
         underline += " " + item.message
@@ -127,12 +134,17 @@ def _snippet(item: Label, paint, primary: bool) -> list[str]:
         f"{gutter}--> {item.span.location}",
         f"{gutter} |",
         f"{line} | {text}",
-        f"{gutter} | " + paint(underline, "1;31" if primary else "1;34"),
+        f"{gutter} | " + paint(underline, accent or "1;34"),
     ]
 
 
 class ResdslError(Exception):
-    """One or more diagnostics caused by the user's spec or command line."""
+    """One or more diagnostics caused by the user's spec or command line.
+
+    `str(error)` is the full report, every diagnostic with its location,
+    source line and help, as the command line prints it; `diagnostics` holds
+    them one by one.
+    """
 
     def __init__(self, diagnostics: list[Diagnostic] | Diagnostic):
         if isinstance(diagnostics, Diagnostic):
@@ -140,11 +152,24 @@ class ResdslError(Exception):
         self.diagnostics = sorted(diagnostics, key=Diagnostic.sort_key)
         super().__init__(self.diagnostics[0].message if self.diagnostics else "error")
 
+    def __str__(self) -> str:
+        return self.render()
+
     def render(self, color: bool = False) -> str:
+        """Every diagnostic as text, with carets under the source; ANSI colours with `color`."""
         return "\n\n".join(d.render(color) for d in self.diagnostics)
 
     def to_json(self) -> str:
+        """`{"errors": [...]}`: each diagnostic's code, message, location, notes and help."""
         return json.dumps({"errors": [d.to_json() for d in self.diagnostics]}, indent=2)
+
+
+class ResdslWarning(UserWarning):
+    """A warning about a valid spec (code W…), raised through Python's `warnings`; `str()` is the full report."""
+
+    def __init__(self, diagnostic: Diagnostic):
+        self.diagnostic = diagnostic
+        super().__init__(diagnostic.render())
 
 
 def error(code: str, message: str, span: Span | None = None, label: str = "", help: str = "") -> ResdslError:

@@ -36,6 +36,17 @@ TORCHVISION_MODELS = (
 )
 
 
+def copy_tracked(dest: Path) -> Path:
+    """The repository's tracked files (as they are in the working tree) copied to `dest`, as a fresh clone has them."""
+    listed = subprocess.run(["git", "ls-files", "-z"], cwd=ROOT, capture_output=True, check=True).stdout
+    for name in listed.decode().split("\0"):
+        if name and (ROOT / name).exists():
+            target = dest / name
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(ROOT / name, target, follow_symlinks=False)
+    return dest
+
+
 def run_cli(*args: str, cwd: Path | None = None, env: dict | None = None) -> subprocess.CompletedProcess:
     """Run `python -m resdsl ARGS` in a fresh interpreter, as a user would."""
     return subprocess.run(

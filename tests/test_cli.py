@@ -34,10 +34,14 @@ def test_build_writes_standalone_pytorch_source(cli, tmp_path):
     assert str(ROOT) not in source
 
 
-def test_build_defaults_to_spec_name_in_current_directory(cli, tmp_path):
+def test_build_writes_text_to_stdout_and_onnx_to_a_file_named_after_the_spec(cli, tmp_path):
     result = cli("build", str(SPECS / "resnet34.res"), cwd=tmp_path)
     assert result.returncode == 0, result.stderr
-    assert (tmp_path / "resnet34.py").is_file()
+    assert result.stdout.startswith('"""') and "class Resnet34(nn.Module):" in result.stdout
+    assert list(tmp_path.iterdir()) == []  # nothing dropped into the current folder
+    onnx = cli("build", "resnet18", "--emit", "onnx", cwd=tmp_path)
+    assert onnx.returncode == 0, onnx.stderr
+    assert [p.name for p in tmp_path.iterdir()] == ["resnet18.onnx"] and onnx.stdout == ""
 
 
 def test_build_emit_ir_to_stdout_is_deterministic(cli):
@@ -133,7 +137,6 @@ def test_help_everywhere(cli, command):
 
 
 def test_usage_errors_exit_2(cli):
-    assert cli().returncode == 2
     assert cli("frobnicate").returncode == 2
     result = cli("check", str(SPECS / "resnet18.res"), "--set", "classes")
     assert result.returncode == 2

@@ -1,5 +1,6 @@
 """The error catalogue: one bad spec per error code, its rendered message as a golden file.
 
+Warnings (W0xxx) are catalogued the same way: `resdsl check` succeeds and prints them.
 tests/errors/E0xxx.res is the spec (a first line `# args: ...` adds arguments to
 `resdsl check`; `# run: COMMAND ...` runs another subcommand on the spec);
 E0xxx.expected is what resdsl prints. Rewrite the goldens
@@ -24,6 +25,7 @@ ROOT = Path(__file__).resolve().parent.parent
 ERRORS = ROOT / "tests" / "errors"
 CASES = sorted(ERRORS.glob("E*.res"))
 CODES = [p.stem for p in CASES]
+WARNINGS = sorted(ERRORS.glob("W*.res"))
 
 
 def run_check(case: Path, capsys, monkeypatch, *extra: str) -> tuple[int, str, str]:
@@ -64,11 +66,26 @@ def test_error_json(case, capsys, monkeypatch):
 API_ONLY = {"E0119": lambda: resdsl.create_model("resnet5")}
 
 
+@pytest.mark.parametrize("case", WARNINGS, ids=[p.stem for p in WARNINGS])
+def test_warning_golden(case, capsys, monkeypatch, update_goldens):
+    code, out, err = run_check(case, capsys, monkeypatch)
+    assert code == 0 and out.startswith("ok: ")
+    assert err.startswith(f"warning[{case.stem}]")
+    golden = case.with_suffix(".expected")
+    if update_goldens:
+        golden.write_text(err)
+    assert err == golden.read_text()
+    code, out, err = run_check(case, capsys, monkeypatch, "--error-format", "json")
+    report = json.loads(out)
+    assert code == 0 and not err and report["ok"] is True
+    assert [w["code"] for w in report["warnings"]] == [case.stem] and report["warnings"][0]["severity"] == "warning"
+
+
 def test_every_code_in_the_compiler_has_a_case():
     used = set()
     for path in (ROOT / "resdsl").rglob("*.py"):
-        used |= set(re.findall(r'"(E0\d{3})"', path.read_text()))
-    assert used == set(CODES) | set(API_ONLY)
+        used |= set(re.findall(r'"([EW]0\d{3})"', path.read_text()))
+    assert used == set(CODES) | set(API_ONLY) | {p.stem for p in WARNINGS}
 
 
 @pytest.mark.parametrize("code", sorted(API_ONLY))
@@ -85,7 +102,7 @@ def test_api_only_error_golden(code, update_goldens):
     assert rendered.strip() in section
 
 
-@pytest.mark.parametrize("case", CASES, ids=CODES)
+@pytest.mark.parametrize("case", CASES + WARNINGS, ids=CODES + [p.stem for p in WARNINGS])
 def test_docs_show_each_case(case):
     section = (ROOT / "docs" / "errors.md").read_text().split(f"\n## {case.stem}:", 1)
     assert len(section) == 2, f"docs/errors.md has no section for {case.stem}"

@@ -8,6 +8,7 @@ import torch
 from conftest import SPECS
 
 import resdsl
+from resdsl.frontend.format import format_source
 from resdsl.ir.node import Origin, ShortcutKind
 
 
@@ -160,3 +161,64 @@ def test_policy_c_leaves_a_flat_shortcut_as_identity():
     net = resdsl.compile("network n {\n input 3x8x8\n policy shortcut = C\n gap\n a = flatten\n relu\n add a\n}\n")
     (add,) = [n for n in net.ir if n.op.kind == "add"]
     assert add.residual.kind is ShortcutKind.IDENTITY
+
+
+DEEP_STEM = """use "std/blocks.res"
+network deep {{
+  input 3x32x32
+  classes 10
+  policy norm = pre
+  conv1_1 = conv(16, k=3, s=2{first})
+  conv1_2 = conv(16, k=3{second})
+  conv1_3 = conv(32, k=3)
+  layer1 = basic(32) x 1
+  gap
+  flatten
+  fc = linear(classes)
+}}
+"""
+
+
+def _stem(net) -> list[str]:
+    return [n.op.kind for n in net.ir.walk() if n.block is None][1:8]
+
+
+def test_conv_norm_post_normalises_a_deep_stem_under_pre_activation():
+    with pytest.warns(resdsl.ResdslWarning):
+        bare = resdsl.compile(DEEP_STEM.format(first="", second=""))
+    assert _stem(bare)[:3] == ["conv", "conv", "conv"]
+    assert [w.code for w in bare.warnings] == ["W0001", "W0001"]
+
+    net = resdsl.compile(DEEP_STEM.format(first=", norm=post", second=", norm=post"))
+    assert net.warnings == []
+    assert _stem(net) == ["conv", "batchnorm", "relu", "conv", "batchnorm", "relu", "conv"]
+    model = net.to_torch()
+    stem = [k.split(".")[0] for k in model.state_dict() if not k.startswith(("layer", "fc", "bn_final"))]
+    assert list(dict.fromkeys(stem)) == ["conv1_1", "bn1_1", "conv1_2", "bn1_2", "conv1_3"]
+    assert model(torch.randn(2, 3, 32, 32)).shape == (2, 10)
+    # The choice survives formatting.
+    assert "conv1_1 = conv(16, k=3, s=2, norm=post)" in format_source(
+        resdsl.load(DEEP_STEM.format(first=", norm=post", second=""))
+    )
+
+
+def test_conv_norm_false_says_a_linear_chain_is_meant():
+    net = resdsl.compile(DEEP_STEM.format(first=", norm=false", second=", norm=false"))
+    assert net.warnings == []
+    assert _stem(net)[:3] == ["conv", "conv", "conv"]
+
+
+def test_norm_post_applies_under_every_order_and_no_bundled_spec_warns():
+    for order_name in ("post", "none", "relu_preact"):
+        net = resdsl.compile(DEEP_STEM.format(first=", norm=post", second="").replace("= pre", "= " + order_name))
+        assert _stem(net)[:3] == ["conv", "batchnorm", "relu"], order_name
+    for spec in sorted(SPECS.glob("*.res")):
+        assert resdsl.compile(spec, {"n": "1"} if "preact" in spec.name else None).warnings == [], spec.name
+    with pytest.warns(resdsl.ResdslWarning):
+        assert [w.code for w in resdsl.compile(SPECS / "resnet50d.res", {"norm": "pre"}).warnings] == ["W0001"] * 2
+
+
+def test_norm_takes_true_false_or_post_only():
+    with pytest.raises(resdsl.ResdslError) as info:
+        resdsl.compile(DEEP_STEM.format(first=", norm=1", second=""))
+    assert "`conv` argument `norm` is true, false or post, got `1`" in str(info.value)

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 import resdsl
-from resdsl.backends import dot
+from resdsl.backends import dot, dot_writer
 from resdsl.cli import main
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -275,7 +275,7 @@ def test_render_never_imports_torch_or_onnx(tmp_path):
     code = (
         "import sys; from resdsl.cli import main; "
         f"rc = main(['render', {str(ROOT / 'specs' / 'resnet50.res')!r}, '-o', {str(tmp_path / 'r50.dot')!r}]); "
-        "print(rc, sorted(m for m in sys.modules if m.split('.')[0] in ('torch', 'onnx', 'onnxruntime')))"
+        "print(rc, sorted(m for m in sys.modules if m.split('.')[0] in ('torch', 'onnx', 'onnxruntime', 'graphviz')))"
     )
     result = subprocess.run(
         [sys.executable, "-c", code],
@@ -285,3 +285,48 @@ def test_render_never_imports_torch_or_onnx(tmp_path):
         env={**os.environ, "PYTHONPATH": str(ROOT)},
     )
     assert result.stdout.strip() == "0 []"
+
+
+def test_dot_needs_no_graphviz_package(tmp_path):
+    """DOT is text: with the Python package `graphviz` unimportable, `render -o x.dot` still writes the golden."""
+    out = tmp_path / "x.dot"
+    code = (
+        "import sys; sys.modules['graphviz'] = None; from resdsl.cli import main; "
+        f"sys.exit(main(['render', {str(ROOT / 'specs' / 'resnet18.res')!r}, '-o', {str(out)!r}]))"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert out.read_text(encoding="utf-8") == (GOLDEN / "resnet18.block.dot").read_text(encoding="utf-8")
+
+
+def test_dot_writer_quotes_everything_but_html_labels():
+    assert dot_writer.quote("n12") == "n12" and dot_writer.quote("-0.5") == "-0.5"
+    assert dot_writer.quote("node") == '"node"'  # a DOT keyword is not a bare ID
+    assert dot_writer.quote("rounded,dashed") == '"rounded,dashed"'
+    assert dot_writer.quote('say "hi" \\ bye') == '"say \\"hi\\" \\\\ bye"'
+    # A plain string that looks like markup stays a string; only Html is written as a label.
+    assert dot_writer.quote("<b>x</b>") == '"<b>x</b>"'
+    assert dot_writer.quote(dot_writer.Html("<b>x</b>")) == "<<b>x</b>>"
+    graph = dot_writer.Digraph("g")
+    graph.attr(rankdir="LR", label="a b")
+    graph.attr("node", shape="box")
+    with graph.subgraph("cluster_0") as cluster:
+        cluster.node("a", dot_writer.Html("A"), color="red")
+        with cluster.subgraph("cluster_1") as inner:
+            inner.node("b")
+    graph.edge("a", "b", "3×8×8", style="dashed")
+    graph.edge("b", "a")
+    assert graph.source == (
+        "digraph g {\n"
+        '\tlabel="a b" rankdir=LR\n'
+        "\tnode [shape=box]\n"
+        "\tsubgraph cluster_0 {\n"
+        "\t\ta [label=<A> color=red]\n"
+        "\t\tsubgraph cluster_1 {\n"
+        "\t\t\tb\n"
+        "\t\t}\n"
+        "\t}\n"
+        '\ta -> b [label="3×8×8" style=dashed]\n'
+        "\tb -> a\n"
+        "}\n"
+    )

@@ -15,6 +15,27 @@ CASES = {
         "  add input",
         "  ^^^^^^^^^",
     ),
+    "classes_with_equals": (
+        HEADER + "  classes = 200\n  conv1 = conv(16, k=3)\n}\n",
+        "E0001",
+        "unexpected `=`: `classes` takes its value without one",
+        "  classes = 200",
+        "          ^ no `=` here",
+    ),
+    "input_with_equals": (
+        "network net {\n  input = 1x28x28  # MNIST\n  conv1 = conv(16, k=3)\n}\n",
+        "E0001",
+        "unexpected `=`: `input` takes its value without one",
+        "  input = 1x28x28  # MNIST",
+        "        ^ no `=` here",
+    ),
+    "preact_means_pre": (
+        HEADER + "  policy norm = preact\n  conv1 = conv(16, k=3)\n}\n",
+        "E0113",
+        "`preact` is not a norm policy",
+        "  policy norm = preact",
+        "                ^^^^^^ unknown value",
+    ),
     "misspelled_keyword": (
         'use "std/blocks.res"\nnetwrok net {\n}\n',
         "E0001",
@@ -85,6 +106,29 @@ def test_spec_error_is_located_with_a_caret(cli, tmp_path, case):
         carets = lines[index + 1].split("| ", 1)[1]
         assert carets.startswith(caret)
         assert not carets.startswith(caret + "^")  # the underline covers the span, not more
+
+
+@pytest.mark.parametrize(
+    "case, hint",
+    [
+        ("classes_with_equals", "= help: write `classes 200`; `=` is for `let`, `policy` and named layers"),
+        ("input_with_equals", "= help: write `input 1x28x28`;"),
+        ("preact_means_pre", "= help: did you mean `pre`? choose one of post, original,"),
+    ],
+)
+def test_common_stumbles_get_the_fix_in_the_help(cli, tmp_path, case, hint):
+    spec = tmp_path / "net.res"
+    spec.write_text(CASES[case][0])
+    assert hint in cli("check", str(spec)).stderr
+
+
+def test_set_preact_suggests_pre(cli):
+    from conftest import SPECS
+
+    result = cli("check", str(SPECS / "resnet18.res"), "--set", "norm=preact")
+    assert result.returncode == 1
+    assert "error[E0301]: --set norm=preact: not a norm policy" in result.stderr
+    assert "= help: did you mean `pre`?" in result.stderr
 
 
 def test_errors_in_independent_statements_are_reported_together(cli, tmp_path):

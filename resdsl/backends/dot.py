@@ -13,7 +13,7 @@ Long networks are wrapped: stages are packed into columns of a bounded height
 (rows under `rankdir=LR`), and a stage too long for one column is split over
 several, so ResNet-152 stays a compact page instead of one long strip.
 
-The DOT is built with the Python package `graphviz`; images come from
+The DOT text needs no package (backends/dot_writer.py); images come from
 Graphviz's `dot` program. Neither torch nor onnx is imported here.
 """
 
@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import html
 import math
+import subprocess
 from dataclasses import dataclass, field
 
 import networkx as nx
@@ -31,6 +32,7 @@ from ..ir.node import Node, Origin
 from ..ir.policies import Policies
 from ..ir.shape import Shape, shape_text
 from ..ir.tree import ModuleKind
+from .dot_writer import Digraph, Html
 
 LEVELS = ("stage", "block", "op")
 RANKDIRS = ("TB", "LR")
@@ -60,7 +62,7 @@ SHORTCUT_COLOR = {"projection": "#e8590c", "pad": "#1971c2"}
 
 
 class RenderError(Exception):
-    """Rendering cannot run here (a missing program or package); not a mistake in the spec."""
+    """Rendering cannot run here (Graphviz's `dot` is missing or fails); not a mistake in the spec."""
 
 
 def op_label(op, channels: bool = True) -> str:
@@ -423,7 +425,7 @@ def _html(text: str) -> str:
     return html.escape(text, quote=False)
 
 
-def _label(unit: Unit) -> str:
+def _label(unit: Unit) -> Html:
     lines = []
     if unit.title:
         title = f"<b>{_html(unit.title)}</b>"
@@ -435,10 +437,10 @@ def _label(unit: Unit) -> str:
         lines.append(f'<font point-size="9" color="{GREY}"><i>{_html(unit.note)}</i></font>')
     if unit.kind == "op" and len(unit.rows) > 1 and not unit.title:  # op level: the module path, small
         lines[-1] = f'<font point-size="9" color="{GREY}">{lines[-1]}</font>'
-    return "<" + "<br/>".join(lines) + ">"
+    return Html("<br/>".join(lines))
 
 
-def _title(diagram: Diagram) -> str:
+def _title(diagram: Diagram) -> Html:
     policies = diagram.policies
     lines = [
         f'<font point-size="18"><b>{_html(diagram.name)}</b></font>',
@@ -454,7 +456,7 @@ def _title(diagram: Diagram) -> str:
         if any(unit.note for unit in diagram.units if unit.kind in SHORTCUT_COLOR):
             legend.append("dashed = inserted by the compiler")
         lines.append(f'<font point-size="10" color="{GREY}">{_html("; ".join(legend))}</font>')
-    return "<" + "<br/>".join(lines) + ">"
+    return Html("<br/>".join(lines))
 
 
 def emit(ir: IR, level: str = "block", rankdir: str = "TB") -> str:
@@ -465,12 +467,7 @@ def emit(ir: IR, level: str = "block", rankdir: str = "TB") -> str:
 
 
 def to_dot(diagram: Diagram, rankdir: str = "TB") -> str:
-    try:
-        import graphviz
-    except ImportError:
-        raise RenderError("drawing needs the Python package graphviz: pip install 'resdsl[render]'") from None
-
-    dot = graphviz.Digraph(diagram.name)
+    dot = Digraph(diagram.name)
     dot.attr(
         rankdir=rankdir,
         newrank="true",
@@ -514,7 +511,7 @@ def to_dot(diagram: Diagram, rankdir: str = "TB") -> str:
             entry = entries.get((edge.tail, column))
             if entry is None:
                 entry = entries[(edge.tail, column)] = f"{edge.tail}_to_col{column}"
-                with dot.subgraph(name=f"cluster_col{column}_0") as first:
+                with dot.subgraph(f"cluster_col{column}_0") as first:
                     first.node(entry, "", shape="point", width="0.06", color=GREY)
                 dot.edge(edge.tail, entry, constraint="false", style="dashed", color="#adb5bd", arrowhead="none")
             dot.edge(entry, head, **attrs)
@@ -537,7 +534,7 @@ def _columns(dot, diagram: Diagram, node, column_of: dict[str, int], rankdir: st
     for column, pieces in enumerate(columns):
         for number, (index, items) in enumerate(pieces):
             segment = diagram.segments[index]
-            with dot.subgraph(name=f"cluster_col{column}_{number}") as cluster:
+            with dot.subgraph(f"cluster_col{column}_{number}") as cluster:
                 cluster.attr(
                     label=_piece_title(segment, items),
                     style="rounded,dashed",
@@ -549,7 +546,7 @@ def _columns(dot, diagram: Diagram, node, column_of: dict[str, int], rankdir: st
                 for item in items:
                     units = units_of[item]
                     if diagram.level == "op" and segment.instances and item in segment.instances and len(units) > 1:
-                        with cluster.subgraph(name=f"cluster_{units[0].id}") as block:
+                        with cluster.subgraph(f"cluster_{units[0].id}") as block:
                             block.attr(label=item, style="rounded", color="#dee2e6", fontsize="10")
                             for unit in units:
                                 node(block, unit)
@@ -578,14 +575,14 @@ def render(dot_source: str, fmt: str) -> bytes:
     if fmt not in IMAGE_FORMATS:
         raise ValueError(f"format must be one of {', '.join(IMAGE_FORMATS)}, got {fmt!r}")
     try:
-        import graphviz
-    except ImportError:
-        raise RenderError("drawing needs the Python package graphviz: pip install 'resdsl[render]'") from None
-    try:
-        return graphviz.pipe("dot", fmt, dot_source.encode("utf-8"))
-    except graphviz.ExecutableNotFound:
+        run = subprocess.run(["dot", f"-T{fmt}"], input=dot_source.encode("utf-8"), capture_output=True, check=False)
+    except FileNotFoundError:
         raise RenderError(
             f"writing {fmt.upper()} needs Graphviz's `dot` program, which is not on PATH; install the "
             "graphviz package (Debian/Ubuntu: apt-get install graphviz, macOS: brew install graphviz), "
             "or write the diagram as DOT with `-o FILE.dot`"
         ) from None
+    if run.returncode != 0:
+        message = run.stderr.decode("utf-8", "replace").strip()
+        raise RenderError(f"Graphviz's `dot` failed on this diagram: {message or f'exit code {run.returncode}'}")
+    return run.stdout

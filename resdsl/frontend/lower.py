@@ -26,7 +26,16 @@ from ..ops.input import Input
 from . import ast
 from .expr import describe, evaluate
 from .loader import Program
-from .policies import POLICY_VALUES, parse_int, parse_number, parse_shape, policy_allows, policy_choices, resolve
+from .policies import (
+    POLICY_VALUES,
+    closest_value,
+    parse_int,
+    parse_number,
+    parse_shape,
+    policy_allows,
+    policy_choices,
+    resolve,
+)
 
 
 @dataclass
@@ -73,6 +82,12 @@ def lower(program: Program, overrides: dict[str, str] | None = None, limits: Lim
     return _Lowerer(program, overrides or {}, limits or Limits()).run()
 
 
+def setting_names(network: ast.NetworkDef) -> set[str]:
+    """What `--set` may override in `network`: its input, classes, the policies and its `let`s."""
+    lets = (stmt.name.text for stmt in network.body if isinstance(stmt, ast.LetStmt))
+    return {"input", "in_channels", "classes", *POLICY_VALUES, *lets}
+
+
 class _Lowerer:
     def __init__(self, program: Program, overrides: dict[str, str], limits: Limits):
         self.program = program
@@ -106,7 +121,7 @@ class _Lowerer:
                 "no `input` statement",
                 "add `input 3x224x224` (channels x height x width)",
             )
-        self._check_overrides({s.name.text for s in lets})
+        self._check_overrides()
         shape = self._overridden_shape(shape)
         env: dict[str, Value] = {}
         input_span = next((s.span for s in network.body if isinstance(s, ast.InputStmt)), None)
@@ -130,9 +145,9 @@ class _Lowerer:
         chosen = {**policy_stmts, **{k: v for k, v in self.overrides.items() if k in POLICY_VALUES}}
         return Settings(network.name.text, (shape[0], shape[1], shape[2]), classes, resolve(chosen), env)
 
-    def _check_overrides(self, lets: set[str]) -> None:
+    def _check_overrides(self) -> None:
         network = self.program.network.name.text
-        set_keys = {"input", "in_channels", "classes", *POLICY_VALUES, *lets}
+        set_keys = setting_names(self.program.network)
         unknown = sorted(set(self.overrides) - set_keys)
         if unknown:
             raise error(
@@ -143,7 +158,9 @@ class _Lowerer:
         for key in POLICY_VALUES:
             if key in self.overrides and not policy_allows(key, self.overrides[key]):
                 value = self.overrides[key]
-                raise error("E0301", f"--set {key}={value}: not a {key} policy", help=policy_choices(key))
+                close = closest_value(key, value)
+                hint = f"did you mean `{close}`? " if close else ""
+                raise error("E0301", f"--set {key}={value}: not a {key} policy", help=hint + policy_choices(key))
 
     def _overridden_shape(self, shape: tuple[int, ...]) -> tuple[int, ...]:
         if "input" in self.overrides:
@@ -163,13 +180,13 @@ class _Lowerer:
                 f"did you mean `{close[0]}`?" if close else "policies: " + ", ".join(POLICY_VALUES),
             )
         if not policy_allows(name.text, value.text):
-            close = difflib.get_close_matches(value.text, list(POLICY_VALUES[name.text]), n=1)
+            meant = closest_value(name.text, value.text)
             raise error(
                 "E0113",
                 f"`{value.text}` is not a {name.text} policy",
                 value.span,
                 "unknown value",
-                (f"did you mean `{close[0]}`? " if close else "") + policy_choices(name.text),
+                (f"did you mean `{meant}`? " if meant else "") + policy_choices(name.text),
             )
         return value.text
 
@@ -361,7 +378,7 @@ class _Lowerer:
             if spec.name in given:
                 arg = given[spec.name]
                 values[spec.name] = self._typed(arg.value, scope.env, spec, callee)
-                if scope.in_template and not is_literal(arg.value):
+                if scope.in_template and not is_literal(arg.value) and spec.name not in signature.node_args:
                     exprs[spec.name] = arg.value
             elif spec.default is REQUIRED:
                 raise error(
@@ -413,12 +430,15 @@ class _Lowerer:
             )
 
     def _typed(self, expr: ast.Expr, env, spec: ArgSpec, callee: str):
+        if isinstance(expr, ast.Var) and expr.name in spec.words and expr.name not in env:
+            return expr.name
         value = evaluate(expr, env)
         if spec.type is bool:
             if not isinstance(value, bool):
+                choices = ", ".join(("true", "false", *spec.words))
                 raise error(
                     "E0107",
-                    f"`{callee}` argument `{spec.name}` is true or false, got {describe(value)}",
+                    f"`{callee}` argument `{spec.name}` is {_or(choices)}, got {describe(value)}",
                     expr.span,
                     "not a boolean",
                 )
@@ -593,6 +613,12 @@ def _input_shape(stmt: ast.InputStmt) -> tuple[int, ...]:
     if min(shape) < 1:
         raise error("E0112", "input dimensions must be at least 1", stmt.span, "a zero dimension")
     return shape
+
+
+def _or(choices: str) -> str:
+    """`true, false` → `true or false`; `true, false, post` → `true, false or post`."""
+    head, _, last = choices.rpartition(", ")
+    return f"{head} or {last}"
 
 
 def _arg_span(given: dict[str, ast.Arg], name: str, stmt: ast.CallStmt) -> Span:

@@ -117,6 +117,17 @@ def _syntax_error(source: Source, exc: UnexpectedInput) -> ResdslError:
         )
     token: Token = exc.token
     span = Span(source, token.start_pos or 0, token.end_pos or 0)
+    setting = _setting_before(source, token)
+    if setting is not None:
+        value = source.text[token.end_pos or 0 :].split("\n", 1)[0].split("#", 1)[0].split(";", 1)[0].strip()
+        example = f"{setting} {value or ('1000' if setting == 'classes' else '3x224x224')}"
+        return error(
+            "E0001",
+            f"unexpected `=`: `{setting}` takes its value without one",
+            span,
+            "no `=` here",
+            f"write `{example}`; `=` is for `let`, `policy` and named layers",
+        )
     keyword_options = [w.strip("`") for w in expected if w.startswith("`") and w.strip("`").isidentifier()]
     hint = ""
     close = difflib.get_close_matches(str(token), keyword_options, n=1)
@@ -131,6 +142,18 @@ def _syntax_error(source: Source, exc: UnexpectedInput) -> ResdslError:
         "not expected here",
         hint,
     )
+
+
+def _setting_before(source: Source, token: Token) -> str | None:
+    """`classes` or `input` when `token` is an `=` right after that keyword (`classes = 200`)."""
+    if str(token) != "=":
+        return None
+    before = source.text[: token.start_pos or 0].rstrip()
+    for keyword in ("classes", "input"):
+        head = before.removesuffix(keyword)
+        if head != before and not (head[-1:].isalnum() or head[-1:] == "_"):
+            return keyword
+    return None
 
 
 def _binop_rule(op: str):

@@ -40,6 +40,20 @@ def policy_allows(name: str, value: str) -> bool:
     return value in POLICY_VALUES[name]
 
 
+# What people call a policy value, when it is not its name here: "pre-activation" means full pre-activation.
+_MEANT = {"norm": {"preact": "pre", "pre_act": "pre", "preactivation": "pre", "pre_activation": "pre", "v2": "pre"}}
+
+
+def closest_value(name: str, value: str) -> str | None:
+    """The value of policy `name` that `value` most likely means, if any."""
+    import difflib
+
+    if value in _MEANT.get(name, {}):
+        return _MEANT[name][value]
+    close = difflib.get_close_matches(value, list(POLICY_VALUES[name]), n=1)
+    return close[0] if close else None
+
+
 def policy_choices(name: str) -> str:
     """The help line that lists policy `name`'s values."""
     if name == "output_stride":

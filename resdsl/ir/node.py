@@ -62,7 +62,9 @@ class Node:
     exprs: dict[str, Expr] = field(default_factory=dict)
     shape: Shape | None = None  # output shape, set by the shapes pass
     branch: Node | None = None  # the residual add whose branch (main path) holds this op
-    norm: bool = True  # convs: whether the norm policy places BatchNorm/ReLU around this one
+    # Convs: True when the norm policy places BatchNorm/ReLU around it, False for none,
+    # "post" for conv → BN → ReLU whatever the policy (the spec's `norm=` argument).
+    norm: bool | str = True
     shortcut_of: Node | None = None  # ops the projections pass inserted: the add whose shortcut they form
     residual: Residual | None = None  # residual adds only
     zero_init: bool = False  # BatchNorms: γ starts at zero (the zero_init_last policy)

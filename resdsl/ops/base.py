@@ -35,6 +35,7 @@ class ArgSpec:
     default: object = REQUIRED
     aliases: tuple[str, ...] = ()
     minimum: int | None = 1  # smallest allowed value for integers
+    words: tuple[str, ...] = ()  # bare words accepted besides values of `type` (conv's `norm=post`)
 
 
 @dataclass(frozen=True)

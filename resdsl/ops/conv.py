@@ -37,7 +37,8 @@ class Conv(Op):
             ArgSpec("groups", int, 1),
             ArgSpec("dilation", int, 1, aliases=("d",)),
             ArgSpec("bias", bool, False),
-            ArgSpec("norm", bool, True),  # whether the norm policy places BatchNorm/ReLU around it
+            # Whether the norm policy places BatchNorm/ReLU around it; `post`: conv → BN → ReLU under any policy.
+            ArgSpec("norm", bool, True, words=("post",)),
         ),
         node_args=("norm",),
     )

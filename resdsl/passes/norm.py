@@ -13,7 +13,9 @@ residual branch ending in conv_n:
   relu_preact       ReLU→conv→BN … ReLU→conv_n→BN, add
   pre (full_preact) BN→ReLU→conv …, add; and one BN→ReLU after the last block
 Convs outside residual branches (the stem) get conv→BN→ReLU, except under
-`pre`, where the first block's pre-activation normalises them.
+`pre`, where the first block's pre-activation normalises them. A conv whose
+spec says `norm=post` gets conv→BN→ReLU under every order (a pre-activation
+network's deep stem); `norm=false` gets nothing.
 """
 
 from __future__ import annotations
@@ -56,12 +58,16 @@ def _bn(node: Node, conv: Node) -> dict:
 
 def apply(ir: IR, limits: Limits) -> None:
     order = ir.policies.norm
-    if order == "none":
-        return
     nodes = list(ir)
     convs = [n for n in nodes if n.op.kind == "conv" and n.norm]
+    if order == "none":  # only the convs that ask for their own norm
+        convs = [n for n in convs if n.norm == "post"]
     last_conv = {conv.branch: conv for conv in convs if conv.branch is not None}
     for conv in convs:
+        if conv.norm == "post":
+            after = ir.insert_after(conv, BatchNorm(), **_bn(conv, conv))
+            ir.insert_after(after, ReLU(), **_like(conv))
+            continue
         _around_conv(ir, conv, order, final=conv.branch is not None and last_conv[conv.branch] is conv)
     adds = [n for n in nodes if n.op.kind == "add"]
     for add in adds:
@@ -95,7 +101,7 @@ def _after_add(ir: IR, add: Node, order: str, conv: Node | None) -> None:
         ir.insert_after(add, ReLU(), **_like(add))
     elif order == "bn_after_add":
         # Named after the branch's last conv, whose BatchNorm moved past the add.
-        if conv is not None:
+        if conv is not None and conv.norm is True:  # a `norm=post` conv has its own BatchNorm
             assert conv.path is not None
             path = bn_path(conv.path)
         else:  # a branch without a normed conv of its own: number by the add, like `downsample2`
