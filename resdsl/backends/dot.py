@@ -1,17 +1,16 @@
-"""Graphviz backend: architecture diagrams at three levels of detail.
+"""Graphviz backend: the diagram model (backends/diagram.py) written as DOT, and drawn by Graphviz's `dot`.
 
-The IR is first grouped into display units, then written as DOT:
-  stage   the stem, one node per stage of repeated blocks, the head
-  block   one node per residual block (its convs summarised, one per line), a
-          `+` node per residual add, and the shortcut drawn beside the block:
-          identity as a plain line, a projection as a coloured node on it
-  op      every IR op, blocks and stages as clusters
-BatchNorm and ReLU are folded into the op they belong to at the block and
-stage levels, on the side the norm policy places them ("3×3 conv, 64 · BN · ReLU").
-
-Long networks are wrapped: stages are packed into columns of a bounded height
-(rows under `rankdir=LR`), and a stage too long for one column is split over
-several, so ResNet-152 stays a compact page instead of one long strip.
+Layout, at the block and op levels:
+  - The main path runs straight (one `group`); each shortcut is a parallel path
+    beside it, from where the branch leaves to the `+` where it joins.
+  - Long networks are wrapped: stages are packed into columns (rows under
+    `rankdir=LR`) and a stage too long for one column is split over several.
+    Columns are as many as a 1920-pixel-wide screen holds with the smallest
+    text still 9 pixels high; beyond that they grow longer, not more.
+  - No edge runs from one column to the next: a column ends in a marker that
+    names the unit it continues to, and the next column starts from a marker
+    naming the unit it continues from. Columns are laid out independently, so
+    no line crosses another column's content.
 
 The DOT is built with the Python package `graphviz`; images come from
 Graphviz's `dot` program. Neither torch nor onnx is imported here.
@@ -21,27 +20,40 @@ from __future__ import annotations
 
 import html
 import math
-from dataclasses import dataclass, field
+import os
+import re
+import subprocess
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
 
 import networkx as nx
 
-from ..ir.graph import operands, order, shape_text, users
-from ..passes.projections import NAME as PROJECTIONS
-from .cost import totals
+from ..ir.graph import shape_text
+from .diagram import LEVELS, SHORTCUT_KINDS, Diagram, Segment, Unit, build
 
-LEVELS = ("stage", "block", "op")
 RANKDIRS = ("TB", "LR")
 IMAGE_FORMATS = ("svg", "png", "pdf")
 
-# Length budget of one column (TB) or row (LR), in ranks; a block is two ranks at block
-# level. Rows are shorter: a rank is as wide as its widest label.
-COLUMN_RANKS = {("block", "TB"): 20, ("op", "TB"): 30, ("block", "LR"): 8, ("op", "LR"): 14}
+# Length budget of one column, in ranks; a block is two ranks at block level. Under LR the
+# rows are filled to a readable page's width instead.
+COLUMN_RANKS = {"block": 20, "op": 30}
+# Columns grow longer rather than make a page too wide to read, up to this many ranks
+# (some 18,000 points: the tallest PNG Graphviz draws at full resolution is 32,767 pixels).
+LONGEST_COLUMN = 240
+# Taking one column fewer is worth a longest column this much longer.
+FEWER_COLUMNS = 1.15
+COLUMN_GAP = 20  # points between columns
+ESTIMATE_MARGIN = 0.95  # widths are estimated from the text: keep clear of the page's edge
+MIN_PIECE = 0.2  # of a column: the shortest piece of a split segment at the foot of a column
+MOST_ROWS = 60  # under LR; more rows make Graphviz slow, and a network that needs them cannot be read anyway
+MARKER_LENGTH = 150  # points: a row's markers, where it starts from and where it continues
+# A page at most this many points wide keeps text of SMALLEST_FONT points at least
+# READABLE_PX pixels high when the page is shown SCREEN_PX pixels wide.
+SCREEN_PX, READABLE_PX, SMALLEST_FONT = 1920, 9.0, 9
+PAGE_WIDTH = SCREEN_PX * SMALLEST_FONT / READABLE_PX
 
-LIGHT = ("batchnorm", "relu")
-# Light ops drawn with the op after them, by norm policy; otherwise with the op before.
-FOLD_FORWARD = {"pre": ("batchnorm", "relu"), "relu_preact": ("relu",)}
-
-FONT = "Helvetica"
+FONT = "Arial"  # metric-compatible fonts are everywhere (Liberation Sans on Linux); browsers show SVGs with it
 GREY = "#666666"
 STYLE = {  # unit kind -> node attributes
     "input": dict(shape="box", style="rounded", color=GREY),
@@ -52,360 +64,48 @@ STYLE = {  # unit kind -> node attributes
     "add": dict(shape="circle", style="filled", fillcolor="white", color="#343a40", margin="0.02"),
     "projection": dict(shape="box", style="rounded,filled", fillcolor="#ffe8cc", color="#e8590c"),
     "pad": dict(shape="box", style="rounded,filled", fillcolor="#d0ebff", color="#1971c2"),
+    "marker": dict(shape="box", style="rounded,dashed", color="#adb5bd", fontcolor=GREY, fontsize="9"),
 }
 SHORTCUT_COLOR = {"projection": "#e8590c", "pad": "#1971c2"}
+TITLE_FONT = 12  # a cluster's title
+BLOCK_FONT = 10  # the title of a block's cluster, at op level
+CLUSTER_MARGIN = 10
+SIDE = "e"  # the port a shortcut leaves its feed by
 
 
 class RenderError(Exception):
     """Rendering cannot run here (a missing program or package); not a mistake in the spec."""
 
 
-def op_label(op, channels: bool = True) -> str:
-    """A short, paper-style description of one op; unknown kinds show their attributes."""
-    kind = op.kind
-    if kind == "conv":
-        parts = [f"{op.kernel}×{op.kernel} conv"] + [str(op.out_channels)] * channels
-        parts += [f"stride {op.stride}"] * (op.stride > 1)
-        parts += [f"groups {op.groups}"] * (op.groups > 1)
-        parts += [f"dilation {op.dilation}"] * (op.dilation > 1)
-        return ", ".join(parts)
-    if kind in ("maxpool", "avgpool"):
-        name = "max-pool" if kind == "maxpool" else "avg-pool"
-        return f"{op.kernel}×{op.kernel} {name}" + (f", stride {op.stride}" if op.stride > 1 else "")
-    if kind == "pad_shortcut":
-        return f"stride-{op.stride} subsample + {op.pad_before}+{op.pad_after} zero channels"
-    fixed = {
-        "batchnorm": "BN",
-        "relu": "ReLU",
-        "gap": "global avg-pool",
-        "flatten": "flatten",
-        "add": "+",
-        "input": "input",
-    }
-    if kind in fixed:
-        return fixed[kind]
-    if kind == "linear":
-        return f"linear, {op.out_features}"
-    if kind == "dropout":
-        return f"dropout {op.p:g}"
-    if kind == "se":
-        return f"squeeze-excite, reduction {op.reduction}"
-    attrs = ", ".join(f"{k}={v}" for k, v in op.attrs().items())
-    return f"{kind}({attrs})" if attrs else kind
-
-
-@dataclass
-class Unit:
-    """One drawn node: a group of IR nodes with its label rows."""
-
-    key: int  # walk index of its first IR node; the DOT id is `n<key>`
-    kind: str  # a key of STYLE
-    nodes: list[int]
-    rows: list[str]
-    title: str = ""
-    note: str = ""  # small italic line, e.g. who inserted a shortcut
-    segment: int = 0  # index into Diagram.segments
-    item: str = ""  # what column packing keeps together: an instance path or the unit itself
-
-    @property
-    def id(self) -> str:
-        return f"n{self.key}"
-
-
-@dataclass
-class Edge:
-    tail: str
-    head: str
-    shape: tuple | None
-    style: str  # "main", "identity", "projection" or "pad"
-
-
-@dataclass
-class Segment:
-    """A stage, a standalone block, or a run of network-level ops such as the stem."""
-
-    name: str
-    template: str = ""
-    instances: list[str] = field(default_factory=list)
-
-
-@dataclass
-class Diagram:
-    """The display units of one level, before they are laid out as DOT."""
-
-    name: str
-    level: str
-    units: list[Unit]
-    edges: list[Edge]
-    segments: list[Segment]
-    params: int
-    macs: int
-    policies: dict
-
-
-# -- grouping ------------------------------------------------------------------
-
-
-def fold(graph: nx.DiGraph, walk: list[int]) -> dict[int, int]:
-    """Map each node to the first node of its group, BN/ReLU joined to their conv (or add)."""
-    parent = {n: n for n in walk}
-
-    def find(n: int) -> int:
-        while parent[n] != n:
-            parent[n] = parent[parent[n]]
-            n = parent[n]
-        return n
-
-    def context(n: int) -> tuple:
-        data = graph.nodes[n]
-        return data["block"], data["shortcut_of"]
-
-    def backward(n: int) -> int | None:
-        preds = operands(graph, n)
-        if len(preds) == 1 and graph.out_degree(preds[0]) == 1 and context(preds[0]) == context(n):
-            return preds[0] if graph.nodes[preds[0]]["op"].kind != "input" else None
-        return None
-
-    def forward(n: int) -> int | None:
-        after = users(graph, n)
-        if len(after) == 1 and graph.in_degree(after[0]) == 1 and context(after[0]) == context(n):
-            return after[0]
-        return None
-
-    ahead = FOLD_FORWARD.get(graph.graph["policies"].get("norm"), ())
-    for node in walk:
-        kind = graph.nodes[node]["op"].kind
-        if kind not in LIGHT:
-            continue
-        first, second = (forward, backward) if kind in ahead else (backward, forward)
-        other = first(node) or second(node)
-        if other is not None:
-            parent[find(other)] = find(node)
-    index = {n: i for i, n in enumerate(walk)}
-    groups: dict[int, list[int]] = {}
-    for node in walk:
-        groups.setdefault(find(node), []).append(node)
-    return {n: min(members, key=index.__getitem__) for members in groups.values() for n in members}
-
-
-def _segments(graph: nx.DiGraph, walk: list[int]) -> tuple[list[Segment], dict[int, int]]:
-    """Assign each node to a stage, a standalone block, or a run of network-level ops."""
-    stage_of = {path: stage for stage, paths in graph.graph["stages"].items() for path in paths}
-    instances = graph.graph["instances"]
-    segments: list[Segment] = []
-    by_name: dict[str, int] = {}
-    of_node: dict[int, int] = {}
-    run = None  # the open run of network-level ops
-    for node in walk:
-        block = graph.nodes[node]["block"]
-        if block is None:
-            if run is None:
-                segments.append(Segment(""))
-                run = len(segments) - 1
-            of_node[node] = run
-            continue
-        run = None
-        name = stage_of.get(block, block)
-        if name not in by_name:
-            by_name[name] = len(segments)
-            segments.append(Segment(name, instances[block].template))
-        segment = segments[by_name[name]]
-        if block not in segment.instances:
-            segment.instances.append(block)
-        of_node[node] = by_name[name]
-    blocks = [i for i, s in enumerate(segments) if s.instances]
-    for index, segment in enumerate(segments):
-        if not segment.instances and blocks:
-            segment.name = "stem" if index < blocks[0] else "head" if index > blocks[-1] else ""
-    return segments, of_node
-
-
-def build(graph: nx.DiGraph, level: str = "block") -> Diagram:
-    """Group the IR into the units and edges of one level."""
-    if level not in LEVELS:
-        raise ValueError(f"level must be one of {', '.join(LEVELS)}, got {level!r}")
-    walk = order(graph)
-    index = {n: i for i, n in enumerate(walk)}
-    segments, segment_of = _segments(graph, walk)
-    group = {n: n for n in walk} if level == "op" else fold(graph, walk)
-    members: dict[int, list[int]] = {}
-    for node in walk:
-        members.setdefault(group[node], []).append(node)
-
-    def label(nodes: list[int]) -> str:
-        # A shortcut's output channels are on its outgoing edge; its label says how it maps.
-        return " · ".join(op_label(graph.nodes[n]["op"], graph.nodes[n]["shortcut_of"] is None) for n in nodes)
-
-    def rows(nodes: list[int]) -> list[str]:
-        firsts = sorted({group[n] for n in nodes}, key=index.__getitem__)
-        return [label(members[g]) for g in firsts]
-
-    policies = graph.graph["policies"]
-    units: list[Unit] = []
-    unit_of: dict[int, Unit] = {}
-
-    def new(kind: str, nodes: list[int], **attrs) -> Unit:
-        nodes = sorted(nodes, key=index.__getitem__)
-        unit = Unit(index[nodes[0]], kind, nodes, attrs.pop("rows", None) or rows(nodes), **attrs)
-        unit.segment = segment_of[nodes[0]]
-        unit.item = unit.item or unit.id
-        units.append(unit)
-        for n in nodes:
-            unit_of[n] = unit
-        return unit
-
-    def shortcut_kind(node: int) -> str:
-        add = graph.nodes[node]["shortcut_of"]
-        return graph.nodes[add].get("shortcut_kind", "projection")
-
-    def inserted_note(nodes: list[int]) -> str:
-        if any(graph.nodes[n]["origin"] == PROJECTIONS for n in nodes):
-            return f"inserted · shortcut policy {policies['shortcut']}"
-        return ""
-
-    if level == "stage":
-        for i, segment in enumerate(segments):
-            nodes = [n for n in walk if segment_of[n] == i]
-            if not segment.instances:
-                source = [n for n in nodes if graph.nodes[n]["op"].kind == "input"]
-                if source:
-                    new("input", source, rows=[f"input {shape_text(graph.nodes[source[0]]['shape'])}"])
-                rest = [n for n in nodes if n not in source]
-                if rest:
-                    new("op", rest, title=segment.name)
-            else:
-                new("stage", nodes, title=segment.name, rows=_stage_rows(graph, segment, nodes))
-    else:
-        for first in sorted(members, key=index.__getitem__):
-            nodes = members[first]
-            data = graph.nodes[first]
-            kinds = {graph.nodes[n]["op"].kind for n in nodes}
-            if "input" in kinds:
-                new("input", nodes, rows=[f"input {shape_text(data['shape'])}"])
-            elif data["shortcut_of"] is not None:
-                if level == "op":
-                    new(
-                        shortcut_kind(first),
-                        nodes,
-                        note=inserted_note(nodes),
-                        item=data["block"] or "",
-                        rows=[label(nodes), data["path"] or ""],
-                    )
-            elif "add" in kinds:
-                new("add", nodes, item=data["block"] or "")
-            elif data["block"] is None or level == "op":
-                extra = [data["path"]] if level == "op" and data["path"] else []
-                new("op", nodes, item=data["block"] or "", rows=[label(nodes)] + extra)
-        if level == "block":
-            _block_bodies(graph, walk, unit_of, new, inserted_note, shortcut_kind)
-
-    units.sort(key=lambda u: u.key)
-    edges: list[Edge] = []
-    seen: set[tuple[str, str]] = set()
-    for node in walk:
-        for user in users(graph, node):
-            tail, head = unit_of[node], unit_of[user]
-            if tail is head or (tail.id, head.id) in seen:
-                continue
-            seen.add((tail.id, head.id))
-            if head.kind in SHORTCUT_COLOR or tail.kind in SHORTCUT_COLOR:
-                style = head.kind if head.kind in SHORTCUT_COLOR else tail.kind
-            else:
-                style = "identity" if graph.edges[node, user]["shortcut"] else "main"
-            shown = None if style == "identity" or head.kind in SHORTCUT_COLOR else graph.nodes[node]["shape"]
-            edges.append(Edge(tail.id, head.id, shown, style))
-    last = walk[-1]
-    edges.append(Edge(unit_of[last].id, "output", graph.nodes[last]["shape"], "main"))
-    params, macs = totals(graph)
-    return Diagram(graph.graph["name"], level, units, edges, segments, params, macs, policies)
-
-
-def _block_bodies(graph, walk, unit_of, new, inserted_note, shortcut_kind) -> None:
-    """Block level: each block's residual branch becomes one node, each shortcut chain another."""
-    chains: dict[int, list[int]] = {}
-    body: dict[str, list[int]] = {}
-    for node in walk:
-        data = graph.nodes[node]
-        if data["shortcut_of"] is not None:
-            chains.setdefault(data["shortcut_of"], []).append(node)
-        elif node not in unit_of:
-            body.setdefault(data["block"], []).append(node)
-    for block, nodes in body.items():
-        template = graph.graph["instances"][block].template
-        for component in sorted(nx.connected_components(graph.subgraph(nodes).to_undirected()), key=min):
-            new("body", list(component), title=block, note=template, item=block)
-    for chain in chains.values():
-        new(shortcut_kind(chain[0]), chain, note=inserted_note(chain), item=graph.nodes[chain[0]]["block"] or "")
-
-
-def _stage_rows(graph: nx.DiGraph, segment: Segment, nodes: list[int]) -> list[str]:
-    """`bottleneck ×6 · 512→1024 · 28×28→14×14`, and the stage's shortcuts."""
-    inside = set(nodes)
-    entry = next(p for n in nodes for p in operands(graph, n) if p not in inside)
-    source, result = graph.nodes[entry]["shape"], graph.nodes[nodes[-1]]["shape"]
-
-    def change(a, b) -> str:
-        return a if a == b else f"{a}→{b}"
-
-    parts = [f"{segment.template} ×{len(segment.instances)}"]
-    if len(source) == len(result) == 3:
-        parts += [change(str(source[0]), str(result[0])), change(shape_text(source[1:]), shape_text(result[1:]))]
-    else:
-        parts.append(change(shape_text(source), shape_text(result)))
-    counts: dict[str, int] = {}
-    for n in nodes:
-        kind = graph.nodes[n].get("shortcut_kind")
-        if graph.nodes[n]["op"].kind == "add" and kind:
-            counts[kind] = counts.get(kind, 0) + 1
-    shortcuts = ", ".join(f"{count} {kind}" for kind, count in sorted(counts.items()))
-    return [" · ".join(parts)] + ([f"shortcuts: {shortcuts}"] if shortcuts else [])
-
-
-# -- layout ----------------------------------------------------------------------
-
-
-def _item_costs(diagram: Diagram) -> dict[str, int]:
-    """Ranks each packing item needs: the longest path through its units."""
-    by_item: dict[str, list[Unit]] = {}
-    for unit in diagram.units:
-        by_item.setdefault(unit.item, []).append(unit)
-    costs = {}
-    for item, units in by_item.items():
-        depth = {u.id: 1 for u in units}
-        for edge in diagram.edges:  # edges follow the walk, so one pass suffices
-            if edge.tail in depth and edge.head in depth:
-                depth[edge.head] = max(depth[edge.head], depth[edge.tail] + 1)
-        costs[item] = max(depth.values())
-    return costs
+# -- column packing ----------------------------------------------------------------
 
 
 def pack(segments: list[list[tuple[str, int]]], limit: int) -> list[list[tuple[int, list[str]]]]:
-    """Fill columns of at most `limit` ranks with whole segments, splitting those longer than a column.
+    """Fill columns of at most `limit` ranks in order, as a newspaper does.
 
     `segments` holds each segment's (item, cost) pairs; a column is a list of
-    (segment index, items) pieces.
+    (segment index, items) pieces. A segment that fits a column is never
+    split: it starts the next column when the current one has no room for it.
+    A longer one fills the current column (when at least MIN_PIECE ranks are
+    left) and continues in the next.
     """
     columns: list[list[tuple[int, list[str]]]] = [[]]
     used = 0
     for index, items in enumerate(segments):
         weight = sum(cost for _, cost in items)
-        if used + weight <= limit or not columns[-1]:
-            columns[-1].append((index, [item for item, _ in items]))
-            used += weight
-            continue
-        if weight <= limit:
-            columns.append([(index, [item for item, _ in items])])
-            used = weight
-            continue
-        parts = math.ceil(weight / limit)
-        pieces: list[list[str]] = [[] for _ in range(parts)]
-        done = 0
+        if columns[-1] and used + weight > limit and (weight <= limit or limit - used < limit * MIN_PIECE):
+            columns.append([])
+            used = 0
+        piece: list[str] = []
         for item, cost in items:
-            pieces[min(parts - 1, done * parts // weight)].append(item)
-            done += cost
-        for piece in pieces:
-            columns.append([(index, piece)])
-        used = sum(dict(items)[item] for item in pieces[-1])
+            if used + cost > limit and (piece or columns[-1]):
+                if piece:
+                    columns[-1].append((index, piece))
+                columns.append([])
+                used, piece = 0, []
+            piece.append(item)
+            used += cost
+        columns[-1].append((index, piece))
     return columns
 
 
@@ -413,49 +113,203 @@ def balanced_pack(segments: list[list[tuple[str, int]]], limit: int) -> list[lis
     """The packing with as few columns as `limit` allows, and columns as even as possible."""
     columns = pack(segments, limit)
     total = sum(cost for items in segments for _, cost in items)
-    for tighter in range(max(1, math.ceil(total / len(columns))), limit):
-        candidate = pack(segments, tighter)
-        if len(candidate) <= len(columns):
-            return candidate
+    low, high = max(1, math.ceil(total / len(columns))), limit
+    while low < high:  # the smallest limit that needs no more columns (more columns need a smaller limit)
+        middle = (low + high) // 2
+        if len(pack(segments, middle)) <= len(columns):
+            high = middle
+        else:
+            low = middle + 1
+    return pack(segments, low)
+
+
+def fewest_columns(segments: list[list[tuple[str, int]]], columns: int) -> list[list[tuple[int, list[str]]]]:
+    """The most even packing into at most `columns` columns (or as few as the segments allow)."""
+    total = sum(cost for items in segments for _, cost in items)
+    low, high = max(1, math.ceil(total / columns)), max(1, total)
+    while low < high:
+        middle = (low + high) // 2
+        if len(pack(segments, middle)) <= columns:
+            high = middle
+        else:
+            low = middle + 1
+    return pack(segments, low)
+
+
+def _choose_columns(
+    segments: list[list[tuple[str, int]]], widths: dict[str, float], budget: int
+) -> list[list[tuple[int, list[str]]]]:
+    """Columns of about `budget` ranks, no more than a readable page's width holds, and not too long to draw."""
+    cost = {item: c for items in segments for item, c in items}
+
+    def width(columns) -> float:
+        return sum(max(widths[i] for _, items in c for i in items) for c in columns) + COLUMN_GAP * len(columns)
+
+    def length(columns) -> int:
+        return max(sum(cost[i] for _, items in c for i in items) for c in columns)
+
+    columns = balanced_pack(segments, budget)
+    while len(columns) > 1 and width(columns) > PAGE_WIDTH * ESTIMATE_MARGIN:
+        columns = fewest_columns(segments, len(columns) - 1)
+    while len(columns) > 1:
+        fewer = fewest_columns(segments, len(columns) - 1)
+        if length(fewer) > FEWER_COLUMNS * length(columns) or length(fewer) > LONGEST_COLUMN:
+            break
+        columns = fewer
+    while length(columns) > LONGEST_COLUMN:  # too long to draw: wider than readable, and `render` says so
+        columns = fewest_columns(segments, len(columns) + 1)
     return columns
+
+
+def _choose_rows(segments: list[list[tuple[str, int]]]) -> list[list[tuple[int, list[str]]]]:
+    """Rows (LR) filled to a readable page's width; `segments` cost points along the flow."""
+    rows = pack(segments, int(PAGE_WIDTH * ESTIMATE_MARGIN) - MARKER_LENGTH)
+    return rows if len(rows) <= MOST_ROWS else fewest_columns(segments, MOST_ROWS)
+
+
+def text_width(text: str, size: float, bold: bool = False) -> float:
+    """An estimate of the width of `text` in Arial, in points (Graphviz measures the real one)."""
+    narrow, wide = set("iIl.,:;'|!jtf()[] ·"), set("mwMW→")
+    width = 0.0
+    for char in text:
+        width += 0.3 if char in narrow else 0.85 if char in wide else 0.68 if char.isupper() else 0.56
+    return width * size * (1.12 if bold else 1.05)
+
+
+def _unit_width(unit: Unit) -> float:
+    widths = [text_width(row, 11) for row in unit.rows if row]
+    if unit.title:
+        widths.append(text_width(f"{unit.title} {unit.note}", 11, bold=True))
+    return max(widths, default=20) + 18
+
+
+def _unit_length(unit: Unit, rankdir: str) -> float:
+    """An estimate of a unit's extent along the flow, in points."""
+    if rankdir == "LR":
+        return _unit_width(unit)
+    lines = len([row for row in unit.rows if row]) + bool(unit.title) + bool(unit.note and unit.kind != "body")
+    return 13.5 * lines + 9
+
+
+def _item_extents(diagram: Diagram) -> tuple[dict[str, int], dict[str, float], dict[str, int]]:
+    """What each packing item needs: ranks (the longest path through its units), width and length in points."""
+    by_item: dict[str, list[Unit]] = {}
+    for unit in diagram.units:
+        by_item.setdefault(unit.item, []).append(unit)
+    item_of = {unit.id: unit.item for unit in diagram.units}
+    depth = {unit.id: 1 for unit in diagram.units}
+    for edge in diagram.edges:  # edges follow the walk, so one pass suffices
+        if edge.head in depth and item_of[edge.tail] == item_of[edge.head]:
+            depth[edge.head] = max(depth[edge.head], depth[edge.tail] + 1)
+    costs, widths, lengths = {}, {}, {}
+    # Under LR every rank is as wide as its widest unit in any row: count each unit that wide.
+    rank = max((_unit_width(u) for u in diagram.units if u.kind not in SHORTCUT_KINDS), default=0)
+    for item, units in by_item.items():
+        costs[item] = max(depth[u.id] for u in units)
+        main = [_unit_width(u) for u in units if u.kind not in SHORTCUT_KINDS]
+        side = max((_unit_width(u) for u in units if u.kind in SHORTCUT_KINDS), default=50)  # or a shape label
+        widths[item] = max(main, default=0) + side + 60  # the main path's shape labels, cluster margins
+        lengths[item] = int((rank + 80) * len(main))  # each with the edge after it and that edge's label
+    return costs, widths, lengths
+
+
+# -- labels ----------------------------------------------------------------------
 
 
 def _html(text: str) -> str:
     return html.escape(text, quote=False)
 
 
+def _table(lines: list[str], align: str = "CENTER") -> str:
+    """One HTML-like label, a table row per line: Graphviz spaces rows by the font's real height."""
+    rows = "".join(
+        f'<TR><TD ALIGN="{align}">{line}</TD></TR>' if align != "CENTER" else f"<TR><TD>{line}</TD></TR>"
+        for line in lines
+    )
+    return f'<<TABLE BORDER="0" CELLBORDER="0" CELLSPACING="0" CELLPADDING="1">{rows}</TABLE>>'
+
+
+def _edge_label(shape: tuple) -> str:
+    # Graphviz sets a label right against its edge (under LR, on it): padding keeps the text clear of the line.
+    cell = f"<TR><TD>{shape_text(shape)}</TD></TR>"
+    return f'<<TABLE BORDER="0" CELLBORDER="0" CELLSPACING="0" CELLPADDING="3">{cell}</TABLE>>'
+
+
 def _label(unit: Unit) -> str:
     lines = []
     if unit.title:
-        title = f"<b>{_html(unit.title)}</b>"
+        title = f"<B>{_html(unit.title)}</B>"
         if unit.kind == "body" and unit.note:
-            title += f' <font color="{GREY}">{_html(unit.note)}</font>'
+            title += f' <FONT COLOR="{GREY}">{_html(unit.note)}</FONT>'
         lines.append(title)
     lines += [_html(row) for row in unit.rows if row]
     if unit.note and unit.kind != "body":
-        lines.append(f'<font point-size="9" color="{GREY}"><i>{_html(unit.note)}</i></font>')
+        lines.append(f'<FONT POINT-SIZE="9" COLOR="{GREY}"><I>{_html(unit.note)}</I></FONT>')
     if unit.kind == "op" and len(unit.rows) > 1 and not unit.title:  # op level: the module path, small
-        lines[-1] = f'<font point-size="9" color="{GREY}">{lines[-1]}</font>'
-    return "<" + "<br/>".join(lines) + ">"
+        lines[-1] = f'<FONT POINT-SIZE="9" COLOR="{GREY}">{lines[-1]}</FONT>'
+    return _table(lines)
 
 
 def _title(diagram: Diagram) -> str:
     policies = diagram.policies
     lines = [
-        f'<font point-size="18"><b>{_html(diagram.name)}</b></font>',
+        f'<FONT POINT-SIZE="18"><B>{_html(diagram.name)}</B></FONT>',
         f"{diagram.params:,} parameters · {diagram.macs:,} MACs ({diagram.macs / 1e9:.2f} G)",
-        f'<font point-size="10" color="{GREY}">norm policy {_html(policies["norm"])} · '
-        f"shortcut policy {_html(policies['shortcut'])}</font>",
+        f'<FONT POINT-SIZE="10" COLOR="{GREY}">norm policy {_html(policies["norm"])} · '
+        f"shortcut policy {_html(policies['shortcut'])}</FONT>",
     ]
     if diagram.level != "stage":
         kinds = {unit.kind for unit in diagram.units}
         legend = ["shortcuts: plain line = identity"]
         legend += ["orange = projection"] * ("projection" in kinds)
         legend += ["blue = subsample and zero-pad"] * ("pad" in kinds)
-        if any(unit.note for unit in diagram.units if unit.kind in SHORTCUT_COLOR):
+        if any(unit.note for unit in diagram.units if unit.kind in SHORTCUT_KINDS):
             legend.append("dashed = inserted by the compiler")
-        lines.append(f'<font point-size="10" color="{GREY}">{_html("; ".join(legend))}</font>')
-    return "<" + "<br/>".join(lines) + ">"
+        lines.append(f'<FONT POINT-SIZE="10" COLOR="{GREY}">{_html("; ".join(legend))}</FONT>')
+    return _table(lines)
+
+
+def _piece_title(segment: Segment, items: list[str], room: float) -> list[str]:
+    """`layer3 · bottleneck ×36 · blocks 9–17`, wrapped to lines no wider than `room` points (where it can)."""
+    if not segment.instances:
+        parts = [segment.name]
+    elif segment.name in segment.instances:  # a standalone block
+        parts = [segment.name, segment.template]
+    else:
+        count = len(segment.instances)
+        parts = [segment.name, f"{segment.template} ×{count}"]
+        blocks = [segment.instances.index(i) for i in items if i in segment.instances]
+        if len(blocks) < count:
+            parts.append(f"blocks {blocks[0]}–{blocks[-1]}" if len(blocks) > 1 else f"block {blocks[0]}")
+    lines = [parts[0]]
+    for part in parts[1:]:
+        joined = f"{lines[-1]} · {part}"
+        if _title_width(joined, TITLE_FONT) <= room:
+            lines[-1] = joined
+        else:
+            lines.append(part)
+    return lines
+
+
+def _title_width(line: str, size: float) -> float:
+    return text_width(line, size) * 1.1  # estimated: err on the wide side
+
+
+def _clear_title(cluster, first: Unit, width: float, room: float, suffix: str = "_spacer") -> None:
+    """Keep a cluster's title clear of the main path (TB), which enters the cluster down through the title's band.
+
+    The title is clear when it is narrower than the room left of that path; an
+    invisible spacer beside the cluster's first unit makes the room where it is not.
+    """
+    if width > room:
+        spacer = f"{first.id}{suffix}"
+        cluster.node(spacer, "", style="invis", width=f"{(width - room) / 72:.2f}", height="0.1")
+        with cluster.subgraph() as same:
+            same.attr(rank="same")
+            same.edge(spacer, first.id, style="invis")
+
+
+# -- DOT ---------------------------------------------------------------------------
 
 
 def emit(graph: nx.DiGraph, level: str = "block", rankdir: str = "TB") -> str:
@@ -463,6 +317,29 @@ def emit(graph: nx.DiGraph, level: str = "block", rankdir: str = "TB") -> str:
     if rankdir not in RANKDIRS:
         raise ValueError(f"rankdir must be TB or LR, got {rankdir!r}")
     return to_dot(build(graph, level), rankdir)
+
+
+def _lanes(diagram: Diagram) -> tuple[dict[str, str], dict[str, str]]:
+    """Where each shortcut runs: beside the first unit of the branch it bypasses.
+
+    Returns the units drawn on a shortcut (projections) and the identity
+    shortcuts (by their add), each mapped to that first branch unit.
+    """
+    first: dict[str, str] = {}  # feed -> the first unit of the branch it feeds
+    for edge in diagram.edges:
+        if edge.style == "main":
+            first.setdefault(edge.tail, edge.head)
+    beside: dict[str, str] = {}
+    identity: dict[str, str] = {}
+    for edge in diagram.edges:
+        partner = first.get(edge.tail)
+        if partner is None or partner == edge.head:
+            continue
+        if edge.style in SHORTCUT_KINDS and edge.head not in first.values():
+            beside.setdefault(edge.head, partner)
+        elif edge.style == "identity":
+            identity[edge.head] = partner
+    return beside, identity
 
 
 def to_dot(diagram: Diagram, rankdir: str = "TB") -> str:
@@ -483,110 +360,184 @@ def to_dot(diagram: Diagram, rankdir: str = "TB") -> str:
     )
     dot.attr("node", fontname=FONT, fontsize="11", margin="0.12,0.05", height="0.3")
     dot.attr("edge", fontname=FONT, fontsize="9", fontcolor=GREY, color="#343a40", arrowsize="0.6")
+    beside, identity = _lanes(diagram)
+    units = {unit.id: unit for unit in diagram.units}
 
-    def node(target, unit: Unit) -> None:
+    def node(target, unit: Unit, column: int) -> None:
         attrs = dict(STYLE[unit.kind])
         if unit.kind in SHORTCUT_COLOR and unit.note:
             attrs["style"] += ",dashed"
         if unit.kind == "add" and len(unit.nodes) > 1:  # `+ · ReLU` does not fit a small circle
             attrs["shape"] = "ellipse"
+        if unit.kind not in SHORTCUT_KINDS:
+            attrs["group"] = f"main{column}"  # the main path runs straight
         target.node(unit.id, _label(unit), **attrs)
+        column_of[unit.id] = column
+        if unit.id in identity:
+            # The identity shortcut into this add runs straight beside the branch, along a
+            # zero-width box as long as the branch's first unit.
+            length = _unit_length(units[identity[unit.id]], rankdir) / 72
+            size = (
+                {"width": "0", "height": f"{length:.2f}"}
+                if rankdir == "TB"
+                else {"width": f"{length:.2f}", "height": "0"}
+            )
+            target.node(f"{unit.id}_bypass", "", shape="box", fixedsize="true", color="#343a40", penwidth="0.5", **size)
+            column_of[f"{unit.id}_bypass"] = column
 
-    entries: dict[tuple[str, int], str] = {}  # (tail, column) -> the column's entry point
     column_of: dict[str, int] = {}
     if diagram.level == "stage":
         for unit in diagram.units:
-            node(dot, unit)
-            column_of[unit.id] = 0
+            node(dot, unit, 0)
     else:
-        _columns(dot, diagram, node, column_of, rankdir)
-    dot.node("output", "output", **STYLE["output"])
-    column_of["output"] = column_of[diagram.edges[-1].tail]
+        _columns(dot, diagram, node, rankdir)
+    last = column_of[diagram.edges[-1].tail]
+    dot.node("output", "output", group=f"main{last}", **STYLE["output"])
+    column_of["output"] = last
+    for lane, partner in [*beside.items(), *((f"{add}_bypass", p) for add, p in identity.items())]:
+        with dot.subgraph() as same:  # the shortcut runs beside (right of, under LR below) the branch
+            same.attr(rank="same")
+            same.edge(partner, lane, style="invis")
 
+    names = {unit.id: unit.title or unit.path for unit in diagram.units}
+    entries: dict[tuple[str, int], str] = {}  # (tail, column) -> the marker the column starts from
+    exits: set[str] = set()
+    word = "column" if rankdir == "TB" else "row"
     for edge in diagram.edges:
-        attrs = {"label": shape_text(edge.shape)} if edge.shape else {}
+        attrs = {"label": _edge_label(edge.shape)}
         if edge.style in SHORTCUT_COLOR:
             attrs.update(color=SHORTCUT_COLOR[edge.style], penwidth="1.4")
-        head = edge.head
-        if column_of[edge.tail] < column_of[head]:
-            # Wrapping to the next column: enter it through a point at its top, so a
-            # shortcut leaving the previous column still bypasses its block locally.
+        tail, head = edge.tail, edge.head
+        if column_of[tail] != column_of[head]:
             column = column_of[head]
-            entry = entries.get((edge.tail, column))
+            entry = entries.get((tail, column))
             if entry is None:
-                entry = entries[(edge.tail, column)] = f"{edge.tail}_to_col{column}"
-                with dot.subgraph(name=f"cluster_col{column}_0") as first:
-                    first.node(entry, "", shape="point", width="0.06", color=GREY)
-                dot.edge(edge.tail, entry, constraint="false", style="dashed", color="#adb5bd", arrowhead="none")
-            dot.edge(entry, head, **attrs)
+                entry = entries[(tail, column)] = f"{tail}_to_col{column}"
+                marker = _table([_html(f"from {names[tail]}, previous {word}")])
+                dot.node(entry, marker, group=f"main{column}", **STYLE["marker"])
+            if tail not in exits:
+                exits.add(tail)
+                marker = _table([_html(f"to {names.get(head, head)}, next {word}")])
+                dot.node(f"{tail}_exit", marker, group=f"main{column_of[tail]}", **STYLE["marker"])
+                dot.edge(tail, f"{tail}_exit", label=_edge_label(edge.shape))
+            tail = entry
+        if edge.style == "identity" and head in identity:
+            bypass = f"{head}_bypass"
+            start, end = ("n", "s") if rankdir == "TB" else ("w", "e")
+            dot.edge(f"{tail}:{SIDE}", f"{bypass}:{start}", arrowhead="none", **attrs)
+            dot.edge(f"{bypass}:{end}", head)
             continue
-        dot.edge(edge.tail, head, **attrs)
+        if head in beside:  # a shortcut leaves on the side it runs along, clear of the branch's label
+            tail, head = f"{tail}:{SIDE}", f"{head}:{'n' if rankdir == 'TB' else 'w'}"
+        dot.edge(tail, head, **attrs)
     return dot.source
 
 
-def _columns(dot, diagram: Diagram, node, column_of: dict[str, int], rankdir: str) -> None:
+def _columns(dot, diagram: Diagram, node, rankdir: str) -> None:
     """Pack the segments into columns and write one cluster per piece of a segment."""
-    costs = _item_costs(diagram)
+    costs, widths, lengths = _item_extents(diagram)
     items_of: list[list[str]] = [[] for _ in diagram.segments]
     units_of: dict[str, list[Unit]] = {}
     for unit in diagram.units:
         if unit.item not in units_of:
             items_of[unit.segment].append(unit.item)
         units_of.setdefault(unit.item, []).append(unit)
-    segments = [[(item, costs[item]) for item in items] for items in items_of]
-    columns = balanced_pack(segments, COLUMN_RANKS[diagram.level, rankdir])
-    for column, pieces in enumerate(columns):
+    if rankdir == "TB":
+        segments = [[(item, costs[item]) for item in items] for items in items_of]
+        columns = _choose_columns(segments, widths, COLUMN_RANKS[diagram.level])
+    else:  # rows, laid out downwards in the order they are written
+        columns = _choose_rows([[(item, lengths[item]) for item in items] for items in items_of])
+    # Graphviz places components in the order they are written; under LR the first comes out at the bottom.
+    order = list(enumerate(columns))
+    for column, pieces in order if rankdir == "TB" else reversed(order):
         for number, (index, items) in enumerate(pieces):
             segment = diagram.segments[index]
             with dot.subgraph(name=f"cluster_col{column}_{number}") as cluster:
+                first = next(u for i in items for u in units_of[i] if u.kind not in SHORTCUT_KINDS)
+                room = _unit_width(first) / 2 if rankdir == "TB" else math.inf
+                lines = _piece_title(segment, items, room)
                 cluster.attr(
-                    label=_piece_title(segment, items),
+                    label=_table([_html(line) for line in lines], align="LEFT"),
                     style="rounded,dashed",
                     color="#ced4da",
-                    fontsize="12",
+                    fontsize=str(TITLE_FONT),
                     labeljust="l",
-                    margin="10",
+                    margin=str(CLUSTER_MARGIN),
                 )
+                _clear_title(cluster, first, max(_title_width(line, TITLE_FONT) for line in lines), room)
                 for item in items:
                     units = units_of[item]
                     if diagram.level == "op" and segment.instances and item in segment.instances and len(units) > 1:
                         with cluster.subgraph(name=f"cluster_{units[0].id}") as block:
-                            block.attr(label=item, style="rounded", color="#dee2e6", fontsize="10")
+                            block.attr(label=item, style="rounded", color="#dee2e6", fontsize=str(BLOCK_FONT))
+                            if rankdir == "TB":
+                                first = next(u for u in units if u.kind not in SHORTCUT_KINDS)
+                                width = _title_width(item, BLOCK_FONT)
+                                _clear_title(block, first, width, _unit_width(first) / 2, "_block_spacer")
                             for unit in units:
-                                node(block, unit)
+                                node(block, unit, column)
                     else:
                         for unit in units:
-                            node(cluster, unit)
-                    for unit in units:
-                        column_of[unit.id] = column
+                            node(cluster, unit, column)
 
 
-def _piece_title(segment: Segment, items: list[str]) -> str:
-    if not segment.instances:
-        return segment.name
-    count = len(segment.instances)
-    if segment.name in segment.instances:  # a standalone block
-        return f"{segment.name} · {segment.template}"
-    title = f"{segment.name} · {segment.template} ×{count}"
-    blocks = [segment.instances.index(i) for i in items if i in segment.instances]
-    if len(blocks) < count:
-        title += f" (blocks {blocks[0]}–{blocks[-1]})"
-    return title
+# -- images --------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Readability:
+    """How a drawn diagram reads on a screen SCREEN_PX pixels wide."""
+
+    smallest_px: float  # the smallest text's height there
+    width: float  # the page, in points
+    height: float
+
+    @property
+    def readable(self) -> bool:
+        return self.smallest_px >= READABLE_PX
+
+
+def readability(svg: bytes) -> Readability:
+    """Measure an SVG that Graphviz drew: its smallest font size times the scale that makes it SCREEN_PX wide."""
+    text = svg.decode("utf-8")
+    match = re.search(r'viewBox="([-\d.]+) ([-\d.]+) ([\d.]+) ([\d.]+)"', text)
+    if match is None:
+        raise ValueError("not an SVG drawn by Graphviz: no viewBox")
+    width, height = float(match.group(3)), float(match.group(4))
+    sizes = [float(size) for size in re.findall(r'<text [^>]*font-size="([\d.]+)"', text)]
+    return Readability(min(sizes, default=0.0) * SCREEN_PX / width, width, height)
+
+
+def _missing_dot(fmt: str) -> RenderError:
+    return RenderError(
+        f"writing {fmt.upper()} needs Graphviz's `dot` program, which is not on PATH; install the "
+        "graphviz package (Debian/Ubuntu: apt-get install graphviz, macOS: brew install graphviz), "
+        "or write the diagram as DOT with `-o FILE.dot`"
+    )
 
 
 def render(dot_source: str, fmt: str) -> bytes:
     """An image (svg, png or pdf) of DOT text, drawn by Graphviz's `dot` program."""
+    return render_measured(dot_source, fmt)[0]
+
+
+def render_measured(dot_source: str, fmt: str) -> tuple[bytes, Readability]:
+    """An image of DOT text and how readable it is, from one layout (`dot` writes the SVG beside it)."""
     if fmt not in IMAGE_FORMATS:
         raise ValueError(f"format must be one of {', '.join(IMAGE_FORMATS)}, got {fmt!r}")
-    try:
-        import graphviz
-    except ImportError:
-        raise RenderError("drawing needs the Python package graphviz: pip install 'resdsl[render]'") from None
-    try:
-        return graphviz.pipe("dot", fmt, dot_source.encode("utf-8"))
-    except graphviz.ExecutableNotFound:
-        raise RenderError(
-            f"writing {fmt.upper()} needs Graphviz's `dot` program, which is not on PATH; install the "
-            "graphviz package (Debian/Ubuntu: apt-get install graphviz, macOS: brew install graphviz), "
-            "or write the diagram as DOT with `-o FILE.dot`"
-        ) from None
+    with tempfile.TemporaryDirectory(prefix="resdsl-render-") as folder:
+        source = Path(folder) / "diagram.dot"
+        source.write_text(dot_source, encoding="utf-8")
+        formats = sorted({fmt, "svg"})
+        command = ["dot", *(f"-T{f}" for f in formats), "-O", source.name]
+        try:
+            result = subprocess.run(command, cwd=folder, capture_output=True, env={**os.environ, "LC_ALL": "C"})
+        except FileNotFoundError:
+            raise _missing_dot(fmt) from None
+        if result.returncode != 0:
+            raise RenderError(f"Graphviz's dot failed: {result.stderr.decode('utf-8', 'replace').strip()}")
+        svg = (Path(folder) / "diagram.dot.svg").read_bytes()
+        return (Path(folder) / f"diagram.dot.{fmt}").read_bytes(), readability(svg)
+
+
+__all__ = ["LEVELS", "IMAGE_FORMATS", "RANKDIRS", "RenderError", "emit", "render", "render_measured", "to_dot"]
