@@ -67,6 +67,12 @@ class Compiled:
 
         return dot.emit(self.graph, level, rankdir)
 
+    def to_html(self, level: str = "stage") -> str:
+        """The interactive page: one self-contained HTML file that expands stages and blocks in place."""
+        from .backends import interactive
+
+        return interactive.emit(self.graph, level)
+
     def to_torch(self):
         """A fresh instance of the generated top-level nn.Module."""
         from .backends import torch_src

@@ -13,7 +13,9 @@ from __future__ import annotations
 
 import json
 import subprocess
+import tempfile
 from dataclasses import dataclass
+from pathlib import Path
 
 # Lines that only touch a box (an edge leaving a cluster's corner, an arrow
 # ending on a node's border) are not crossings: boxes are shrunk by this much.
@@ -62,8 +64,18 @@ class Box:
 
 def layout(dot_text: str) -> dict:
     """Graphviz's layout of DOT text, as its JSON output."""
-    result = subprocess.run(["dot", "-Tjson"], input=dot_text.encode("utf-8"), capture_output=True, check=True)
-    return json.loads(result.stdout)
+    return layout_and_svg(dot_text, svg=False)[0]
+
+
+def layout_and_svg(dot_text: str, svg: bool = True) -> tuple[dict, bytes]:
+    """Graphviz's layout of DOT text as JSON and, from the same layout, the SVG it draws."""
+    with tempfile.TemporaryDirectory(prefix="resdsl-layout-") as folder:
+        source = Path(folder) / "d.dot"
+        source.write_text(dot_text, encoding="utf-8")
+        formats = ["-Tjson", "-Tsvg"] if svg else ["-Tjson"]
+        subprocess.run(["dot", *formats, "-O", source.name], cwd=folder, capture_output=True, check=True)
+        drawn = (Path(folder) / "d.dot.svg").read_bytes() if svg else b""
+        return json.loads((Path(folder) / "d.dot.json").read_text(encoding="utf-8")), drawn
 
 
 def _bezier(points: list[list[float]], steps: int = 12) -> list[tuple[float, float]]:

@@ -384,14 +384,14 @@ class Nesting:
     """The three levels of one network and how their units nest, for a view that expands them in place."""
 
     levels: dict[str, Diagram]
-    parent: dict[str, str]  # unit id -> id of the unit one level up that holds it (stage units have none)
+    # level -> unit id -> id of the unit one level up that holds it (ids repeat across levels: keys are walk indices)
+    parent: dict[str, dict[str, str]]
 
 
 def nesting(graph: nx.DiGraph) -> Nesting:
     levels = {level: build(graph, level) for level in LEVELS}
-    parent: dict[str, str] = {}
-    for upper, lower in (("stage", "block"), ("block", "op")):
+    parent: dict[str, dict[str, str]] = {"stage": {}}
+    for upper, lower in zip(LEVELS, LEVELS[1:], strict=False):
         holder = {n: unit.id for unit in levels[upper].units for n in unit.nodes}
-        for unit in levels[lower].units:
-            parent[unit.id] = holder[unit.nodes[0]]
+        parent[lower] = {unit.id: holder[unit.nodes[0]] for unit in levels[lower].units}
     return Nesting(levels, parent)

@@ -39,8 +39,8 @@ IMAGE_FORMATS = ("svg", "png", "pdf")
 # rows are filled to a readable page's width instead.
 COLUMN_RANKS = {"block": 20, "op": 30}
 # Columns grow longer rather than make a page too wide to read, up to this many ranks
-# (some 18,000 points: the tallest PNG Graphviz draws at full resolution is 32,767 pixels).
-LONGEST_COLUMN = 240
+# (some 21,000 points: the tallest PNG Graphviz draws at full resolution is 32,767 pixels).
+LONGEST_COLUMN = 300
 # Taking one column fewer is worth a longest column this much longer.
 FEWER_COLUMNS = 1.15
 COLUMN_GAP = 20  # points between columns
