@@ -270,9 +270,18 @@ def test_every_spec_renders_svg_png_pdf(compiled, spec):
 
 
 @needs_dot
-def test_resnet152_block_png_fits_4000_pixels(compiled):
-    width, height = png_size(dot.render(compiled("resnet152").to_dot(level="block"), "png"))
-    assert max(width, height) <= 4000
+def test_cli_says_when_a_diagram_is_too_large_to_read(tmp_path, capsys):
+    spec = str(ROOT / "specs" / "resnet152.res")
+    # Block level fits a 1920-pixel screen (tests/test_diagram_layout.py measures every spec): no note.
+    assert main(["render", spec, "-o", str(tmp_path / "block.svg")]) == 0
+    assert "note:" not in capsys.readouterr().err
+    # Every op in rows of a readable width makes a page far taller than wide; LR cannot hold it.
+    assert main(["render", spec, "-o", str(tmp_path / "op.svg"), "--level", "op", "--rankdir", "LR"]) == 0
+    err = capsys.readouterr().err
+    measured = dot.readability((tmp_path / "op.svg").read_bytes())
+    assert not measured.readable
+    assert f"at 1920 pixels wide its smallest text is {measured.smallest_px:.1f} pixels high" in err
+    assert f"resdsl render {spec} --format html" in err
 
 
 @needs_dot
@@ -301,7 +310,7 @@ def test_missing_dot_fails_clearly_and_dot_output_still_works(tmp_path, monkeypa
 
 def test_unknown_output_suffix_is_a_usage_error(tmp_path, capsys):
     assert main(["render", str(ROOT / "specs" / "resnet18.res"), "-o", str(tmp_path / "r18.jpg")]) == 2
-    assert "name it .svg, .png, .pdf or .dot" in capsys.readouterr().err
+    assert "name it .svg, .png, .pdf, .dot or .html" in capsys.readouterr().err
 
 
 def test_spec_errors_exit_1(tmp_path, capsys):

@@ -208,7 +208,8 @@ def _item_extents(diagram: Diagram) -> tuple[dict[str, int], dict[str, float], d
         costs[item] = max(depth[u.id] for u in units)
         main = [_unit_width(u) for u in units if u.kind not in SHORTCUT_KINDS]
         side = max((_unit_width(u) for u in units if u.kind in SHORTCUT_KINDS), default=50)  # or a shape label
-        widths[item] = max(main, default=0) + side + 60  # the main path's shape labels, cluster margins
+        # The main path's shape labels and the clusters' margins (at op level, two clusters deep).
+        widths[item] = max(main, default=0) + side + (130 if diagram.level == "op" else 60)
         lengths[item] = int((rank + 80) * len(main))  # each with the edge after it and that edge's label
     return costs, widths, lengths
 
