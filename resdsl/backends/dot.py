@@ -400,7 +400,8 @@ def to_dot(diagram: Diagram, rankdir: str = "TB") -> str:
             same.attr(rank="same")
             same.edge(partner, lane, style="invis")
 
-    names = {unit.id: unit.title or unit.path for unit in diagram.units}
+    # What a column's markers call a unit: its title, else the block it is part of, else its module path.
+    names = {u.id: u.title or (u.item if u.item != u.id else u.path) for u in diagram.units}
     entries: dict[tuple[str, int], str] = {}  # (tail, column) -> the marker the column starts from
     exits: set[str] = set()
     word = "column" if rankdir == "TB" else "row"
