@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 
 import resdsl
-from resdsl.backends import dot
+from resdsl.backends import diagram, dot
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -32,7 +32,7 @@ def best_ms(fn, repeat: int = 3) -> tuple[float, object]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("specs", nargs="*", help=".res files (default: every spec in specs/)")
-    parser.add_argument("--levels", default=",".join(dot.LEVELS), help="comma-separated levels")
+    parser.add_argument("--levels", default=",".join(diagram.LEVELS), help="comma-separated levels")
     parser.add_argument("--rankdir", choices=dot.RANKDIRS, default="TB")
     parser.add_argument("--repeat", type=int, default=3, help="runs per measurement; the best is kept")
     args = parser.parse_args()

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 import resdsl
-from resdsl.backends import diagram, dot
+from resdsl.backends import columns, diagram, dot
 from resdsl.cli import main
 from resdsl.ir import ops
 from resdsl.ir.graph import insert_after, order
@@ -171,9 +171,9 @@ def test_resnet152_stages_are_wrapped_into_columns(compiled):
 def test_pack_fills_columns_in_order():
     segments = [[("stem", 3)], [(f"b{i}", 2) for i in range(36)], [("head", 3)]]
     # 20 ranks a column: the stem and 8 blocks, two columns of 10 blocks, the last 8 and the head.
-    columns = [[(seg, len(items)) for seg, items in col] for col in dot.pack(segments, 20)]
-    assert columns == [[(0, 1), (1, 8)], [(1, 10)], [(1, 10)], [(1, 8), (2, 1)]]
-    assert [[(seg, len(items)) for seg, items in col] for col in dot.fewest_columns(segments, 3)] == [
+    packed = [[(seg, len(items)) for seg, items in col] for col in columns.pack(segments, 20)]
+    assert packed == [[(0, 1), (1, 8)], [(1, 10)], [(1, 10)], [(1, 8), (2, 1)]]
+    assert [[(seg, len(items)) for seg, items in col] for col in columns.fewest_columns(segments, 3)] == [
         [(0, 1), (1, 12)],
         [(1, 13)],
         [(1, 11), (2, 1)],
@@ -181,7 +181,7 @@ def test_pack_fills_columns_in_order():
     # A stage that fits a column is never split: it starts the next one instead.
     blocks = {"a": 3, "b": 4, "c": 6, "d": 3}
     stages = [[("stem", 3)], *([(f"{s}{i}", 2) for i in range(n)] for s, n in blocks.items()), [("head", 3)]]
-    assert [[(seg, len(items)) for seg, items in col] for col in dot.pack(stages, 12)] == [
+    assert [[(seg, len(items)) for seg, items in col] for col in columns.pack(stages, 12)] == [
         [(0, 1), (1, 3)],
         [(2, 4)],
         [(3, 6)],
