@@ -289,6 +289,13 @@ def test_search_finds_a_module_path(page):
     assert view["x"] <= box["x"] and box["x"] + box["width"] <= view["x"] + view["width"]
     assert view["y"] <= box["y"] and box["y"] + box["height"] <= view["y"] + view["height"]
     query.clear()
+    query.send_keys("layer4.1")  # a block: its node at block level, not an op that sits in it
+    page.find_element(By.CSS_SELECTOR, "#search button").click()
+    found = page.find_elements(By.CSS_SELECTOR, ".node.found")
+    assert [(node.get_attribute("data-id"), node.get_attribute("data-path")) for node in found] == [
+        (next(u["id"] for u in embedded_model(page.page_source)["units"] if u["title"] == "layer4.1"), "layer4.1")
+    ]
+    query.clear()
     query.send_keys("layer9")
     page.find_element(By.CSS_SELECTOR, "#search button").click()
     assert page.find_element(By.ID, "found").text == "no module path matches “layer9”"

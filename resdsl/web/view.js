@@ -512,10 +512,14 @@
   function find(query) {
     const q = query.trim().toLowerCase();
     if (!q) return null;
-    const all = model.units.slice().sort((a, b) => b.level - a.level || a.key - b.key);
+    // A block's own node before the ops that merely sit in it (a ReLU has no module of its own),
+    // then the coarsest unit with that path, then the first whose path goes on from it or holds it.
+    const all = model.units.slice().sort((a, b) => a.level - b.level || a.key - b.key);
     const path = (u) => (u.path || "").toLowerCase();
+    const exact = all.filter((u) => path(u) === q);
     return (
-      all.find((u) => path(u) === q) ||
+      exact.find((u) => u.title.toLowerCase() === q) ||
+      exact[0] ||
       all.find((u) => path(u).startsWith(q + ".")) ||
       all.find((u) => path(u).includes(q)) ||
       null
