@@ -374,4 +374,3 @@ def render_measured(dot_source: str, fmt: str) -> tuple[bytes, Readability]:
             raise RenderError(f"Graphviz's dot failed: {result.stderr.decode('utf-8', 'replace').strip()}")
         svg = (Path(folder) / "diagram.dot.svg").read_bytes()
         return (Path(folder) / f"diagram.dot.{fmt}").read_bytes(), readability(svg)
-
