@@ -93,6 +93,12 @@ class Compiled:
 
         return dot.emit(self.ir, level, rankdir)
 
+    def to_html(self, level: str = "stage") -> str:
+        """The interactive page: one self-contained HTML file that expands stages and blocks in place."""
+        from .backends import interactive
+
+        return interactive.emit(self.ir, level)
+
     def to_torch(self) -> torch.nn.Module:
         """A fresh instance of the generated top-level nn.Module (needs `resdsl[torch]`)."""
         require("building a PyTorch module", ("torch",), "torch")
