@@ -20,7 +20,7 @@ import geometry
 import pytest
 
 import resdsl
-from resdsl.backends import dot
+from resdsl.backends import diagram, dot
 from resdsl.backends.diagram import LEVELS
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -80,3 +80,49 @@ def test_no_crossings_and_every_edge_labelled(layouts, spec, level, rankdir):
     if svg:
         readability = dot.readability(svg)
         assert readability.smallest_px >= dot.READABLE_PX, readability
+
+
+# -- blocks calling blocks, and a `seq` stem ------------------------------------------------
+
+NESTED = ROOT / "tests" / "data" / "nested_blocks.res"
+
+
+def _clusters(data: dict) -> dict[str, set[str]]:
+    """Each cluster's title, mapped to the names of the nodes inside it (nested clusters' included)."""
+    shapes = geometry.shapes(data)
+    labels = {obj["name"]: obj.get("label", "") for obj in data["objects"] if obj["name"].startswith("cluster")}
+    return {
+        labels[name]: {shapes.names[g] for g in inside if g in shapes.names}
+        for name, (_, inside) in shapes.clusters.items()
+    }
+
+
+@pytest.mark.parametrize("overrides", [{}, {"norm": "pre"}], ids=["post", "pre"])
+@pytest.mark.parametrize("rankdir", dot.RANKDIRS)
+def test_blocks_calling_blocks_and_a_seq_stem(overrides, rankdir):
+    """An SE-like block called inside each residual block, and a deep stem written as one `seq`."""
+    net = resdsl.compile(NESTED, overrides)
+    for level in LEVELS:
+        data = geometry.layout(net.to_dot(level=level, rankdir=rankdir))
+        assert geometry.problems(data) == [], level
+        shapes = geometry.shapes(data)
+        unlabelled = [
+            (t, h) for t, h, _, labels in shapes.edges if not labels and not shapes.names[t].endswith("_bypass")
+        ]
+        assert unlabelled == [], level
+    # Block level: the called block is one row of its caller's body.
+    blocks = diagram.build(net.ir, "block")
+    body = next(u for u in blocks.units if u.title == "layer1.0")
+    assert body.rows[-1] == "se = squeeze(32, 8)" and body.note == "se_basic"
+    assert not any(u.path.startswith("layer1.0.se") for u in blocks.units)
+    # Op level: each called block is a cluster inside its caller's, and the stem's sequence one of its own.
+    ops = diagram.build(net.ir, "op")
+    clusters = _clusters(geometry.layout(net.to_dot(level="op", rankdir=rankdir)))
+    named = {u.path: u.id for u in ops.units}
+    for block in ("layer1.0", "layer1.1", "layer2.0", "layer2.1"):
+        inner = {named[f"{block}.se.{op}"] for op in ("gap", "fc1", "act", "fc2", "gate")}
+        assert inner <= clusters[f"{block}.se"] < clusters[block]
+        assert named[f"{block}.conv1"] in clusters[block] - clusters[f"{block}.se"]
+    stem = {u.id for u in ops.units if u.path.startswith("conv1.")}
+    assert len(stem) == (3 if overrides else 7)  # under `pre` the stem's convs have no norms of their own
+    assert clusters["conv1"] == stem

@@ -27,6 +27,7 @@ from resdsl.cli import main
 
 ROOT = Path(__file__).resolve().parent.parent
 SCREENSHOT = ROOT / "docs" / "interactive-resnet152.png"
+NESTED = ROOT / "tests" / "data" / "nested_blocks.res"  # an SE-like block called in each block, a `seq` stem
 
 
 @pytest.fixture(scope="module")
@@ -77,6 +78,22 @@ def test_model_holds_all_three_levels_nested(resnet152):
     # The same labels as the DOT diagram.
     dot_text = resnet152.to_dot(level="block")
     assert all(row in dot_text for u in by_level[1] for row in u["rows"])
+
+
+def test_blocks_called_inside_blocks_nest_in_the_model():
+    net = resdsl.compile(NESTED)
+    model = embedded_model(net.to_html())
+    units = {u["id"]: u for u in model["units"]}
+    fc1 = next(u for u in model["units"] if u["path"] == "layer1.0.se.fc1")
+    assert fc1["nest"] == [["layer1.0.se", "squeeze"]] and fc1["group"] == "block:layer1.0"
+    body = units[fc1["parent"]]
+    assert body["title"] == "layer1.0" and body["rows"][-1] == "se = squeeze(32, 8)"
+    # The stem's sequence expands as one: its units share a group, and its ops sit in no called block.
+    stem = [u for u in model["units"] if u["level"] == 2 and u["path"].startswith("conv1.")]
+    assert len(stem) == 7 and {units[u["parent"]]["group"] for u in stem} == {"block:conv1"}
+    assert all(u["nest"] == [] for u in stem)
+    for level in range(3):
+        assert sum(u["params"] for u in model["units"] if u["level"] == level) == net.params
 
 
 def test_spec_text_is_escaped():
@@ -185,16 +202,27 @@ def browser():
     shutil.rmtree(profile, ignore_errors=True)
 
 
-@pytest.fixture
-def page(browser, resnet152, tmp_path):
-    """resnet152's page, loaded; afterwards, the browser must have logged no error."""
-    target = tmp_path / "resnet152.html"
-    target.write_text(resnet152.to_html(), encoding="utf-8")
+def _open(browser, compiled: resdsl.Compiled, folder: Path):
+    """Load a network's page; afterwards, the browser must have logged no error."""
+    target = folder / f"{compiled.name}.html"
+    target.write_text(compiled.to_html(), encoding="utf-8")
     browser.get_log("browser")  # drop what earlier pages logged
     browser.get(target.as_uri())
     yield browser
     errors = [entry for entry in browser.get_log("browser") if entry["level"] == "SEVERE"]
     assert errors == []
+
+
+@pytest.fixture
+def page(browser, resnet152, tmp_path):
+    """resnet152's page, loaded."""
+    yield from _open(browser, resnet152, tmp_path)
+
+
+@pytest.fixture
+def nested_page(browser, tmp_path):
+    """The page of a network whose blocks call a block, with a `seq` stem, loaded."""
+    yield from _open(browser, resdsl.compile(NESTED), tmp_path)
 
 
 def shown(driver) -> list[str]:
@@ -318,3 +346,47 @@ def test_pan_and_zoom(page):
     ActionChains(page).scroll_from_origin(ScrollOrigin.from_element(canvas), 0, -300).perform()
     time.sleep(0.1)
     assert view()[2] > k1  # scrolling up zooms in
+
+
+def test_blocks_called_inside_blocks_expand_inside_their_caller(nested_page):
+    from selenium.webdriver.common.by import By
+
+    page = nested_page
+    assert shown(page) == ["input", "stem", "layer1", "layer2", "head", ""]
+    click_node(page, "layer1")
+    click_node(page, "layer1.0")
+    ops = [p for p in shown(page) if p.startswith("layer1.0.")]
+    assert ops[:7] == [f"layer1.0.{op}" for op in ("conv1", "bn1", "act1", "conv2", "bn2", "se.gap", "se.fc1")]
+
+    def frames() -> dict[str, dict]:
+        found = {}
+        for frame in page.find_elements(By.CSS_SELECTOR, ".frame"):
+            title = frame.find_element(By.CSS_SELECTOR, "text").get_attribute("textContent").split()[0]
+            found[title] = frame.find_element(By.CSS_SELECTOR, "rect").rect
+        return found
+
+    def inside(inner: dict, outer: dict) -> bool:
+        return (
+            outer["x"] <= inner["x"]
+            and inner["x"] + inner["width"] <= outer["x"] + outer["width"]
+            and outer["y"] <= inner["y"]
+            and inner["y"] + inner["height"] <= outer["y"] + outer["height"]
+        )
+
+    boxes = frames()
+    assert set(boxes) == {"layer1", "layer1.0", "layer1.0.se"}
+    assert inside(boxes["layer1.0.se"], boxes["layer1.0"]) and inside(boxes["layer1.0"], boxes["layer1"])
+    fc1 = page.find_element(By.CSS_SELECTOR, '.node[data-path="layer1.0.se.fc1"] rect').rect
+    conv1 = page.find_element(By.CSS_SELECTOR, '.node[data-path="layer1.0.conv1"] rect').rect
+    assert inside(fc1, boxes["layer1.0.se"]) and not inside(conv1, boxes["layer1.0.se"])
+    # The stem's `seq` opens as one frame of its seven ops.
+    click_node(page, "stem")
+    click_node(page, "conv1.0, conv1.1, conv1.2")
+    assert [p for p in shown(page) if p.startswith("conv1.")] == [f"conv1.{i}" for i in range(7)]
+    assert "conv1" in frames()
+    # Folding the caller folds what it calls.
+    page.find_element(By.ID, "fit").click()  # the whole network on screen, layer1.0's title with it
+    titles = page.find_elements(By.CSS_SELECTOR, ".frame text")
+    next(t for t in titles if t.get_attribute("textContent").split()[0] == "layer1.0").click()
+    assert [p for p in shown(page) if p.startswith("layer1.0")] == ["layer1.0", "layer1.0.act2"]  # body, add
+    assert set(frames()) == {"stem", "conv1", "layer1"}

@@ -171,7 +171,8 @@ def fold(ir: IR, walk: list[Node]) -> dict[Node, Node]:
         return n
 
     def context(n: Node) -> tuple:
-        return n.block, n.shortcut_of
+        # Nothing folds across a module's edge: a `seq` ending in a bare conv keeps it, as the spec wrote it.
+        return n.block, n.shortcut_of, _item(n)
 
     def backward(n: Node) -> Node | None:
         preds = ir.operands(n)

@@ -71,6 +71,8 @@ def _model(nest: Nesting, ir: IR, level: str) -> dict:
                     # What expands together: a block instance's units, or a network-level unit alone.
                     "group": f"unit:{prefix}{unit.id}" if unit.item == unit.id else f"block:{unit.item}",
                     "parent": PREFIX[LEVELS[LEVELS.index(name) - 1]] + parent if parent else None,
+                    # Op level: the blocks called (and sequences held) between its block and the op.
+                    "nest": [list(module) for module in unit.nest],
                     "inputs": [shape_text(shape) for shape in unit.inputs],
                     "output": shape_text(unit.output),
                     "params": unit.params,

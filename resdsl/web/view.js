@@ -152,7 +152,9 @@
     });
     const ranks = 1 + Math.max(...nodes.map((n) => n.rank));
 
-    // Frames: an expanded stage around what it shows, an expanded block around its ops.
+    // Frames: an expanded stage around what it shows, an expanded block around its ops, and
+    // inside that a frame around the ops of each block it calls (or `seq` it holds).
+    // `depth` counts frames from the outside: a frame holds the deeper frames whose members it holds.
     const frames = [];
     for (const stage of stages) {
       if (!expandedStages.has(stage.id)) continue;
@@ -163,10 +165,18 @@
         const inner = members.filter((n) => n.level === 2 && blockOf(n).group === block.group);
         const body = groups.get(block.group).find((u) => u.kind === "body");
         const title = block.group.startsWith("block:") ? block.group.slice(6) : block.path;
-        frames.push({ kind: "block", group: block.group, members: inner, title, detail: body ? body.note : "" });
+        frames.push({ kind: "block", depth: 1, group: block.group, members: inner, title, detail: body ? body.note : "" });
+        const nested = new Map(); // path -> its frame, outermost first
+        for (const n of inner) {
+          n.nest.forEach(([path, template], i) => {
+            if (!nested.has(path)) nested.set(path, { kind: "inner", depth: 2 + i, members: [], title: path, detail: template });
+            nested.get(path).members.push(n);
+          });
+        }
+        frames.push(...nested.values());
       }
       const detail = stage.kind === "stage" ? stage.rows[0].split(" · ")[0] : ""; // `bottleneck ×36`
-      frames.push({ kind: "stage", stage, members, title: stage.title || stage.path, detail });
+      frames.push({ kind: "stage", depth: 0, stage, members, title: stage.title || stage.path, detail });
     }
     const starts = new Array(ranks + 1).fill(0);
     const ends = new Array(ranks + 1).fill(0);
@@ -238,6 +248,7 @@
         const x1 = right(head);
         e.path = `M${x0},${y0} C${x},${y0} ${x},${y0} ${x},${y0 + 18} L${x},${y1 - 18} C${x},${y1} ${x},${y1} ${x1},${y1}`;
         e.label = { x: x + 6, y: labelY[tail.rank + 1], anchor: "start" };
+        e.side = true; // runs beside the main path, past the ranks between its ends
       } else if (tail.lane === 0 && head.lane === 0) {
         e.path = `M0,${bottom(tail)} L0,${topOf(head)}`;
         e.label = { x: -6, y: labelY[head.rank], anchor: "end" };
@@ -260,30 +271,27 @@
       e.reach = Math.max(right(tail), right(head), e.label.x + textWidth(e.shape, "11px Arial") + 4);
     }
 
-    // Frame boxes: their members, the shortcuts into them, and any frame inside.
+    // Frame boxes, innermost first: their members, the shortcuts and side paths into them, and the frames inside.
+    frames.sort((a, b) => b.depth - a.depth);
     for (const f of frames) {
       const inside = new Set(f.members);
-      let x0 = Math.min(...f.members.map((n) => n.x - n.w / 2));
-      let x1 = Math.max(...f.members.map((n) => n.x + n.w / 2));
-      for (const e of edges) if (inside.has(e.head) && e.style !== "main") x1 = Math.max(x1, e.reach);
-      for (const g of frames) {
-        if (g.kind === "block" && f.kind === "stage" && g.members.every((n) => inside.has(n))) {
-          x0 = Math.min(x0, g.x0);
-          x1 = Math.max(x1, g.x1);
-        }
-      }
+      const within = frames.filter((g) => g.depth > f.depth && g.members.every((n) => inside.has(n)));
+      let x0 = Math.min(...f.members.map((n) => n.x - n.w / 2), ...within.map((g) => g.x0));
+      let x1 = Math.max(...f.members.map((n) => n.x + n.w / 2), ...within.map((g) => g.x1));
+      for (const e of edges) if (inside.has(e.head) && (e.style !== "main" || e.side)) x1 = Math.max(x1, e.reach);
       // The title sits left of the main path, which enters the frame down through the title's band.
       f.titleWidth = textWidth(f.title, "bold " + FONT) + (f.detail ? textWidth("  " + f.detail) : 0);
       x0 = Math.min(x0, -f.titleWidth - 18);
       const pad = f.kind === "stage" ? 2 * FRAME_PAD : FRAME_PAD;
-      const nested = f.kind === "stage" && frames.some((g) => g.kind === "block" && g.first === f.first && g.members.every((n) => inside.has(n)));
       f.x0 = x0 - pad;
       f.x1 = x1 + pad;
-      f.y0 = top[f.first] - BAND * (nested ? 2 : 1);
-      f.y1 = top[f.last] + height[f.last] + FRAME_PAD * (f.kind === "stage" ? 2 : 1);
-      if (f.kind === "stage") f.y1 = Math.max(f.y1, ...frames.filter((g) => g.kind === "block" && g.last === f.last).map((g) => g.y1 + FRAME_PAD));
+      f.y0 = top[f.first] - BAND * (1 + within.filter((g) => g.first === f.first).length);
+      f.y1 = Math.max(
+        top[f.last] + height[f.last] + pad,
+        ...within.filter((g) => g.last === f.last).map((g) => g.y1 + FRAME_PAD)
+      );
     }
-    frames.sort((a, b) => (a.kind === b.kind ? 0 : a.kind === "stage" ? -1 : 1)); // stages drawn under blocks
+    frames.sort((a, b) => a.depth - b.depth); // outer frames drawn under inner ones
     return { nodes, edges, frames };
   }
 
@@ -327,6 +335,7 @@
       name.textContent = f.title;
       const detail = el("tspan", { class: "detail" }, title);
       detail.textContent = f.detail ? "  " + f.detail : "";
+      if (f.kind === "inner") continue; // a block called inside another folds with it
       el("title", {}, g).textContent = "click the title to fold " + f.title;
       title.addEventListener("click", (event) => {
         event.stopPropagation();
