@@ -348,3 +348,17 @@ def test_dot_writer_quotes_everything_but_html_labels():
         "\tb -> a\n"
         "}\n"
     )
+
+
+def test_dot_writer_ports_and_anonymous_subgraphs():
+    graph = dot_writer.Digraph("g")
+    with graph.subgraph() as same:  # no name: a group with attributes of its own, not a cluster
+        same.attr(rank="same")
+        same.edge("a", "b", style="invis")
+    graph.edge(dot_writer.Port("a", "e"), dot_writer.Port("b:c", "n"))
+    graph.edge("a:e", "b")  # a plain string is a node's name, colon and all
+    assert graph.source == (
+        'digraph g {\n\t{\n\t\trank=same\n\t\ta -> b [style=invis]\n\t}\n\ta:e -> "b:c":n\n\t"a:e" -> b\n}\n'
+    )
+    with pytest.raises(ValueError, match="compass"):
+        graph.edge(dot_writer.Port("a", "east"), "b")
