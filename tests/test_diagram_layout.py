@@ -6,7 +6,9 @@ every edge carries its shape; and the block level, as drawn by default, must
 be readable on a 1920-pixel-wide screen (smallest text at least 9 pixels high
 there, measured from the SVG). Layouts run in parallel, one `dot` per core;
 the op level of the two 1000-layer networks (tens of seconds of Graphviz
-each) is marked slow: `pytest -m "not slow"` leaves it out.
+each) is marked slow: `pytest -m "not slow"` leaves it out. A small spec
+whose blocks call a block and whose stem is a `seq` is held to the same rules,
+and its nesting is checked in the layout's clusters.
 """
 
 from __future__ import annotations
