@@ -154,6 +154,9 @@ class GlobalAvgPool(Op):
     def label(self, channels: bool = True) -> str:
         return "global avg-pool"
 
+    def torch_module(self, w: TorchWriter) -> str:
+        return "nn.AdaptiveAvgPool2d(1)"
+
     def torch_call(self, w: TorchWriter, args: list[str]) -> str:
         return f"F.adaptive_avg_pool2d({args[0]}, 1)"
 

@@ -23,6 +23,9 @@ class ReLU(Op):
     def label(self, channels: bool = True) -> str:
         return "ReLU"
 
+    def torch_module(self, w: TorchWriter) -> str:
+        return "nn.ReLU(inplace=True)"
+
     def torch_call(self, w: TorchWriter, args: list[str]) -> str:
         return f"torch.relu({args[0]})"
 

