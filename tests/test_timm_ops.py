@@ -15,12 +15,13 @@ from types import SimpleNamespace
 import numpy as np
 import onnx
 import onnxruntime as ort
+import pytest
 import torch
 from torch import nn
 from torch.nn import functional as F
 
 import resdsl
-from resdsl.ops import SPEC_OPS
+from resdsl.ops import KINDS, SPEC_OPS
 from resdsl.ops.base import Op
 
 # The first opset the ONNX backend writes, its default, and the opsets where an operator we decompose arrives:
@@ -100,3 +101,42 @@ def test_parameterless_spec_ops_have_a_module_and_a_functional_form():
         operand = x.flatten(1) if kind == "dropout" else x
         as_module, as_call = both_forms(op, operand)
         torch.testing.assert_close(as_module, as_call, msg=kind)
+
+
+# -- activations ---------------------------------------------------------------------------------------------------
+
+ACTIVATIONS = {"relu6": F.relu6, "sigmoid": torch.sigmoid, "relu": F.relu}
+
+
+@pytest.mark.parametrize("kind", ["relu6"])
+def test_activation_in_every_backend(kind):
+    net = network(f"  c = conv(8, k=3, norm=false)\n  {kind}")
+    (node,) = [n for n in net.ir.walk() if n.op.kind == kind]
+    assert node.shape == (8, 10, 10) and node.path is None  # elementwise, functional
+    label = KINDS[kind]().label()
+    assert label in net.to_dot(level="op") and f'"op": "{kind}"' in net.summary("json")
+    assert (
+        net.macs
+        == resdsl.compile(
+            "network n {\n input 8x10x10\n c = conv(8, k=3, norm=false)\n gap\n flatten\n fc = linear(10)\n}"
+        ).macs
+    )
+    x = torch.randn(2, 8, 10, 10, generator=torch.Generator().manual_seed(1)) * 8  # past ReLU6's 6
+    model, expected = onnx_agrees(net, x)
+    with torch.no_grad():  # the network is conv → activation → head: compare with PyTorch's own function
+        reference = model.fc(ACTIVATIONS[kind](model.c(x)).mean((2, 3))).numpy()
+    np.testing.assert_allclose(expected, reference, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("kind", ["relu6", "sigmoid", "relu"])
+def test_activation_forms_are_pytorchs(kind):
+    x = torch.linspace(-10, 10, 2 * 8 * 5).reshape(2, 8, 5, 1)
+    as_module, as_call = both_forms(KINDS[kind](), x)
+    torch.testing.assert_close(as_call, ACTIVATIONS[kind](x), rtol=0, atol=0)
+    torch.testing.assert_close(as_module, ACTIVATIONS[kind](x), rtol=0, atol=0)
+
+
+def test_relu6_is_a_clip_in_onnx():
+    relu6 = network("  relu6")
+    assert "Clip" in node_types(relu6, 13)
+    onnx_agrees(relu6, torch.linspace(-12, 12, 2 * 8 * 10 * 10).reshape(2, 8, 10, 10))
