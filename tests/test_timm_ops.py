@@ -105,10 +105,10 @@ def test_parameterless_spec_ops_have_a_module_and_a_functional_form():
 
 # -- activations ---------------------------------------------------------------------------------------------------
 
-ACTIVATIONS = {"relu6": F.relu6, "sigmoid": torch.sigmoid, "relu": F.relu}
+ACTIVATIONS = {"relu6": F.relu6, "gelu": F.gelu, "sigmoid": torch.sigmoid, "relu": F.relu}
 
 
-@pytest.mark.parametrize("kind", ["relu6"])
+@pytest.mark.parametrize("kind", ["relu6", "gelu"])
 def test_activation_in_every_backend(kind):
     net = network(f"  c = conv(8, k=3, norm=false)\n  {kind}")
     (node,) = [n for n in net.ir.walk() if n.op.kind == kind]
@@ -123,7 +123,7 @@ def test_activation_in_every_backend(kind):
     np.testing.assert_allclose(expected, reference, rtol=1e-5, atol=1e-6)
 
 
-@pytest.mark.parametrize("kind", ["relu6", "sigmoid", "relu"])
+@pytest.mark.parametrize("kind", ["relu6", "gelu", "sigmoid", "relu"])
 def test_activation_forms_are_pytorchs(kind):
     x = torch.linspace(-10, 10, 2 * 8 * 5).reshape(2, 8, 5, 1)
     as_module, as_call = both_forms(KINDS[kind](), x)
@@ -135,3 +135,10 @@ def test_relu6_is_a_clip_in_onnx():
     relu6 = network("  relu6")
     assert "Clip" in node_types(relu6, 13)
     onnx_agrees(relu6, torch.linspace(-12, 12, 2 * 8 * 10 * 10).reshape(2, 8, 10, 10))
+
+
+def test_gelu_uses_the_onnx_operator_from_opset_20_and_the_erf_formula_before():
+    gelu = network("  gelu")
+    assert "Gelu" not in node_types(gelu, 17) and "Erf" in node_types(gelu, 17)
+    assert "Gelu" in node_types(gelu, 20) and "Erf" not in node_types(gelu, 20)
+    onnx_agrees(gelu, torch.linspace(-12, 12, 2 * 8 * 10 * 10).reshape(2, 8, 10, 10))
