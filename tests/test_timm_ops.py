@@ -105,10 +105,10 @@ def test_parameterless_spec_ops_have_a_module_and_a_functional_form():
 
 # -- activations ---------------------------------------------------------------------------------------------------
 
-ACTIVATIONS = {"relu6": F.relu6, "gelu": F.gelu, "sigmoid": torch.sigmoid, "relu": F.relu}
+ACTIVATIONS = {"relu6": F.relu6, "gelu": F.gelu, "silu": F.silu, "sigmoid": torch.sigmoid, "relu": F.relu}
 
 
-@pytest.mark.parametrize("kind", ["relu6", "gelu"])
+@pytest.mark.parametrize("kind", ["relu6", "gelu", "silu"])
 def test_activation_in_every_backend(kind):
     net = network(f"  c = conv(8, k=3, norm=false)\n  {kind}")
     (node,) = [n for n in net.ir.walk() if n.op.kind == kind]
@@ -123,7 +123,7 @@ def test_activation_in_every_backend(kind):
     np.testing.assert_allclose(expected, reference, rtol=1e-5, atol=1e-6)
 
 
-@pytest.mark.parametrize("kind", ["relu6", "gelu", "sigmoid", "relu"])
+@pytest.mark.parametrize("kind", ["relu6", "gelu", "silu", "sigmoid", "relu"])
 def test_activation_forms_are_pytorchs(kind):
     x = torch.linspace(-10, 10, 2 * 8 * 5).reshape(2, 8, 5, 1)
     as_module, as_call = both_forms(KINDS[kind](), x)
