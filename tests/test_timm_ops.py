@@ -10,6 +10,7 @@ the generated module at several opsets.
 
 from __future__ import annotations
 
+from pathlib import Path
 from types import SimpleNamespace
 
 import numpy as np
@@ -23,6 +24,9 @@ from torch.nn import functional as F
 import resdsl
 from resdsl.ops import KINDS, SPEC_OPS
 from resdsl.ops.base import Op
+from resdsl.weights import layout
+
+TIMM = Path(__file__).resolve().parent / "reference" / "timm"
 
 # The first opset the ONNX backend writes, its default, and the opsets where an operator we decompose arrives:
 # GroupNormalization (18, changed in 21), Gelu (20).
@@ -53,6 +57,16 @@ def onnx_agrees(net, x: torch.Tensor, opsets=OPSETS, seed: int = 0) -> tuple[nn.
         scale = np.abs(expected).max()
         assert np.abs(got - expected).max() <= 1e-4 * scale, f"opset {opset}"
     return model, expected
+
+
+def timm_keys(model: str) -> dict[str, tuple[int, ...]]:
+    """timm's state_dict keys and shapes for `model`, in its order (tests/reference/timm)."""
+    rows = (TIMM / f"{model}.keys.tsv").read_text().splitlines()[1:]
+    return {key: tuple(int(d) for d in shape.split("x")) for key, shape, _ in (row.split("\t") for row in rows)}
+
+
+def shapes(net) -> dict[str, tuple[int, ...]]:
+    return {key: shape for key, (shape, _) in layout(net.ir).items()}
 
 
 def node_types(net, opset: int) -> list[str]:
@@ -142,3 +156,75 @@ def test_gelu_uses_the_onnx_operator_from_opset_20_and_the_erf_formula_before():
     assert "Gelu" not in node_types(gelu, 17) and "Erf" in node_types(gelu, 17)
     assert "Gelu" in node_types(gelu, 20) and "Erf" not in node_types(gelu, 20)
     onnx_agrees(gelu, torch.linspace(-12, 12, 2 * 8 * 10 * 10).reshape(2, 8, 10, 10))
+
+
+# -- groupnorm -----------------------------------------------------------------------------------------------------
+
+
+class TimmGroupNorm(nn.GroupNorm):
+    """timm's GroupNorm (`get_norm_layer('groupnorm')`): nn.GroupNorm with the channels first and 32 groups."""
+
+    def __init__(self, num_channels: int, num_groups: int = 32, eps: float = 1e-5):
+        super().__init__(num_groups, num_channels, eps=eps)
+
+
+def test_groupnorm_is_timms_in_every_backend():
+    net = network("  c = conv(64, k=3, norm=false)\n  gn = groupnorm(eps=1e-3)\n  relu", "3x12x12")
+    gn = next(n for n in net.ir if n.path == "gn")
+    assert (gn.op.groups, gn.op.eps, gn.shape) == (32, 1e-3, (64, 12, 12))
+    assert shapes(net) == {
+        "c.weight": (64, 3, 3, 3),
+        "gn.weight": (64,),
+        "gn.bias": (64,),
+        "fc.weight": (10, 64),
+        "fc.bias": (10,),
+    }
+    assert "self.gn = nn.GroupNorm(32, 64, eps=0.001)" in net.torch_source
+    assert "GN, 32 groups" in net.to_dot(level="op") and '"op": "groupnorm"' in net.summary("json")
+    assert net.macs == network("  c = conv(64, k=3, norm=false)\n  relu", "3x12x12").macs
+    x = torch.randn(2, 3, 12, 12, generator=torch.Generator().manual_seed(1)) * 3 + 2
+    model, expected = onnx_agrees(net, x)
+    with torch.no_grad():  # non-trivial affine parameters, then timm's layer on the same conv output
+        model.gn.weight.uniform_(0.5, 1.5)
+        model.gn.bias.uniform_(-1, 1)
+        reference = TimmGroupNorm(64, eps=1e-3)
+        reference.load_state_dict({"weight": model.gn.weight, "bias": model.gn.bias})
+        out = model(x)
+        torch.testing.assert_close(out, model.fc(F.relu(reference(model.c(x))).mean((2, 3))))
+    state = {k: v.numpy() for k, v in model.state_dict().items()}
+    for opset in OPSETS:  # the decomposition below 21, GroupNormalization from 21, with trained-looking parameters
+        proto = net.to_onnx(weights=state, opset=opset)
+        session = ort.InferenceSession(proto.SerializeToString(), providers=["CPUExecutionProvider"])
+        np.testing.assert_allclose(session.run(None, {"input": x.numpy()})[0], out.numpy(), rtol=1e-4, atol=1e-5)
+    assert "GroupNormalization" not in node_types(net, 18) and "GroupNormalization" in node_types(net, 21)
+    assert sorted(i.name for i in net.to_onnx(opset=13).graph.initializer) == sorted(state)  # only the state_dict
+
+
+def test_groupnorm_lays_out_timms_resnet50_gn():
+    """resnet50_gn's keys and shapes, every norm a GroupNorm (the projections' norms aside: the norm policy's)."""
+    blocks = """
+block gn_bottleneck(planes, stride=1) expansion 4 {
+  conv1 = conv(planes, k=1); bn1 = groupnorm; relu
+  conv2 = conv(planes, k=3, s=stride); bn2 = groupnorm; relu
+  conv3 = conv(planes * expansion, k=1); bn3 = groupnorm
+  add input
+  relu
+}
+"""
+    net = resdsl.compile(
+        blocks + "network resnet50_gn {\n  input 3x224x224\n  policy norm = none\n"
+        "  conv1 = conv(64, k=7, s=2); bn1 = groupnorm; relu\n  maxpool(k=3, s=2)\n"
+        "  layer1 = gn_bottleneck(64) x 3\n  layer2 = gn_bottleneck(128) x 4 first(stride=2)\n"
+        "  layer3 = gn_bottleneck(256) x 6 first(stride=2)\n  layer4 = gn_bottleneck(512) x 3 first(stride=2)\n"
+        "  gap; flatten; fc = linear(1000)\n}\n"
+    )
+    expected = {k: v for k, v in timm_keys("resnet50_gn").items() if ".downsample.1." not in k}
+    assert list(shapes(net).items()) == list(expected.items())
+
+
+def test_groupnorm_groups_must_divide_the_channels():
+    with pytest.raises(resdsl.ResdslError) as caught:
+        network("  c = conv(48, k=3)\n  gn = groupnorm(groups=32)")
+    (diagnostic,) = caught.value.diagnostics
+    assert diagnostic.code == "E0204" and "groups=32 must divide the 48 channels" in diagnostic.message
+    assert "gn = groupnorm(groups=32)" in str(caught.value)  # located at the call, with a caret
