@@ -10,6 +10,7 @@ the generated module at several opsets.
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -18,6 +19,7 @@ import onnx
 import onnxruntime as ort
 import pytest
 import torch
+from conftest import SPECS
 from torch import nn
 from torch.nn import functional as F
 
@@ -62,7 +64,8 @@ def onnx_agrees(net, x: torch.Tensor, opsets=OPSETS, seed: int = 0) -> tuple[nn.
 def timm_keys(model: str) -> dict[str, tuple[int, ...]]:
     """timm's state_dict keys and shapes for `model`, in its order (tests/reference/timm)."""
     rows = (TIMM / f"{model}.keys.tsv").read_text().splitlines()[1:]
-    return {key: tuple(int(d) for d in shape.split("x")) for key, shape, _ in (row.split("\t") for row in rows)}
+    rows = [row.split("\t") for row in rows]
+    return {key: () if shape == "scalar" else tuple(int(d) for d in shape.split("x")) for key, shape, _ in rows}
 
 
 def shapes(net) -> dict[str, tuple[int, ...]]:
@@ -228,3 +231,59 @@ def test_groupnorm_groups_must_divide_the_channels():
     (diagnostic,) = caught.value.diagnostics
     assert diagnostic.code == "E0204" and "groups=32 must divide the 48 channels" in diagnostic.message
     assert "gn = groupnorm(groups=32)" in str(caught.value)  # located at the call, with a caret
+
+
+# -- eca -----------------------------------------------------------------------------------------------------------
+
+
+class TimmEca(nn.Module):
+    """timm's EcaModule (default gate, no MLP): kernel from the channel count, a 1-D conv across channels."""
+
+    def __init__(self, channels: int, gamma: float = 2, beta: float = 1):
+        super().__init__()
+        t = int(abs(math.log(channels, 2) + beta) / gamma)
+        kernel_size = max(t if t % 2 else t + 1, 3)
+        self.conv = nn.Conv1d(1, 1, kernel_size=kernel_size, padding=(kernel_size - 1) // 2, bias=False)
+
+    def forward(self, x):
+        y = x.mean((2, 3)).view(x.shape[0], 1, -1)
+        y = self.conv(y)
+        y = y.sigmoid().view(x.shape[0], -1, 1, 1)
+        return x * y.expand_as(x)
+
+
+def test_eca_is_timms_in_every_backend():
+    net = network("  c = conv(256, k=3, norm=false)\n  se = eca", "3x6x6")
+    assert shapes(net)["se.conv.weight"] == (1, 1, 5)  # log2(256) = 8: t = 4, so k = 5
+    assert "self.se = EcaModule(256)" in net.torch_source and "class EcaModule(nn.Module):" in net.torch_source
+    assert "ECA" in net.to_dot(level="op") and '"op": "eca"' in net.summary("json")
+    assert net.macs - network("  c = conv(256, k=3, norm=false)", "3x6x6").macs == 256 * 5
+    x = torch.randn(2, 3, 6, 6, generator=torch.Generator().manual_seed(1))
+    model, expected = onnx_agrees(net, x)
+    reference = TimmEca(256)
+    reference.load_state_dict({"conv.weight": model.se.conv.weight})
+    with torch.no_grad():
+        torch.testing.assert_close(model.se(model.c(x)), reference(model.c(x)))
+
+
+def test_eca_widths_are_timms_ecaresnet50d():
+    """`se = eca` after a bottleneck's last conv: timm's keys and kernel sizes (5, 5, 5, 7 over the four stages)."""
+    net = resdsl.compile(
+        (SPECS / "resnet50.res").read_text().replace("bottleneck(", "eca_bottleneck(")
+        + "block eca_bottleneck(planes, stride=1) expansion 4 {\n  conv1 = conv(planes, k=1)\n"
+        "  conv2 = conv(planes, k=3, s=stride)\n  conv3 = conv(planes * expansion, k=1)\n  se = eca\n  add input\n}\n"
+    )
+    ours = {k: v for k, v in shapes(net).items() if ".se." in k}
+    assert ours == {k: v for k, v in timm_keys("ecaresnet50d").items() if ".se." in k}
+
+
+def test_eca_kernel_can_be_given_and_must_be_odd():
+    net = network("  se = eca(k=7, gamma=3, beta=0.5)", "64x4x4")
+    assert shapes(net)["se.conv.weight"] == (1, 1, 7)
+    assert "EcaModule(64, kernel_size=7, gamma=3.0, beta=0.5)" in net.torch_source
+    onnx_agrees(net, torch.randn(2, 64, 4, 4), opsets=(13,))
+    assert shapes(network("  se = eca(k=auto, gamma=1)", "64x4x4"))["se.conv.weight"] == (1, 1, 7)  # t = 6
+    for bad in ("eca(k=4)", "eca(gamma=0)"):
+        with pytest.raises(resdsl.ResdslError) as caught:
+            network(f"  se = {bad}", "64x4x4")
+        assert [d.code for d in caught.value.diagnostics] == ["E0108"]
