@@ -287,3 +287,89 @@ def test_eca_kernel_can_be_given_and_must_be_odd():
         with pytest.raises(resdsl.ResdslError) as caught:
             network(f"  se = {bad}", "64x4x4")
         assert [d.code for d in caught.value.diagnostics] == ["E0108"]
+
+
+# -- se --------------------------------------------------------------------------------------------------------------
+
+
+def make_divisible(v: float, divisor: int = 8, min_value: int | None = None, round_limit: float = 0.9) -> int:
+    """timm's channel rounding (timm/layers/helpers.py)."""
+    min_value = min_value or divisor
+    new_v = max(min_value, int(v + divisor / 2) // divisor * divisor)
+    if new_v < round_limit * v:
+        new_v += divisor
+    return new_v
+
+
+class TimmSE(nn.Module):
+    """timm's SEModule with its defaults (ReLU, no norm, sigmoid gate, no max-pool)."""
+
+    def __init__(self, channels: int, rd_ratio: float = 1.0 / 16, rd_divisor: int = 8):
+        super().__init__()
+        rd_channels = make_divisible(channels * rd_ratio, rd_divisor, round_limit=0.0)
+        self.fc1 = nn.Conv2d(channels, rd_channels, kernel_size=1, bias=True)
+        self.act = nn.ReLU(inplace=True)
+        self.fc2 = nn.Conv2d(rd_channels, channels, kernel_size=1, bias=True)
+
+    def forward(self, x):
+        x_se = self.act(self.fc1(x.mean((2, 3), keepdim=True)))
+        return x * self.fc2(x_se).sigmoid()
+
+
+def se_network(se_call: str) -> resdsl.Compiled:
+    """resnet50's layout with `se = <se_call>` after each bottleneck's last conv, as timm places SE."""
+    return resdsl.compile(
+        (SPECS / "resnet50.res").read_text().replace("bottleneck(", "se_block(")
+        + "block se_block(planes, stride=1, ratio=0.25) expansion 4 {\n  conv1 = conv(planes, k=1)\n"
+        f"  conv2 = conv(planes, k=3, s=stride)\n  conv3 = conv(planes * expansion, k=1)\n  se = {se_call}\n"
+        "  add input\n}\n"
+    )
+
+
+@pytest.mark.parametrize(
+    ("call", "model"),
+    [
+        ("se", "seresnet50"),
+        ("se(reduction=16)", "seresnet50"),
+        ("se(16, 8)", "seresnet50"),
+        ("se(rd_ratio=0.0625, rd_divisor=8)", "seresnet50"),
+        ("se(rd_ratio=0.25)", "resnetrs50"),
+        ("se(rd_ratio=ratio)", "resnetrs50"),  # symbolic, in the block class
+    ],
+)
+def test_se_widths_are_timms(call, model):
+    net = se_network(call)
+    ours = {k: v for k, v in shapes(net).items() if ".se." in k}
+    assert ours == {k: v for k, v in timm_keys(model).items() if ".se." in k}
+    with torch.device("meta"):  # the generated class computes the same widths
+        state = net.to_torch().state_dict()
+    assert {k: tuple(v.shape) for k, v in state.items() if ".se." in k} == ours
+
+
+def test_se_is_timms_in_every_backend():
+    net = network("  c = conv(200, k=3, norm=false)\n  se = se(rd_ratio=0.3, rd_divisor=16)", "3x6x6")
+    squeezed = make_divisible(200 * 0.3, 16, round_limit=0.0)  # 60 rounds to 64
+    assert shapes(net)["se.fc1.weight"] == (squeezed, 200, 1, 1) == (64, 200, 1, 1)
+    assert "self.se = SqueezeExcite(200, rd_ratio=0.3, rd_divisor=16)" in net.torch_source
+    assert "squeeze-excite, ratio 0.3" in net.to_dot(level="op") and '"op": "se"' in net.summary("json")
+    assert "squeeze-excite, reduction 4" in se_network("se(rd_ratio=0.25)").to_dot(level="op")
+    x = torch.randn(2, 3, 6, 6, generator=torch.Generator().manual_seed(1))
+    model, _ = onnx_agrees(net, x)
+    reference = TimmSE(200, rd_ratio=0.3, rd_divisor=16)
+    reference.load_state_dict(model.se.state_dict())
+    with torch.no_grad():
+        torch.testing.assert_close(model.se(model.c(x)), reference(model.c(x)))
+
+
+def test_se_widths_follow_make_divisible():
+    for channels in (8, 24, 64, 96, 200, 256, 1000, 2048):
+        for ratio, divisor in ((1 / 16, 8), (0.25, 8), (0.3, 16), (1 / 3, 4), (1.0, 8)):
+            net = network(f"  se = se(rd_ratio={ratio!r}, rd_divisor={divisor})", f"{channels}x2x2")
+            assert shapes(net)["se.fc1.weight"][0] == make_divisible(channels * ratio, divisor, round_limit=0.0)
+
+
+@pytest.mark.parametrize(("call", "code"), [("se(4, rd_ratio=0.25)", "E0102"), ("se(rd_ratio=0)", "E0108")])
+def test_se_width_mistakes(call, code):
+    with pytest.raises(resdsl.ResdslError) as caught:
+        network(f"  se = {call}", "64x4x4")
+    assert [d.code for d in caught.value.diagnostics] == [code]

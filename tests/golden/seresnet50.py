@@ -11,9 +11,9 @@ from torch.nn import functional as F
 class SqueezeExcite(nn.Module):
     """Squeeze-and-excitation (Hu et al. 2018), laid out as timm's SEModule."""
 
-    def __init__(self, channels, reduction=16, divisor=8):
+    def __init__(self, channels, rd_ratio=1 / 16, rd_divisor=8):
         super().__init__()
-        squeezed = max(divisor, int(channels / reduction + divisor / 2) // divisor * divisor)
+        squeezed = max(rd_divisor, int(channels * rd_ratio + rd_divisor / 2) // rd_divisor * rd_divisor)
         self.fc1 = nn.Conv2d(channels, squeezed, 1)
         self.fc2 = nn.Conv2d(squeezed, channels, 1)
 
@@ -36,7 +36,7 @@ class SeBottleneck(nn.Module):
         self.bn2 = nn.BatchNorm2d(width)
         self.conv3 = nn.Conv2d(width, planes * self.expansion, 1, bias=False)
         self.bn3 = nn.BatchNorm2d(planes * self.expansion)
-        self.se = SqueezeExcite(planes * self.expansion, reduction=reduction)
+        self.se = SqueezeExcite(planes * self.expansion, rd_ratio=1 / reduction)
         self.downsample = nn.Sequential(nn.Conv2d(inplanes, planes * self.expansion, 1, stride=stride, bias=False), nn.BatchNorm2d(planes * self.expansion)) if downsample else None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
