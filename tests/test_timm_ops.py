@@ -373,3 +373,81 @@ def test_se_width_mistakes(call, code):
     with pytest.raises(resdsl.ResdslError) as caught:
         network(f"  se = {call}", "64x4x4")
     assert [d.code for d in caught.value.diagnostics] == [code]
+
+
+# -- blurpool ------------------------------------------------------------------------------------------------------
+
+
+class TimmBlurPool2d(nn.Module):
+    """timm's BlurPool2d (reflect padding, binomial filter in a non-persistent buffer, depthwise strided conv)."""
+
+    def __init__(self, channels: int, filt_size: int = 3, stride: int = 2):
+        super().__init__()
+        self.channels, self.stride = channels, stride
+        self.padding = [((stride - 1) + (filt_size - 1)) // 2] * 4
+        coeffs = torch.tensor([math.comb(filt_size - 1, k) for k in range(filt_size)], dtype=torch.float32)
+        coeffs = coeffs / (2 ** (filt_size - 1))
+        blur = (coeffs[:, None] * coeffs[None, :])[None, None, :, :].repeat(channels, 1, 1, 1)
+        self.register_buffer("filt", blur, persistent=False)
+
+    def forward(self, x):
+        x = F.pad(x, self.padding, mode="reflect")
+        return F.conv2d(x, self.filt, stride=self.stride, groups=self.channels)
+
+
+@pytest.mark.parametrize(
+    ("call", "filt", "stride", "side"),
+    [
+        ("blurpool", 3, 2, 6),
+        ("blurpool(filt=5, s=2)", 5, 2, 6),
+        ("blurpool(s=1, filt_size=4)", 4, 1, 10),
+        ("blurpool(stride=3)", 3, 3, 5),
+    ],
+)
+def test_blurpool_is_timms_in_every_backend(call, filt, stride, side):
+    net = network(f"  c = conv(16, k=3, norm=false)\n  {call}", "3x11x11")
+    (node,) = [n for n in net.ir if n.op.kind == "blurpool"]
+    assert (
+        node.shape == (16, side, side)
+        and node.path is None
+        and shapes(net) == shapes(network("  c = conv(16, k=3, norm=false)", "3x11x11"))
+    )
+    assert f"{filt}×{filt} blur-pool" in net.to_dot(level="op") and '"op": "blurpool"' in net.summary("json")
+    assert net.macs - network("  c = conv(16, k=3, norm=false)", "3x11x11").macs == 16 * side * side * filt * filt
+    x = torch.randn(2, 3, 11, 11, generator=torch.Generator().manual_seed(1))
+    model, _ = onnx_agrees(net, x)
+    reference = TimmBlurPool2d(16, filt, stride)
+    assert reference.state_dict() == {}  # the filter is no state, in timm as here
+    with torch.no_grad():
+        features = model.c(x)
+        expected = reference(features)
+        as_module, as_call = both_forms(node.op, features)
+    torch.testing.assert_close(as_call, expected, rtol=0, atol=0)
+    torch.testing.assert_close(as_module, expected, rtol=0, atol=0)
+    proto = net.to_onnx()
+    assert [n.op_type for n in proto.graph.node if n.name.startswith("blurpool")] == [
+        "Constant",
+        "Pad",
+        "Constant",
+        "Conv",
+    ]
+    assert {i.name for i in proto.graph.initializer} == set(shapes(net))  # the filter is a constant, not a weight
+
+
+def test_blurpool_adds_no_state_to_timms_resnetblur50():
+    """Blur pooling in the stem and in each bottleneck: still resnet50's keys, as timm's resnetblur50."""
+    spec = (SPECS / "resnet50.res").read_text().replace("bottleneck(", "blur_bottleneck(")
+    spec = spec.replace("maxpool(k=3, s=2)", "maxpool(k=3, s=1)\n  blurpool") + (
+        "block blur_bottleneck(planes, stride=1) expansion 4 {\n  conv1 = conv(planes, k=1)\n"
+        "  conv2 = conv(planes, k=3)\n  blurpool(s=stride)\n  conv3 = conv(planes * expansion, k=1)\n  add input\n}\n"
+    )
+    net = resdsl.compile(spec)
+    assert list(shapes(net).items()) == list(timm_keys("resnetblur50").items())
+    assert net.output_shape == (1000,) and "blur_pool2d(out, stride=self._blurpool1_stride)" in net.torch_source
+
+
+def test_blurpool_needs_an_input_larger_than_its_reflect_padding():
+    with pytest.raises(resdsl.ResdslError) as caught:
+        network("  blurpool(filt=5)", "8x2x2")  # pads 2 by reflection: needs at least 3×3
+    (diagnostic,) = caught.value.diagnostics
+    assert diagnostic.code == "E0201" and "needs an input larger than 2×2" in diagnostic.message

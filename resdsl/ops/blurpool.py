@@ -1,0 +1,131 @@
+"""`blurpool`: anti-aliased downsampling (Zhang 2019), as timm's BlurPool2d.
+
+Reflect padding, then a fixed depthwise filter (the outer product of binomial
+coefficients, normalised to sum 1) with the stride. The filter is a
+non-persistent buffer in timm, so it is no state here either: it is the same
+for every network and never trained.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import ClassVar
+
+from .base import ArgSpec, OnnxWriter, Op, Shape, ShapeReport, Signature, TorchWriter
+from .window import conv_out
+
+CLASS = "BlurPool2d"
+
+# What the generated file defines when a network uses `blurpool`: the module and its functional form.
+SOURCE = f'''\
+def blur_filter(channels: int, filt_size: int = 3) -> torch.Tensor:
+    """timm's BlurPool2d filter: binomial coefficients (outer product, sum 1), one copy per channel."""
+    coeffs = torch.ones(1)
+    for _ in range(filt_size - 1):  # the next row of Pascal's triangle
+        coeffs = F.pad(coeffs, [1, 0]) + F.pad(coeffs, [0, 1])
+    coeffs = coeffs / coeffs.sum()
+    return (coeffs[:, None] * coeffs[None, :]).repeat(channels, 1, 1, 1)
+
+
+def blur_pool2d(x: torch.Tensor, filt_size: int = 3, stride: int = 2, filt: torch.Tensor | None = None):
+    """Anti-aliased downsampling (Zhang 2019) as timm's BlurPool2d: reflect padding, blur, stride."""
+    if filt is None:
+        filt = blur_filter(x.shape[1], filt_size).to(x)
+    pad = (stride - 1 + filt_size - 1) // 2
+    return F.conv2d(F.pad(x, [pad, pad, pad, pad], mode="reflect"), filt, stride=stride, groups=x.shape[1])
+
+
+class {CLASS}(nn.Module):
+    """Blur pooling, laid out as timm's BlurPool2d: the filter is a buffer outside the state_dict."""
+
+    def __init__(self, channels, filt_size=3, stride=2):
+        super().__init__()
+        self.filt_size = filt_size
+        self.stride = stride
+        self.register_buffer("filt", blur_filter(channels, filt_size), persistent=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return blur_pool2d(x, self.filt_size, self.stride, self.filt)'''
+
+
+def blur_coefficients(filt: int) -> list[float]:
+    """One row of the filter: the binomial coefficients C(filt - 1, k) over their sum 2^(filt - 1)."""
+    return [math.comb(filt - 1, k) / 2 ** (filt - 1) for k in range(filt)]
+
+
+@dataclass(frozen=True)
+class BlurPool(Op):
+    kind: ClassVar[str] = "blurpool"
+    spatial: ClassVar[bool] = True
+    signature: ClassVar[Signature | None] = Signature(
+        (ArgSpec("stride", int, 2, aliases=("s",)), ArgSpec("filt", int, 3, aliases=("filt_size",), minimum=2))
+    )
+
+    stride: int = 2
+    filt: int = 3
+
+    @property
+    def padding(self) -> int:
+        """timm's get_padding(filt, stride): reflected on every side."""
+        return (self.stride - 1 + self.filt - 1) // 2
+
+    def problems(self) -> list[str]:
+        problems = super().problems()
+        return problems + [
+            f"{name}={value} is below {low}"
+            for name, value, low in (("filt", self.filt, 2), ("stride", self.stride, 1))
+            if value < low
+        ]
+
+    def downsampling(self) -> int:
+        return self.stride
+
+    def infer(self, inputs: Sequence[Shape], report: ShapeReport) -> Shape | None:
+        c, h, w = inputs[0]
+        if self.padding >= min(h, w):
+            report.error(
+                "E0201",
+                f"`{report.name}`: a {self.filt}×{self.filt} blur pool reflects {self.padding} rows and columns, "
+                f"which needs an input larger than {h}×{w}",
+                f"input is {h}×{w} here",
+                "reflect padding must be smaller than the input: use a larger input or fewer stride-2 steps",
+            )
+            return None
+        return (c, *(conv_out(size, self.filt, self.stride, self.padding) for size in (h, w)))
+
+    def macs(self, inputs: Sequence[Shape], output: Shape) -> int:
+        c, h, w = output  # a depthwise convolution
+        return c * h * w * self.filt * self.filt
+
+    def label(self, channels: bool = True) -> str:
+        return f"{self.filt}×{self.filt} blur-pool" + (f", stride {self.stride}" if self.stride > 1 else "")
+
+    def _args(self, w: TorchWriter, stored: bool) -> list[str]:
+        """The arguments past the channels that are not the defaults; `stored`: as the functional form reads them."""
+        args = []
+        for name, keyword, default in (("filt", "filt_size", "3"), ("stride", "stride", "2")):
+            if w.attr(name) != default:
+                args.append(f"{keyword}={w.stored(name) if stored else w.attr(name)}")
+        return args
+
+    def torch_module(self, w: TorchWriter) -> str:
+        return f"{CLASS}({', '.join([w.in_channels(), *self._args(w, False)])})"
+
+    def torch_call(self, w: TorchWriter, args: list[str]) -> str:
+        return f"blur_pool2d({', '.join([args[0], *self._args(w, True)])})"
+
+    def torch_helpers(self) -> Mapping[str, str]:
+        return {CLASS: SOURCE}
+
+    def onnx(self, w: OnnxWriter, inputs: list[str]) -> None:
+        """Pad (reflect), then a depthwise Conv whose weight is a constant: the filter is no initializer."""
+        c, h, width = w.inputs[0]
+        p, k = self.padding, self.filt
+        pads = w.constant("pads", [0, 0, p, p, 0, 0, p, p])
+        padded = w.step("padded", "Pad", [inputs[0], pads], (c, h + 2 * p, width + 2 * p), mode="reflect")
+        row = blur_coefficients(k)
+        kernel = [a * b for a in row for b in row] * c
+        filt = w.float_constant("filter", kernel, (c, 1, k, k))
+        w.output("Conv", [padded, filt], kernel_shape=[k, k], strides=[self.stride] * 2, group=c)
