@@ -443,7 +443,7 @@ def test_blurpool_adds_no_state_to_timms_resnetblur50():
     )
     net = resdsl.compile(spec)
     assert list(shapes(net).items()) == list(timm_keys("resnetblur50").items())
-    assert net.output_shape == (1000,) and "blur_pool2d(out, stride=self._blurpool1_stride)" in net.torch_source
+    assert net.output_shape == (1000,) and "_blur_pool2d(out, stride=self._blurpool1_stride)" in net.torch_source
 
 
 def test_blurpool_needs_an_input_larger_than_its_reflect_padding():

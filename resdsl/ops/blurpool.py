@@ -18,9 +18,10 @@ from .window import conv_out
 
 CLASS = "BlurPool2d"
 
-# What the generated file defines when a network uses `blurpool`: the module and its functional form.
+# What the generated file defines when a network uses `blurpool`: the module and its functional form. The
+# functions are private so that no spec name (never `_`-prefixed) can shadow them in a generated forward.
 SOURCE = f'''\
-def blur_filter(channels: int, filt_size: int = 3) -> torch.Tensor:
+def _blur_filter(channels: int, filt_size: int = 3) -> torch.Tensor:
     """timm's BlurPool2d filter: binomial coefficients (outer product, sum 1), one copy per channel."""
     coeffs = torch.ones(1)
     for _ in range(filt_size - 1):  # the next row of Pascal's triangle
@@ -29,10 +30,10 @@ def blur_filter(channels: int, filt_size: int = 3) -> torch.Tensor:
     return (coeffs[:, None] * coeffs[None, :]).repeat(channels, 1, 1, 1)
 
 
-def blur_pool2d(x: torch.Tensor, filt_size: int = 3, stride: int = 2, filt: torch.Tensor | None = None):
+def _blur_pool2d(x: torch.Tensor, filt_size: int = 3, stride: int = 2, filt: torch.Tensor | None = None):
     """Anti-aliased downsampling (Zhang 2019) as timm's BlurPool2d: reflect padding, blur, stride."""
     if filt is None:
-        filt = blur_filter(x.shape[1], filt_size).to(x)
+        filt = _blur_filter(x.shape[1], filt_size).to(x)
     pad = (stride - 1 + filt_size - 1) // 2
     return F.conv2d(F.pad(x, [pad, pad, pad, pad], mode="reflect"), filt, stride=stride, groups=x.shape[1])
 
@@ -44,10 +45,10 @@ class {CLASS}(nn.Module):
         super().__init__()
         self.filt_size = filt_size
         self.stride = stride
-        self.register_buffer("filt", blur_filter(channels, filt_size), persistent=False)
+        self.register_buffer("filt", _blur_filter(channels, filt_size), persistent=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return blur_pool2d(x, self.filt_size, self.stride, self.filt)'''
+        return _blur_pool2d(x, self.filt_size, self.stride, self.filt)'''
 
 
 def blur_coefficients(filt: int) -> list[float]:
@@ -114,7 +115,7 @@ class BlurPool(Op):
         return f"{CLASS}({', '.join([w.in_channels(), *self._args(w, False)])})"
 
     def torch_call(self, w: TorchWriter, args: list[str]) -> str:
-        return f"blur_pool2d({', '.join([args[0], *self._args(w, True)])})"
+        return f"_blur_pool2d({', '.join([args[0], *self._args(w, True)])})"
 
     def torch_helpers(self) -> Mapping[str, str]:
         return {CLASS: SOURCE}
