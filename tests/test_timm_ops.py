@@ -108,13 +108,17 @@ def both_forms(op: Op, x: torch.Tensor, training: bool = False, seed: int = 0) -
     return as_module, as_call
 
 
+# Values for the arguments without defaults.
+REQUIRED_ARGS = {"maxpool": {"kernel": 3, "stride": 2}, "avgpool": {"kernel": 3, "stride": 2}, "drop_path": {"p": 0.2}}
+
+
 def test_parameterless_spec_ops_have_a_module_and_a_functional_form():
     """The PyTorch backend may hold a parameterless op as a module or call it: each writes both, and they agree."""
     x = torch.randn(2, 8, 10, 10) * 4
     for kind, cls in sorted(SPEC_OPS.items()):
         if cls.is_module:
             continue
-        op = cls(**({"kernel": 3, "stride": 2} if kind in ("maxpool", "avgpool") else {}))
+        op = cls(**REQUIRED_ARGS.get(kind, {}))
         operand = x.flatten(1) if kind == "dropout" else x
         as_module, as_call = both_forms(op, operand)
         torch.testing.assert_close(as_module, as_call, msg=kind)
@@ -451,3 +455,71 @@ def test_blurpool_needs_an_input_larger_than_its_reflect_padding():
         network("  blurpool(filt=5)", "8x2x2")  # pads 2 by reflection: needs at least 3×3
     (diagnostic,) = caught.value.diagnostics
     assert diagnostic.code == "E0201" and "needs an input larger than 2×2" in diagnostic.message
+
+
+# -- drop_path -----------------------------------------------------------------------------------------------------
+
+
+def timm_drop_path(x, drop_prob: float = 0.0, training: bool = False, scale_by_keep: bool = True):
+    """timm's drop_path (timm/layers/drop.py)."""
+    if drop_prob == 0.0 or not training:
+        return x
+    keep_prob = 1 - drop_prob
+    shape = (x.shape[0],) + (1,) * (x.ndim - 1)
+    random_tensor = x.new_empty(shape).bernoulli_(keep_prob)
+    if keep_prob > 0.0 and scale_by_keep:
+        random_tensor.div_(keep_prob)
+    return x * random_tensor
+
+
+def test_drop_path_is_timms_in_train_mode_and_the_identity_in_eval():
+    net = network("  c = conv(8, k=3, norm=false)\n  drop_path(0.4)", "3x6x6")
+    (node,) = [n for n in net.ir if n.op.kind == "drop_path"]
+    assert node.path is None and node.shape == (8, 6, 6) and node.op.p == 0.4
+    assert "_drop_path(x, 0.4, self.training)" in net.torch_source and "def _drop_path(" in net.torch_source
+    assert "drop path 0.4" in net.to_dot(level="op") and '"op": "drop_path"' in net.summary("json")
+    assert net.macs == network("  c = conv(8, k=3, norm=false)", "3x6x6").macs
+    x = torch.randn(16, 3, 6, 6, generator=torch.Generator().manual_seed(1))
+    model, expected = onnx_agrees(net, x)  # eval: the identity, in PyTorch and in ONNX
+    assert [n.op_type for n in net.to_onnx().graph.node if n.name.startswith("drop_path")] == ["Identity"]
+    with torch.no_grad():
+        features = model.c(x)
+        np.testing.assert_allclose(expected, model.fc(features.mean((2, 3))).numpy(), rtol=1e-5, atol=1e-6)
+        model.train()
+        torch.manual_seed(7)
+        trained = model(x)
+        torch.manual_seed(7)
+        reference = model.fc(timm_drop_path(features, 0.4, training=True).mean((2, 3)))
+    torch.testing.assert_close(trained, reference, rtol=0, atol=0)
+    # Whole samples: each kept one scaled by 1 / 0.6, each dropped one reduced to the classifier's bias.
+    pooled = (trained - model.fc.bias) @ torch.linalg.pinv(model.fc.weight).T
+    dropped = pooled.abs().amax(1) < 1e-5
+    assert 0 < dropped.sum() < 16
+    torch.testing.assert_close(pooled[~dropped], features.mean((2, 3))[~dropped] / 0.6, rtol=1e-4, atol=1e-5)
+
+
+def test_drop_path_forms_agree_in_training():
+    op = KINDS["drop_path"](p=0.25)
+    x = torch.randn(32, 4, 3, 3)
+    as_module, as_call = both_forms(op, x, training=True, seed=3)
+    torch.testing.assert_close(as_module, as_call, rtol=0, atol=0)
+    torch.manual_seed(3)
+    torch.testing.assert_close(as_call, timm_drop_path(x, 0.25, training=True), rtol=0, atol=0)
+    assert torch.equal(both_forms(op, x, training=False)[0], x)
+
+
+def test_drop_path_on_a_residual_branch_in_a_block():
+    net = resdsl.compile(
+        "block res(c, dpr=0.1) {\n  conv1 = conv(c, k=3)\n  conv2 = conv(c, k=3)\n  drop_path(dpr)\n  add input\n}\n"
+        "network n {\n  input 8x6x6\n  layer1 = res(8) x 2 first(dpr=0.0)\n  gap; flatten; fc = linear(4)\n}\n"
+    )
+    assert [n.op.p for n in net.ir.walk() if n.op.kind == "drop_path"] == [0.0, 0.1]
+    assert "_drop_path(out, self._drop_path1_p, self.training)" in net.torch_source
+    onnx_agrees(net, torch.randn(2, 8, 6, 6), opsets=(13, 21))
+
+
+@pytest.mark.parametrize(("call", "code"), [("drop_path(1.0)", "E0108"), ("drop_path", "E0103")])
+def test_drop_path_probability_mistakes(call, code):
+    with pytest.raises(resdsl.ResdslError) as caught:
+        network(f"  {call}", "8x4x4")
+    assert [d.code for d in caught.value.diagnostics] == [code]
