@@ -523,3 +523,46 @@ def test_drop_path_probability_mistakes(call, code):
     with pytest.raises(resdsl.ResdslError) as caught:
         network(f"  {call}", "8x4x4")
     assert [d.code for d in caught.value.diagnostics] == [code]
+
+
+# -- all of them together ------------------------------------------------------------------------------------------
+
+EVERY_NEW_OP = """
+block unit(c, stride=1, dpr=0.1) {
+  conv1 = conv(c, k=3, norm=false)
+  gn1 = groupnorm(groups=8)
+  silu
+  blurpool(s=stride)
+  conv2 = conv(c, k=3, norm=false)
+  gn2 = groupnorm(groups=8, eps=1e-3)
+  se = eca
+  att = se(rd_ratio=0.25)
+  drop_path(dpr)
+  add input
+  gelu
+}
+
+network every_new_op {
+  input 3x16x16
+  classes 10
+  policy norm = none
+  conv1 = conv(32, k=3)
+  relu6
+  layer1 = unit(32) x 2
+  layer2 = unit(64) x 2 first(stride=2)
+  gap; flatten; fc = linear(classes)
+}
+"""
+
+
+def test_every_new_op_in_block_classes_scripts_and_exports():
+    """The ops in one network, written in a block class's terms: state layout, TorchScript and ONNX all agree."""
+    net = resdsl.compile(EVERY_NEW_OP)
+    with torch.device("meta"):
+        state = net.to_torch().state_dict()
+    assert list(state) == list(shapes(net)) and {k: tuple(v.shape) for k, v in state.items()} == shapes(net)
+    x = torch.randn(2, 3, 16, 16, generator=torch.Generator().manual_seed(1))
+    model, expected = onnx_agrees(net, x)
+    assert sum(p.numel() for p in model.parameters()) == net.params
+    with torch.no_grad():
+        torch.testing.assert_close(torch.jit.script(model)(x).numpy(), expected, rtol=0, atol=0)
