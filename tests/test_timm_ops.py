@@ -566,3 +566,16 @@ def test_every_new_op_in_block_classes_scripts_and_exports():
     assert sum(p.numel() for p in model.parameters()) == net.params
     with torch.no_grad():
         torch.testing.assert_close(torch.jit.script(model)(x).numpy(), expected, rtol=0, atol=0)
+
+
+def test_the_language_reference_example_has_timms_keys():
+    """docs/language.md's hand-written bottleneck compiles, and its keys are named as timm names them."""
+    docs = (Path(__file__).resolve().parent.parent / "docs" / "language.md").read_text()
+    block = docs.split("```\nblock gn_eca_bottleneck", 1)[1].split("```", 1)[0]
+    net = resdsl.compile(
+        "block gn_eca_bottleneck" + block + "network n {\n  input 3x32x32\n  policy norm = none\n"
+        "  layer1 = gn_eca_bottleneck(64, dpr=0.1) x 2\n  gap; flatten; fc = linear(10)\n}\n"
+    )
+    keys = list(shapes(net))
+    assert keys[:4] == ["layer1.0.conv1.weight", "layer1.0.bn1.weight", "layer1.0.bn1.bias", "layer1.0.conv2.weight"]
+    assert "layer1.1.se.conv.weight" in keys and not any("running" in k for k in keys)
