@@ -24,15 +24,12 @@ from torch import nn
 from torch.nn import functional as F
 
 import resdsl
+from resdsl.backends.onnx_graph import OPSETS
 from resdsl.ops import KINDS, SPEC_OPS
 from resdsl.ops.base import Op
 from resdsl.weights import layout
 
 TIMM = Path(__file__).resolve().parent / "reference" / "timm"
-
-# The first opset the ONNX backend writes, its default, and the opsets where an operator we decompose arrives:
-# GroupNormalization (18, changed in 21), Gelu (20).
-OPSETS = (13, 17, 18, 20, 21)
 
 
 def network(body: str, input_shape: str = "8x10x10") -> resdsl.Compiled:
