@@ -225,6 +225,120 @@ def test_norm_takes_true_false_or_post_only():
     assert "`conv` argument `norm` is true, false or post, got `1`" in str(info.value)
 
 
+NESTED = """
+block squeeze(c, rd) {             # timm's SEModule, as a block
+  gap
+  fc1 = conv(rd, k=1, bias=true, norm=false)
+  act = relu
+  fc2 = conv(c, k=1, bias=true, norm=false)
+  gate = sigmoid
+  mul input
+}
+
+block se_basic(planes, stride=1) expansion 1 {
+  conv1 = conv(planes, k=3, s=stride)
+  conv2 = conv(planes, k=3)
+  se = squeeze(planes, planes // 4)  # a block calling a block
+  add input
+}
+
+network nested {
+  input 3x32x32
+  classes 10
+  conv1 = seq {                    # timm's deep stem
+    conv(16, k=3, s=2)
+    conv(16, k=3)
+    conv(32, k=3, norm=false)
+  }
+  bn1 = batchnorm
+  act1 = relu
+  layer1 = se_basic(32) x 2
+  layer2 = se_basic(64) x 1 first(stride=2)
+  gap
+  flatten
+  fc = linear(classes)
+}
+"""
+
+
+class _SE(torch.nn.Module):
+    def __init__(self, c, rd):
+        super().__init__()
+        self.fc1, self.fc2 = torch.nn.Conv2d(c, rd, 1), torch.nn.Conv2d(rd, c, 1)
+
+    def forward(self, x):
+        return x * torch.sigmoid(self.fc2(torch.relu(self.fc1(x.mean((2, 3), keepdim=True)))))
+
+
+class _Block(torch.nn.Module):
+    def __init__(self, cin, planes, stride=1):
+        super().__init__()
+        self.conv1 = torch.nn.Conv2d(cin, planes, 3, stride, 1, bias=False)
+        self.bn1 = torch.nn.BatchNorm2d(planes)
+        self.conv2 = torch.nn.Conv2d(planes, planes, 3, 1, 1, bias=False)
+        self.bn2 = torch.nn.BatchNorm2d(planes)
+        self.se = _SE(planes, planes // 4)
+        self.downsample = None
+        if stride != 1 or cin != planes:
+            self.downsample = torch.nn.Sequential(
+                torch.nn.Conv2d(cin, planes, 1, stride, bias=False), torch.nn.BatchNorm2d(planes)
+            )
+
+    def forward(self, x):
+        out = self.se(self.bn2(self.conv2(torch.relu(self.bn1(self.conv1(x))))))
+        return torch.relu(out + (x if self.downsample is None else self.downsample(x)))
+
+
+class _Reference(torch.nn.Module):
+    """What NESTED means, written out by hand as timm writes it."""
+
+    def __init__(self):
+        super().__init__()
+        nn = torch.nn
+        self.conv1 = nn.Sequential(
+            nn.Conv2d(3, 16, 3, 2, 1, bias=False), nn.BatchNorm2d(16), nn.ReLU(),
+            nn.Conv2d(16, 16, 3, 1, 1, bias=False), nn.BatchNorm2d(16), nn.ReLU(),
+            nn.Conv2d(16, 32, 3, 1, 1, bias=False),
+        )  # fmt: skip
+        self.bn1 = nn.BatchNorm2d(32)
+        self.layer1 = nn.Sequential(_Block(32, 32), _Block(32, 32))
+        self.layer2 = nn.Sequential(_Block(32, 64, 2))
+        self.fc = nn.Linear(64, 10)
+
+    def forward(self, x):
+        x = torch.relu(self.bn1(self.conv1(x)))
+        x = self.layer2(self.layer1(x))
+        return self.fc(x.mean((2, 3)))
+
+
+def test_sequences_blocks_in_blocks_and_mul_give_timms_modules():
+    net = resdsl.compile(NESTED)
+    model = net.to_torch().eval()
+    reference = _Reference().eval()
+    keys = list(reference.state_dict())
+    assert list(model.state_dict()) == keys  # the same keys, in the same order
+    assert "conv1.3.weight" in keys and "layer1.0.se.fc2.bias" in keys
+    torch.manual_seed(0)
+    state = {k: torch.randn_like(v) if v.is_floating_point() else v for k, v in reference.state_dict().items()}
+    state = {k: v.abs() + 0.5 if k.endswith("running_var") else v for k, v in state.items()}
+    reference.load_state_dict(state)
+    model.load_state_dict(state)
+    x = torch.randn(2, 3, 32, 32)
+    with torch.no_grad():
+        torch.testing.assert_close(model(x), reference(x), rtol=1e-4, atol=1e-4)
+    assert net.params == sum(p.numel() for p in reference.parameters())
+    source = net.torch_source
+    assert "class Squeeze(nn.Module)" in source and "self.se = Squeeze(planes, planes, planes // 4)" in source
+    assert source.index("class Squeeze") < source.index("class SeBasic")  # a class before the classes using it
+
+
+def test_activation_and_norm_are_policies():
+    sigmoid = resdsl.compile(SPECS / "resnet18.res", {"act": "sigmoid"})
+    assert {n.op.kind for n in sigmoid.ir if n.origin is Origin.NORM} == {"batchnorm", "sigmoid"}
+    with pytest.raises(resdsl.ResdslError, match="not a act policy"):
+        resdsl.compile(SPECS / "resnet18.res", {"act": "conv"})
+
+
 def test_numbers_in_scientific_notation():
     """`1e-3`, `5E-4`, `1.5e2` are floats as in Python; `fmt` keeps them as written; too large is E0108."""
     text = (

@@ -168,8 +168,8 @@ def test_names_shapes_and_metadata():
     model = net.to_onnx(seed=3)
     graph = model.graph
     nodes = [n.name for n in graph.node]
-    assert nodes[:5] == ["conv1", "bn1", "relu", "maxpool", "layer1.0.conv1"]
-    assert {"layer2.0.downsample.0", "layer2.0.downsample.1", "layer1.0.add", "layer1.0.relu_1", "fc"} <= set(nodes)
+    assert nodes[:5] == ["conv1", "bn1", "act1", "maxpool", "layer1.0.conv1"]
+    assert {"layer2.0.downsample.0", "layer2.0.downsample.1", "layer1.0.add", "layer1.0.act2", "fc"} <= set(nodes)
     assert len(nodes) == len(set(nodes))
     assert [i.name for i in graph.input] == ["input"] and [o.name for o in graph.output] == ["output"]
     assert shapes_of(onnx.ModelProto(graph=onnx.GraphProto(value_info=graph.input)))["input"] == ["batch", 3, 224, 224]

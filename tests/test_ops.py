@@ -58,7 +58,7 @@ def test_sigmoid_in_every_backend():
 
     net = resdsl.compile("network n {\n  input 3x8x8\n  conv1 = conv(4, k=3)\n  sigmoid\n  gap\n  flatten\n}\n")
     assert [n.op.kind for n in net.ir.walk()][-3:] == ["sigmoid", "gap", "flatten"]
-    assert "torch.sigmoid(" in net.torch_source and "sigmoid" in net.to_dot(level="op")
+    assert "nn.Sigmoid()" in net.torch_source and "sigmoid" in net.to_dot(level="op")
     assert '"op": "sigmoid"' in net.summary("json")
     out = assert_backends_agree(net)
     assert ((out > 0) & (out < 1)).all()  # a sigmoid's output, averaged

@@ -76,8 +76,8 @@ def node_types(net, opset: int) -> list[str]:
 class LiteralWriter:
     """A TorchWriter for one op outside a network: attributes are literals, the input has `channels` channels."""
 
-    def __init__(self, op: Op, channels: int):
-        self.op, self.channels = op, channels
+    def __init__(self, op: Op, channels: int, inplace: bool = False):
+        self.op, self.channels, self._inplace = op, channels, inplace
 
     def attr(self, name: str) -> str:
         return repr(getattr(self.op, name))
@@ -87,16 +87,20 @@ class LiteralWriter:
     def in_channels(self) -> str:
         return repr(self.channels)
 
+    def inplace(self) -> bool:
+        return self._inplace
 
-def both_forms(op: Op, x: torch.Tensor, training: bool = False, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
-    """What `op` computes on `x` written as a module (`torch_module`) and as a function (`torch_call`).
 
-    Each runs from the same seed, on its own copy of `x` (the module form may work in place).
+def both_forms(
+    op: Op, x: torch.Tensor, training: bool = False, seed: int = 0, inplace: bool = False
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """What `op` computes on `x` written as a module (`torch_module`, in place where the op may be) and as a
+    function (`torch_call`). Each runs from the same seed, on its own copy of `x`.
     """
     scope: dict = {"torch": torch, "nn": nn, "F": F}
     for source in op.torch_helpers().values():
         exec(source, scope)
-    writer = LiteralWriter(op, x.shape[1])
+    writer = LiteralWriter(op, x.shape[1], inplace)
     module = eval(op.torch_module(writer), scope).train(training)
     torch.manual_seed(seed)
     as_module = module(x.clone())
@@ -109,20 +113,29 @@ def both_forms(op: Op, x: torch.Tensor, training: bool = False, seed: int = 0) -
 REQUIRED_ARGS = {"maxpool": {"kernel": 3, "stride": 2}, "avgpool": {"kernel": 3, "stride": 2}, "drop_path": {"p": 0.2}}
 
 
-def test_parameterless_spec_ops_have_a_module_and_a_functional_form():
-    """The PyTorch backend may hold a parameterless op as a module or call it: each writes both, and they agree."""
+def both_written(cls: type[Op]) -> bool:
+    return cls.torch_module is not Op.torch_module and cls.torch_call is not Op.torch_call
+
+
+def test_parameterless_ops_have_a_module_and_a_functional_form_that_agree():
+    """Activations and pools are modules, as timm holds them, and keep a functional form: the two agree."""
+    assert {"relu", "relu6", "gelu", "silu", "sigmoid", "maxpool", "avgpool", "gap", "blurpool", "drop_path"} <= {
+        kind for kind, cls in SPEC_OPS.items() if both_written(cls)
+    }
     x = torch.randn(2, 8, 10, 10) * 4
     for kind, cls in sorted(SPEC_OPS.items()):
-        if cls.is_module:
+        if not both_written(cls):
             continue
         op = cls(**REQUIRED_ARGS.get(kind, {}))
-        operand = x.flatten(1) if kind == "dropout" else x
-        as_module, as_call = both_forms(op, operand)
-        torch.testing.assert_close(as_module, as_call, msg=kind)
+        for inplace in (False, True):
+            as_module, as_call = both_forms(op, x, inplace=inplace)
+            torch.testing.assert_close(as_module, as_call, msg=kind, rtol=0, atol=0)
 
 
 # -- activations ---------------------------------------------------------------------------------------------------
 
+# The module each activation is, here where it may work in place (its operand is a bare conv's output).
+MODULES = {"relu6": "nn.ReLU6(inplace=True)", "gelu": "nn.GELU()", "silu": "nn.SiLU(inplace=True)"}
 ACTIVATIONS = {"relu6": F.relu6, "gelu": F.gelu, "silu": F.silu, "sigmoid": torch.sigmoid, "relu": F.relu}
 
 
@@ -130,7 +143,8 @@ ACTIVATIONS = {"relu6": F.relu6, "gelu": F.gelu, "silu": F.silu, "sigmoid": torc
 def test_activation_in_every_backend(kind):
     net = network(f"  c = conv(8, k=3, norm=false)\n  {kind}")
     (node,) = [n for n in net.ir.walk() if n.op.kind == kind]
-    assert node.shape == (8, 10, 10) and node.path is None  # elementwise, functional
+    assert node.shape == (8, 10, 10) and node.path == kind  # elementwise; a module, named after its op
+    assert f"self.{kind} = {MODULES[kind]}" in net.torch_source
     label = KINDS[kind]().label()
     assert label in net.to_dot(level="op") and f'"op": "{kind}"' in net.summary("json")
     assert net.macs == network("  c = conv(8, k=3, norm=false)").macs  # an activation costs no MACs
@@ -281,7 +295,7 @@ def test_eca_widths_are_timms_ecaresnet50d():
 def test_eca_kernel_can_be_given_and_must_be_odd():
     net = network("  se = eca(k=7, gamma=3, beta=0.5)", "64x4x4")
     assert shapes(net)["se.conv.weight"] == (1, 1, 7)
-    assert "EcaModule(64, kernel_size=7, gamma=3.0, beta=0.5)" in net.torch_source
+    assert "self.se = EcaModule(in_chans, kernel_size=7, gamma=3.0, beta=0.5)" in net.torch_source
     onnx_agrees(net, torch.randn(2, 64, 4, 4), opsets=(13,))
     assert shapes(network("  se = eca(k=auto, gamma=1)", "64x4x4"))["se.conv.weight"] == (1, 1, 7)  # t = 6
     for bad in ("eca(k=4)", "eca(gamma=0)"):
@@ -410,7 +424,7 @@ def test_blurpool_is_timms_in_every_backend(call, filt, stride, side):
     (node,) = [n for n in net.ir if n.op.kind == "blurpool"]
     assert (
         node.shape == (16, side, side)
-        and node.path is None
+        and node.path == "blurpool"
         and shapes(net) == shapes(network("  c = conv(16, k=3, norm=false)", "3x11x11"))
     )
     assert f"{filt}×{filt} blur-pool" in net.to_dot(level="op") and '"op": "blurpool"' in net.summary("json")
@@ -444,7 +458,7 @@ def test_blurpool_adds_no_state_to_timms_resnetblur50():
     )
     net = resdsl.compile(spec)
     assert list(shapes(net).items()) == list(timm_keys("resnetblur50").items())
-    assert net.output_shape == (1000,) and "_blur_pool2d(out, stride=self._blurpool1_stride)" in net.torch_source
+    assert net.output_shape == (1000,) and "self.blurpool = BlurPool2d(planes, stride=stride)" in net.torch_source
 
 
 def test_blurpool_needs_an_input_larger_than_its_reflect_padding():
@@ -472,8 +486,8 @@ def timm_drop_path(x, drop_prob: float = 0.0, training: bool = False, scale_by_k
 def test_drop_path_is_timms_in_train_mode_and_the_identity_in_eval():
     net = network("  c = conv(8, k=3, norm=false)\n  drop_path(0.4)", "3x6x6")
     (node,) = [n for n in net.ir if n.op.kind == "drop_path"]
-    assert node.path is None and node.shape == (8, 6, 6) and node.op.p == 0.4
-    assert "_drop_path(x, 0.4, self.training)" in net.torch_source and "def _drop_path(" in net.torch_source
+    assert node.path == "drop_path" and node.shape == (8, 6, 6) and node.op.p == 0.4
+    assert "self.drop_path = DropPath(0.4)" in net.torch_source and "def _drop_path(" in net.torch_source
     assert "drop path 0.4" in net.to_dot(level="op") and '"op": "drop_path"' in net.summary("json")
     assert net.macs == network("  c = conv(8, k=3, norm=false)", "3x6x6").macs
     x = torch.randn(16, 3, 6, 6, generator=torch.Generator().manual_seed(1))
@@ -511,7 +525,7 @@ def test_drop_path_on_a_residual_branch_in_a_block():
         "network n {\n  input 8x6x6\n  layer1 = res(8) x 2 first(dpr=0.0)\n  gap; flatten; fc = linear(4)\n}\n"
     )
     assert [n.op.p for n in net.ir.walk() if n.op.kind == "drop_path"] == [0.0, 0.1]
-    assert "_drop_path(out, self._drop_path1_p, self.training)" in net.torch_source
+    assert "self.drop_path = DropPath(dpr)" in net.torch_source
     onnx_agrees(net, torch.randn(2, 8, 6, 6), opsets=(13, 21))
 
 

@@ -181,8 +181,8 @@ ORDERS = {
     "relu_preact": ["relu", "conv", "batchnorm", "relu", "conv", "batchnorm", "add"],
     "full_preact": ["batchnorm", "relu", "conv", "batchnorm", "relu", "conv", "add"],
 }
-_TORCH_KIND = {torch.nn.Conv2d: "conv", torch.nn.BatchNorm2d: "batchnorm"}
-_FUNCTION_KIND = {torch.relu: "relu", operator.add: "add"}
+_TORCH_KIND = {torch.nn.Conv2d: "conv", torch.nn.BatchNorm2d: "batchnorm", torch.nn.ReLU: "relu"}
+_FUNCTION_KIND = {operator.add: "add", operator.iadd: "add"}
 
 
 def _traced_kinds(module: torch.nn.Module) -> list[str]:
@@ -228,7 +228,7 @@ def test_five_orders_are_five_networks():
 def test_relu_preact_works_on_every_spec(name):
     net = compile_spec(name, norm="relu_preact")
     assert net.ir.policies.norm == "relu_preact"
-    assert net.torch_source.count("torch.relu(") > 0
+    assert net.torch_source.count("nn.ReLU(") > 0
 
 
 # -- plain networks ------------------------------------------------------------

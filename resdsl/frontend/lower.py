@@ -23,6 +23,7 @@ from ..limits import Limits
 from ..ops import REQUIRED, SPEC_OPS, ArgSpec, Op
 from ..ops.add import Add
 from ..ops.input import Input
+from ..ops.mul import Mul
 from . import ast
 from .expr import describe, evaluate
 from .loader import Program
@@ -59,7 +60,7 @@ class Scope:
     names: dict[str, Node] = field(default_factory=dict)
     created: list[Node] = field(default_factory=list)
     adds: int = 0
-    auto_names: int = 0
+    auto_names: set[str] = field(default_factory=set)  # the names auto_name gave
     # Network level only: the stride so far and the dilation that replaces
     # stride past the `output_stride` policy.
     total_stride: int = 1
@@ -70,12 +71,13 @@ class Scope:
         self.current = self.input
 
     def auto_name(self, base: str) -> str:
-        """`conv_1`, `conv_2`, ...: a name for an unnamed layer that no statement in the body uses."""
-        while True:
-            self.auto_names += 1
-            name = f"{base}_{self.auto_names}"
-            if name not in self.explicit:
-                return name
+        """`maxpool`, then `maxpool_2`, ...: a name for an unnamed layer that no statement in the body uses."""
+        name, n = base, 1
+        while name in self.explicit or name in self.auto_names:
+            n += 1
+            name = f"{base}_{n}"
+        self.auto_names.add(name)
+        return name
 
 
 def lower(program: Program, overrides: dict[str, str] | None = None, limits: Limits | None = None) -> IR:
@@ -95,6 +97,7 @@ class _Lowerer:
         self.limits = limits
         self.errors = Collector()
         self.block_count = 0
+        self.expanding: list[str] = []  # the templates being expanded, outermost first
 
     # -- settings -------------------------------------------------------------
 
@@ -252,8 +255,11 @@ class _Lowerer:
                 check_name(stmt.name.text, stmt.name.span, "value")
                 scope.env[stmt.name.text] = evaluate(stmt.value, scope.env)
             return
-        if isinstance(stmt, ast.AddStmt):
-            self._add(stmt, scope)
+        if isinstance(stmt, ast.MergeStmt):
+            self._merge(stmt, scope)
+            return
+        if isinstance(stmt, ast.SeqStmt):
+            self._seq(stmt, scope)
             return
         self._call(stmt, scope)
 
@@ -271,14 +277,16 @@ class _Lowerer:
             )
         scope.names[target.text] = node
 
-    def _new(self, scope: Scope, op: Op, operands: list[Node], span: Span, **fields) -> Node:
+    def _new(
+        self, scope: Scope, op: Op, operands: list[Node], span: Span, parent: Module | None = None, **fields
+    ) -> Node:
         self.limits.check("nodes", len(self.ir) + 1, "the number of ops", span)
-        node = self.ir.add(op, operands, parent=scope.module, span=span, **fields)
+        node = self.ir.add(op, operands, parent=parent or scope.module, span=span, **fields)
         scope.created.append(node)
         scope.current = node
         return node
 
-    def _add(self, stmt: ast.AddStmt, scope: Scope) -> None:
+    def _merge(self, stmt: ast.MergeStmt, scope: Scope) -> None:
         name = stmt.operand.text
         if name == "input":
             other = scope.input
@@ -294,30 +302,67 @@ class _Lowerer:
                 f"did you mean `{close[0]}`?" if close else "add `input` or a name defined earlier in this body",
             )
         if other is scope.current:
+            does = "adds a tensor to itself" if stmt.op == "add" else "multiplies a tensor by itself"
             raise error(
                 "E0206",
-                f"`add {name}` adds a tensor to itself",
+                f"`{stmt.op} {name}` {does}",
                 stmt.span,
-                "no residual branch",
-                "the add needs ops between the tensor and this point",
+                "no residual branch" if stmt.op == "add" else "nothing between them",
+                f"the {stmt.op} needs ops between the tensor and this point",
             )
-        start = scope.created.index(other) + 1 if other in scope.created else 0
-        branch = scope.created[start:]
         if stmt.target is not None:
             check_name(stmt.target.text, stmt.target.span, "tensor")
-        node = self._new(
-            scope,
-            Add(),
-            [scope.current, other],
-            stmt.span,
-            name=stmt.target and stmt.target.text,
-            residual=Residual(scope.adds),
-        )
-        scope.adds += 1
-        for member in branch:
-            if member.branch is None:
-                member.branch = node
+        target = stmt.target and stmt.target.text
+        if stmt.op == "mul":
+            node = self._new(scope, Mul(), [scope.current, other], stmt.span, name=target)
+        else:
+            start = scope.created.index(other) + 1 if other in scope.created else 0
+            branch = scope.created[start:]
+            node = self._new(
+                scope, Add(), [scope.current, other], stmt.span, name=target, residual=Residual(scope.adds)
+            )
+            scope.adds += 1
+            for member in branch:
+                if member.branch is None:
+                    member.branch = node
         self._bind_target(stmt.target, node, scope)
+
+    def _seq(self, stmt: ast.SeqStmt, scope: Scope) -> None:
+        """A sequence of ops, numbered later (passes/sequences.py) as nn.Sequential numbers its modules."""
+        check_name(stmt.target.text, stmt.target.span, "layer")
+        if not stmt.body:
+            raise error("E0117", f"sequence `{stmt.target.text}` has no ops", stmt.target.span, "empty sequence")
+        for inner in stmt.body:
+            if not isinstance(inner, ast.CallStmt) or inner.callee.text not in SPEC_OPS or inner.repeat is not None:
+                raise error(
+                    "E0123",
+                    "a `seq` holds ops only",
+                    inner.span,
+                    "not an op call",
+                    "call blocks, `add`, `mul` and `let` outside the sequence",
+                )
+            if not SPEC_OPS[inner.callee.text].is_module:
+                raise error(
+                    "E0123",
+                    f"`{inner.callee.text}` cannot be in a `seq`: it is a function, not a module",
+                    inner.callee.span,
+                    "not a module",
+                    "an nn.Sequential holds modules; put this op after the sequence",
+                )
+            if inner.target is not None:
+                raise error(
+                    "E0123",
+                    "the ops of a `seq` are numbered, not named",
+                    inner.target.span,
+                    "a name inside a sequence",
+                    f"name the sequence (`{stmt.target.text} = seq {{...}}`) and add or multiply with that",
+                )
+        sequence = self.ir.module(stmt.target.text, ModuleKind.SEQUENCE, scope.module, stmt.span)
+        modules = 0
+        for inner in stmt.body:
+            node = self._op(inner, scope, sequence, str(modules))
+            modules += node.op.is_module
+        self._bind_target(stmt.target, scope.current, scope)
 
     def _call(self, stmt: ast.CallStmt, scope: Scope) -> None:
         callee = stmt.callee.text
@@ -336,14 +381,17 @@ class _Lowerer:
             self._bind_target(stmt.target, node, scope)
             return
         if callee in self.program.blocks:
-            if scope.in_template:
+            if scope.in_template and stmt.repeat is not None:
                 raise error(
                     "E0116",
-                    f"block `{callee}` is used inside a block",
-                    stmt.callee.span,
-                    "blocks cannot call blocks",
-                    "call both blocks from the network body",
+                    f"`x N` repeats block `{callee}` inside a block",
+                    stmt.repeat.span,
+                    "repeats belong in the network body",
+                    "a block may call another block once per statement; repeat blocks in the network",
                 )
+            if callee in self.expanding:
+                chain = " → ".join([*self.expanding[self.expanding.index(callee) :], callee])
+                raise error("E0122", f"block `{callee}` calls itself ({chain})", stmt.callee.span, "a cycle of blocks")
             node = self._blocks(stmt, self.program.blocks[callee], scope)
             self._bind_target(stmt.target, node, scope)
             return
@@ -361,7 +409,8 @@ class _Lowerer:
 
     # -- ops ----------------------------------------------------------------
 
-    def _op(self, stmt: ast.CallStmt, scope: Scope) -> Node:
+    def _op(self, stmt: ast.CallStmt, scope: Scope, parent: Module | None = None, member: str | None = None) -> Node:
+        """An op call; in a sequence (`parent`), its module is named `member`, its number there."""
         callee = stmt.callee.text
         kind = SPEC_OPS[callee]
         signature = kind.signature
@@ -378,7 +427,7 @@ class _Lowerer:
             if spec.name in given:
                 arg = given[spec.name]
                 values[spec.name] = self._typed(arg.value, scope.env, spec, callee)
-                if scope.in_template and not is_literal(arg.value) and spec.name not in signature.node_args:
+                if self._symbolic(arg.value, scope) and spec.name not in signature.node_args:
                     exprs[spec.name] = arg.value
             elif spec.default is REQUIRED:
                 raise error(
@@ -394,15 +443,25 @@ class _Lowerer:
         self._check_sizes(callee, values, given, stmt)
         node_fields = {name: values.pop(name) for name in signature.node_args}
         op = kind(**values)
+        parent = parent or scope.module
         name = stmt.target.text if stmt.target else None
         path = None
         if op.is_module:
-            if name is None:
-                name = scope.auto_name(callee)
-            path = scope.module.prefix() + name
+            path = parent.prefix() + (member or name or scope.auto_name(callee))
         if not scope.in_template:
             self._stride(op, scope, stmt)
-        return self._new(scope, op, [scope.current], stmt.span, name=name, path=path, exprs=exprs, **node_fields)
+        return self._new(
+            scope, op, [scope.current], stmt.span, parent=parent, name=name, path=path, exprs=exprs, **node_fields
+        )
+
+    @staticmethod
+    def _symbolic(expr: ast.Expr, scope: Scope) -> bool:
+        """Whether to keep `expr`'s tree: in a block, anything not a constant (the class writes it in the
+        block's terms); in the network, what reads only the class count and the input channels, which
+        the generated network takes as arguments."""
+        if is_literal(expr):
+            return False
+        return scope.in_template or set(names_in(expr)) <= NETWORK_ARGUMENTS
 
     def _check_sizes(self, callee: str, values: dict[str, object], given: dict[str, ast.Arg], stmt) -> None:
         for width in ("out_channels", "out_features"):
@@ -516,7 +575,7 @@ class _Lowerer:
             self.block_count += 1
             self.limits.check("blocks", self.block_count, "the number of block instances", stmt.span)
             call_args = {**args, **first} if index == 0 else args
-            if self.output_stride is not None:
+            if self.output_stride is not None and not scope.in_template:
                 call_args = self._dilate(block, call_args, stmt, scope)
             explicit = tuple(p for p in params if p in call_args)
             env = self._bind(block, call_args, stmt)
@@ -528,6 +587,8 @@ class _Lowerer:
                 template=template,
                 args=dict(env),
                 explicit=explicit,
+                # A block calling a block: the arguments in the caller's terms, for its class.
+                arg_exprs={n: a.value for n, a in given.items() if scope.in_template and not is_literal(a.value)},
             )
             template.instances.append(module)
             self._instance(block, template, module, env, scope)
@@ -587,13 +648,21 @@ class _Lowerer:
             env["expansion"] = template.expansion
         inner = Scope(module, env, outer.current, in_template=True)
         known = len(self.errors.items)
-        self._body(block.body, inner)
+        self.expanding.append(template.name)
+        try:
+            self._body(block.body, inner)
+        finally:
+            self.expanding.pop()
         if len(self.errors.items) > known:
             raise _Reported  # the template's mistakes are reported once, not once per repetition
         if inner.current is inner.input:
             raise error("E0117", f"block `{block.name.text}` has no ops", block.name.span, "empty block")
         outer.created.extend(inner.created)
         outer.current = inner.current
+
+
+# The settings a generated network takes as constructor arguments (`num_classes`, `in_chans`).
+NETWORK_ARGUMENTS = {"classes", "in_channels"}
 
 
 class _Reported(Exception):

@@ -9,6 +9,7 @@ from __future__ import annotations
 from ..diagnostics import error
 from ..ir.expr import Value
 from ..ir.policies import PROJECTIONS, SHORTCUTS, Policies
+from ..ops import KINDS
 
 # Spellings of the norm orders: each maps to one of ir.policies.NORM_ORDERS.
 NORM_ORDERS = {
@@ -29,6 +30,9 @@ POLICY_VALUES = {
     "projection": PROJECTIONS,  # avgpool: ResNet-D's 2×2 average pool before a stride-1 projection
     "output_stride": OUTPUT_STRIDES,  # dilation instead of stride past this total stride
     "zero_init_last": ("false", "true"),  # the last BatchNorm of each residual branch starts with γ = 0
+    # What the norm policy places: any op of the family (batchnorm, groupnorm, ...; relu, gelu, ...).
+    "norm_op": tuple(sorted(kind for kind, op in KINDS.items() if op.family == "norm")),
+    "act": tuple(sorted(kind for kind, op in KINDS.items() if op.family == "act")),
 }
 
 
@@ -66,7 +70,7 @@ def resolve(chosen: dict[str, str]) -> Policies:
     values: dict[str, object] = {}
     if "norm" in chosen:
         values["norm"] = NORM_ORDERS[chosen["norm"]]
-    for name in ("shortcut", "projection"):
+    for name in ("shortcut", "projection", "norm_op", "act"):
         if name in chosen:
             values[name] = chosen[name]
     if "output_stride" in chosen:

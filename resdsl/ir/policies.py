@@ -16,6 +16,8 @@ class Policies:
     projection: str = "conv"  # how B/C projections downsample: a strided 1×1 conv, or avgpool first (ResNet-D)
     output_stride: int | None = None  # past this total stride, blocks dilate instead (None: never)
     zero_init_last: bool = False  # the last BatchNorm of each residual branch starts with γ = 0
+    norm_op: str = "batchnorm"  # the op kind the norm policy places (an op of family "norm")
+    act: str = "relu"  # the activation it places (an op of family "act")
 
     def text(self) -> str:
         """`norm=post, shortcut=B`, plus every other policy that differs from its default, by name."""

@@ -118,6 +118,10 @@ class TorchWriter(Protocol):
         """The channel count of the first operand, in the class's terms."""
         ...
 
+    def inplace(self) -> bool:
+        """Whether the op may overwrite its operand (nothing else reads it, and autograd does not need it)."""
+        ...
+
 
 class OnnxWriter(Protocol):
     """What the ONNX backend offers an op writing its nodes."""
@@ -157,6 +161,11 @@ class Op:
     signature: ClassVar[Signature | None] = None  # set for ops a spec can call
     is_module: ClassVar[bool] = False  # a submodule in PyTorch, with a module path
     spatial: ClassVar[bool] = False  # its operands must be C×H×W feature maps (checked before `infer`)
+    # A choice a policy makes: "norm" ops are what the norm policy places (`policy norm_op`),
+    # "act" ops the activations it places (`policy act`).
+    family: ClassVar[str | None] = None
+    # Autograd keeps the op's output for its backward pass, so nothing may overwrite it in place.
+    saves_output: ClassVar[bool] = False
 
     @classmethod
     def missing_hooks(cls) -> list[str]:

@@ -60,6 +60,7 @@ def blur_coefficients(filt: int) -> list[float]:
 class BlurPool(Op):
     kind: ClassVar[str] = "blurpool"
     spatial: ClassVar[bool] = True
+    is_module: ClassVar[bool] = True  # a module without state, as timm's `aa` layers
     signature: ClassVar[Signature | None] = Signature(
         (ArgSpec("stride", int, 2, aliases=("s",)), ArgSpec("filt", int, 3, aliases=("filt_size",), minimum=2))
     )

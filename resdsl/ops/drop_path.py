@@ -42,6 +42,10 @@ class {CLASS}(nn.Module):
 @dataclass(frozen=True)
 class DropPath(Op):
     kind: ClassVar[str] = "drop_path"
+    is_module: ClassVar[bool] = True  # a module without state, as timm's `drop_path` in each block
+    # In eval mode (or at p = 0) its output is its input, which autograd may keep for the op before (a ReLU):
+    # nothing may overwrite it in place.
+    saves_output: ClassVar[bool] = True
     # `p` in [0, 1), as dropout's (checked where arguments are read).
     signature: ClassVar[Signature | None] = Signature((ArgSpec("p", float, minimum=None),))
 

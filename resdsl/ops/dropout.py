@@ -28,9 +28,6 @@ class Dropout(Op):
     def label(self, channels: bool = True) -> str:
         return f"dropout {self.p:g}"
 
-    def torch_module(self, w: TorchWriter) -> str:
-        return f"nn.Dropout({w.attr('p')})"
-
     def torch_call(self, w: TorchWriter, args: list[str]) -> str:
         return f"F.dropout({args[0]}, {w.stored('p')}, self.training)"
 

@@ -24,9 +24,6 @@ class Flatten(Op):
     def label(self, channels: bool = True) -> str:
         return "flatten"
 
-    def torch_module(self, w: TorchWriter) -> str:
-        return "nn.Flatten()"
-
     def torch_call(self, w: TorchWriter, args: list[str]) -> str:
         return f"torch.flatten({args[0]}, 1)"
 

@@ -26,6 +26,7 @@ class _Pool(Op):
     """What max and average pooling share: a window, its defaults and its shape rule."""
 
     spatial: ClassVar[bool] = True
+    is_module: ClassVar[bool] = True
 
     kernel: int
     stride: int
@@ -143,6 +144,7 @@ class AvgPool(_Pool):
 class GlobalAvgPool(Op):
     kind: ClassVar[str] = "gap"
     spatial: ClassVar[bool] = True
+    is_module: ClassVar[bool] = True
     signature: ClassVar[Signature | None] = Signature(())
 
     def infer(self, inputs: Sequence[Shape], report: ShapeReport) -> Shape | None:

@@ -13,6 +13,9 @@ from .base import OnnxWriter, Op, Shape, ShapeReport, Signature, TorchWriter
 class ReLU(Op):
     kind: ClassVar[str] = "relu"
     signature: ClassVar[Signature | None] = Signature(())
+    is_module: ClassVar[bool] = True
+    family: ClassVar[str | None] = "act"
+    saves_output: ClassVar[bool] = True  # its backward reads the result
 
     def infer(self, inputs: Sequence[Shape], report: ShapeReport) -> Shape | None:
         return inputs[0]
@@ -24,7 +27,7 @@ class ReLU(Op):
         return "ReLU"
 
     def torch_module(self, w: TorchWriter) -> str:
-        return "nn.ReLU(inplace=True)"
+        return "nn.ReLU(inplace=True)" if w.inplace() else "nn.ReLU()"
 
     def torch_call(self, w: TorchWriter, args: list[str]) -> str:
         return f"torch.relu({args[0]})"

@@ -13,6 +13,9 @@ from .base import OnnxWriter, Op, Shape, ShapeReport, Signature, TorchWriter
 class ReLU6(Op):
     kind: ClassVar[str] = "relu6"
     signature: ClassVar[Signature | None] = Signature(())
+    is_module: ClassVar[bool] = True
+    family: ClassVar[str | None] = "act"
+    saves_output: ClassVar[bool] = False  # autograd keeps its input (in place too), so its output may be overwritten
 
     def infer(self, inputs: Sequence[Shape], report: ShapeReport) -> Shape | None:
         return inputs[0]
@@ -24,7 +27,7 @@ class ReLU6(Op):
         return "ReLU6"
 
     def torch_module(self, w: TorchWriter) -> str:
-        return "nn.ReLU6(inplace=True)"
+        return "nn.ReLU6(inplace=True)" if w.inplace() else "nn.ReLU6()"
 
     def torch_call(self, w: TorchWriter, args: list[str]) -> str:
         return f"F.relu6({args[0]})"

@@ -13,6 +13,9 @@ from .base import OnnxWriter, Op, Shape, ShapeReport, Signature, TorchWriter
 class Sigmoid(Op):
     kind: ClassVar[str] = "sigmoid"
     signature: ClassVar[Signature | None] = Signature(())  # `sigmoid`, no arguments
+    is_module: ClassVar[bool] = True  # nn.Sigmoid, as timm's gates
+    family: ClassVar[str | None] = "act"
+    saves_output: ClassVar[bool] = True  # its backward reads the result
 
     def infer(self, inputs: Sequence[Shape], report: ShapeReport) -> Shape | None:
         return inputs[0]  # elementwise: the shape passes through

@@ -13,6 +13,9 @@ from .base import OnnxWriter, Op, Shape, ShapeReport, Signature, TorchWriter
 class SiLU(Op):
     kind: ClassVar[str] = "silu"
     signature: ClassVar[Signature | None] = Signature(())
+    is_module: ClassVar[bool] = True
+    family: ClassVar[str | None] = "act"
+    saves_output: ClassVar[bool] = False  # autograd keeps its input (in place too), so its output may be overwritten
 
     def infer(self, inputs: Sequence[Shape], report: ShapeReport) -> Shape | None:
         return inputs[0]
@@ -24,7 +27,7 @@ class SiLU(Op):
         return "SiLU"
 
     def torch_module(self, w: TorchWriter) -> str:
-        return "nn.SiLU(inplace=True)"
+        return "nn.SiLU(inplace=True)" if w.inplace() else "nn.SiLU()"
 
     def torch_call(self, w: TorchWriter, args: list[str]) -> str:
         return f"F.silu({args[0]})"

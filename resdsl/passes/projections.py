@@ -103,7 +103,7 @@ def _chain(ir: IR, add: Node, main_shape: Shape, short_shape: Shape, stride: int
     chain: list[tuple[Op, str | None]]
     if ir.policies.projection == "avgpool":
         # timm writes an Identity in place of the pool at stride 1, so the conv is `.1` either way.
-        pool = [(AvgPool(stride, stride, 0, ceil_mode=True, count_include_pad=False), None)] if stride > 1 else []
+        pool = [(AvgPool(stride, stride, 0, ceil_mode=True, count_include_pad=False), "0")] if stride > 1 else []
         chain = [*pool, (Conv(main_shape[0], 1, 1, 0), "1")]
     else:
         chain = [(Conv(main_shape[0], 1, stride, 0), "0")]

@@ -17,34 +17,37 @@ class Basic(nn.Module):
         super().__init__()
         self.conv1 = nn.Conv2d(inplanes, planes, 3, stride=stride, padding=dilation, dilation=dilation, bias=False)
         self.bn1 = nn.BatchNorm2d(planes)
+        self.act1 = nn.ReLU(inplace=True)
         self.conv2 = nn.Conv2d(planes, planes, 3, padding=dilation, dilation=dilation, bias=False)
         self.bn2 = nn.BatchNorm2d(planes)
         self.downsample = downsample
         self.downsample_stride = stride
         _extra = planes - inplanes
         self.downsample_pad = (0, 0, 0, 0, _extra // 2, _extra - _extra // 2)
+        self.act2 = nn.ReLU(inplace=True)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         out = self.conv1(x)
         out = self.bn1(out)
-        out = torch.relu(out)
+        out = self.act1(out)
         out = self.conv2(out)
         out = self.bn2(out)
         identity = x
         if self.downsample:
-            identity = F.pad(x[:, :, ::self.downsample_stride, ::self.downsample_stride], self.downsample_pad)
-        out = out + identity
-        out = torch.relu(out)
+            identity = F.pad(x[:, :, :: self.downsample_stride, :: self.downsample_stride], self.downsample_pad)
+        out += identity
+        out = self.act2(out)
         return out
 
 
 class CifarResnet20(nn.Module):
     """Network `cifar_resnet20`: input 3x32x32."""
 
-    def __init__(self) -> None:
+    def __init__(self, num_classes=10, in_chans=3) -> None:
         super().__init__()
-        self.conv1 = nn.Conv2d(3, 16, 3, padding=1, bias=False)
+        self.conv1 = nn.Conv2d(in_chans, 16, 3, padding=1, bias=False)
         self.bn1 = nn.BatchNorm2d(16)
+        self.act1 = nn.ReLU(inplace=True)
         self.layer1 = nn.Sequential(
             Basic(16, 16),
             Basic(16, 16),
@@ -60,16 +63,17 @@ class CifarResnet20(nn.Module):
             Basic(64, 64),
             Basic(64, 64),
         )
-        self.fc = nn.Linear(64, 10)
+        self.gap = nn.AdaptiveAvgPool2d(1)
+        self.fc = nn.Linear(64, num_classes)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.conv1(x)
         x = self.bn1(x)
-        x = torch.relu(x)
+        x = self.act1(x)
         x = self.layer1(x)
         x = self.layer2(x)
         x = self.layer3(x)
-        x = F.adaptive_avg_pool2d(x, 1)
+        x = self.gap(x)
         x = torch.flatten(x, 1)
         x = self.fc(x)
         return x

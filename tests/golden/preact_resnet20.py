@@ -5,7 +5,6 @@ Standalone: needs only PyTorch.
 
 import torch
 from torch import nn
-from torch.nn import functional as F
 
 
 class BottleneckV1(nn.Module):
@@ -17,36 +16,41 @@ class BottleneckV1(nn.Module):
         super().__init__()
         width = planes * base_width // 64 * groups
         self.bn1 = nn.BatchNorm2d(inplanes)
+        self.act1 = nn.ReLU(inplace=True)
         self.conv1 = nn.Conv2d(inplanes, width, 1, stride=stride, bias=False)
         self.bn2 = nn.BatchNorm2d(width)
+        self.act2 = nn.ReLU(inplace=True)
         self.conv2 = nn.Conv2d(width, width, 3, padding=dilation, dilation=dilation, groups=groups, bias=False)
         self.bn3 = nn.BatchNorm2d(width)
+        self.act3 = nn.ReLU(inplace=True)
         self.conv3 = nn.Conv2d(width, planes * self.expansion, 1, bias=False)
-        self.downsample = nn.Sequential(nn.Conv2d(inplanes, planes * self.expansion, 1, stride=stride, bias=False)) if downsample else None
+        self.downsample = None
+        if downsample:
+            self.downsample = nn.Sequential(nn.Conv2d(inplanes, planes * self.expansion, 1, stride=stride, bias=False))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         out = self.bn1(x)
-        preact = torch.relu(out)
+        preact = self.act1(out)
         out = self.conv1(preact)
         out = self.bn2(out)
-        out = torch.relu(out)
+        out = self.act2(out)
         out = self.conv2(out)
         out = self.bn3(out)
-        out = torch.relu(out)
+        out = self.act3(out)
         out = self.conv3(out)
         identity = x
         if self.downsample is not None:
             identity = self.downsample(preact)
-        out = out + identity
+        out += identity
         return out
 
 
 class PreactResnet164(nn.Module):
     """Network `preact_resnet164`: input 3x32x32."""
 
-    def __init__(self) -> None:
+    def __init__(self, num_classes=10, in_chans=3) -> None:
         super().__init__()
-        self.conv1 = nn.Conv2d(3, 16, 3, padding=1, bias=False)
+        self.conv1 = nn.Conv2d(in_chans, 16, 3, padding=1, bias=False)
         self.layer1 = nn.Sequential(
             BottleneckV1(16, 16, downsample=True),
             BottleneckV1(64, 16),
@@ -60,7 +64,9 @@ class PreactResnet164(nn.Module):
             BottleneckV1(256, 64),
         )
         self.bn_final = nn.BatchNorm2d(256)
-        self.fc = nn.Linear(256, 10)
+        self.act_final = nn.ReLU(inplace=True)
+        self.gap = nn.AdaptiveAvgPool2d(1)
+        self.fc = nn.Linear(256, num_classes)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.conv1(x)
@@ -68,8 +74,8 @@ class PreactResnet164(nn.Module):
         x = self.layer2(x)
         x = self.layer3(x)
         x = self.bn_final(x)
-        x = torch.relu(x)
-        x = F.adaptive_avg_pool2d(x, 1)
+        x = self.act_final(x)
+        x = self.gap(x)
         x = torch.flatten(x, 1)
         x = self.fc(x)
         return x

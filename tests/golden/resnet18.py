@@ -5,7 +5,6 @@ Standalone: needs only PyTorch.
 
 import torch
 from torch import nn
-from torch.nn import functional as F
 
 
 class Basic(nn.Module):
@@ -17,31 +16,39 @@ class Basic(nn.Module):
         super().__init__()
         self.conv1 = nn.Conv2d(inplanes, planes, 3, stride=stride, padding=dilation, dilation=dilation, bias=False)
         self.bn1 = nn.BatchNorm2d(planes)
+        self.act1 = nn.ReLU(inplace=True)
         self.conv2 = nn.Conv2d(planes, planes, 3, padding=dilation, dilation=dilation, bias=False)
         self.bn2 = nn.BatchNorm2d(planes)
-        self.downsample = nn.Sequential(nn.Conv2d(inplanes, planes, 1, stride=stride, bias=False), nn.BatchNorm2d(planes)) if downsample else None
+        self.downsample = None
+        if downsample:
+            self.downsample = nn.Sequential(
+                nn.Conv2d(inplanes, planes, 1, stride=stride, bias=False), nn.BatchNorm2d(planes)
+            )
+        self.act2 = nn.ReLU(inplace=True)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         out = self.conv1(x)
         out = self.bn1(out)
-        out = torch.relu(out)
+        out = self.act1(out)
         out = self.conv2(out)
         out = self.bn2(out)
         identity = x
         if self.downsample is not None:
             identity = self.downsample(x)
-        out = out + identity
-        out = torch.relu(out)
+        out += identity
+        out = self.act2(out)
         return out
 
 
 class Resnet18(nn.Module):
     """Network `resnet18`: input 3x224x224."""
 
-    def __init__(self) -> None:
+    def __init__(self, num_classes=1000, in_chans=3) -> None:
         super().__init__()
-        self.conv1 = nn.Conv2d(3, 64, 7, stride=2, padding=3, bias=False)
+        self.conv1 = nn.Conv2d(in_chans, 64, 7, stride=2, padding=3, bias=False)
         self.bn1 = nn.BatchNorm2d(64)
+        self.act1 = nn.ReLU(inplace=True)
+        self.maxpool = nn.MaxPool2d(3, 2, padding=1)
         self.layer1 = nn.Sequential(
             Basic(64, 64),
             Basic(64, 64),
@@ -58,18 +65,19 @@ class Resnet18(nn.Module):
             Basic(256, 512, stride=2, downsample=True),
             Basic(512, 512),
         )
-        self.fc = nn.Linear(512, 1000)
+        self.gap = nn.AdaptiveAvgPool2d(1)
+        self.fc = nn.Linear(512, num_classes)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.conv1(x)
         x = self.bn1(x)
-        x = torch.relu(x)
-        x = F.max_pool2d(x, 3, 2, 1)
+        x = self.act1(x)
+        x = self.maxpool(x)
         x = self.layer1(x)
         x = self.layer2(x)
         x = self.layer3(x)
         x = self.layer4(x)
-        x = F.adaptive_avg_pool2d(x, 1)
+        x = self.gap(x)
         x = torch.flatten(x, 1)
         x = self.fc(x)
         return x

@@ -5,7 +5,6 @@ Standalone: needs only PyTorch.
 
 import torch
 from torch import nn
-from torch.nn import functional as F
 
 
 class Bottleneck(nn.Module):
@@ -18,36 +17,48 @@ class Bottleneck(nn.Module):
         width = planes * base_width // 64 * groups
         self.conv1 = nn.Conv2d(inplanes, width, 1, bias=False)
         self.bn1 = nn.BatchNorm2d(width)
-        self.conv2 = nn.Conv2d(width, width, 3, stride=stride, padding=dilation, dilation=dilation, groups=groups, bias=False)
+        self.act1 = nn.ReLU(inplace=True)
+        self.conv2 = nn.Conv2d(
+            width, width, 3, stride=stride, padding=dilation, dilation=dilation, groups=groups, bias=False
+        )
         self.bn2 = nn.BatchNorm2d(width)
+        self.act2 = nn.ReLU(inplace=True)
         self.conv3 = nn.Conv2d(width, planes * self.expansion, 1, bias=False)
         self.bn3 = nn.BatchNorm2d(planes * self.expansion)
-        self.downsample = nn.Sequential(nn.Conv2d(inplanes, planes * self.expansion, 1, stride=stride, bias=False), nn.BatchNorm2d(planes * self.expansion)) if downsample else None
+        self.downsample = None
+        if downsample:
+            self.downsample = nn.Sequential(
+                nn.Conv2d(inplanes, planes * self.expansion, 1, stride=stride, bias=False),
+                nn.BatchNorm2d(planes * self.expansion),
+            )
+        self.act3 = nn.ReLU(inplace=True)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         out = self.conv1(x)
         out = self.bn1(out)
-        out = torch.relu(out)
+        out = self.act1(out)
         out = self.conv2(out)
         out = self.bn2(out)
-        out = torch.relu(out)
+        out = self.act2(out)
         out = self.conv3(out)
         out = self.bn3(out)
         identity = x
         if self.downsample is not None:
             identity = self.downsample(x)
-        out = out + identity
-        out = torch.relu(out)
+        out += identity
+        out = self.act3(out)
         return out
 
 
 class Resnet50(nn.Module):
     """Network `resnet50`: input 3x224x224."""
 
-    def __init__(self) -> None:
+    def __init__(self, num_classes=1000, in_chans=3) -> None:
         super().__init__()
-        self.conv1 = nn.Conv2d(3, 64, 7, stride=2, padding=3, bias=False)
+        self.conv1 = nn.Conv2d(in_chans, 64, 7, stride=2, padding=3, bias=False)
         self.bn1 = nn.BatchNorm2d(64)
+        self.act1 = nn.ReLU(inplace=True)
+        self.maxpool = nn.MaxPool2d(3, 2, padding=1)
         self.layer1 = nn.Sequential(
             Bottleneck(64, 64, downsample=True),
             Bottleneck(256, 64),
@@ -72,18 +83,19 @@ class Resnet50(nn.Module):
             Bottleneck(2048, 512),
             Bottleneck(2048, 512),
         )
-        self.fc = nn.Linear(2048, 1000)
+        self.gap = nn.AdaptiveAvgPool2d(1)
+        self.fc = nn.Linear(2048, num_classes)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.conv1(x)
         x = self.bn1(x)
-        x = torch.relu(x)
-        x = F.max_pool2d(x, 3, 2, 1)
+        x = self.act1(x)
+        x = self.maxpool(x)
         x = self.layer1(x)
         x = self.layer2(x)
         x = self.layer3(x)
         x = self.layer4(x)
-        x = F.adaptive_avg_pool2d(x, 1)
+        x = self.gap(x)
         x = torch.flatten(x, 1)
         x = self.fc(x)
         return x
