@@ -590,3 +590,15 @@ def test_the_language_reference_example_has_timms_keys():
     keys = list(shapes(net))
     assert keys[:4] == ["layer1.0.conv1.weight", "layer1.0.bn1.weight", "layer1.0.bn1.bias", "layer1.0.conv2.weight"]
     assert "layer1.1.se.conv.weight" in keys and not any("running" in k for k in keys)
+
+
+@pytest.mark.parametrize("passthrough", ["drop_path(0.0)", "dropout(p=0.0)"])
+def test_an_add_never_overwrites_what_a_passthrough_op_hands_on(passthrough):
+    """At p = 0 (and in eval) these return their input itself: the ReLU's output, which its backward needs."""
+    net = resdsl.compile(
+        f"block b(c) {{\n  conv1 = conv(c, k=3)\n  act = relu\n  {passthrough}\n  add input\n}}\n"
+        "network n {\n  input 8x6x6\n  policy norm = none\n  layer1 = b(8)\n  gap; flatten; fc = linear(2)\n}\n"
+    )
+    model = net.to_torch().train()
+    model(torch.randn(2, 8, 6, 6)).sum().backward()  # no in-place modification of a tensor autograd needs
+    assert model.layer1.conv1.weight.grad is not None
