@@ -450,15 +450,21 @@ def test_blurpool_is_timms_in_every_backend(call, filt, stride, side):
 
 
 def test_blurpool_adds_no_state_to_timms_resnetblur50():
-    """Blur pooling in the stem and in each bottleneck: still resnet50's keys, as timm's resnetblur50."""
+    """Blur pooling in timm's places: the stem's `maxpool.1` and each bottleneck's `aa`; still resnet50's keys."""
     spec = (SPECS / "resnet50.res").read_text().replace("bottleneck(", "blur_bottleneck(")
-    spec = spec.replace("maxpool(k=3, s=2)", "maxpool(k=3, s=1)\n  blurpool") + (
+    spec = spec.replace("maxpool(k=3, s=2)", "maxpool = seq {\n    maxpool(k=3, s=1)\n    blurpool\n  }") + (
         "block blur_bottleneck(planes, stride=1) expansion 4 {\n  conv1 = conv(planes, k=1)\n"
-        "  conv2 = conv(planes, k=3)\n  blurpool(s=stride)\n  conv3 = conv(planes * expansion, k=1)\n  add input\n}\n"
+        "  conv2 = conv(planes, k=3)\n  aa = blurpool(s=stride)\n  conv3 = conv(planes * expansion, k=1)\n"
+        "  add input\n}\n"
     )
     net = resdsl.compile(spec)
     assert list(shapes(net).items()) == list(timm_keys("resnetblur50").items())
-    assert net.output_shape == (1000,) and "self.blurpool = BlurPool2d(planes, stride=stride)" in net.torch_source
+    assert "self.maxpool = nn.Sequential(nn.MaxPool2d(3, 1, padding=1), BlurPool2d(64))" in net.torch_source
+    assert "self.aa = BlurPool2d(planes, stride=stride)" in net.torch_source
+    with torch.device("meta"):
+        modules = dict(net.to_torch().named_modules())
+    assert type(modules["maxpool.1"]).__name__ == type(modules["layer2.0.aa"]).__name__ == "BlurPool2d"
+    assert modules["layer2.0.aa"].stride == 2 and net.output_shape == (1000,)
 
 
 def test_blurpool_needs_an_input_larger_than_its_reflect_padding():
