@@ -39,6 +39,7 @@ def se_channels(channels: int, reduction: int, divisor: int) -> int:
 class SqueezeExcite(Op):
     kind: ClassVar[str] = "se"
     is_module: ClassVar[bool] = True
+    families: ClassVar[tuple[str, ...]] = ("attn",)
     spatial: ClassVar[bool] = True
     signature: ClassVar[Signature | None] = Signature((ArgSpec("reduction", int, 16), ArgSpec("divisor", int, 8)))
 
