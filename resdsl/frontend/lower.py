@@ -213,7 +213,7 @@ class _Lowerer:
             )
         signature = kind.signature
         callee = stmt.value.text
-        call = ast.CallStmt(None, stmt.value, stmt.args, None, stmt.span)
+        call = ast.CallStmt(None, stmt.value, stmt.args or (), None, stmt.span)
         given = _match_args(stmt.args or (), [a.name for a in signature.args], call, lookup=signature.lookup_name)
         values = {}
         for name, arg in given.items():
