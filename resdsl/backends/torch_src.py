@@ -346,6 +346,10 @@ class _Emitter:
             overrides = {"in_channels": cin if node.op.kind == "conv" else cout, "out_channels": cout}
             if node.op.kind == "conv" and self.ir.policies.projection != "avgpool":
                 overrides["stride"] = stride
+                kernel = self.ir.policies.down_kernel
+                if kernel > 1 and not stride.isdigit():  # the wide kernel only where this use strides
+                    overrides["kernel"] = f"{kernel} if {stride} > 1 else 1"
+                    overrides["padding"] = f"{kernel // 2} if {stride} > 1 else 0"
             modules.append(node.op.torch_module(_OpWriter(self, body, node, overrides)))
         return modules
 

@@ -44,6 +44,7 @@ def se_channels(channels: int, rd_ratio: float, rd_divisor: int) -> int:
 class SqueezeExcite(Op):
     kind: ClassVar[str] = "se"
     is_module: ClassVar[bool] = True
+    families: ClassVar[tuple[str, ...]] = ("attn",)
     spatial: ClassVar[bool] = True
     # `reduction` first: `se(16)` has always meant a reduction of 16.
     signature: ClassVar[Signature | None] = Signature(

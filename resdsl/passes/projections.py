@@ -20,7 +20,8 @@ Policies (He et al. 2015, §3.3):
 The `projection` policy shapes B and C projections: `conv` strides the 1×1
 conv itself (torchvision), `avgpool` average-pools by the stride first and
 keeps the conv at stride 1 ("ResNet-D", He et al. 2019; timm's `downsample.1`
-and `.2` module names, the pool being `.0`).
+and `.2` module names, the pool being `.0`). `down_kernel` widens a strided
+projection conv (timm's down_kernel_size: 3 in SENet-154).
 """
 
 from __future__ import annotations
@@ -106,7 +107,9 @@ def _chain(ir: IR, add: Node, main_shape: Shape, short_shape: Shape, stride: int
         pool = [(AvgPool(stride, stride, 0, ceil_mode=True, count_include_pad=False), "0")] if stride > 1 else []
         chain = [*pool, (Conv(main_shape[0], 1, 1, 0), "1")]
     else:
-        chain = [(Conv(main_shape[0], 1, stride, 0), "0")]
+        # timm's down_kernel_size (SENet-154: 3) where the projection strides, with its padding.
+        kernel = 1 if stride == 1 else ir.policies.down_kernel
+        chain = [(Conv(main_shape[0], kernel, stride, ((stride - 1) + (kernel - 1)) // 2), "0")]
     if ir.policies.norm not in ("pre", "none"):  # pre-activation projections, and `none` places no norms
         conv_name = chain[-1][1]
         assert conv_name is not None
