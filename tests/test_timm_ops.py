@@ -10,6 +10,7 @@ the generated module at several opsets.
 
 from __future__ import annotations
 
+import json
 import math
 from pathlib import Path
 from types import SimpleNamespace
@@ -20,6 +21,7 @@ import onnxruntime as ort
 import pytest
 import torch
 from conftest import SPECS
+from recipe import fill_module
 from torch import nn
 from torch.nn import functional as F
 
@@ -67,6 +69,31 @@ def timm_keys(model: str) -> dict[str, tuple[int, ...]]:
 
 def shapes(net) -> dict[str, tuple[int, ...]]:
     return {key: shape for key, (shape, _) in layout(net.ir).items()}
+
+
+def recipe_input(shape: list[int], batch: int = 2) -> torch.Tensor:
+    """The reference recipe's input: x[j] = sin(0.3 j), as tests/reference/timm's logits were computed."""
+    n = batch * math.prod(shape)
+    return torch.from_numpy(np.sin(0.3 * np.arange(n, dtype=np.float64)).astype(np.float32).reshape(batch, *shape))
+
+
+def assert_timm_exact(name: str, net: resdsl.Compiled) -> nn.Module:
+    """timm's `name`, exactly: state_dict keys, order and shapes, parameter count, and logits under the recipe."""
+    facts = json.loads((TIMM / f"{name}.json").read_text())
+    assert list(shapes(net).items()) == list(timm_keys(name).items()) and net.params == facts["num_params"]
+    model = net.to_torch().eval()
+    fill_module(model)
+    with torch.no_grad():
+        logits = model(recipe_input(facts["input_size"])).numpy()
+    expected = np.load(TIMM / f"{name}.out.npy")
+    assert np.abs(logits - expected).max() / np.abs(expected).max() <= 1e-4
+    return model
+
+
+def with_policy(spec: str, name: str, policy: str) -> str:
+    """The text of bundled spec `spec`, renamed `name`, with one more policy line."""
+    text = (SPECS / f"{spec}.res").read_text()
+    return text.replace(f"network {spec} {{", f"network {name} {{\n  policy {policy}")
 
 
 def node_types(net, opset: int) -> list[str]:
@@ -218,26 +245,11 @@ def test_groupnorm_is_timms_in_every_backend():
     assert sorted(i.name for i in net.to_onnx(opset=13).graph.initializer) == sorted(state)  # only the state_dict
 
 
-def test_groupnorm_lays_out_timms_resnet50_gn():
-    """resnet50_gn's keys and shapes, every norm a GroupNorm (the projections' norms aside: the norm policy's)."""
-    blocks = """
-block gn_bottleneck(planes, stride=1) expansion 4 {
-  conv1 = conv(planes, k=1); bn1 = groupnorm; relu
-  conv2 = conv(planes, k=3, s=stride); bn2 = groupnorm; relu
-  conv3 = conv(planes * expansion, k=1); bn3 = groupnorm
-  add input
-  relu
-}
-"""
-    net = resdsl.compile(
-        blocks + "network resnet50_gn {\n  input 3x224x224\n  policy norm = none\n"
-        "  conv1 = conv(64, k=7, s=2); bn1 = groupnorm; relu\n  maxpool(k=3, s=2)\n"
-        "  layer1 = gn_bottleneck(64) x 3\n  layer2 = gn_bottleneck(128) x 4 first(stride=2)\n"
-        "  layer3 = gn_bottleneck(256) x 6 first(stride=2)\n  layer4 = gn_bottleneck(512) x 3 first(stride=2)\n"
-        "  gap; flatten; fc = linear(1000)\n}\n"
-    )
-    expected = {k: v for k, v in timm_keys("resnet50_gn").items() if ".downsample.1." not in k}
-    assert list(shapes(net).items()) == list(expected.items())
+def test_groupnorm_gives_timms_resnet50_gn_exactly():
+    """`policy norm_op = groupnorm`: every norm a GroupNorm, the projections' too, as timm's resnet50_gn."""
+    net = resdsl.compile(with_policy("resnet50", "resnet50_gn", "norm_op = groupnorm"))
+    model = assert_timm_exact("resnet50_gn", net)
+    assert isinstance(model.layer1[0].downsample[1], nn.GroupNorm) and model.bn1.num_groups == 32
 
 
 def test_groupnorm_groups_must_divide_the_channels():
@@ -290,6 +302,12 @@ def test_eca_widths_are_timms_ecaresnet50d():
     )
     ours = {k: v for k, v in shapes(net).items() if ".se." in k}
     assert ours == {k: v for k, v in timm_keys("ecaresnet50d").items() if ".se." in k}
+
+
+def test_eca_gives_timms_ecaresnet50d_exactly():
+    """`policy attn = eca` on resnet50d: timm's ecaresnet50d, logits included."""
+    model = assert_timm_exact("ecaresnet50d", resdsl.compile(with_policy("resnet50d", "ecaresnet50d", "attn = eca")))
+    assert [m.conv.kernel_size for m in (model.layer1[0].se, model.layer4[0].se)] == [(5,), (7,)]
 
 
 def test_eca_kernel_can_be_given_and_must_be_odd():
@@ -415,7 +433,7 @@ class TimmBlurPool2d(nn.Module):
     [
         ("blurpool", 3, 2, 6),
         ("blurpool(filt=5, s=2)", 5, 2, 6),
-        ("blurpool(s=1, filt_size=4)", 4, 1, 10),
+        ("blurpool(filt_size=4)", 4, 2, 6),
         ("blurpool(stride=3)", 3, 3, 5),
     ],
 )
@@ -449,22 +467,27 @@ def test_blurpool_is_timms_in_every_backend(call, filt, stride, side):
     assert {i.name for i in proto.graph.initializer} == set(shapes(net))  # the filter is a constant, not a weight
 
 
-def test_blurpool_adds_no_state_to_timms_resnetblur50():
-    """Blur pooling in timm's places: the stem's `maxpool.1` and each bottleneck's `aa`; still resnet50's keys."""
-    spec = (SPECS / "resnet50.res").read_text().replace("bottleneck(", "blur_bottleneck(")
-    spec = spec.replace("maxpool(k=3, s=2)", "maxpool = seq {\n    maxpool(k=3, s=1)\n    blurpool\n  }") + (
-        "block blur_bottleneck(planes, stride=1) expansion 4 {\n  conv1 = conv(planes, k=1)\n"
-        "  conv2 = conv(planes, k=3)\n  aa = blurpool(s=stride)\n  conv3 = conv(planes * expansion, k=1)\n"
-        "  add input\n}\n"
-    )
-    net = resdsl.compile(spec)
-    assert list(shapes(net).items()) == list(timm_keys("resnetblur50").items())
-    assert "self.maxpool = nn.Sequential(nn.MaxPool2d(3, 1, padding=1), BlurPool2d(64))" in net.torch_source
-    assert "self.aa = BlurPool2d(planes, stride=stride)" in net.torch_source
-    with torch.device("meta"):
-        modules = dict(net.to_torch().named_modules())
-    assert type(modules["maxpool.1"]).__name__ == type(modules["layer2.0.aa"]).__name__ == "BlurPool2d"
-    assert modules["layer2.0.aa"].stride == 2 and net.output_shape == (1000,)
+def test_blurpool_gives_timms_resnetblur50_exactly():
+    """`policy aa = blurpool` and a blurred stem: timm's resnetblur50, logits included (the blur holds no state)."""
+    spec = with_policy("resnet50", "resnetblur50", "aa = blurpool")
+    net = resdsl.compile(spec.replace("maxpool(k=3, s=2)", "maxpool = seq {\n    maxpool(k=3, s=1)\n    blurpool\n  }"))
+    source = net.torch_source
+    assert "self.maxpool = nn.Sequential(nn.MaxPool2d(3, 1, padding=1), BlurPool2d(64))" in source
+    assert "self.aa = BlurPool2d(width, stride=stride) if stride > 1 else nn.Identity()" in source
+    model = assert_timm_exact("resnetblur50", net)
+    assert isinstance(model.layer1[0].aa, nn.Identity) and type(model.layer2[0].aa).__name__ == "BlurPool2d"
+
+
+def test_blurpool_is_the_identity_at_stride_1():
+    """As timm's ResNet: anti-aliasing only where a layer strides, nn.Identity elsewhere."""
+    net = network("  c = conv(16, k=3, norm=false)\n  aa = blurpool(s=1, filt=5)", "3x2x2")  # no padding check
+    (node,) = [n for n in net.ir if n.op.kind == "blurpool"]
+    assert node.shape == (16, 2, 2) and node.op.downsampling() == 1 and node.op.macs([(16, 2, 2)], (16, 2, 2)) == 0
+    assert "self.aa = nn.Identity()" in net.torch_source and "identity" in net.to_dot(level="op")
+    x = torch.randn(2, 3, 2, 2)
+    model, _ = onnx_agrees(net, x)
+    assert [n.op_type for n in net.to_onnx().graph.node if n.name == "aa"] == ["Identity"]
+    assert torch.equal(both_forms(node.op, x)[1], x)
 
 
 def test_blurpool_needs_an_input_larger_than_its_reflect_padding():

@@ -3,7 +3,9 @@
 Reflect padding, then a fixed depthwise filter (the outer product of binomial
 coefficients, normalised to sum 1) with the stride. The filter is a
 non-persistent buffer in timm, so it is no state here either: it is the same
-for every network and never trained.
+for every network and never trained. At stride 1 it is the identity, as timm's
+ResNet blurs only where a layer strides (`nn.Identity` elsewhere): a block's
+`aa = blurpool(s=stride)` is then timm's `aa` in every block.
 """
 
 from __future__ import annotations
@@ -61,6 +63,8 @@ class BlurPool(Op):
     kind: ClassVar[str] = "blurpool"
     spatial: ClassVar[bool] = True
     is_module: ClassVar[bool] = True  # a module without state, as timm's `aa` layers
+    families: ClassVar[tuple[str, ...]] = ("aa",)  # timm's aa_layer=BlurPool2d (`policy aa = blurpool`)
+    saves_output: ClassVar[bool] = True  # at stride 1 its output is its input, which the op before may need
     signature: ClassVar[Signature | None] = Signature(
         (ArgSpec("stride", int, 2, aliases=("s",)), ArgSpec("filt", int, 3, aliases=("filt_size",), minimum=2))
     )
@@ -86,6 +90,8 @@ class BlurPool(Op):
 
     def infer(self, inputs: Sequence[Shape], report: ShapeReport) -> Shape | None:
         c, h, w = inputs[0]
+        if self.stride == 1:
+            return inputs[0]
         if self.padding >= min(h, w):
             report.error(
                 "E0201",
@@ -98,31 +104,38 @@ class BlurPool(Op):
         return (c, *(conv_out(size, self.filt, self.stride, self.padding) for size in (h, w)))
 
     def macs(self, inputs: Sequence[Shape], output: Shape) -> int:
-        c, h, w = output  # a depthwise convolution
-        return c * h * w * self.filt * self.filt
+        c, h, w = output  # a depthwise convolution, where it strides
+        return c * h * w * self.filt * self.filt if self.stride > 1 else 0
 
     def label(self, channels: bool = True) -> str:
-        return f"{self.filt}×{self.filt} blur-pool" + (f", stride {self.stride}" if self.stride > 1 else "")
+        if self.stride == 1:
+            return "identity (blur-pool at stride 1)"
+        return f"{self.filt}×{self.filt} blur-pool, stride {self.stride}"
 
-    def _args(self, w: TorchWriter, stored: bool) -> list[str]:
-        """The arguments past the channels that are not the defaults; `stored`: as the functional form reads them."""
-        args = []
-        for name, keyword, default in (("filt", "filt_size", "3"), ("stride", "stride", "2")):
-            if w.attr(name) != default:
-                args.append(f"{keyword}={w.stored(name) if stored else w.attr(name)}")
-        return args
+    def _form(self, stride: str, filt: str, callee: str, first: str, identity: str) -> str:
+        """`callee(first, ...)` where the op strides, `identity` where it does not (a symbolic stride: both)."""
+        extra = ([f"filt_size={filt}"] if filt != "3" else []) + ([f"stride={stride}"] if stride != "2" else [])
+        blurred = f"{callee}({', '.join([first, *extra])})"
+        if stride == "1":
+            return identity
+        return blurred if stride.isdigit() else f"{blurred} if {stride} > 1 else {identity}"
 
     def torch_module(self, w: TorchWriter) -> str:
-        return f"{CLASS}({', '.join([w.in_channels(), *self._args(w, False)])})"
+        return self._form(w.attr("stride"), w.attr("filt"), CLASS, w.in_channels(), "nn.Identity()")
 
     def torch_call(self, w: TorchWriter, args: list[str]) -> str:
-        return f"_blur_pool2d({', '.join([args[0], *self._args(w, True)])})"
+        stride = w.stored("stride")
+        filt = w.stored("filt") if w.attr("filt") != "3" else "3"
+        return self._form(stride, filt, "_blur_pool2d", args[0], args[0])
 
     def torch_helpers(self) -> Mapping[str, str]:
         return {CLASS: SOURCE}
 
     def onnx(self, w: OnnxWriter, inputs: list[str]) -> None:
         """Pad (reflect), then a depthwise Conv whose weight is a constant: the filter is no initializer."""
+        if self.stride == 1:
+            w.output("Identity", inputs)
+            return
         c, h, width = w.inputs[0]
         p, k = self.padding, self.filt
         pads = w.constant("pads", [0, 0, p, p, 0, 0, p, p])

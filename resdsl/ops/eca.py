@@ -49,6 +49,7 @@ def eca_kernel(channels: int, gamma: float, beta: float) -> int:
 class Eca(Op):
     kind: ClassVar[str] = "eca"
     is_module: ClassVar[bool] = True
+    families: ClassVar[tuple[str, ...]] = ("attn",)  # timm's attn_layer="eca" (`policy attn = eca`)
     spatial: ClassVar[bool] = True
     signature: ClassVar[Signature | None] = Signature(
         (

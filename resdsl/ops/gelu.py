@@ -17,7 +17,7 @@ class GELU(Op):
     kind: ClassVar[str] = "gelu"
     signature: ClassVar[Signature | None] = Signature(())
     is_module: ClassVar[bool] = True  # nn.GELU (no in-place form); autograd keeps its input, not its output
-    family: ClassVar[str | None] = "act"
+    families: ClassVar[tuple[str, ...]] = ("act",)
 
     def infer(self, inputs: Sequence[Shape], report: ShapeReport) -> Shape | None:
         return inputs[0]

@@ -22,7 +22,7 @@ class GroupNorm(Op):
     kind: ClassVar[str] = "groupnorm"
     is_module: ClassVar[bool] = True
     spatial: ClassVar[bool] = True
-    family: ClassVar[str | None] = "norm"  # `policy norm_op = groupnorm` places it where BatchNorm would go
+    families: ClassVar[tuple[str, ...]] = ("norm",)  # `policy norm_op = groupnorm`: where BatchNorm would go
     signature: ClassVar[Signature | None] = Signature(
         (ArgSpec("groups", int, 32, aliases=("num_groups",)), ArgSpec("eps", float, 1e-5, minimum=None))
     )

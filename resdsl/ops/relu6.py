@@ -14,7 +14,7 @@ class ReLU6(Op):
     kind: ClassVar[str] = "relu6"
     signature: ClassVar[Signature | None] = Signature(())
     is_module: ClassVar[bool] = True
-    family: ClassVar[str | None] = "act"
+    families: ClassVar[tuple[str, ...]] = ("act",)
     saves_output: ClassVar[bool] = False  # autograd keeps its input (in place too), so its output may be overwritten
 
     def infer(self, inputs: Sequence[Shape], report: ShapeReport) -> Shape | None:
