@@ -96,8 +96,11 @@ class ClassesStmt:
 
 @dataclass(frozen=True)
 class PolicyStmt:
+    """`policy NAME = VALUE`; a value that names an op may give its arguments: `policy attn = se(rd_ratio=0.25)`."""
+
     name: Ident
     value: Ident
+    args: tuple[Arg, ...] | None
     span: Span
 
 

@@ -144,7 +144,8 @@ class _Formatter:
         if isinstance(stmt, ast.ClassesStmt):
             return f"classes {self.expr(stmt.value)}"
         if isinstance(stmt, ast.PolicyStmt):
-            return f"policy {stmt.name.text} = {stmt.value.text}"
+            args = "" if stmt.args is None else f"({self.args(stmt.args)})"
+            return f"policy {stmt.name.text} = {stmt.value.text}{args}"
         if isinstance(stmt, ast.LetStmt):
             return f"let {stmt.name.text} = {self.expr(stmt.value)}"
         target = f"{stmt.target.text} = " if stmt.target is not None else ""

@@ -17,7 +17,7 @@ from ..ir.expr import Expr, Value, is_literal, names_in
 from ..ir.graph import IR
 from ..ir.names import check_name
 from ..ir.node import Node, Residual
-from ..ir.policies import Policies
+from ..ir.policies import OpChoice, Policies
 from ..ir.tree import Module, ModuleKind, Param, Template
 from ..limits import Limits
 from ..ops import REQUIRED, SPEC_OPS, ArgSpec, Op
@@ -28,6 +28,7 @@ from . import ast
 from .expr import describe, evaluate
 from .loader import Program
 from .policies import (
+    OP_POLICIES,
     POLICY_VALUES,
     closest_value,
     parse_int,
@@ -105,6 +106,7 @@ class _Lowerer:
         network = self.program.network
         shape: tuple[int, ...] | None = None
         policy_stmts: dict[str, str] = {}
+        op_choices: dict[str, OpChoice] = {}
         lets: list[ast.LetStmt] = []
         classes_stmt = None
         for stmt in network.body:
@@ -114,6 +116,8 @@ class _Lowerer:
                 classes_stmt = stmt
             elif isinstance(stmt, ast.PolicyStmt):
                 policy_stmts[stmt.name.text] = self._policy(stmt.name, stmt.value)
+                if stmt.args is not None:
+                    op_choices[stmt.name.text] = self._op_choice(stmt)
             elif isinstance(stmt, ast.LetStmt):
                 lets.append(stmt)
         if shape is None:
@@ -145,8 +149,12 @@ class _Lowerer:
                 env[let.name.text] = parse_number(let.name.text, self.overrides[let.name.text])
             else:
                 env[let.name.text] = evaluate(let.value, env)
-        chosen = {**policy_stmts, **{k: v for k, v in self.overrides.items() if k in POLICY_VALUES}}
-        return Settings(network.name.text, (shape[0], shape[1], shape[2]), classes, resolve(chosen), env)
+        overridden = {k: v for k, v in self.overrides.items() if k in POLICY_VALUES}
+        for key in overridden:
+            op_choices.pop(key, None)  # `--set attn=eca` replaces `policy attn = se(...)`, arguments and all
+        chosen = {**policy_stmts, **overridden}
+        policies = resolve(chosen, op_choices)
+        return Settings(network.name.text, (shape[0], shape[1], shape[2]), classes, policies, env)
 
     def _check_overrides(self) -> None:
         network = self.program.network.name.text
@@ -192,6 +200,27 @@ class _Lowerer:
                 (f"did you mean `{meant}`? " if meant else "") + policy_choices(name.text),
             )
         return value.text
+
+    def _op_choice(self, stmt: ast.PolicyStmt) -> OpChoice:
+        """`policy attn = se(rd_ratio=0.25)`: the op's arguments, checked as a call to it would be."""
+        kind = SPEC_OPS.get(stmt.value.text) if stmt.name.text in OP_POLICIES else None
+        if kind is None or kind.signature is None:
+            raise error(
+                "E0113",
+                f"policy `{stmt.name.text}` takes no arguments",
+                stmt.value.span,
+                "arguments to a value that is not an op",
+            )
+        signature = kind.signature
+        callee = stmt.value.text
+        call = ast.CallStmt(None, stmt.value, stmt.args or (), None, stmt.span)
+        given = _match_args(stmt.args or (), [a.name for a in signature.args], call, lookup=signature.lookup_name)
+        values = {}
+        for name, arg in given.items():
+            spec = signature.lookup(name)
+            assert spec is not None  # _match_args found it
+            values[name] = self._typed(arg.value, {}, spec, callee)
+        return OpChoice(callee, tuple(sorted(values.items())))
 
     def _int(self, expr: ast.Expr, env, what: str, minimum: int | None = 1) -> int:
         value = evaluate(expr, env)
@@ -419,7 +448,7 @@ class _Lowerer:
             stmt.args or (),
             [a.name for a in signature.args],
             stmt,
-            lookup=lambda n: (s := signature.lookup(n)) and s.name,
+            lookup=signature.lookup_name,
         )
         values: dict[str, object] = {}
         exprs: dict[str, Expr] = {}

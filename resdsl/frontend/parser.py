@@ -278,7 +278,8 @@ class _ToAst(Transformer):
         return ast.ClassesStmt(children[0], self._span(meta))
 
     def policy_stmt(self, meta, children):
-        return ast.PolicyStmt(self._ident(children[0]), self._ident(children[1]), self._span(meta))
+        name, value, *args = children
+        return ast.PolicyStmt(self._ident(name), self._ident(value), args[0] if args else None, self._span(meta))
 
     def stmt(self, meta, children):  # a bare `;`
         return None

@@ -99,6 +99,7 @@ class MaxPool(_Pool):
 @dataclass(frozen=True)
 class AvgPool(_Pool):
     kind: ClassVar[str] = "avgpool"
+    families: ClassVar[tuple[str, ...]] = ("aa",)  # timm's aa_layer=nn.AvgPool2d: AvgPool2d(stride)
     signature: ClassVar[Signature | None] = Signature(
         _pool_args() + (ArgSpec("count_include_pad", bool, True, aliases=("count_pad",)),)
     )

@@ -14,7 +14,7 @@ class ReLU(Op):
     kind: ClassVar[str] = "relu"
     signature: ClassVar[Signature | None] = Signature(())
     is_module: ClassVar[bool] = True
-    family: ClassVar[str | None] = "act"
+    families: ClassVar[tuple[str, ...]] = ("act",)
     saves_output: ClassVar[bool] = True  # its backward reads the result
 
     def infer(self, inputs: Sequence[Shape], report: ShapeReport) -> Shape | None:

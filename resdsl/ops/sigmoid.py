@@ -14,7 +14,7 @@ class Sigmoid(Op):
     kind: ClassVar[str] = "sigmoid"
     signature: ClassVar[Signature | None] = Signature(())  # `sigmoid`, no arguments
     is_module: ClassVar[bool] = True  # nn.Sigmoid, as timm's gates
-    family: ClassVar[str | None] = "act"
+    families: ClassVar[tuple[str, ...]] = ("act",)
     saves_output: ClassVar[bool] = True  # its backward reads the result
 
     def infer(self, inputs: Sequence[Shape], report: ShapeReport) -> Shape | None:

@@ -32,7 +32,7 @@ from ..ir.graph import IR
 from ..ir.node import Node, Origin
 from ..ir.tree import Module, ModuleKind
 from ..limits import Limits
-from ..ops import KINDS
+from ..ops import make
 from ..ops.base import Op
 from .paths import check_inserted_paths
 
@@ -65,8 +65,8 @@ class _Placer:
 
     def __init__(self, ir: IR):
         self.ir = ir
-        self.norm = KINDS[ir.policies.norm_op]
-        self.act = KINDS[ir.policies.act]
+        self.norm = make(ir.policies.norm_op.kind, dict(ir.policies.norm_op.args))
+        self.act = make(ir.policies.act.kind, dict(ir.policies.act.args))
 
     def _fields(self, node: Node, path: str, **extra) -> dict:
         """Beside `node`: its span, module and branch."""
@@ -74,11 +74,11 @@ class _Placer:
         fields.update(extra)
         return fields
 
-    def after(self, node: Node, kind: type[Op], path: str, **extra) -> Node:
-        return self.ir.insert_after(node, kind(), **self._fields(node, path, **extra))
+    def after(self, node: Node, op: Op, path: str, **extra) -> Node:
+        return self.ir.insert_after(node, op, **self._fields(node, path, **extra))
 
-    def before(self, node: Node, kind: type[Op], path: str) -> Node:
-        return self.ir.insert_before(node, kind(), **self._fields(node, path))
+    def before(self, node: Node, op: Op, path: str) -> Node:
+        return self.ir.insert_before(node, op, **self._fields(node, path))
 
     def conv(self, conv: Node, order: str, final: bool) -> None:
         assert conv.path is not None  # convs are modules
