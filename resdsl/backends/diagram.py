@@ -188,8 +188,8 @@ def fold(ir: IR, walk: list[Node]) -> dict[Node, Node]:
 
     ahead = FOLD_FORWARD.get(ir.policies.norm, ())
     for node in walk:
-        family = node.op.family
-        if family not in LIGHT:
+        family = next((f for f in node.op.families if f in LIGHT), None)
+        if family is None:
             continue
         first, second = (forward, backward) if family in ahead else (backward, forward)
         other = first(node) or second(node)
