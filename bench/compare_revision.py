@@ -1,8 +1,9 @@
-"""Compile time of this tree against an earlier revision, for changes that must not slow the compiler.
+"""Compile time of this tree (or of revision NEW) against an earlier revision, for changes that must not
+slow the compiler.
 
-    .venv/bin/python bench/compare_revision.py REV [--repeats N] [--instructions]
+    .venv/bin/python bench/compare_revision.py OLD [NEW] [--repeats N] [--instructions]
 
-Checks REV out into a temporary git worktree and times, in alternating
+Checks the revisions out into temporary git worktrees and times, in alternating
 order and each in a fresh process, parse → IR → passes → PyTorch source of
 cifar_resnet1202 (600 blocks) and of a generated 10,000-block spec, with this
 venv's Python and packages for both. With `--instructions` it also counts
@@ -70,29 +71,36 @@ def _instructions(tree: Path, blocks: int) -> int:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("revision")
+    parser.add_argument("revision", help="the earlier revision")
+    parser.add_argument("new", nargs="?", help="the later revision (default: this working tree)")
     parser.add_argument("--repeats", type=int, default=5, help="compiles per process (the best is kept)")
     parser.add_argument("--rounds", type=int, default=5, help="processes per tree and size, alternating")
     parser.add_argument("--instructions", action="store_true", help="also count instructions with callgrind")
     args = parser.parse_args()
     byte_compile()
     with tempfile.TemporaryDirectory() as folder:
-        old = Path(folder) / "old"
-        subprocess.run(["git", "worktree", "add", "--detach", str(old), args.revision], cwd=ROOT, check=True)
+        trees = {"old": Path(folder) / "old", "new": Path(folder) / "new" if args.new else ROOT}
+        revisions = {"old": args.revision, "new": args.new}
         try:
-            rows = _compare(old, args)
+            for side, tree in trees.items():
+                if tree != ROOT:
+                    subprocess.run(
+                        ["git", "worktree", "add", "--detach", str(tree), revisions[side]], cwd=ROOT, check=True
+                    )
+            rows = _compare(trees, args)
         finally:
-            subprocess.run(["git", "worktree", "remove", "--force", str(old)], cwd=ROOT, check=False)
-            shutil.rmtree(old, ignore_errors=True)
+            for tree in trees.values():
+                if tree != ROOT:
+                    subprocess.run(["git", "worktree", "remove", "--force", str(tree)], cwd=ROOT, check=False)
+                    shutil.rmtree(tree, ignore_errors=True)
     print(f"load before: {load()}\n")
-    print(f"| spec | {args.revision} | this tree | ratio |")
+    print(f"| spec | {args.revision} | {args.new or 'this tree'} | ratio |")
     print("| --- | --- | --- | --- |")
     for row in rows:
         print(row)
 
 
-def _compare(old: Path, args) -> list[str]:
-    trees = {"old": old, "new": ROOT}
+def _compare(trees: dict[str, Path], args) -> list[str]:
     rows = []
     for name, blocks in SIZES.items():
         best: dict[str, list[float]] = {"old": [], "new": []}

@@ -100,6 +100,14 @@ class Compiled:
 
         return torch_src.instantiate(self.torch_source, self.ir)
 
+    def features(self, out_indices: tuple[int, ...] | None = None) -> torch.nn.Module:
+        """The network without its head, returning the feature maps at `out_indices` (timm's features_only)."""
+        require("building a PyTorch module", ("torch",), "torch")
+        from .backends import torch_src
+
+        cls = torch_src.load_module(self.torch_source, self.ir).Features
+        return cls() if out_indices is None else cls(out_indices=tuple(out_indices))
+
     def to_onnx(
         self, weights: Weights = None, *, seed: int = 0, opset: int = 17, fold_bn: bool = False
     ) -> onnx.ModelProto:

@@ -215,7 +215,8 @@ def test_norm_post_applies_under_every_order_and_no_bundled_spec_warns():
     for spec in sorted(SPECS.glob("*.res")):
         assert resdsl.compile(spec, {"n": "1"} if "preact" in spec.name else None).warnings == [], spec.name
     with pytest.warns(resdsl.ResdslWarning):
-        assert [w.code for w in resdsl.compile(SPECS / "resnet50d.res", {"norm": "pre"}).warnings] == ["W0001"] * 2
+        # timm's deep stem: conv1.0 and conv1.3 meet with nothing between; conv1.6 says norm=false.
+        assert [w.code for w in resdsl.compile(SPECS / "resnet50d.res", {"norm": "pre"}).warnings] == ["W0001"]
 
 
 def test_norm_takes_true_false_or_post_only():

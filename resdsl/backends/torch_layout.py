@@ -81,3 +81,16 @@ def split_call(text: str) -> tuple[str, list[str]] | None:
     if last:
         args.append(last)
     return text[:start], args
+
+
+def method_body(statements: list[str]) -> list[str]:
+    """A method's statements laid out at its indentation; a statement's own leading spaces nest it under
+    an `if`, and one with line breaks is laid out already."""
+    lines = []
+    for text in statements:
+        if "\n" in text:
+            lines += [INDENT * 2 + part for part in text.split("\n")]
+            continue
+        depth = len(text) - len(text.lstrip(" "))
+        lines += line(INDENT * 2 + " " * depth, text.lstrip(" "))
+    return lines

@@ -30,7 +30,8 @@ from ..ir.expr import Bool, Expr, Num, Str, Var, names_in, print_expr
 from ..ir.graph import IR
 from ..ir.node import Node
 from ..ir.tree import Module, ModuleKind, ShortcutSlot, Template
-from .torch_layout import INDENT, line, statement
+from .torch_layout import INDENT, method_body, statement
+from .torch_network import network_class
 
 # What the spec calls the network's class count and input channels, and what the top-level class calls them.
 NETWORK_ARGS = {"classes": "num_classes", "in_channels": "in_chans"}
@@ -102,6 +103,12 @@ class _Body:
     forward: list[str] = field(default_factory=list)
     sym: dict[Node, str] = field(default_factory=dict)
     hyper: dict[Node, str] = field(default_factory=dict)  # functional op -> prefix of its stored arguments
+    # Filled by _emit: the forward steps, their output tensors and variables, where each step's lines start.
+    steps: list[Node | Unit] = field(default_factory=list)
+    outputs: list[Node] = field(default_factory=list)
+    variables: list[str] = field(default_factory=list)
+    starts: list[int] = field(default_factory=list)
+    zeroed: list[str] = field(default_factory=list)  # norms whose scale starts at zero (zero_init_last)
 
     @property
     def relative(self) -> int:
@@ -349,7 +356,7 @@ class _Emitter:
                 kernel = self.ir.policies.down_kernel
                 if kernel > 1 and not stride.isdigit():  # the wide kernel only where this use strides
                     overrides["kernel"] = f"{kernel} if {stride} > 1 else 1"
-                    overrides["padding"] = f"{kernel // 2} if {stride} > 1 else 0"
+                    overrides["padding"] = f"{(kernel - 1) // 2} if {stride} > 1 else 0"
             modules.append(node.op.torch_module(_OpWriter(self, body, node, overrides)))
         return modules
 
@@ -406,7 +413,9 @@ class _Emitter:
             taken.add(name)
             return name
 
+        body.steps, body.outputs = steps, outputs
         for index, step in enumerate(steps):
+            body.starts.append(len(body.forward))
             if isinstance(step, Unit):
                 body.init.append(self._unit_init(body, step))
                 self._unit_output(body, step)
@@ -420,6 +429,7 @@ class _Emitter:
             target = var(index, label)
             body.forward += self._step(body, step, names, target)
             names[step] = target
+        body.variables = [names[output] for output in outputs]
         body.forward.append(f"return {names[outputs[-1]]}")
 
     def _step(self, body: _Body, node: Node, names: dict[Node, str], target: str) -> list[str]:
@@ -442,7 +452,7 @@ class _Emitter:
         module = node.op.torch_module(_OpWriter(self, body, node))
         body.init.append(f"self.{local} = {module}")
         if node.zero_init:
-            body.init.append(f"nn.init.zeros_(self.{local}.weight)  # the residual branch starts at zero")
+            body.zeroed.append(local)
         return [f"{target} = self.{local}({args[0]})"]
 
     # -- classes ----------------------------------------------------------------
@@ -472,8 +482,14 @@ class _Emitter:
         lines.append(f"{INDENT * 2}super().__init__()")
         for name, value in template.lets:
             lines.append(f"{INDENT * 2}{name} = {python(value, body.names)}")
-        lines += _indented(body.init)
-        lines += ["", f"{INDENT}def forward(self, x: torch.Tensor) -> torch.Tensor:", *_indented(body.forward)]
+        lines += method_body(body.init)
+        lines += ["", f"{INDENT}def forward(self, x: torch.Tensor) -> torch.Tensor:", *method_body(body.forward)]
+        if body.zeroed:
+            lines += ["", f"{INDENT}def zero_init_last(self) -> None:"]
+            lines.append(
+                f'{INDENT * 2}"""Start the residual branch at zero: its last norm\'s scale is 0 (zero_init_last)."""'
+            )
+            lines += [f"{INDENT * 2}nn.init.zeros_(self.{local}.weight)" for local in body.zeroed]
         return "\n".join(lines)
 
     def _owners(self, template: Template, index: int) -> list[Node]:
@@ -527,16 +543,10 @@ class _Emitter:
                 body.shortcuts[add] = self._shortcut(body, add, [add], add.residual.index, None, False)
         self._emit(body)
         defaults = {"classes": repr(self.output_classes()), "in_channels": repr(self.ir.input_shape[0])}
-        params = ["self"] + [
-            f"{NETWORK_ARGS[n]}={defaults[n]}" for n in NETWORK_ARGS if n in body.used or n == "in_channels"
-        ]
-        shape = "x".join(map(str, self.ir.input_shape))
-        lines = [f"class {self.top_name}(nn.Module):", f'    """Network `{self.ir.name}`: input {shape}."""', ""]
-        lines += statement(INDENT, "def __init__(", params, ") -> None:")
-        lines.append(f"{INDENT * 2}super().__init__()")
-        lines += _indented(body.init)
-        lines += ["", f"{INDENT}def forward(self, x: torch.Tensor) -> torch.Tensor:", *_indented(body.forward)]
-        return "\n".join(lines)
+        taken = [n for n in NETWORK_ARGS if n in body.used or n == "in_channels"]  # in_chans feeds the first layer
+        params = [f"{NETWORK_ARGS[n]}={defaults[n]}" for n in taken]
+        zeroed = any(n.zero_init and n.block is not None for n in self.walk)
+        return network_class(self.ir, body, self.top_name, params, zeroed)
 
     def output_classes(self) -> int:
         shape = self.walk[-1].shape
@@ -592,18 +602,6 @@ def _used_by(template: Template) -> list[Template]:
     return found
 
 
-def _indented(statements: list[str]) -> list[str]:
-    """A method body's statements laid out at its indentation (a leading indent nests under an `if`)."""
-    lines = []
-    for text in statements:
-        if "\n" in text:  # laid out already
-            lines += [INDENT * 2 + part for part in text.split("\n")]
-            continue
-        depth = len(text) - len(text.lstrip(" "))
-        lines += line(INDENT * 2 + " " * depth, text.lstrip(" "))
-    return lines
-
-
 HEADER = '''\
 """{name}: generated by resdsl from {source}. Edit the spec, not this file.
 
@@ -622,7 +620,7 @@ def emit(ir: IR) -> str:
     header = HEADER.format(name=ir.name, source=file_name(ir.source))
     if any("F." in text for text in classes):
         header += "\nfrom torch.nn import functional as F"
-    parts = [header, *classes, f"Model = {emitter.top_name}"]
+    parts = [header, *classes, f"Model = {emitter.top_name}\nFeatures = {emitter.top_name}Features"]
     return "\n\n\n".join(parts) + "\n"
 
 

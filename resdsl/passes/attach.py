@@ -32,7 +32,8 @@ def apply(ir: IR, limits: Limits | None = None) -> None:
         _attention(ir, ir.policies.attn)
     if ir.policies.aa is not None:
         _anti_aliasing(ir, ir.policies.aa)
-    check_inserted_paths(ir, Origin.ATTACH)
+    if ir.policies.attn is not None or ir.policies.aa is not None:
+        check_inserted_paths(ir, Origin.ATTACH)
 
 
 def _attention(ir: IR, choice: OpChoice) -> None:

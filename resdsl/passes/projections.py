@@ -107,9 +107,10 @@ def _chain(ir: IR, add: Node, main_shape: Shape, short_shape: Shape, stride: int
         pool = [(AvgPool(stride, stride, 0, ceil_mode=True, count_include_pad=False), "0")] if stride > 1 else []
         chain = [*pool, (Conv(main_shape[0], 1, 1, 0), "1")]
     else:
-        # timm's down_kernel_size (SENet-154: 3) where the projection strides, with its padding.
+        # timm's down_kernel_size (SENet-154: 3) where the projection strides; the padding keeps
+        # the 1x1 conv's output size (timm's get_padding for its stride 2).
         kernel = 1 if stride == 1 else ir.policies.down_kernel
-        chain = [(Conv(main_shape[0], kernel, stride, ((stride - 1) + (kernel - 1)) // 2), "0")]
+        chain = [(Conv(main_shape[0], kernel, stride, (kernel - 1) // 2), "0")]
     if ir.policies.norm not in ("pre", "none"):  # pre-activation projections, and `none` places no norms
         conv_name = chain[-1][1]
         assert conv_name is not None
