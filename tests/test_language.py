@@ -8,6 +8,7 @@ import torch
 from conftest import SPECS
 
 import resdsl
+from resdsl.diagnostics import Source
 from resdsl.frontend.format import format_source
 from resdsl.ir.node import Origin, ShortcutKind
 
@@ -429,3 +430,22 @@ def test_a_seq_of_blocks_holds_unnamed_block_calls_only(body, message):
     with pytest.raises(resdsl.ResdslError, match=message) as caught:
         resdsl.compile(spec)
     assert caught.value.diagnostics[0].code == "E0123"
+
+
+def test_numbers_in_scientific_notation():
+    """`1e-3`, `5E-4`, `1.5e2` are floats as in Python; `fmt` keeps them as written; too large is E0108."""
+    text = (
+        "network n {\n  input 3x8x8\n  c = conv(8, k=3)\n  bn = batchnorm(eps=1e-3, momentum=5E-4)\n"
+        "  dropout(p=1.5e-1)\n  gap\n  flatten\n  fc = linear(10)\n}\n"
+    )
+    net = resdsl.compile(text)
+    bn, dropout = by_path(net)["bn"].op, next(n.op for n in net.ir if n.op.kind == "dropout")
+    assert (bn.eps, bn.momentum, dropout.p) == (1e-3, 5e-4, 0.15)
+    assert "nn.BatchNorm2d(8, eps=0.001, momentum=0.0005)" in net.torch_source
+    assert format_source(Source("<text>", text)) == text  # kept as written, not as repr() writes it
+    with pytest.raises(resdsl.ResdslError) as too_large:
+        resdsl.compile(text.replace("1e-3", "1e19"))
+    assert [d.code for d in too_large.value.diagnostics] == ["E0108"]
+    with pytest.raises(resdsl.ResdslError) as not_int:
+        resdsl.compile(text.replace("conv(8", "conv(1e1"))  # 10.0 is a float: channels are integers
+    assert [d.code for d in not_int.value.diagnostics] == ["E0107"]

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import itertools
 import math
-from collections.abc import Callable, Collection, Iterable, Iterator, Mapping
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -37,12 +37,13 @@ class OnnxEmitError(RuntimeError):
 class _Writer:
     """What the ops write their nodes through (ops.base.OnnxWriter): names, the node list and the weights."""
 
-    def __init__(self, ir: IR, available: Collection[str]):
+    def __init__(self, ir: IR, available: Collection[str], opset: int):
         self.ir = ir
+        self.opset = opset
         self.available = available  # the weights' keys
         self.nodes: list[onnx.NodeProto] = []
         self.weights: list[str] = []  # state keys, in the order the graph reads them
-        self.constants: dict[str, tuple[int, ...]] = {}  # constant tensor name -> shape
+        self.constants: dict[str, tuple[tuple[int, ...], int]] = {}  # constant tensor name -> shape, element type
         self.inner: list[onnx.ValueInfoProto] = []  # tensors inside one IR op's expansion
         self.names = _node_names(ir)
         self.tensors = dict(self.names)  # node -> its output tensor; differs only for the graph output
@@ -73,7 +74,15 @@ class _Writer:
         name = f"{self.name}.{label}"
         tensor = numpy_helper.from_array(np.array(values, dtype=np.int64), name)
         self.nodes.append(helper.make_node("Constant", [], [name], name=name, value=tensor))
-        self.constants[name] = (len(values),)
+        self.constants[name] = ((len(values),), TensorProto.INT64)
+        return name
+
+    def float_constant(self, label: str, values: Sequence[float], shape: tuple[int, ...]) -> str:
+        """A float32 Constant node of `shape` (values in row-major order), kept out of the initializers too."""
+        name = f"{self.name}.{label}"
+        tensor = numpy_helper.from_array(np.array(values, dtype=np.float32).reshape(shape), name)
+        self.nodes.append(helper.make_node("Constant", [], [name], name=name, value=tensor))
+        self.constants[name] = (shape, TensorProto.FLOAT)
         return name
 
     def step(self, label: str, op_type: str, inputs: list[str], shape: tuple[int, ...], **attrs: Any) -> str:
@@ -261,7 +270,7 @@ def _model(
     """The model without initializers, and the state keys its initializers are, in order."""
     if opset not in OPSETS:
         raise ValueError(f"opset {opset} is not supported; choose one of {', '.join(map(str, OPSETS))}")
-    writer = _Writer(ir, available)
+    writer = _Writer(ir, available, opset)
     walk = ir.walk()
     last = walk[-1]
     writer.tensors[last] = OUTPUT
@@ -273,7 +282,7 @@ def _model(
             value_info.append(_tensor(writer.tensors[node], writer.shape))
     value_info += writer.inner
     value_info += [
-        helper.make_tensor_value_info(name, TensorProto.INT64, list(shape)) for name, shape in writer.constants.items()
+        helper.make_tensor_value_info(name, dtype, list(shape)) for name, (shape, dtype) in writer.constants.items()
     ]
     body = helper.make_graph(
         writer.nodes,

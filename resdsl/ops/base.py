@@ -132,6 +132,7 @@ class OnnxWriter(Protocol):
     """What the ONNX backend offers an op writing its nodes."""
 
     name: str  # the op's ONNX node name; inner tensors are named `<name>.<label>`
+    opset: int  # the opset being written: an op the opset lacks is written as a decomposition
     inputs: list[Shape]  # operand shapes
     shape: Shape  # the op's output shape
 
@@ -149,6 +150,10 @@ class OnnxWriter(Protocol):
 
     def constant(self, label: str, values: list[int]) -> str:
         """An int64 constant tensor; returns its name."""
+        ...
+
+    def float_constant(self, label: str, values: Sequence[float], shape: Shape) -> str:
+        """A float32 constant tensor of `shape`, values row-major (not an initializer: those are the state_dict)."""
         ...
 
 

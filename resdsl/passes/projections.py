@@ -13,7 +13,7 @@ units that change dimensions; identity shortcuts read the raw input.
 Policies (He et al. 2015, §3.3):
   A     parameter-free: subsample by the stride, zero-pad the extra channels
         (half before, half after)
-  B     a 1×1 conv (+ BatchNorm) projection where the shapes differ (default)
+  B     a 1×1 conv (+ the norm policy's norm) projection where the shapes differ (default)
   C     a projection on every shortcut
   none  no shortcuts at all: the plain networks of the paper's §4.1
 
@@ -32,8 +32,8 @@ from ..ir.node import Node, Origin, ShortcutKind
 from ..ir.shape import Shape, shape_text
 from ..ir.tree import ModuleKind
 from ..limits import Limits
+from ..ops import make
 from ..ops.base import Op
-from ..ops.batchnorm import BatchNorm
 from ..ops.conv import Conv
 from ..ops.pad_shortcut import PadShortcut
 from ..ops.pool import AvgPool
@@ -114,7 +114,8 @@ def _chain(ir: IR, add: Node, main_shape: Shape, short_shape: Shape, stride: int
     if ir.policies.norm not in ("pre", "none"):  # pre-activation projections, and `none` places no norms
         conv_name = chain[-1][1]
         assert conv_name is not None
-        chain.append((BatchNorm(), bn_path(conv_name)))
+        # The norm policy's op, as timm's downsample uses the network's norm_layer (resnet50_gn: GroupNorm).
+        chain.append((make(ir.policies.norm_op.kind, dict(ir.policies.norm_op.args)), bn_path(conv_name)))
     return chain
 
 

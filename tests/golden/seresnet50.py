@@ -10,9 +10,9 @@ from torch import nn
 class SqueezeExcite(nn.Module):
     """Squeeze-and-excitation (Hu et al. 2018), laid out as timm's SEModule."""
 
-    def __init__(self, channels, reduction=16, divisor=8):
+    def __init__(self, channels, rd_ratio=1 / 16, rd_divisor=8):
         super().__init__()
-        squeezed = max(divisor, int(channels / reduction + divisor / 2) // divisor * divisor)
+        squeezed = max(rd_divisor, int(channels * rd_ratio + rd_divisor / 2) // rd_divisor * rd_divisor)
         self.fc1 = nn.Conv2d(channels, squeezed, 1)
         self.fc2 = nn.Conv2d(squeezed, channels, 1)
 
