@@ -449,3 +449,16 @@ def test_numbers_in_scientific_notation():
     with pytest.raises(resdsl.ResdslError) as not_int:
         resdsl.compile(text.replace("conv(8", "conv(1e1"))  # 10.0 is a float: channels are integers
     assert [d.code for d in not_int.value.diagnostics] == ["E0107"]
+
+
+def test_a_stage_belongs_in_the_network_and_a_templates_mistake_is_reported_once():
+    spec = (
+        'use "std/blocks.res"\nblock two(c) {\n  body = seq {\n    basic(c)\n    basic(c)\n  }\n}\n'
+        "block bad(out) {\n  conv1 = conv(out, k=1)\n}\n"
+        "network n {\n  input 3x16x16\n  conv1 = conv(8, k=3)\n  a = two(8)\n  b = bad(8)\n  c = bad(8)\n}\n"
+    )
+    with pytest.raises(resdsl.ResdslError) as caught:
+        resdsl.compile(spec)
+    # The stage in a block is E0116; `bad`'s reserved parameter name is reported at its first use only.
+    found = [(d.code, d.span.source.line_col(d.span.start)[0]) for d in caught.value.diagnostics]
+    assert found == [("E0116", 3), ("E0106", 8)]

@@ -421,6 +421,14 @@ class _Lowerer:
                     "a name inside a sequence",
                     f"the blocks are `{stmt.target.text}.0`, `{stmt.target.text}.1`, ...: name the sequence only",
                 )
+        if scope.in_template:
+            raise error(
+                "E0116",
+                f"`{stmt.target.text}` is a `seq` of blocks (a stage) inside a block",
+                stmt.span,
+                "stages belong in the network body",
+                "a block may call another block once per statement; write the stage in the network",
+            )
         stage = self.ir.module(stmt.target.text, ModuleKind.STAGE, scope.module, stmt.span)
         for inner in stmt.body:
             assert isinstance(inner, ast.CallStmt)
