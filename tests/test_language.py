@@ -340,6 +340,98 @@ def test_activation_and_norm_are_policies():
         resdsl.compile(SPECS / "resnet18.res", {"act": "conv"})
 
 
+PRUNED = """
+block slim(w1, w2, width, stride=1) {  # a bottleneck with its own widths, as a pruned network has them
+  conv1 = conv(w1, k=1)
+  conv2 = conv(w2, k=3, s=stride)
+  conv3 = conv(width, k=1)
+  add input
+}
+
+network pruned {
+  input 3x16x16
+  classes 10
+  policy projection = avgpool
+  conv1 = conv(16, k=3)
+  layer1 = seq {
+    slim(7, 5, 12)
+    slim(9, 4, 12)
+  }
+  layer2 = seq {
+    slim(11, 6, 24, stride=2)
+    slim(8, 8, 24) x 2
+  }
+  gap
+  flatten
+  fc = linear(classes)
+}
+"""
+
+
+class _Slim(torch.nn.Module):
+    def __init__(self, cin, w1, w2, width, stride=1):
+        super().__init__()
+        nn = torch.nn
+        self.conv1, self.bn1 = nn.Conv2d(cin, w1, 1, bias=False), nn.BatchNorm2d(w1)
+        self.conv2, self.bn2 = nn.Conv2d(w1, w2, 3, stride, 1, bias=False), nn.BatchNorm2d(w2)
+        self.conv3, self.bn3 = nn.Conv2d(w2, width, 1, bias=False), nn.BatchNorm2d(width)
+        self.downsample = None
+        if stride != 1 or cin != width:
+            pool = (
+                nn.AvgPool2d(stride, stride, ceil_mode=True, count_include_pad=False) if stride > 1 else nn.Identity()
+            )
+            self.downsample = nn.Sequential(pool, nn.Conv2d(cin, width, 1, bias=False), nn.BatchNorm2d(width))
+
+    def forward(self, x):
+        out = torch.relu(self.bn1(self.conv1(x)))
+        out = self.bn3(self.conv3(torch.relu(self.bn2(self.conv2(out)))))
+        return torch.relu(out + (x if self.downsample is None else self.downsample(x)))
+
+
+def test_a_seq_of_blocks_is_a_stage_whose_blocks_differ():
+    net = resdsl.compile(PRUNED)
+    nn = torch.nn
+    reference = nn.Module()
+    reference.conv1, reference.bn1 = nn.Conv2d(3, 16, 3, 1, 1, bias=False), nn.BatchNorm2d(16)
+    reference.layer1 = nn.Sequential(_Slim(16, 7, 5, 12), _Slim(12, 9, 4, 12))
+    reference.layer2 = nn.Sequential(_Slim(12, 11, 6, 24, 2), _Slim(24, 8, 8, 24), _Slim(24, 8, 8, 24))
+    reference.fc = nn.Linear(24, 10)
+    model = net.to_torch().eval()
+    reference.eval()
+    assert list(model.state_dict()) == list(reference.state_dict())  # layer2.0 … layer2.2 across two calls
+    assert [(k, v.shape) for k, v in model.state_dict().items()] == [
+        (k, v.shape) for k, v in reference.state_dict().items()
+    ]
+    torch.manual_seed(0)
+    state = {k: torch.randn_like(v) if v.is_floating_point() else v for k, v in reference.state_dict().items()}
+    state = {k: v.abs() + 0.5 if k.endswith("running_var") else v for k, v in state.items()}
+    model.load_state_dict(state)
+    reference.load_state_dict(state)
+    x = torch.randn(2, 3, 16, 16)
+    with torch.no_grad():
+        expected = reference.fc(
+            reference.layer2(reference.layer1(torch.relu(reference.bn1(reference.conv1(x))))).mean((2, 3))
+        )
+        torch.testing.assert_close(model(x), expected, rtol=1e-4, atol=1e-4)
+    source = net.torch_source
+    assert "Slim(12, 11, 6, 24, stride=2, downsample=True),\n            Slim(24, 8, 8, 24)," in source
+
+
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        ("s = seq {\n    slim(7, 5, 12)\n    conv(12, k=1)\n  }", "a `seq` holds ops or blocks, not both"),
+        ("s = seq {\n    a = slim(7, 5, 12)\n  }", "the blocks of a `seq` are numbered, not named"),
+    ],
+    ids=["ops-and-blocks", "named-block"],
+)
+def test_a_seq_of_blocks_holds_unnamed_block_calls_only(body, message):
+    spec = PRUNED.split("\nnetwork ")[0] + f"\nnetwork n {{\n  input 3x16x16\n  conv1 = conv(12, k=3)\n  {body}\n}}\n"
+    with pytest.raises(resdsl.ResdslError, match=message) as caught:
+        resdsl.compile(spec)
+    assert caught.value.diagnostics[0].code == "E0123"
+
+
 def test_numbers_in_scientific_notation():
     """`1e-3`, `5E-4`, `1.5e2` are floats as in Python; `fmt` keeps them as written; too large is E0108."""
     text = (
@@ -357,3 +449,16 @@ def test_numbers_in_scientific_notation():
     with pytest.raises(resdsl.ResdslError) as not_int:
         resdsl.compile(text.replace("conv(8", "conv(1e1"))  # 10.0 is a float: channels are integers
     assert [d.code for d in not_int.value.diagnostics] == ["E0107"]
+
+
+def test_a_stage_belongs_in_the_network_and_a_templates_mistake_is_reported_once():
+    spec = (
+        'use "std/blocks.res"\nblock two(c) {\n  body = seq {\n    basic(c)\n    basic(c)\n  }\n}\n'
+        "block bad(out) {\n  conv1 = conv(out, k=1)\n}\n"
+        "network n {\n  input 3x16x16\n  conv1 = conv(8, k=3)\n  a = two(8)\n  b = bad(8)\n  c = bad(8)\n}\n"
+    )
+    with pytest.raises(resdsl.ResdslError) as caught:
+        resdsl.compile(spec)
+    # The stage in a block is E0116; `bad`'s reserved parameter name is reported at its first use only.
+    found = [(d.code, d.span.source.line_col(d.span.start)[0]) for d in caught.value.diagnostics]
+    assert found == [("E0116", 3), ("E0106", 8)]

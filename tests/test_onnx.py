@@ -9,6 +9,7 @@ import onnx
 import onnxruntime as ort
 import pytest
 import torch
+from conftest import SPEC_SAMPLE
 from recipe import recipe_input, recipe_state
 
 import resdsl
@@ -18,7 +19,6 @@ from resdsl.cli import main
 from resdsl.weights import initial, layout
 
 ROOT = Path(__file__).resolve().parent.parent
-SPECS = sorted((ROOT / "specs").glob("*.res"))
 IMAGENET = sorted(p.name.removesuffix(".out.npy") for p in (ROOT / "tests" / "reference").glob("*.out.npy"))
 EVERY_OP = ROOT / "tests" / "data" / "every_op.res"
 REFERENCE = ROOT / "tests" / "reference"
@@ -37,7 +37,7 @@ def shapes_of(model: onnx.ModelProto) -> dict[str, list]:
     return {v.name: [d.dim_param or d.dim_value for d in v.type.tensor_type.shape.dim] for v in model.graph.value_info}
 
 
-@pytest.mark.parametrize("spec", SPECS, ids=lambda p: p.stem)
+@pytest.mark.parametrize("spec", SPEC_SAMPLE, ids=lambda p: p.stem)
 def test_every_spec_passes_the_checker_and_shape_inference(spec):
     model = resdsl.compile(spec).to_onnx()
     onnx.checker.check_model(model, full_check=True)

@@ -13,13 +13,13 @@ import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import pytest
+from conftest import SPEC_SAMPLE
 
 import resdsl
 from resdsl.backends import columns, diagram, dot, dot_writer
 from resdsl.cli import main
 
 ROOT = Path(__file__).resolve().parent.parent
-SPECS = sorted((ROOT / "specs").glob("*.res"))
 GOLDEN = Path(__file__).parent / "golden"
 REFERENCE = Path(__file__).parent / "reference"
 HAS_DOT = shutil.which("dot") is not None
@@ -225,7 +225,7 @@ def test_bad_level_and_rankdir(compiled):
 
 
 @needs_dot
-@pytest.mark.parametrize("spec", SPECS, ids=lambda p: p.stem)
+@pytest.mark.parametrize("spec", SPEC_SAMPLE, ids=lambda p: p.stem)
 def test_every_spec_renders_svg_png_pdf(compiled, spec):
     text = compiled(spec.stem).to_dot()
     svg = dot.render(text, "svg")

@@ -9,8 +9,9 @@ import re
 import pytest
 import torch
 import torch.fx
-from conftest import REFERENCE, ROOT, SPECS
+from conftest import REFERENCE, ROOT, SPEC_SAMPLE, SPECS
 from recipe import fill_module
+from timm_resnet import ZOO
 from torch.nn import functional as F
 
 import resdsl
@@ -224,7 +225,7 @@ def test_five_orders_are_five_networks():
             assert not torch.allclose(outputs[i], outputs[j], atol=1e-3)
 
 
-@pytest.mark.parametrize("name", sorted(p.stem for p in SPECS.glob("*.res")))
+@pytest.mark.parametrize("name", [p.stem for p in SPEC_SAMPLE])
 def test_relu_preact_works_on_every_spec(name):
     net = compile_spec(name, norm="relu_preact")
     assert net.ir.policies.norm == "relu_preact"
@@ -378,19 +379,19 @@ def test_model_zoo_doc_is_current_and_depths_are_the_papers():
     spec.loader.exec_module(zoo)
     table = zoo.table()
     assert (ROOT / "docs" / "model-zoo.md").read_text() == table, "run scripts/model_zoo.py"
-    rows = {
-        line.split("|")[1].strip(" `"): line.split("|")[3].strip()
-        for line in table.splitlines()
-        if line.startswith("| `")
-    }
-    assert set(rows) == {p.stem for p in SPECS.glob("*.res")}
+    cells = [
+        [cell.strip(" `") for cell in line.split("|")[1:-1]] for line in table.splitlines() if line.startswith("| `")
+    ]
+    assert {row[0] for row in cells} == {p.stem for p in SPECS.glob("*.res")}
+    assert set(zoo.TIMM_RESNET) == set(ZOO)  # tests/timm_resnet.py lists the same 80 models
+    assert {row[0] for row in cells if row[1]} == set(ZOO) and all(row[1] in ("", row[0]) for row in cells)
     named_by_depth = 0
-    for name, depth in rows.items():
+    for name, _, _, depth, *_ in cells:
         match = re.fullmatch(r"(?:cifar_|preact_)?resnet(\d+)(?:_v1)?", name)
         if match:
             named_by_depth += 1
             assert depth == match.group(1), name
-    assert named_by_depth == 16
+    assert named_by_depth == 18
 
 
 def test_diagrams_name_the_new_ops():

@@ -99,6 +99,7 @@ class _Lowerer:
         self.errors = Collector()
         self.block_count = 0
         self.expanding: list[str] = []  # the templates being expanded, outermost first
+        self.bad_templates: set[str] = set()  # templates whose definition has a reported mistake
 
     # -- settings -------------------------------------------------------------
 
@@ -357,18 +358,21 @@ class _Lowerer:
         self._bind_target(stmt.target, node, scope)
 
     def _seq(self, stmt: ast.SeqStmt, scope: Scope) -> None:
-        """A sequence of ops, numbered later (passes/sequences.py) as nn.Sequential numbers its modules."""
+        """A sequence of ops, numbered by the norm pass as nn.Sequential numbers its modules; or of blocks."""
         check_name(stmt.target.text, stmt.target.span, "layer")
         if not stmt.body:
             raise error("E0117", f"sequence `{stmt.target.text}` has no ops", stmt.target.span, "empty sequence")
+        if any(self._is_block_call(inner) for inner in stmt.body):
+            self._stage(stmt, scope)
+            return
         for inner in stmt.body:
             if not isinstance(inner, ast.CallStmt) or inner.callee.text not in SPEC_OPS or inner.repeat is not None:
                 raise error(
                     "E0123",
-                    "a `seq` holds ops only",
+                    "a `seq` holds ops or blocks only",
                     inner.span,
                     "not an op call",
-                    "call blocks, `add`, `mul` and `let` outside the sequence",
+                    "write `add`, `mul` and `let` outside the sequence",
                 )
             if not SPEC_OPS[inner.callee.text].is_module:
                 raise error(
@@ -393,6 +397,45 @@ class _Lowerer:
             modules += node.op.is_module
         self._bind_target(stmt.target, scope.current, scope)
 
+    def _is_block_call(self, stmt: object) -> bool:
+        return isinstance(stmt, ast.CallStmt) and stmt.callee.text in self.program.blocks
+
+    def _stage(self, stmt: ast.SeqStmt, scope: Scope) -> None:
+        """`NAME = seq { block calls }`: one stage whose blocks may differ (a pruned network's widths),
+        numbered 0, 1, ... across the calls and their repeats, as `x N` numbers one call's."""
+        for inner in stmt.body:
+            if not self._is_block_call(inner):
+                raise error(
+                    "E0123",
+                    "a `seq` holds ops or blocks, not both",
+                    inner.span,
+                    "not a block call" if isinstance(inner, ast.CallStmt) else "not a call",
+                    "a sequence of blocks is a stage: put the other statements before or after it",
+                )
+            assert isinstance(inner, ast.CallStmt)
+            if inner.target is not None:
+                raise error(
+                    "E0123",
+                    "the blocks of a `seq` are numbered, not named",
+                    inner.target.span,
+                    "a name inside a sequence",
+                    f"the blocks are `{stmt.target.text}.0`, `{stmt.target.text}.1`, ...: name the sequence only",
+                )
+        if scope.in_template:
+            raise error(
+                "E0116",
+                f"`{stmt.target.text}` is a `seq` of blocks (a stage) inside a block",
+                stmt.span,
+                "stages belong in the network body",
+                "a block may call another block once per statement; write the stage in the network",
+            )
+        stage = self.ir.module(stmt.target.text, ModuleKind.STAGE, scope.module, stmt.span)
+        for inner in stmt.body:
+            assert isinstance(inner, ast.CallStmt)
+            self._check_block_call(inner, scope)
+            self._blocks(inner, self.program.blocks[inner.callee.text], scope, stage)
+        self._bind_target(stmt.target, scope.current, scope)
+
     def _call(self, stmt: ast.CallStmt, scope: Scope) -> None:
         callee = stmt.callee.text
         if stmt.target is not None:
@@ -410,21 +453,25 @@ class _Lowerer:
             self._bind_target(stmt.target, node, scope)
             return
         if callee in self.program.blocks:
-            if scope.in_template and stmt.repeat is not None:
-                raise error(
-                    "E0116",
-                    f"`x N` repeats block `{callee}` inside a block",
-                    stmt.repeat.span,
-                    "repeats belong in the network body",
-                    "a block may call another block once per statement; repeat blocks in the network",
-                )
-            if callee in self.expanding:
-                chain = " → ".join([*self.expanding[self.expanding.index(callee) :], callee])
-                raise error("E0122", f"block `{callee}` calls itself ({chain})", stmt.callee.span, "a cycle of blocks")
+            self._check_block_call(stmt, scope)
             node = self._blocks(stmt, self.program.blocks[callee], scope)
             self._bind_target(stmt.target, node, scope)
             return
         raise error("E0101", f"unknown op or block `{callee}`", stmt.callee.span, "not defined", self._unknown(callee))
+
+    def _check_block_call(self, stmt: ast.CallStmt, scope: Scope) -> None:
+        callee = stmt.callee.text
+        if scope.in_template and stmt.repeat is not None:
+            raise error(
+                "E0116",
+                f"`x N` repeats block `{callee}` inside a block",
+                stmt.repeat.span,
+                "repeats belong in the network body",
+                "a block may call another block once per statement; repeat blocks in the network",
+            )
+        if callee in self.expanding:
+            chain = " → ".join([*self.expanding[self.expanding.index(callee) :], callee])
+            raise error("E0122", f"block `{callee}` calls itself ({chain})", stmt.callee.span, "a cycle of blocks")
 
     def _unknown(self, callee: str) -> str:
         """The help line for an unknown callee: the closest name, or everything there is."""
@@ -549,10 +596,13 @@ class _Lowerer:
     # -- blocks -------------------------------------------------------------
 
     def _template(self, block: ast.BlockDef) -> Template:
-        """The IR's record of a block template, made at its first use."""
+        """The IR's record of a block template, made at its first use (its mistakes reported at that use only)."""
         templates = self.ir.templates
         if block.name.text in templates:
             return templates[block.name.text]
+        if block.name.text in self.bad_templates:
+            raise _Reported
+        self.bad_templates.add(block.name.text)  # until it is made
         params: list[Param] = []
         for p in block.params:
             check_name(p.name.text, p.name.span, "block parameter")
@@ -579,9 +629,11 @@ class _Lowerer:
                 known.add(stmt.name.text)
         expansion = None if block.expansion is None else self._int(block.expansion, {}, "expansion")
         templates[block.name.text] = Template(block.name.text, params, lets, expansion, block.name.span)
+        self.bad_templates.discard(block.name.text)
         return templates[block.name.text]
 
-    def _blocks(self, stmt: ast.CallStmt, block: ast.BlockDef, scope: Scope) -> Node:
+    def _blocks(self, stmt: ast.CallStmt, block: ast.BlockDef, scope: Scope, stage: Module | None = None) -> Node:
+        """A block call's instances: one module, or under `x N` (or in a `seq` of blocks, `stage`) numbered ones."""
         template = self._template(block)
         params = [p.name.text for p in block.params]
         given = _match_args(stmt.args or (), params, stmt, lookup=lambda n: n if n in params else None)
@@ -596,10 +648,12 @@ class _Lowerer:
                 stmt.repeat.first, params, stmt, lookup=lambda n: n if n in params else None, positional_ok=False
             )
             first = {name: evaluate(arg.value, scope.env) for name, arg in first_given.items()}
-        target = stmt.target.text if stmt.target else scope.auto_name(block.name.text)
-        stage = None
-        if stmt.repeat is not None:
-            stage = self.ir.module(target, ModuleKind.STAGE, scope.module, stmt.span)
+        target = ""
+        if stage is None:
+            target = stmt.target.text if stmt.target else scope.auto_name(block.name.text)
+            if stmt.repeat is not None:
+                stage = self.ir.module(target, ModuleKind.STAGE, scope.module, stmt.span)
+        start = len(stage.children) if stage else 0
         for index in range(count):
             self.block_count += 1
             self.limits.check("blocks", self.block_count, "the number of block instances", stmt.span)
@@ -609,7 +663,7 @@ class _Lowerer:
             explicit = tuple(p for p in params if p in call_args)
             env = self._bind(block, call_args, stmt)
             module = self.ir.module(
-                str(index) if stage else target,
+                str(start + index) if stage else target,
                 ModuleKind.BLOCK,
                 stage or scope.module,
                 stmt.span,
