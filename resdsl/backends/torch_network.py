@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING
 
 from ..ir.graph import IR
 from ..ir.node import Node
+from ..pysource import docstring_text
 from .torch_layout import INDENT, line, method_body, statement
 
 if TYPE_CHECKING:
@@ -73,7 +74,7 @@ def network_class(ir: IR, body: _Body, name: str, params: list[str], zeroed_bloc
     end = head_start(ir, body)
     tapped = taps(ir, body, end)
     shape = "x".join(map(str, ir.input_shape))
-    lines = [f"class {name}(nn.Module):", f'    """Network `{ir.name}`: input {shape}."""', ""]
+    lines = [f"class {name}(nn.Module):", f'    """Network `{docstring_text(ir.name)}`: input {shape}."""', ""]
     info = [f'dict(num_chs={t.channels}, reduction={t.reduction}, module="{t.module}")' for t in tapped]
     lines += statement(INDENT, "feature_info = [", info, "]")
     lines.append(f"{INDENT}num_features = {tapped[-1].channels if tapped else ir.input_shape[0]}")

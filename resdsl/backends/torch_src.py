@@ -30,6 +30,7 @@ from ..ir.expr import Bool, Expr, Num, Str, Var, names_in, print_expr
 from ..ir.graph import IR
 from ..ir.node import Node
 from ..ir.tree import Module, ModuleKind, ShortcutSlot, Template
+from ..pysource import docstring_text, literal
 from .torch_layout import INDENT, method_body, statement
 from .torch_network import network_class
 
@@ -61,7 +62,7 @@ def python(expr: Expr, names: dict[str, str]) -> str:
         if isinstance(node, Bool):
             return "True" if node.value else "False"
         assert isinstance(node, (Num, Str)), node  # print_expr hands over leaves only
-        return repr(node.value)
+        return literal(node.value)
 
     return print_expr(expr, leaf)
 
@@ -142,14 +143,14 @@ class _OpWriter:
         if expr is not None and all(n in self.body.names for n in names_in(expr)):
             self.body.used.update(names_in(expr))
             return python(expr, self.body.names)
-        return repr(getattr(self.node.op, name))
+        return literal(getattr(self.node.op, name))
 
     def stored(self, name: str) -> str:
         text = self.attr(name)
         body = self.body
         if self.store is not None:
             attribute = f"self.{self.store}_{name}"
-        elif name in self.node.exprs and text != repr(getattr(self.node.op, name)):
+        elif name in self.node.exprs and text != literal(getattr(self.node.op, name)):
             if self.node not in body.hyper:
                 body.hyper[self.node] = f"_{self.node.op.kind}{len(body.hyper) + 1}"
             attribute = f"self.{body.hyper[self.node]}_{name}"
@@ -475,7 +476,8 @@ class _Emitter:
         params = ["self", "inplanes"]
         params += [p.name if p.default is None else f"{p.name}={python(p.default, {})}" for p in template.params]
         params += [f"{flag}=False" for flag in flags]
-        lines = [f"class {self.classes[template.name]}(nn.Module):", f'    """Block `{template.name}`."""', ""]
+        doc = f'    """Block `{docstring_text(template.name)}`."""'
+        lines = [f"class {self.classes[template.name]}(nn.Module):", doc, ""]
         if template.expansion is not None:
             lines += [f"    expansion = {template.expansion}", ""]
         lines += statement(INDENT, "def __init__(", params, "):")
@@ -514,7 +516,7 @@ class _Emitter:
             if expr is not None and all(n in body.names for n in names_in(expr)):
                 value = python(expr, body.names)
             else:
-                value = repr(module.args[param.name])
+                value = literal(module.args[param.name])
             if given:
                 args.append(value if param.default is None else f"{param.name}={value}")
         for add in nodes:
@@ -617,7 +619,8 @@ def emit(ir: IR) -> str:
     classes = [emitter.helpers[name] for name in sorted(emitter.helpers)]
     classes += [emitter.template_class(template) for template in emitter.templates]
     classes.append(emitter.top_class())
-    header = HEADER.format(name=ir.name, source=file_name(ir.source))
+    # The spec's file name is the user's to choose, quotes and backslashes included.
+    header = HEADER.format(name=docstring_text(ir.name), source=docstring_text(file_name(ir.source)))
     if any("F." in text for text in classes):
         header += "\nfrom torch.nn import functional as F"
     parts = [header, *classes, f"Model = {emitter.top_name}\nFeatures = {emitter.top_name}Features"]

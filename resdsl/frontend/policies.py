@@ -6,10 +6,19 @@ are applied by the passes (norm placement, shortcuts, dilation, zero-init).
 
 from __future__ import annotations
 
+import math
+import re
+
 from ..diagnostics import error
 from ..ir.expr import Value
 from ..ir.policies import PROJECTIONS, SHORTCUTS, OpChoice, Policies
 from ..ops import KINDS
+
+# Numbers on the command line are written as in a spec: ASCII digits only (Python's int() and float()
+# also take other scripts' digits, `inf` and `nan`, none of which a spec could write).
+_DIGITS = re.compile(r"[0-9]+")
+_INT = re.compile(r"[+-]?[0-9]+")
+_NUMBER = re.compile(r"[+-]?([0-9]+\.?[0-9]*|\.[0-9]+)([eE][+-]?[0-9]+)?")
 
 
 def family(name: str) -> tuple[str, ...]:
@@ -48,10 +57,10 @@ OP_POLICIES = ("norm_op", "act", "attn", "aa")  # policies whose value is an op,
 
 def policy_allows(name: str, value: str) -> bool:
     """Whether `value` is one of policy `name`'s values."""
-    if name == "output_stride" and value.isdigit():
+    if name == "output_stride" and _DIGITS.fullmatch(value):
         stride = int(value)
         return stride >= 1 and stride & (stride - 1) == 0
-    if name == "down_kernel" and value.isdigit():
+    if name == "down_kernel" and _DIGITS.fullmatch(value):
         return int(value) % 2 == 1
     return value in POLICY_VALUES[name]
 
@@ -102,10 +111,9 @@ def resolve(chosen: dict[str, str], ops: dict[str, OpChoice]) -> Policies:
 
 def parse_int(key: str, text: str) -> int:
     """A positive integer given as `--set KEY=TEXT`."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise error("E0301", f"--set {key}={text}: expected an integer") from None
+    if not _INT.fullmatch(text.strip()):
+        raise error("E0301", f"--set {key}={text}: expected an integer")
+    value = int(text)
     if value < 1:
         raise error("E0301", f"--set {key}={text}: must be at least 1")
     return value
@@ -113,23 +121,24 @@ def parse_int(key: str, text: str) -> int:
 
 def parse_number(key: str, text: str) -> Value:
     """A number or boolean given as `--set KEY=TEXT`, for a network's `let`."""
-    for kind in (int, float):
-        try:
-            return kind(text)
-        except ValueError:
-            pass
     if text in ("true", "false"):
         return text == "true"
-    raise error("E0301", f"--set {key}={text}: expected a number or true/false")
+    if _INT.fullmatch(text):
+        if len(text.lstrip("+-")) <= 18:  # as in a spec: no integer needs more digits
+            return int(text)
+    elif _NUMBER.fullmatch(text):
+        value = float(text)
+        if math.isfinite(value) and abs(value) <= 10**18:
+            return value
+    else:
+        raise error("E0301", f"--set {key}={text}: expected a number or true/false")
+    raise error("E0301", f"--set {key}={text}: number too large")
 
 
 def parse_shape(text: str) -> tuple[int, int, int]:
     """The input shape given as `--set input=CxHxW`."""
     parts = text.lower().split("x")
-    try:
-        shape = tuple(int(p) for p in parts)
-    except ValueError:
-        shape = ()
+    shape = tuple(int(p) for p in parts) if all(_DIGITS.fullmatch(p) for p in parts) else ()
     if len(shape) != 3 or min(shape) < 1:
         raise error("E0301", f"--set input={text}: expected CxHxW such as 3x224x224")
     return shape  # type: ignore[return-value]
