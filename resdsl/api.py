@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import warnings
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -28,10 +28,11 @@ Weights = str | Path | Mapping[str, Any] | None
 class Compiled:
     """A validated network: its IR plus lazily generated outputs."""
 
-    def __init__(self, ir: IR, source: Source, warnings: list[Diagnostic] | None = None):
+    def __init__(self, ir: IR, source: Source, warnings: list[Diagnostic] | None = None, files: Iterable[Path] = ()):
         self.ir = ir
         self.source = source
         self.warnings = warnings or []  # W-coded diagnostics: valid, but probably not what was meant
+        self.files = list(files)  # the files read: the spec and every file it uses (resolved paths)
 
     @property
     def name(self) -> str:
@@ -236,21 +237,27 @@ def compile(  # noqa: A001
     spec: str | Path | Source,
     overrides: dict[str, str] | None = None,
     limits: dict[str, int] | Limits | None = None,
+    use_path: Iterable[str | Path] | None = None,
 ) -> Compiled:
     """Parse, lower and check a spec (a path or the text itself); raises ResdslError on mistakes.
 
     `overrides` are `--set` settings (`{"norm": "pre"}`); `limits` raises (or
     lowers) the bounds of resdsl/limits.py, e.g. `{"channels": 200_000}`.
+    `use_path` names folders beyond the spec's own that `use` may read and searches
+    (`$RESDSL_PATH` adds more); text given directly counts the current folder as its own.
     Warnings (W codes) are issued as `ResdslWarning` and kept in the result's
     `warnings`.
     """
     limits = limits if isinstance(limits, Limits) else Limits.from_options(limits)
     source = spec if isinstance(spec, Source) else load(spec, limits)
-    base = Path(source.name).parent if source.name != "<text>" else Path.cwd()
-    program = load_program(source, base, limits)
+    if source.path is not None:
+        base = Path(source.path).parent
+    else:
+        base = Path(source.name).parent if source.name != "<text>" else Path.cwd()
+    program = load_program(source, base, limits, use_path)
     ir = lower(program, overrides, limits)
     passes.run(ir, limits)
-    compiled = Compiled(ir, source, lint.check(ir))
+    compiled = Compiled(ir, source, lint.check(ir), program.files)
     for diagnostic in compiled.warnings:
         warnings.warn(ResdslWarning(diagnostic), stacklevel=2)
     return compiled

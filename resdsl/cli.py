@@ -78,6 +78,15 @@ def _parser() -> argparse.ArgumentParser:
                 metavar="KEY=VALUE",
                 help="override a network setting or policy, e.g. --set classes=10 --set norm=pre",
             )
+            p.add_argument(
+                "--use-path",
+                dest="use_path",
+                action="append",
+                default=[],
+                metavar="DIR",
+                help="a folder `use` may also read and searches after the using file's own "
+                "(repeatable; $RESDSL_PATH adds more)",
+            )
         return p
 
     build = command("build", "Compile a spec to PyTorch source, its IR, or ONNX.")
@@ -222,7 +231,7 @@ def _compile(args, spec: str | None = None) -> Compiled:
     source = _source(spec or args.spec, limits)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ResdslWarning)  # printed below, once, in the chosen format
-        compiled = compile(source, _pairs("--set", args.overrides), limits)
+        compiled = compile(source, _pairs("--set", args.overrides), limits, args.use_path)
     if args.error_format == "human" and compiled.warnings:
         _diagnostics("\n\n".join(w.render(color=_use_color(sys.stderr)) for w in compiled.warnings))
     return compiled

@@ -12,10 +12,11 @@ from dataclasses import dataclass, field
 
 @dataclass(frozen=True, eq=False)
 class Source:
-    """One spec file's text and the name it is shown under in messages."""
+    """One spec file's text, the name it is shown under in messages, and the file it was read from."""
 
     name: str
     text: str = field(repr=False)
+    path: str | None = field(default=None, repr=False)  # None for text that came from no file
 
     def line_col(self, offset: int) -> tuple[int, int]:
         """1-based line and column of a character offset."""
@@ -27,6 +28,17 @@ class Source:
     def line_text(self, line: int) -> str:
         lines = self.text.split("\n")
         return lines[line - 1].rstrip("\r") if 0 < line <= len(lines) else ""
+
+
+def display_name(name: str) -> str:
+    """A path as printable text: bytes of a file name that are not UTF-8 (kept by Python as
+    surrogates) are shown as `\\xNN`, so that printing the name, or writing it into an
+    output, never fails."""
+    try:
+        data = name.encode("utf-8", "surrogateescape")
+    except UnicodeEncodeError:  # surrogates that stand for no byte
+        data = name.encode("utf-8", "backslashreplace")
+    return data.decode("utf-8", "backslashreplace")
 
 
 def file_name(name: str) -> str:

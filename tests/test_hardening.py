@@ -152,10 +152,12 @@ def test_limits_can_be_raised(tmp_path, capsys):
 
 def test_includes_of_directories_missing_files_and_cycles(tmp_path):
     (tmp_path / "lib").mkdir()
+    (tmp_path / "lib.res").mkdir()
     (tmp_path / "a.res").write_text('use "b.res"\nblock a1(p) { conv(p, k=1) }\n')
     (tmp_path / "b.res").write_text('use "a.res"\nblock b1(p) { conv(p, k=1) }\n')
     for use, code in [
-        ('"lib"', "E0109"),
+        ('"lib.res"', "E0109"),
+        ('"lib"', "E0124"),  # `use` reads .res files only
         ('"nothing.res"', "E0109"),
         ('"a.res"', "E0110"),
         ('"' + "x" * 5000 + '.res"', "E0109"),

@@ -6,8 +6,13 @@ Every test here failed before its fix (issue "Hardening, second round").
 from __future__ import annotations
 
 import ast as pyast
+import os
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
+from conftest import ROOT
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -93,3 +98,121 @@ def test_strings_and_numbers_from_a_spec_are_written_as_literals():
     constants = [n.value for n in pyast.walk(tree) if isinstance(n, pyast.Constant)]
     assert "a\\\\b 'q'" in constants and 2.5e-7 in constants
     net.to_torch()
+
+
+# -- 2. files that are not regular ---------------------------------------------------
+
+
+def _resdsl(*args: str, cwd: Path | None = None, timeout: float = 30) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "resdsl", *args], capture_output=True, text=True, cwd=cwd or ROOT, timeout=timeout
+    )
+
+
+@pytest.mark.parametrize("device", ["/dev/zero", "/dev/urandom"])
+def test_a_device_is_refused_without_reading_it(device):
+    result = _resdsl("check", device, timeout=20)
+    assert result.returncode == 1, result.stderr
+    assert result.stderr.startswith("error[E0109]") and "not a regular file" in result.stderr
+
+
+def test_a_fifo_without_a_writer_is_refused_not_waited_on(tmp_path):
+    fifo = tmp_path / "net.res"
+    os.mkfifo(fifo)
+    result = _resdsl("check", str(fifo), timeout=20)
+    assert result.returncode == 1 and "not a regular file" in result.stderr
+    (tmp_path / "main.res").write_text('use "net.res"\n' + TINY)
+    result = _resdsl("check", str(tmp_path / "main.res"), timeout=20)
+    assert result.returncode == 1 and "main.res:1:1" in result.stderr and "not a regular file" in result.stderr
+
+
+def test_a_regular_file_is_read_no_further_than_the_limit(tmp_path, monkeypatch):
+    spec = tmp_path / "net.res"
+    spec.write_text(TINY + "#" * 5000 + "\n")
+    real_stat = os.fstat
+
+    def lying_fstat(fd):  # a file that grows between stat and read, or /proc's size 0
+        info = real_stat(fd)
+        return os.stat_result((*info[:6], 0, *info[7:]))
+
+    reads = []
+    real_read = os.read
+
+    def counting_read(fd, n):
+        data = real_read(fd, n)
+        reads.append(len(data))
+        return data
+
+    monkeypatch.setattr(os, "fstat", lying_fstat)
+    monkeypatch.setattr(os, "read", counting_read)
+    assert codes(spec, limits={"source_bytes": 1000}) == ["E0120"]
+    assert 0 < sum(reads) <= 1001
+
+
+# -- 4. what `use` may reach ----------------------------------------------------------------
+
+
+@pytest.fixture
+def secret(tmp_path) -> Path:
+    """A project folder beside a file that holds a secret."""
+    (tmp_path / "project").mkdir()
+    secret = tmp_path / "secret.res"
+    secret.write_text("TOKEN=hunter2\n")
+    (tmp_path / "environ").write_text("TOKEN=hunter2\n")
+    return tmp_path
+
+
+@pytest.mark.parametrize(
+    "path", ["../secret.res", "{root}/secret.res", "../environ", "/proc/self/environ", "sub/../../secret.res"]
+)
+@pytest.mark.parametrize("fmt", ["human", "json"])
+def test_use_cannot_reach_outside_the_spec_folder_or_echo_what_it_finds(secret, path, fmt, capsys):
+    spec = secret / "project" / "net.res"
+    (secret / "project" / "sub").mkdir()
+    spec.write_text(f'use "{path.format(root=secret)}"\n' + TINY)
+    assert main(["check", str(spec), "--error-format", fmt]) == 1
+    out = capsys.readouterr()
+    assert "hunter2" not in out.out + out.err
+    assert "PATH=" not in out.out + out.err and "HOME=" not in out.out + out.err
+    assert "E0124" in out.out + out.err
+
+
+def test_use_through_a_symlink_out_of_the_folder_is_refused(secret):
+    link = secret / "project" / "blocks.res"
+    link.symlink_to(secret / "secret.res")
+    spec = secret / "project" / "net.res"
+    spec.write_text('use "blocks.res"\n' + TINY)
+    assert codes(spec) == ["E0124"]
+
+
+def test_use_reads_res_files_only(secret):
+    (secret / "project" / "notes.txt").write_text("block b(c) { conv(c, k=1) }\n")
+    spec = secret / "project" / "net.res"
+    spec.write_text('use "notes.txt"\n' + TINY)
+    assert codes(spec) == ["E0124"]
+
+
+def test_use_path_option_and_environment_open_more_folders(secret, tmp_path, monkeypatch, capsys):
+    lib = secret / "lib"
+    lib.mkdir()
+    (lib / "extra.res").write_text("block twice(c) { conv(c, k=1)\n conv(c, k=1) }\n")
+    spec = secret / "project" / "net.res"
+    spec.write_text('use "extra.res"\n' + TINY.replace("  gap", "  t = twice(4)\n  gap"))
+    assert codes(spec) == ["E0109"]  # not next to the spec, and no other folder is open
+    assert main(["check", str(spec), "--use-path", str(lib)]) == 0
+    spec.write_text('use "../lib/extra.res"\n' + TINY.replace("  gap", "  t = twice(4)\n  gap"))
+    assert codes(spec) == ["E0124"]
+    assert resdsl.compile(spec, use_path=[lib]).params > 0
+    monkeypatch.setenv("RESDSL_PATH", str(lib))
+    assert resdsl.compile(spec).params > 0
+    assert main(["check", str(spec)]) == 0
+    capsys.readouterr()
+
+
+def test_use_in_the_spec_folder_tree_and_the_std_library_still_work(secret):
+    (secret / "project" / "lib").mkdir()
+    (secret / "project" / "lib" / "a.res").write_text('use "../b.res"\nblock a(c) { conv(c, k=1) }\n')
+    (secret / "project" / "b.res").write_text('use "std/blocks.res"\nblock b2(c) { conv(c, k=1) }\n')
+    spec = secret / "project" / "net.res"
+    spec.write_text('use "lib/a.res"\n' + TINY.replace("  gap", "  l = basic(4)\n  m = a(4)\n  gap"))
+    assert resdsl.compile(spec).params > 0
