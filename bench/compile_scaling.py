@@ -27,7 +27,8 @@ SIZES = [(f"cifar_resnet{d}", 3 * ((d - 2) // 6)) for d in CIFAR_DEPTHS] + [("ge
 def compile_once(text: str) -> str:
     import resdsl
 
-    return resdsl.compile(text).torch_source
+    # The generated 10,000-block spec is past the default limits on purpose: this row measures scaling.
+    return resdsl.compile(text, limits={"blocks": 10**6, "nodes": 10**7}).torch_source
 
 
 def measure_one(blocks: int, repeats: int) -> dict:

@@ -6,8 +6,11 @@ when an error is printed, so the rest of the compiler never deals with them.
 
 from __future__ import annotations
 
+import bisect
 import json
+import re
 from dataclasses import dataclass, field
+from functools import cached_property
 
 
 @dataclass(frozen=True, eq=False)
@@ -18,16 +21,23 @@ class Source:
     text: str = field(repr=False)
     path: str | None = field(default=None, repr=False)  # None for text that came from no file
 
+    @cached_property
+    def _line_starts(self) -> list[int]:
+        """The offset where each line starts: found once, so that thousands of errors print in linear time."""
+        return [0, *(match.end() for match in re.finditer("\n", self.text))]
+
     def line_col(self, offset: int) -> tuple[int, int]:
         """1-based line and column of a character offset."""
         offset = max(0, min(offset, len(self.text)))
-        line = self.text.count("\n", 0, offset) + 1
-        line_start = self.text.rfind("\n", 0, offset) + 1
-        return line, offset - line_start + 1
+        line = bisect.bisect_right(self._line_starts, offset)
+        return line, offset - self._line_starts[line - 1] + 1
 
     def line_text(self, line: int) -> str:
-        lines = self.text.split("\n")
-        return lines[line - 1].rstrip("\r") if 0 < line <= len(lines) else ""
+        starts = self._line_starts
+        if not 0 < line <= len(starts):
+            return ""
+        end = starts[line] - 1 if line < len(starts) else len(self.text)
+        return self.text[starts[line - 1] : end].rstrip("\r")
 
 
 def display_name(name: str) -> str:

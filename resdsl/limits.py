@@ -1,9 +1,13 @@
 """Bounds on what a spec may ask for, so an absurd spec fails fast instead of eating the machine.
 
 Every bound is checked before the graph grows past it or any weight memory is
-allocated: source size when a file is read, channels, spatial sizes and
-block instances while lowering, parameters after shape inference. Raise a
-bound with `resdsl ... --limit NAME=VALUE` or `compile(..., limits={NAME: VALUE})`.
+allocated: source size while files are read; block instances and ops counted
+from the repeat counts before any block is expanded; channels and spatial
+sizes while lowering; tensor sizes, parameters and MACs after shape
+inference. The defaults keep `resdsl check` of any spec within them under
+10 seconds on a laptop (bench/limits.py measures it; docs/errors.md has the
+numbers) and its PyTorch module within reach of one. Raise a bound with
+`resdsl ... --limit NAME=VALUE` or `compile(..., limits={NAME: VALUE})`.
 """
 
 from __future__ import annotations
@@ -16,12 +20,14 @@ from .diagnostics import Span, error
 
 @dataclass(frozen=True)
 class Limits:
-    source_bytes: int = 1_000_000  # size of one spec file
+    source_bytes: int = 100_000  # the spec and every file it uses, together
     channels: int = 65_536  # channels of any tensor, output features of a linear layer
-    spatial: int = 65_536  # input height and width, and any kernel size
-    blocks: int = 100_000  # block instances in the whole network
-    nodes: int = 1_000_000  # IR nodes built by lowering
+    spatial: int = 65_536  # input height and width, kernel sizes, strides, paddings, dilations
+    blocks: int = 10_000  # block instances in the whole network
+    nodes: int = 20_000  # ops the spec writes, each repetition of a block counted (IR nodes built by lowering)
     params: int = 10**10  # trainable parameters of the whole network
+    activations: int = 2**28  # elements of the largest tensor for one input (1 GiB of float32)
+    macs: int = 10**12  # multiply-accumulates of one forward pass for one input
 
     @classmethod
     def from_options(cls, options: Mapping[str, int | str] | None) -> Limits:

@@ -216,3 +216,94 @@ def test_use_in_the_spec_folder_tree_and_the_std_library_still_work(secret):
     spec = secret / "project" / "net.res"
     spec.write_text('use "lib/a.res"\n' + TINY.replace("  gap", "  l = basic(4)\n  m = a(4)\n  gap"))
     assert resdsl.compile(spec).params > 0
+
+
+# -- 3. default limits bound the work and the memory a spec can ask for ---------------------
+
+STD = 'use "std/blocks.res"\n'
+
+
+@pytest.fixture
+def expansions(monkeypatch) -> list[str]:
+    """The block instances lowering builds."""
+    from resdsl.frontend import lower
+
+    built: list[str] = []
+    real = lower._Lowerer._instance
+
+    def counting(self, block, template, module, *args):
+        built.append(module.path)
+        return real(self, block, template, module, *args)
+
+    monkeypatch.setattr(lower._Lowerer, "_instance", counting)
+    return built
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        "layer1 = basic(16) x 100000",  # the old default limit exactly
+        "layer1 = basic(16) x 6000\n layer2 = basic(16) x 6000",  # over only together
+        "let n = 50000\n layer1 = basic(16) x n",
+    ],
+)
+def test_too_many_blocks_are_refused_before_any_is_built(body, expansions):
+    with pytest.raises(ResdslError) as info:
+        resdsl.compile(STD + "network n {\n input 3x32x32\n conv1 = conv(16, k=3)\n " + body + "\n}\n")
+    (diag,) = info.value.diagnostics
+    assert diag.code == "E0120" and "block instances" in diag.message
+    assert expansions == []
+
+
+def test_too_many_ops_are_refused_before_any_block_is_built(expansions):
+    block = "block ten(c) {\n" + "  conv(c, k=1)\n" * 10 + "}\n"
+    spec = block + "network n {\n input 3x32x32\n l = ten(4) x 3000\n}\n"
+    with pytest.raises(ResdslError) as info:
+        resdsl.compile(spec)
+    (diag,) = info.value.diagnostics
+    assert diag.code == "E0120" and "ops" in diag.message and "--limit nodes=" in diag.help
+    assert diag.span.source.line_text(diag.span.source.line_col(diag.span.start)[0]) == " l = ten(4) x 3000"
+    assert expansions == []
+    assert resdsl.compile(spec, limits={"nodes": 40_000}).params > 0
+
+
+def test_blocks_inside_blocks_count_before_any_is_built(expansions):
+    blocks = "block inner(c) {\n  conv(c, k=1)\n}\nblock outer(c) {\n  a = inner(c)\n  b = inner(c)\n}\n"
+    spec = blocks + "network n {\n input 3x8x8\n l = outer(4) x 4000\n}\n"  # 12,000 instances
+    with pytest.raises(ResdslError) as info:
+        resdsl.compile(spec)
+    (diag,) = info.value.diagnostics
+    assert diag.code == "E0120" and "block instances is 12,000" in diag.message
+    assert expansions == []
+
+
+def test_sixty_thousand_statements_are_refused(expansions):
+    assert codes("network n { input 3x8x8\n" + "relu\n" * 60_000 + "}") == ["E0120"]  # source_bytes
+    with pytest.raises(ResdslError) as info:
+        resdsl.compile("network n { input 3x8x8\n" + "gap;" * 20_001 + "}")
+    (diag,) = info.value.diagnostics
+    assert diag.code == "E0120" and "the number of ops is 20,001" in diag.message
+
+
+@pytest.mark.parametrize(
+    "spec, limit",
+    [
+        ("network n { input 3x65536x65536\n conv(8, k=3) }", "activations"),
+        ("network n { input 3x32x32\n conv(8, k=3, p=10000) }", "activations"),
+        ("network n { input 3x512x512\n conv(512, k=3)\n conv(512, k=3)\n conv(512, k=3) }", "macs"),
+    ],
+)
+def test_activation_size_and_macs_are_bounded(spec, limit):
+    with pytest.raises(ResdslError) as info:
+        resdsl.compile(spec)
+    (diag,) = info.value.diagnostics
+    assert diag.code == "E0120" and f"--limit {limit}=" in diag.help
+    value = int(diag.help.rsplit("=", 1)[1].rstrip("`"))
+    assert resdsl.compile(spec, limits={"activations": 2**40, "macs": 2**60}).macs > 0
+    assert resdsl.compile(spec, limits={limit: value, "activations": 2**40, "macs": 2**60})
+
+
+def test_source_bytes_default_bounds_parsing():
+    from resdsl.limits import Limits
+
+    assert codes("network n { input 3x8x8\n" + ";" * (Limits().source_bytes + 1) + "relu }") == ["E0120"]

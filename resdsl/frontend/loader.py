@@ -171,20 +171,22 @@ class _Loader:
 
     def collect(self, module: ast.Module, base_dir: Path, key: str) -> None:
         self._define(module)
-        # Each frame: the uses still to follow in one file, its folder, and the chain of files
-        # that led to it (for cycles).
-        stack = [(iter(module.uses), base_dir, [key])]
+        # One frame per file being followed: the uses still to follow in it, and its folder.
+        # `chain` holds the files of the frames (a cycle is a use of one of them).
+        stack = [(iter(module.uses), base_dir, key)]
+        chain = {key}
         while stack:
-            uses, folder, chain = stack[-1]
+            uses, folder, _ = stack[-1]
             use = next(uses, None)
             if use is None:
-                stack.pop()
+                chain.discard(stack.pop()[2])
                 continue
             opened = self._open(use, folder, chain)
             if opened is not None:
                 child, child_dir, child_key = opened
                 self._define(child)
-                stack.append((iter(child.uses), child_dir, chain + [child_key]))
+                stack.append((iter(child.uses), child_dir, child_key))
+                chain.add(child_key)
 
     def _define(self, module: ast.Module) -> None:
         for block in module.blocks:
@@ -199,7 +201,7 @@ class _Loader:
             else:
                 self.blocks[block.name.text] = block
 
-    def _open(self, use: ast.Use, folder: Path, chain: list[str]) -> tuple[ast.Module, Path, str] | None:
+    def _open(self, use: ast.Use, folder: Path, chain: set[str]) -> tuple[ast.Module, Path, str] | None:
         """Read and parse the file `use` names, once; None when it is already read or is in error."""
         try:
             key, written, real = self._find(use, folder)

@@ -99,6 +99,7 @@ class _Lowerer:
         self.errors = Collector()
         self.block_count = 0
         self.expanding: list[str] = []  # the templates being expanded, outermost first
+        self._sizes: dict[str, tuple[int, int]] = {}  # per template: the blocks and ops one instance builds
         self.bad_templates: set[str] = set()  # templates whose definition has a reported mistake
 
     # -- settings -------------------------------------------------------------
@@ -244,6 +245,7 @@ class _Lowerer:
             span=network.name.span,
         )
         self.output_stride = settings.policies.output_stride
+        self._check_size(network.body, settings.env)
         start = ir.add(Input(), [], parent=ir.root, span=network.name.span, name="x")
         scope = Scope(ir.root, dict(settings.env), start)
         self._body(network.body, scope)
@@ -257,6 +259,63 @@ class _Lowerer:
                 "add ops such as `conv1 = conv(64, k=7, s=2)`",
             )
         return ir
+
+    def _check_size(self, body, env: dict[str, Value]) -> None:
+        """Refuse a network over the `blocks` or `nodes` limit before any block is expanded.
+
+        Counts from the repeat counts and the templates' statements alone (a
+        block's instance costs its own statements plus the blocks it calls); a
+        count that cannot be evaluated counts once here and is reported by lowering.
+        """
+        blocks = nodes = 0
+        for stmt in body:
+            if isinstance(stmt, ast.MergeStmt):
+                nodes += 1
+                self.limits.check("nodes", nodes, "the number of ops", stmt.span)
+            calls = [(s, stmt.span) for s in stmt.body] if isinstance(stmt, ast.SeqStmt) else [(stmt, stmt.span)]
+            for call, span in calls:
+                if not isinstance(call, ast.CallStmt):
+                    continue
+                template = self.program.blocks.get(call.callee.text)
+                if template is None:
+                    nodes += 1
+                    self.limits.check("nodes", nodes, "the number of ops", span)
+                    continue
+                count = 1
+                if call.repeat is not None:
+                    span = call.repeat.count.span
+                    try:
+                        value = evaluate(call.repeat.count, env)
+                    except ResdslError:
+                        value = 1
+                    count = value if isinstance(value, int) and not isinstance(value, bool) and value > 1 else 1
+                inner_blocks, inner_ops = self._template_size(template.name.text, set())
+                blocks += count * (1 + inner_blocks)
+                self.limits.check("blocks", blocks, "the number of block instances", span)
+                nodes += count * inner_ops
+                self.limits.check("nodes", nodes, "the number of ops", span)
+
+    def _template_size(self, name: str, expanding: set[str]) -> tuple[int, int]:
+        """The blocks an instance of template `name` calls (itself not counted), and the ops it builds."""
+        if name in self._sizes:
+            return self._sizes[name]
+        if name in expanding:  # a cycle of blocks: lowering reports it (E0122)
+            return 0, 0
+        expanding.add(name)
+        blocks = ops = 0
+        for stmt in self.program.blocks[name].body:
+            for call in stmt.body if isinstance(stmt, ast.SeqStmt) else (stmt,):
+                if isinstance(call, ast.MergeStmt):
+                    ops += 1
+                elif isinstance(call, ast.CallStmt):
+                    if call.callee.text in self.program.blocks:
+                        inner_blocks, inner_ops = self._template_size(call.callee.text, expanding)
+                        blocks, ops = blocks + 1 + inner_blocks, ops + inner_ops
+                    else:
+                        ops += 1
+        expanding.discard(name)
+        self._sizes[name] = blocks, ops
+        return blocks, ops
 
     def _body(self, stmts, scope: Scope) -> None:
         scope.explicit |= {s.target.text for s in stmts if getattr(s, "target", None) is not None}
