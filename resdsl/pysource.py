@@ -12,7 +12,9 @@ import math
 
 
 def literal(value: object) -> str:
-    """Python source for a boolean, integer, float or string, read back by Python as the same value."""
+    """Python source for None, a boolean, integer, float or string, read back by Python as the same value."""
+    if value is None:  # an argument left to be derived (eca's kernel from the channel count)
+        return "None"
     if isinstance(value, bool):
         return "True" if value else "False"
     if isinstance(value, int):
