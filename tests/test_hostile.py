@@ -307,3 +307,71 @@ def test_source_bytes_default_bounds_parsing():
     from resdsl.limits import Limits
 
     assert codes("network n { input 3x8x8\n" + ";" * (Limits().source_bytes + 1) + "relu }") == ["E0120"]
+
+
+# -- 5. every value `check` accepts builds and runs -------------------------------------
+
+
+def _runs(spec: str, **kwargs) -> None:
+    import torch
+
+    net = resdsl.compile(spec, **kwargs)
+    model = net.to_torch().eval()
+    with torch.no_grad():
+        out = model(torch.randn(2, *net.input_shape))
+    assert torch.isfinite(out).all()
+
+
+SE_BLOCK = (
+    "block b(c, {0}=1) {{\n  let {1} = c\n  conv({1}, k=3)\n  se\n}}\nnetwork n {{\n  input 3x8x8\n  l = b(8)\n}}\n"
+)
+
+
+@pytest.mark.parametrize("param, let", [("SqueezeExcite", "w"), ("s", "SqueezeExcite"), ("Model", "B")])
+def test_names_that_are_class_names_of_the_generated_file_run(param, let):
+    _runs(SE_BLOCK.format(param, let))
+
+
+def test_a_block_parameter_named_like_another_blocks_class_runs():
+    spec = (
+        "block b(c, A=1) {\n  conv(c, k=3)\n  se\n}\nblock a(c) {\n  conv(c, k=1)\n}\n"
+        "network n {\n  input 3x8x8\n  x1 = b(8)\n  x2 = a(8)\n}\n"
+    )
+    _runs(spec)
+
+
+@pytest.mark.parametrize(
+    "op",
+    [
+        "maxpool(k=2, s=2147483648)",
+        "avgpool(k=2, s=4294967296)",
+        "conv(4, k=3, s=2147483648)",
+        "conv(4, k=3, d=2147483648, p=2147483648)",
+        "maxpool(k=3, p=1, s=1000000)",
+    ],
+)
+def test_strides_paddings_and_dilations_past_the_spatial_limit_are_refused(op):
+    (code,) = codes("network n {\n  input 3x8x8\n  " + op + "\n}\n")
+    assert code == "E0120"
+
+
+@pytest.mark.parametrize("op", ["maxpool(k=2, s=65536)", "avgpool(k=3, s=65536, p=1)", "conv(4, k=3, s=65536)"])
+def test_strides_at_the_spatial_limit_run(op):
+    _runs("network n {\n  input 3x8x8\n  " + op + "\n}\n")
+
+
+@pytest.mark.parametrize(
+    "args", ["eps=0", "eps=0.0", "eps=-0.00001", "momentum=-0.1", "momentum=1.5", "momentum=1.0000001"]
+)
+def test_batchnorm_arguments_out_of_range_are_refused(args):
+    assert codes(f"network n {{\n  input 3x8x8\n  batchnorm({args})\n}}\n") == ["E0108"]
+
+
+@pytest.mark.parametrize("args", ["eps=0.000001", "momentum=0", "momentum=1", "momentum=0.5, eps=0.1"])
+def test_batchnorm_arguments_in_range_run(args):
+    _runs(f"network n {{\n  input 3x8x8\n  batchnorm({args})\n}}\n")
+
+
+def test_an_eps_set_to_zero_from_the_command_line_is_refused():
+    spec = "network n {\n  input 3x8x8\n  let e = 0.001\n  batchnorm(eps=e)\n}\n"
+    assert codes(spec, overrides={"e": "1e-400"}) == ["E0108"]

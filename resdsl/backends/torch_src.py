@@ -168,6 +168,9 @@ class _OpWriter:
     def inplace(self) -> bool:
         return self.emitter.overwritable(self.body, self.emitter.ir.operands(self.node)[0])
 
+    def helper(self, name: str) -> str:
+        return self.emitter.helper_names[name]
+
 
 class _Emitter:
     def __init__(self, ir: IR):
@@ -175,11 +178,18 @@ class _Emitter:
         self.walk = ir.walk()
         self.position = {node: index for index, node in enumerate(self.walk)}
         self.chains = ir.shortcut_chains()
-        self.helpers: dict[str, str] = {}
+        helpers: dict[str, str] = {}
         for node in self.walk:
-            self.helpers.update(node.op.torch_helpers())
-        taken = set(self.helpers)
+            helpers.update(node.op.torch_helpers())
         self.templates = _dependency_order([t for t in ir.templates.values() if t.instances])
+        # A class name must not be a local of a block's __init__ (a parameter or `let`), which
+        # would hide the class from the code that instantiates it there.
+        taken = {p.name for t in self.templates for p in t.params} | {n for t in self.templates for n, _ in t.lets}
+        self.helper_names = {name: class_name(name, taken) for name in sorted(helpers)}
+        self.helpers = {
+            self.helper_names[name]: source.replace(f"class {name}(", f"class {self.helper_names[name]}(", 1)
+            for name, source in helpers.items()
+        }
         self.classes = {t.name: class_name(t.name, taken) for t in self.templates}
         self.top_name = class_name(ir.name, taken)
         self.inside: dict[Module, list[Node]] = {}  # module → the ops in it and below, in walk order

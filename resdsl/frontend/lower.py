@@ -20,7 +20,7 @@ from ..ir.node import Node, Residual
 from ..ir.policies import OpChoice, Policies
 from ..ir.tree import Module, ModuleKind, Param, Template
 from ..limits import Limits
-from ..ops import REQUIRED, SPEC_OPS, ArgSpec, Op
+from ..ops import REQUIRED, SPEC_OPS, ArgSpec, Op, Signature
 from ..ops.add import Add
 from ..ops.input import Input
 from ..ops.mul import Mul
@@ -575,7 +575,7 @@ class _Lowerer:
             else:
                 values[spec.name] = spec.default
         kind.complete(values, exprs, stmt.span)
-        self._check_sizes(callee, values, given, stmt)
+        self._check_sizes(callee, signature, values, given, stmt)
         node_fields = {name: values.pop(name) for name in signature.node_args}
         op = kind(**values)
         parent = parent or scope.module
@@ -598,16 +598,16 @@ class _Lowerer:
             return False
         return scope.in_template or set(names_in(expr)) <= NETWORK_ARGUMENTS
 
-    def _check_sizes(self, callee: str, values: dict[str, object], given: dict[str, ast.Arg], stmt) -> None:
-        for width in ("out_channels", "out_features"):
-            if width in values:
-                count = values[width]
-                assert isinstance(count, int)  # _typed checked it
-                self.limits.check("channels", count, f"`{callee}` argument `{width}`", _arg_span(given, width, stmt))
-        if "kernel" in values:
-            kernel = values["kernel"]
-            assert isinstance(kernel, int)
-            self.limits.check("spatial", kernel, f"`{callee}` kernel size", _arg_span(given, "kernel", stmt))
+    def _check_sizes(
+        self, callee: str, signature: Signature, values: dict[str, object], given: dict[str, ast.Arg], stmt
+    ) -> None:
+        """Integer arguments within the size limit their ArgSpec names (`bound`)."""
+        for spec in signature.args:
+            value = values.get(spec.name)
+            if spec.bound is not None and isinstance(value, int) and not isinstance(value, bool):
+                self.limits.check(
+                    spec.bound, value, f"`{callee}` argument `{spec.name}`", _arg_span(given, spec.name, stmt)
+                )
 
     def _stride(self, op: Op, scope: Scope, stmt: ast.CallStmt) -> None:
         """Track the network's total stride, which `output_stride` bounds."""
@@ -648,8 +648,13 @@ class _Lowerer:
             )
         if not math.isfinite(value) or abs(value) > 10**18:
             raise error("E0108", "number too large", expr.span, "this overflows")
-        if spec.name == "p" and not 0 <= value < 1:
-            raise error("E0108", f"dropout probability must be in [0, 1), got {value}", expr.span, "out of range")
+        if spec.range is not None and value not in spec.range:
+            raise error(
+                "E0108",
+                f"`{callee}` argument `{spec.name}` must be {spec.range}, got {value}",
+                expr.span,
+                "out of range",
+            )
         return float(value)
 
     # -- blocks -------------------------------------------------------------

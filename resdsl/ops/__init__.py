@@ -11,7 +11,7 @@ import importlib
 import pkgutil
 from typing import Any
 
-from .base import REQUIRED, ArgSpec, Op, Signature, StateEntry
+from .base import REQUIRED, ArgSpec, Op, Range, Signature, StateEntry
 
 _HELPERS = {"base", "window"}  # modules of shared code, not op definitions
 
@@ -50,4 +50,4 @@ def make(kind: str, values: dict[str, Any] | None = None) -> Op:
 # The ops a spec calls by name, in the order help texts list them.
 SPEC_OPS: dict[str, type[Op]] = {kind: cls for kind, cls in KINDS.items() if cls.signature is not None}
 
-__all__ = ["KINDS", "SPEC_OPS", "Op", "ArgSpec", "Signature", "StateEntry", "REQUIRED"]
+__all__ = ["KINDS", "SPEC_OPS", "Op", "ArgSpec", "Signature", "StateEntry", "REQUIRED", "Range"]

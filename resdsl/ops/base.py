@@ -27,6 +27,26 @@ REQUIRED: Any = object()  # the default of an argument a call must give
 
 
 @dataclass(frozen=True)
+class Range:
+    """The interval a number argument must lie in, each end included unless open."""
+
+    low: float
+    high: float = math.inf
+    low_open: bool = False
+    high_open: bool = False
+
+    def __contains__(self, value: float) -> bool:
+        above = value > self.low if self.low_open else value >= self.low
+        below = value < self.high if self.high_open else value <= self.high
+        return above and below
+
+    def __str__(self) -> str:
+        if self.high == math.inf:
+            return f"{'greater than' if self.low_open else 'at least'} {self.low:g}"
+        return f"in {'(' if self.low_open else '['}{self.low:g}, {self.high:g}{')' if self.high_open else ']'}"
+
+
+@dataclass(frozen=True)
 class ArgSpec:
     """One argument of a spec op: its name, aliases, type, default and allowed range."""
 
@@ -36,6 +56,10 @@ class ArgSpec:
     aliases: tuple[str, ...] = ()
     minimum: int | None = 1  # smallest allowed value for integers
     words: tuple[str, ...] = ()  # bare words accepted besides values of `type` (conv's `norm=post`)
+    range: Range | None = None  # allowed values of a float
+    # The size limit (resdsl/limits.py) an integer may not pass: PyTorch's kernels overflow on
+    # strides past 2**31, and a padding or dilation that large allocates beyond any memory.
+    bound: str | None = None
 
 
 @dataclass(frozen=True)
@@ -125,6 +149,10 @@ class TorchWriter(Protocol):
 
     def inplace(self) -> bool:
         """Whether the op may overwrite its operand (nothing else reads it, and autograd does not need it)."""
+        ...
+
+    def helper(self, name: str) -> str:
+        """The name the generated file gives helper class `name` (one of `torch_helpers`'s keys)."""
         ...
 
 

@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import ClassVar
 
-from .base import ArgSpec, OnnxWriter, Op, Shape, ShapeReport, Signature, StateEntry, TorchWriter
+from .base import ArgSpec, OnnxWriter, Op, Range, Shape, ShapeReport, Signature, StateEntry, TorchWriter
 
 # The state entry a checkpoint may leave out: it counts training updates and means nothing at inference.
 BATCHES_TRACKED = "num_batches_tracked"
@@ -19,7 +19,10 @@ class BatchNorm(Op):
     spatial: ClassVar[bool] = True
     families: ClassVar[tuple[str, ...]] = ("norm",)
     signature: ClassVar[Signature | None] = Signature(
-        (ArgSpec("eps", float, 1e-5, minimum=None), ArgSpec("momentum", float, 0.1, minimum=None))
+        (
+            ArgSpec("eps", float, 1e-5, minimum=None, range=Range(0, low_open=True)),
+            ArgSpec("momentum", float, 0.1, minimum=None, range=Range(0, 1)),
+        )
     )
 
     eps: float = 1e-5

@@ -66,7 +66,10 @@ class BlurPool(Op):
     families: ClassVar[tuple[str, ...]] = ("aa",)  # timm's aa_layer=BlurPool2d (`policy aa = blurpool`)
     saves_output: ClassVar[bool] = True  # at stride 1 its output is its input, which the op before may need
     signature: ClassVar[Signature | None] = Signature(
-        (ArgSpec("stride", int, 2, aliases=("s",)), ArgSpec("filt", int, 3, aliases=("filt_size",), minimum=2))
+        (
+            ArgSpec("stride", int, 2, aliases=("s",), bound="spatial"),
+            ArgSpec("filt", int, 3, aliases=("filt_size",), minimum=2, bound="spatial"),
+        )
     )
 
     stride: int = 2
@@ -121,7 +124,7 @@ class BlurPool(Op):
         return blurred if stride.isdigit() else f"{blurred} if {stride} > 1 else {identity}"
 
     def torch_module(self, w: TorchWriter) -> str:
-        return self._form(w.attr("stride"), w.attr("filt"), CLASS, w.in_channels(), "nn.Identity()")
+        return self._form(w.attr("stride"), w.attr("filt"), w.helper(CLASS), w.in_channels(), "nn.Identity()")
 
     def torch_call(self, w: TorchWriter, args: list[str]) -> str:
         stride = w.stored("stride")

@@ -30,12 +30,12 @@ class Conv(Op):
     spatial: ClassVar[bool] = True
     signature: ClassVar[Signature | None] = Signature(
         (
-            ArgSpec("out_channels", int, aliases=("out",)),
-            ArgSpec("kernel", int, aliases=("k",)),
-            ArgSpec("stride", int, 1, aliases=("s",)),
-            ArgSpec("padding", int, None, aliases=("p",), minimum=0),
-            ArgSpec("groups", int, 1),
-            ArgSpec("dilation", int, 1, aliases=("d",)),
+            ArgSpec("out_channels", int, aliases=("out",), bound="channels"),
+            ArgSpec("kernel", int, aliases=("k",), bound="spatial"),
+            ArgSpec("stride", int, 1, aliases=("s",), bound="spatial"),
+            ArgSpec("padding", int, None, aliases=("p",), minimum=0, bound="spatial"),
+            ArgSpec("groups", int, 1, bound="channels"),
+            ArgSpec("dilation", int, 1, aliases=("d",), bound="spatial"),
             ArgSpec("bias", bool, False),
             # Whether the norm policy places BatchNorm/ReLU around it; `post`: conv → BN → ReLU under any policy.
             ArgSpec("norm", bool, True, words=("post",)),

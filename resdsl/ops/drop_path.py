@@ -12,7 +12,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import ClassVar
 
-from .base import ArgSpec, OnnxWriter, Op, Shape, ShapeReport, Signature, TorchWriter
+from .base import ArgSpec, OnnxWriter, Op, Range, Shape, ShapeReport, Signature, TorchWriter
 
 CLASS = "DropPath"
 
@@ -46,8 +46,9 @@ class DropPath(Op):
     # In eval mode (or at p = 0) its output is its input, which autograd may keep for the op before (a ReLU):
     # nothing may overwrite it in place.
     saves_output: ClassVar[bool] = True
-    # `p` in [0, 1), as dropout's (checked where arguments are read).
-    signature: ClassVar[Signature | None] = Signature((ArgSpec("p", float, minimum=None),))
+    signature: ClassVar[Signature | None] = Signature(
+        (ArgSpec("p", float, minimum=None, range=Range(0, 1, high_open=True)),)
+    )
 
     p: float
 
@@ -64,7 +65,7 @@ class DropPath(Op):
         return f"drop path {self.p:g}"
 
     def torch_module(self, w: TorchWriter) -> str:
-        return f"{CLASS}({w.attr('p')})"
+        return f"{w.helper(CLASS)}({w.attr('p')})"
 
     def torch_call(self, w: TorchWriter, args: list[str]) -> str:
         return f"_drop_path({args[0]}, {w.stored('p')}, self.training)"

@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import ClassVar
 
-from .base import ArgSpec, OnnxWriter, Op, Shape, ShapeReport, Signature, TorchWriter
+from .base import ArgSpec, OnnxWriter, Op, Range, Shape, ShapeReport, Signature, TorchWriter
 
 
 @dataclass(frozen=True)
@@ -15,7 +15,9 @@ class Dropout(Op):
     # In eval mode (or at p = 0) F.dropout returns its input itself, which autograd may keep for the op before
     # (a ReLU): nothing may overwrite it in place.
     saves_output: ClassVar[bool] = True
-    signature: ClassVar[Signature | None] = Signature((ArgSpec("p", float, 0.5, minimum=None),))
+    signature: ClassVar[Signature | None] = Signature(
+        (ArgSpec("p", float, 0.5, minimum=None, range=Range(0, 1, high_open=True)),)
+    )
 
     p: float = 0.5
 

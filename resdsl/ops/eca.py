@@ -16,7 +16,7 @@ from typing import Any, ClassVar
 
 from ..diagnostics import Span, error
 from ..ir.expr import Expr
-from .base import ArgSpec, OnnxWriter, Op, Shape, ShapeReport, Signature, StateEntry, TorchWriter, fan_in_bound
+from .base import ArgSpec, OnnxWriter, Op, Range, Shape, ShapeReport, Signature, StateEntry, TorchWriter, fan_in_bound
 
 CLASS = "EcaModule"
 
@@ -53,8 +53,8 @@ class Eca(Op):
     spatial: ClassVar[bool] = True
     signature: ClassVar[Signature | None] = Signature(
         (
-            ArgSpec("k", int, None, aliases=("kernel_size",), words=("auto",)),
-            ArgSpec("gamma", float, 2.0, minimum=None),
+            ArgSpec("k", int, None, aliases=("kernel_size",), words=("auto",), bound="spatial"),
+            ArgSpec("gamma", float, 2.0, minimum=None, range=Range(0, low_open=True)),
             ArgSpec("beta", float, 1.0, minimum=None),
         )
     )
@@ -65,14 +65,12 @@ class Eca(Op):
 
     @classmethod
     def complete(cls, values: dict[str, Any], exprs: dict[str, Expr], span: Span) -> None:
-        """`k=auto` is the default; a given kernel must be odd (the output keeps every channel); gamma positive."""
+        """`k=auto` is the default; a given kernel must be odd (the output keeps every channel)."""
         if values["k"] == "auto":
             values["k"] = None
             exprs.pop("k", None)
         if values["k"] is not None and values["k"] % 2 == 0:
             raise error("E0108", f"`eca` kernel k={values['k']} is even; it must be odd", span, "even kernel")
-        if values["gamma"] <= 0:
-            raise error("E0108", f"`eca` gamma must be positive, got {values['gamma']}", span, "out of range")
 
     def problems(self) -> list[str]:
         problems = super().problems()
@@ -108,7 +106,7 @@ class Eca(Op):
         ):
             if w.attr(name) != default:
                 args.append(f"{keyword}={w.attr(name)}")
-        return f"{CLASS}({', '.join(args)})"
+        return f"{w.helper(CLASS)}({', '.join(args)})"
 
     def torch_helpers(self) -> Mapping[str, str]:
         return {CLASS: SOURCE}

@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import ClassVar
 
-from .base import ArgSpec, OnnxWriter, Op, Shape, ShapeReport, Signature, StateEntry, TorchWriter
+from .base import ArgSpec, OnnxWriter, Op, Range, Shape, ShapeReport, Signature, StateEntry, TorchWriter
 
 GROUP_NORM_OPSET = 21  # the first opset whose GroupNormalization scales and shifts each channel, as PyTorch does
 
@@ -24,7 +24,10 @@ class GroupNorm(Op):
     spatial: ClassVar[bool] = True
     families: ClassVar[tuple[str, ...]] = ("norm",)  # `policy norm_op = groupnorm`: where BatchNorm would go
     signature: ClassVar[Signature | None] = Signature(
-        (ArgSpec("groups", int, 32, aliases=("num_groups",)), ArgSpec("eps", float, 1e-5, minimum=None))
+        (
+            ArgSpec("groups", int, 32, aliases=("num_groups",), bound="channels"),
+            ArgSpec("eps", float, 1e-5, minimum=None, range=Range(0, low_open=True)),
+        )
     )
 
     groups: int = 32

@@ -15,7 +15,7 @@ class Linear(Op):
     kind: ClassVar[str] = "linear"
     is_module: ClassVar[bool] = True
     signature: ClassVar[Signature | None] = Signature(
-        (ArgSpec("out_features", int, aliases=("out",)), ArgSpec("bias", bool, True))
+        (ArgSpec("out_features", int, aliases=("out",), bound="channels"), ArgSpec("bias", bool, True))
     )
 
     out_features: int

@@ -14,9 +14,9 @@ from .window import pool_pads, window_out
 
 def _pool_args() -> tuple[ArgSpec, ...]:
     return (
-        ArgSpec("kernel", int, aliases=("k",)),
-        ArgSpec("stride", int, None, aliases=("s",)),
-        ArgSpec("padding", int, None, aliases=("p",), minimum=0),
+        ArgSpec("kernel", int, aliases=("k",), bound="spatial"),
+        ArgSpec("stride", int, None, aliases=("s",), bound="spatial"),
+        ArgSpec("padding", int, None, aliases=("p",), minimum=0, bound="spatial"),
         ArgSpec("ceil_mode", bool, False, aliases=("ceil",)),
     )
 

@@ -14,7 +14,7 @@ from typing import Any, ClassVar
 
 from ..diagnostics import Span, error
 from ..ir.expr import BinOp, Expr, Num
-from .base import ArgSpec, OnnxWriter, Op, Shape, ShapeReport, Signature, StateEntry, TorchWriter, fan_in_bound
+from .base import ArgSpec, OnnxWriter, Op, Range, Shape, ShapeReport, Signature, StateEntry, TorchWriter, fan_in_bound
 
 CLASS = "SqueezeExcite"
 RD_RATIO = 1 / 16  # timm's default
@@ -49,9 +49,9 @@ class SqueezeExcite(Op):
     # `reduction` first: `se(16)` has always meant a reduction of 16.
     signature: ClassVar[Signature | None] = Signature(
         (
-            ArgSpec("reduction", int, None),
-            ArgSpec("rd_divisor", int, 8, aliases=("divisor",)),
-            ArgSpec("rd_ratio", float, None, minimum=None),
+            ArgSpec("reduction", int, None, bound="channels"),
+            ArgSpec("rd_divisor", int, 8, aliases=("divisor",), bound="channels"),
+            ArgSpec("rd_ratio", float, None, minimum=None, range=Range(0, 1, low_open=True)),
         )
     )
 
@@ -76,8 +76,6 @@ class SqueezeExcite(Op):
                 exprs["rd_ratio"] = BinOp("/", Num(1, span), exprs.pop("reduction"), span)
         elif values["rd_ratio"] is None:
             values["rd_ratio"] = RD_RATIO
-        elif not 0 < values["rd_ratio"] <= 1:
-            raise error("E0108", f"`se` rd_ratio must be in (0, 1], got {values['rd_ratio']}", span, "out of range")
 
     def problems(self) -> list[str]:
         return super().problems() + ([] if 0 < self.rd_ratio <= 1 else [f"rd_ratio={self.rd_ratio} is not in (0, 1]"])
@@ -115,7 +113,7 @@ class SqueezeExcite(Op):
         for name, default in (("rd_ratio", repr(RD_RATIO)), ("rd_divisor", "8")):
             if w.attr(name) != default:
                 args.append(f"{name}={w.attr(name)}")
-        return f"{CLASS}({', '.join(args)})"
+        return f"{w.helper(CLASS)}({', '.join(args)})"
 
     def torch_helpers(self) -> Mapping[str, str]:
         return {CLASS: SOURCE}
