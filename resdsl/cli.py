@@ -16,6 +16,7 @@ import os
 import shlex
 import sys
 import warnings
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -251,6 +252,40 @@ def _stem(spec: str, compiled: Compiled) -> str:
     return compiled.name if spec == "-" else Path(spec).name.removesuffix(".res")
 
 
+def _same_file(a: str | Path, b: str | Path) -> bool:
+    try:
+        return os.path.samefile(a, b)  # hard links too
+    except (OSError, ValueError):  # one of them does not exist
+        return os.path.realpath(a) == os.path.realpath(b)
+
+
+def _is_file_spec(spec: str) -> bool:
+    """Whether SPEC names a file (not standard input or a bundled model)."""
+    from .registry import is_model_name
+
+    return spec != "-" and not is_model_name(spec)
+
+
+def _check_output(output: str | Path, inputs) -> None:
+    """Refuse to write where the command reads: the spec, a file it uses, weights, an input array."""
+    if str(output) == "-":
+        return
+    for item in inputs:
+        if item is not None and _same_file(output, item):
+            raise _UsageError(f"refusing to overwrite the input {item}")
+    if Path(output).is_dir():
+        raise _UsageError(f"{output} is a directory; name a file to write")
+
+
+@contextmanager
+def _writing(output: str | Path):
+    """Report a file that cannot be written (no such folder, no permission, a full disk) as a usage error."""
+    try:
+        yield
+    except OSError as exc:
+        raise _UsageError(f"cannot write {output}: {exc.strerror or exc}") from None
+
+
 def _write(output: str, data: str | bytes, what: str) -> None:
     from .io import write_atomic
 
@@ -260,10 +295,8 @@ def _write(output: str, data: str | bytes, what: str) -> None:
         else:
             sys.stdout.write(data)
         return
-    try:
+    with _writing(output):
         write_atomic(output, data)
-    except OSError as exc:
-        raise _UsageError(f"cannot write {output}: {exc.strerror or exc}") from None
     print(f"wrote {output} ({what})", file=sys.stderr)
 
 
@@ -283,11 +316,15 @@ def cmd_build(args) -> int:
         raise _UsageError("--seed chooses the default initialisation; it cannot go with --weights")
     if args.emit == "onnx":
         require("--emit onnx", ("onnx", "numpy"), "onnx")
+    if args.output is not None and _is_file_spec(args.spec):
+        _check_output(args.output, [args.spec])  # before compiling: the cheap, common mistake
     compiled = _compile(args)
     suffix = EMITS[args.emit]
     output = args.output or ("-" if suffix == "-" else _stem(args.spec, compiled) + suffix)
-    if output != "-" and args.spec != "-" and Path(output).resolve() == Path(args.spec).resolve():
-        raise _UsageError(f"refusing to overwrite the input spec {args.spec}")
+    inputs = [*compiled.files, args.weights]
+    _check_output(output, inputs)
+    if args.emit == "onnx" and output != "-":
+        _check_output(output + ".data", inputs)  # where external data would go
     if args.emit == "ir":
         _write(output, compiled.ir_text, "IR")
     elif args.emit == "onnx":
@@ -306,7 +343,8 @@ def cmd_build(args) -> int:
                 )
             _write(output, model.SerializeToString(), "ONNX")
         else:
-            data = compiled.save_onnx(output, args.weights, external_data=args.external_data, **options)
+            with _writing(output):
+                data = compiled.save_onnx(output, args.weights, external_data=args.external_data, **options)
             where = f"; weights in {data}" if data else ""
             print(
                 f"wrote {output} (ONNX opset {options['opset']}, {compiled.params:,} parameters{where})",
@@ -381,10 +419,11 @@ def cmd_render(args) -> int:
     output, fmt = _render_format(args)
     if fmt == "html" and args.rankdir != "TB":
         raise _UsageError("the interactive page flows top to bottom; --rankdir applies to images and DOT")
+    if output is not None and _is_file_spec(args.spec):
+        _check_output(output, [args.spec])
     compiled = _compile(args)
     output = output or _stem(args.spec, compiled) + "." + fmt
-    if output != "-" and args.spec != "-" and Path(output).resolve() == Path(args.spec).resolve():
-        raise _UsageError(f"refusing to overwrite the input spec {args.spec}")
+    _check_output(output, compiled.files)
     if fmt == "html":
         level = args.level or "stage"
         _write(output, compiled.to_html(level=level), f"interactive page, opens at {level} level")
@@ -417,6 +456,8 @@ def cmd_run(args) -> int:
 
     from .runner import RunError, run
 
+    if args.output:
+        _check_output(args.output, [args.model, args.input])
     try:
         batch = np.load(args.input, allow_pickle=False)
         output, provider = run(args.model, batch, args.device)
@@ -461,7 +502,8 @@ def cmd_fmt(args) -> int:
                 if args.error_format == "human":
                     print(f"{spec}: not formatted (run `resdsl fmt {spec}`)", file=sys.stderr)
             else:
-                write_atomic(spec, formatted)
+                with _writing(spec):
+                    write_atomic(spec, formatted)
                 if args.error_format == "human":
                     print(f"formatted {spec}", file=sys.stderr)
     if args.error_format == "json":

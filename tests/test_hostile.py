@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import ast as pyast
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -375,3 +376,90 @@ def test_batchnorm_arguments_in_range_run(args):
 def test_an_eps_set_to_zero_from_the_command_line_is_refused():
     spec = "network n {\n  input 3x8x8\n  let e = 0.001\n  batchnorm(eps=e)\n}\n"
     assert codes(spec, overrides={"e": "1e-400"}) == ["E0108"]
+
+
+# -- 6. nothing a user wrote is lost ---------------------------------------------------
+
+
+@pytest.mark.parametrize("suffix", [".dot", ".svg"])
+def test_render_refuses_to_overwrite_its_spec(tmp_path, suffix, capsys):
+    spec = tmp_path / f"net{suffix}"
+    spec.write_text(TINY)
+    assert main(["render", str(spec), "-o", str(spec)]) == 2
+    assert spec.read_text() == TINY
+    assert "refusing to overwrite" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("command", [["build"], ["build", "--emit", "ir"], ["render"]])
+def test_outputs_never_overwrite_a_used_file(tmp_path, command, capsys):
+    lib = tmp_path / "lib.res"
+    lib.write_text("block b(c) { conv(c, k=1) }\n")
+    spec = tmp_path / "net.res"
+    spec.write_text('use "lib.res"\n' + TINY.replace("  gap", "  l = b(4)\n  gap"))
+    output = tmp_path / ("lib.dot" if command == ["render"] else "lib.res")
+    if command == ["render"]:
+        output.symlink_to(lib)
+    assert main([*command, str(spec), "-o", str(output)]) == 2
+    assert lib.read_text() == "block b(c) { conv(c, k=1) }\n"
+
+
+def test_external_data_never_overwrites_the_spec(tmp_path, capsys):
+    spec = tmp_path / "model.onnx.data"
+    spec.write_text(TINY)
+    out = tmp_path / "model.onnx"
+    assert main(["build", str(spec), "--emit", "onnx", "-o", str(out), "--external-data"]) == 2
+    assert spec.read_text() == TINY and not out.exists()
+    assert "refusing to overwrite" in capsys.readouterr().err
+
+
+def test_fmt_on_a_symlink_formats_the_file_and_keeps_the_link(tmp_path, capsys):
+    target = tmp_path / "real.res"
+    target.write_text("network n {input 3x8x8\nconv1=conv(4,k=3)}\n")
+    link = tmp_path / "link.res"
+    link.symlink_to(target.name)
+    assert main(["fmt", str(link)]) == 0
+    assert link.is_symlink() and os.readlink(link) == target.name
+    assert target.read_text() == "network n {\n  input 3x8x8\n  conv1 = conv(4, k=3)\n}\n"
+
+
+WRITER = """
+import sys, time
+from resdsl.io import write_atomic
+
+def chunks():
+    for i in range(400):  # 100 MB, slowly
+        if i == 1:
+            print("writing", flush=True)
+        time.sleep(0.01)
+        yield bytes(256 * 1024)
+
+write_atomic(sys.argv[1], chunks())
+"""
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGHUP])
+def test_a_signal_during_a_write_leaves_the_old_file_and_no_temporary(tmp_path, signum):
+    target = tmp_path / "model.onnx"
+    target.write_text("previous good output\n")
+    writer = subprocess.Popen([sys.executable, "-c", WRITER, str(target)], stdout=subprocess.PIPE, cwd=ROOT)
+    assert writer.stdout is not None and writer.stdout.readline() == b"writing\n"
+    writer.send_signal(signum)
+    assert writer.wait(timeout=30) == -signum  # it still dies of the signal, as without resdsl
+    assert target.read_text() == "previous good output\n"
+    assert [p.name for p in tmp_path.iterdir()] == ["model.onnx"]
+
+
+def test_temporaries_of_dead_writers_are_removed_by_the_next_write(tmp_path):
+    import socket
+
+    from resdsl import io as resdsl_io
+
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    host = socket.gethostname().split(".")[0]
+    stale = tmp_path / f".model.py.resdsl.{host}.{int(dead.stdout)}.x1y2z3.tmp"
+    live = tmp_path / f".model.py.resdsl.{host}.{os.getppid()}.a1b2c3.tmp"  # a writer still running
+    other = tmp_path / f".other.py.resdsl.{host}.{int(dead.stdout)}.q1w2e3.tmp"  # another target's
+    for path in (stale, live, other):
+        path.write_bytes(bytes(1000))
+    resdsl_io.write_atomic(tmp_path / "model.py", "new\n")
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(["model.py", live.name, other.name])
