@@ -27,6 +27,7 @@ if TYPE_CHECKING:
     from .api import Compiled
 
 EXIT_OK, EXIT_SPEC, EXIT_USAGE, EXIT_INTERNAL = 0, 1, 2, 3
+EXIT_PIPE = 128 + 13  # what a shell reports for a process ended by SIGPIPE
 
 # Default output per emit without -o: standard output for text, a file named after the spec for ONNX.
 EMITS = {"torch": "-", "ir": "-", "onnx": ".onnx"}
@@ -553,9 +554,22 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help()
         return EXIT_OK
     try:
-        code = COMMANDS[args.command](args)
-        sys.stdout.flush()  # here, where a closed pipe is caught below, not at exit
-        return code
+        try:
+            return _run(args)
+        finally:
+            sys.stdout.flush()  # here, so that a closed pipe is reported below, not at exit
+    except BrokenPipeError:
+        # The reader went away (`resdsl check -v | head -1`): stop quietly, as other tools do
+        # when SIGPIPE ends them, and keep Python from failing again to flush at exit.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        for stream in (sys.stdout, sys.stderr):
+            os.dup2(devnull, stream.fileno())
+        return EXIT_PIPE
+
+
+def _run(args) -> int:
+    try:
+        return COMMANDS[args.command](args)
     except ResdslError as exc:
         if getattr(args, "error_format", "human") == "json":
             print(exc.to_json())
@@ -568,10 +582,7 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         return 130
     except BrokenPipeError:
-        # The reader went away (`resdsl build resnet50 | head`): stop quietly, as cat does. Standard
-        # output goes to /dev/null so that flushing it at exit does not fail a second time.
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        return 128 + 13  # the shell's status for SIGPIPE
+        raise  # the reader of our output is gone: main() ends quietly
     except Exception as exc:  # a bug in resdsl, not in the spec
         if os.environ.get("RESDSL_DEBUG"):
             raise

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import bisect
 import json
+import os
 import re
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -52,8 +53,15 @@ def display_name(name: str) -> str:
 
 
 def file_name(name: str) -> str:
-    """A source's file name without its folders: generated outputs never record a machine path."""
-    return name.replace("\\", "/").rsplit("/", 1)[-1]
+    """A source's file name without its folders: generated outputs never record a machine path.
+
+    Folders are split at `/` and at this system's own separators only: on POSIX a
+    backslash belongs to the name (and display_name writes undecodable bytes with one).
+    """
+    for separator in (os.sep, os.altsep):
+        if separator:
+            name = name.replace(separator, "/")
+    return name.rsplit("/", 1)[-1]
 
 
 @dataclass(frozen=True)

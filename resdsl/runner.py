@@ -12,6 +12,8 @@ class RunError(Exception):
 
 
 DEVICES = ("auto", "cpu", "cuda")
+# The input types run can feed, as onnxruntime names them, and the array type each takes.
+FLOAT_INPUTS = {"tensor(float)": np.float32, "tensor(float16)": np.float16, "tensor(double)": np.float64}
 
 
 def providers(device: str = "auto") -> list[str]:
@@ -41,7 +43,14 @@ def session(model: str | Path, device: str = "auto"):
 def run(model: str | Path, batch: np.ndarray, device: str = "auto") -> tuple[np.ndarray, str]:
     """The model's first output on `batch` (N×C×H×W, or one C×H×W image), and the provider that ran it."""
     sess = session(model, device)
-    (entry,) = sess.get_inputs()
+    inputs = sess.get_inputs()
+    if len(inputs) != 1:
+        raise RunError(f"the model has {len(inputs)} inputs; resdsl run feeds a model with one")
+    (entry,) = inputs
+    dtype = FLOAT_INPUTS.get(entry.type)
+    if dtype is None:
+        held = entry.type.removeprefix("tensor(").removesuffix(")")
+        raise RunError(f"the model's input `{entry.name}` holds {held}; resdsl run feeds floating point arrays")
     batch = np.asarray(batch)
     if not np.issubdtype(batch.dtype, np.floating):
         raise RunError(f"the input holds {batch.dtype}; the model needs floating point")
@@ -52,5 +61,8 @@ def run(model: str | Path, batch: np.ndarray, device: str = "auto") -> tuple[np.
     if batch.ndim != len(expected) or any(f is not None and f != d for f, d in zip(fixed, batch.shape, strict=True)):
         want = "x".join(str(d) if isinstance(d, int) else "N" for d in expected)
         raise RunError(f"the input is {'x'.join(map(str, batch.shape))}; the model needs {want}")
-    (output,) = sess.run(None, {entry.name: batch.astype(np.float32)})[:1]
+    try:
+        (output,) = sess.run(None, {entry.name: batch.astype(dtype)})[:1]
+    except Exception as exc:  # noqa: BLE001 - onnxruntime reports a model it cannot run as a generic failure
+        raise RunError(f"onnxruntime could not run {Path(model).name}: {exc}") from None
     return output, sess.get_providers()[0]

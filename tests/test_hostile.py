@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import ROOT
+from conftest import ROOT, SPECS
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -463,3 +463,106 @@ def test_temporaries_of_dead_writers_are_removed_by_the_next_write(tmp_path):
         path.write_bytes(bytes(1000))
     resdsl_io.write_atomic(tmp_path / "model.py", "new\n")
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(["model.py", live.name, other.name])
+
+
+# -- 7. a user's mistake is never an internal error (exit 3) ---------------------------------
+
+
+def test_a_chain_of_a_thousand_used_files_compiles(tmp_path):
+    for i in range(1000):
+        (tmp_path / f"f{i}.res").write_text(f'use "f{i + 1}.res"\nblock b{i}(c) {{ conv(c, k=1) }}\n')
+    (tmp_path / "f1000.res").write_text("block last(c) { conv(c, k=1) }\n")
+    (tmp_path / "net.res").write_text('use "f0.res"\nnetwork n {\n  input 3x8x8\n  l = last(4)\n  m = b999(4)\n}\n')
+    assert resdsl.compile(tmp_path / "net.res").params == (3 * 4 + 8) + (4 * 4 + 8)  # two convs with BatchNorm
+
+
+@pytest.mark.parametrize("name", ["std/" + "x" * 300 + ".res", "std/" + "x" * 5000 + ".res", "std/a\x00b.res"])
+def test_impossible_standard_library_names_are_not_found(name):
+    assert codes(f'use "{name}"\n' + TINY) == ["E0109"]
+
+
+def test_an_output_that_cannot_be_written_is_a_usage_error(tmp_path, capsys):
+    spec = tmp_path / "net.res"
+    spec.write_text(TINY)
+    (tmp_path / "file.txt").write_text("")
+    for output in (tmp_path, tmp_path / "file.txt" / "model.py"):
+        for command in (["build"], ["build", "--emit", "onnx"], ["build", "--emit", "ir"], ["render"]):
+            target = str(output) + (".dot" if command == ["render"] and output != tmp_path else "")
+            assert main([*command, str(spec), "-o", target]) == 2, (command, target)
+    err = capsys.readouterr().err
+    assert "is a directory" in err and "cannot write" in err and "internal error" not in err
+
+
+def test_a_spec_file_name_that_is_not_utf8(tmp_path):
+    name = b"\xff\xfenet.res"
+    (tmp_path / os.fsdecode(name)).write_text(TINY)
+    bad = tmp_path / os.fsdecode(b"\xffbad.res")
+    bad.write_text("network n {\n  input 3x8x8\n  conv(4 k=3)\n}\n")
+    for argv, code in [
+        (["check", name], 0),
+        (["build", name, "-o", b"model.py"], 0),
+        (["build", name, "--emit", "onnx", "-o", b"model.onnx"], 0),
+        (["render", name, "-o", b"net.dot"], 0),
+        (["fmt", "--check", name], 0),
+        (["check", os.fsencode(bad)], 1),
+        (["check", os.fsencode(bad), "--error-format", "json"], 1),
+    ]:
+        result = subprocess.run([sys.executable, "-m", "resdsl", *argv], capture_output=True, cwd=tmp_path)
+        assert result.returncode == code, (argv, result.stderr)
+        assert b"internal error" not in result.stderr and b"Traceback" not in result.stderr
+    assert (
+        rb"\xffbad.res:3:10"
+        in subprocess.run(
+            [sys.executable, "-m", "resdsl", "check", os.fsencode(bad)], capture_output=True, cwd=tmp_path
+        ).stderr
+    )
+    assert "\\xff\\xfenet.res" in _docstring((tmp_path / "model.py").read_text())
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["check", "-v", str(SPECS / "resnet152.res")],
+        ["build", str(SPECS / "resnet152.res"), "--emit", "ir"],
+        ["summary", str(SPECS / "resnet152.res")],
+        ["check", "--error-format", "json", "{bad}"],
+    ],
+)
+def test_a_closed_pipe_ends_the_command_quietly(argv, tmp_path):
+    bad = tmp_path / "bad.res"
+    bad.write_text("network n {\n  input 3x8x8\n" + "  cnov(1)\n" * 200 + "}\n")
+    argv = [a.format(bad=bad) for a in argv]
+    reader, writer = os.pipe()
+    os.close(reader)  # like `| head -c 0`: nobody will read
+    result = subprocess.run([sys.executable, "-m", "resdsl", *argv], stdout=writer, stderr=subprocess.PIPE, text=True)
+    os.close(writer)
+    assert result.returncode == 128 + signal.SIGPIPE, result.stderr
+    assert result.stderr == ""
+
+
+def _onnx_model(path: Path, inputs: list[tuple[str, int]]) -> None:
+    import onnx
+    from onnx import helper
+
+    nodes = [helper.make_node("Identity", [inputs[0][0]], ["y"])]
+    values = [helper.make_tensor_value_info(name, dtype, [1, 3]) for name, dtype in inputs]
+    output = helper.make_tensor_value_info("y", inputs[0][1], [1, 3])
+    graph = helper.make_graph(nodes, "g", values, [output])
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), path)
+
+
+@pytest.mark.parametrize(
+    "inputs, message",
+    [
+        ([("x", 7)], "int64"),  # TensorProto.INT64
+        ([("x", 1), ("z", 1)], "2 inputs"),  # TensorProto.FLOAT
+    ],
+)
+def test_run_refuses_models_it_cannot_feed(tmp_path, inputs, message, capsys):
+    import numpy as np
+
+    _onnx_model(tmp_path / "m.onnx", inputs)
+    np.save(tmp_path / "x.npy", np.zeros((1, 3), np.float32))
+    assert main(["run", str(tmp_path / "m.onnx"), "--input", str(tmp_path / "x.npy")]) == 2
+    err = capsys.readouterr().err
+    assert message in err and "internal error" not in err
