@@ -20,7 +20,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from .diagnostics import Diagnostic, ResdslError, ResdslWarning, Source
+from .diagnostics import Diagnostic, ResdslError, ResdslWarning, Source, display_name, printable
 from .extras import MissingDependency, require
 
 if TYPE_CHECKING:
@@ -253,6 +253,11 @@ def _stem(spec: str, compiled: Compiled) -> str:
     return compiled.name if spec == "-" else Path(spec).name.removesuffix(".res")
 
 
+def _note(text: str) -> None:
+    """A line for the user on standard error; paths in it are theirs, so print them escaped."""
+    print(printable(display_name(text)), file=sys.stderr)
+
+
 def _same_file(a: str | Path, b: str | Path) -> bool:
     try:
         return os.path.samefile(a, b)  # hard links too
@@ -298,7 +303,7 @@ def _write(output: str, data: str | bytes, what: str) -> None:
         return
     with _writing(output):
         write_atomic(output, data)
-    print(f"wrote {output} ({what})", file=sys.stderr)
+    _note(f"wrote {output} ({what})")
 
 
 def cmd_build(args) -> int:
@@ -347,10 +352,7 @@ def cmd_build(args) -> int:
             with _writing(output):
                 data = compiled.save_onnx(output, args.weights, external_data=args.external_data, **options)
             where = f"; weights in {data}" if data else ""
-            print(
-                f"wrote {output} (ONNX opset {options['opset']}, {compiled.params:,} parameters{where})",
-                file=sys.stderr,
-            )
+            _note(f"wrote {output} (ONNX opset {options['opset']}, {compiled.params:,} parameters{where})")
     else:
         _write(output, compiled.torch_source, f"PyTorch, {compiled.params:,} parameters")
     return EXIT_OK
@@ -464,7 +466,7 @@ def cmd_run(args) -> int:
         output, provider = run(args.model, batch, args.device)
     except (OSError, ValueError, RunError) as exc:
         raise _UsageError(str(exc)) from None
-    print(f"ran {Path(args.model).name} on {provider}: output {'x'.join(map(str, output.shape))}", file=sys.stderr)
+    _note(f"ran {Path(args.model).name} on {provider}: output {'x'.join(map(str, output.shape))}")
     if output.ndim == 2:
         for row, scores in enumerate(output):
             print(f"{row}: class {int(scores.argmax())} ({float(scores.max()):.6g})")
@@ -501,12 +503,12 @@ def cmd_fmt(args) -> int:
             unformatted.append(spec)
             if args.check:
                 if args.error_format == "human":
-                    print(f"{spec}: not formatted (run `resdsl fmt {spec}`)", file=sys.stderr)
+                    _note(f"{spec}: not formatted (run `resdsl fmt {spec}`)")
             else:
                 with _writing(spec):
                     write_atomic(spec, formatted)
                 if args.error_format == "human":
-                    print(f"formatted {spec}", file=sys.stderr)
+                    _note(f"formatted {spec}")
     if args.error_format == "json":
         print(_json_report(errors, [], **{"unformatted" if args.check else "formatted": unformatted}))
     if errors or (args.check and unformatted):
@@ -577,7 +579,7 @@ def _run(args) -> int:
             _diagnostics(exc.render(color=_use_color(sys.stderr)))
         return EXIT_SPEC
     except (_UsageError, MissingDependency) as exc:
-        print(f"resdsl {args.command}: error: {exc}", file=sys.stderr)
+        _note(f"resdsl {args.command}: error: {exc}")
         return EXIT_USAGE
     except KeyboardInterrupt:
         return 130

@@ -52,6 +52,12 @@ def display_name(name: str) -> str:
     return data.decode("utf-8", "backslashreplace")
 
 
+def printable(text: str) -> str:
+    """`text` safe to print on a terminal: characters it would act on rather than show (escape
+    sequences, bells, NULs, bidirectional overrides, line breaks) written as Python escapes."""
+    return "".join(char if char.isprintable() else repr(char)[1:-1] for char in text)
+
+
 def file_name(name: str) -> str:
     """A source's file name without its folders: generated outputs never record a machine path.
 
@@ -117,12 +123,12 @@ class Diagnostic:
             return f"\x1b[{code}m{text}\x1b[0m" if color else text
 
         accent = "1;33" if self.severity == "warning" else "1;31"
-        out = [paint(f"{self.severity}[{self.code}]", accent) + paint(f": {self.message}", "1")]
+        out = [paint(f"{self.severity}[{self.code}]", accent) + paint(f": {printable(self.message)}", "1")]
         labelled = [Label(self.span, self.label)] if self.span is not None else []
         for index, item in enumerate(labelled + self.notes):
             out.extend(_snippet(item, paint, accent if index == 0 else None))
         if self.help:
-            out.append(paint("  = help: ", "1;36") + self.help)
+            out.append(paint("  = help: ", "1;36") + printable(self.help))
         return "\n".join(out)
 
     def to_json(self) -> dict:
@@ -146,22 +152,41 @@ class Diagnostic:
         return data
 
 
+def _shown(line: str) -> tuple[str, list[int]]:
+    """A source line as printed (a tab as one space, other unprintable characters escaped),
+    and the printed column where each of its characters starts (one more for the line's end)."""
+    pieces, starts = [], []
+    width = 0
+    for char in line:
+        piece = " " if char == "\t" else char if char.isprintable() else repr(char)[1:-1]
+        starts.append(width)
+        pieces.append(piece)
+        width += len(piece)
+    starts.append(width)
+    return "".join(pieces), starts
+
+
 def _snippet(item: Label, paint, accent: str | None) -> list[str]:
     """The source line of `item` with its span underlined: `^` in `accent` for the primary label, else `-`."""
     source = item.span.source
     line, col = source.line_col(item.span.start)
     end_line, end_col = source.line_col(item.span.end)
-    text = source.line_text(line).expandtabs(1)
+    text, starts = _shown(source.line_text(line))
+
+    def column(col: int) -> int:  # the printed column of a 1-based character column
+        return starts[min(col - 1, len(starts) - 1)] + max(0, col - len(starts))
+
+    first = column(col)
     # A span running past its first line is underlined to that line's end.
-    last = end_col if end_line == line else len(text) + 1
-    width = max(1, last - col)
+    last = column(end_col) if end_line == line else len(text)
+    width = max(1, last - first)
     gutter = " " * len(str(line))
     marker = "^" if accent else "-"
-    underline = " " * (col - 1) + marker * width
+    underline = " " * first + marker * width
     if item.message:
-        underline += " " + item.message
+        underline += " " + printable(item.message)
     return [
-        f"{gutter}--> {item.span.location}",
+        f"{gutter}--> {printable(item.span.location)}",
         f"{gutter} |",
         f"{line} | {text}",
         f"{gutter} | " + paint(underline, accent or "1;34"),

@@ -37,10 +37,11 @@ class Limits:
         for name, raw in (options or {}).items():
             if name not in names:
                 raise error("E0302", f"--limit {name}: no such limit", help="limits: " + ", ".join(names))
-            try:
-                value = int(raw)
-            except (TypeError, ValueError):
-                raise error("E0302", f"--limit {name}={raw}: expected a positive integer") from None
+            text = str(raw).strip()
+            # ASCII digits only, as in a spec (int() also reads other scripts' digits).
+            if not (text.isascii() and text.lstrip("+-").isdigit()):
+                raise error("E0302", f"--limit {name}={raw}: expected a positive integer")
+            value = int(text)
             if value < 1:
                 raise error("E0302", f"--limit {name}={raw}: expected a positive integer")
             limits = replace(limits, **{name: value})

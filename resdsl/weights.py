@@ -162,13 +162,34 @@ def _read(path: Path, suffix: str) -> dict[str, np.ndarray]:
                 f"weights file {path.name} does not hold a state_dict (a mapping of tensors)",
                 help="save model.state_dict(), not the model or a training checkpoint",
             )
-        return {str(k): v.detach().cpu().numpy() for k, v in state.items()}
+        return {str(k): _numpy(v) for k, v in state.items()}
     if suffix == ".safetensors":
         from safetensors.numpy import load_file
 
-        return load_file(str(path))
+        try:
+            return load_file(str(path))
+        except TypeError:  # a dtype NumPy lacks (bfloat16, float8): PyTorch can read and widen it
+            try:
+                from safetensors.torch import load_file as load_tensors
+            except ImportError:
+                raise error(
+                    "E0401",
+                    f"weights file {path.name} holds bfloat16 or float8 tensors, which need PyTorch to read",
+                    help="install PyTorch, or save the weights as float32",
+                ) from None
+            return {k: _numpy(v) for k, v in load_tensors(str(path)).items()}
     with np.load(path, allow_pickle=False) as archive:
         return {k: archive[k] for k in archive.files}
+
+
+def _numpy(tensor) -> np.ndarray:
+    """A torch tensor as an array; bfloat16 and float8, which NumPy lacks, widened to float32 (exactly)."""
+    import torch
+
+    tensor = tensor.detach().cpu()
+    if tensor.is_floating_point() and tensor.dtype not in (torch.float16, torch.float32, torch.float64):
+        tensor = tensor.float()
+    return tensor.numpy()
 
 
 def check(arrays: Mapping[str, object], ir: IR, what: str = "weights") -> dict[str, np.ndarray]:
@@ -184,6 +205,8 @@ def check(arrays: Mapping[str, object], ir: IR, what: str = "weights") -> dict[s
         if key not in arrays:
             continue
         value = np.asarray(arrays[key])
+        if value.dtype.name == "bfloat16" or value.dtype.name.startswith("float8"):
+            value = value.astype(np.float32)  # ml_dtypes' types (safetensors may return them): widened exactly
         if value.shape != shape:
             misfits.append(f"{key} is {_fmt(value.shape)}, the network needs {_fmt(shape)}")
         elif dtype == "float32" and not np.issubdtype(value.dtype, np.floating):
@@ -209,8 +232,30 @@ def check(arrays: Mapping[str, object], ir: IR, what: str = "weights") -> dict[s
             f"{what} has {len(misfits)} mis-shaped key(s) for `{name}`: {'; '.join(misfits)}",
             help="was it saved from another network or spec setting?",
         )
+    unusable = _unusable_values(state)
+    if unusable:
+        errors.add(
+            "E0405",
+            f"{what} has {len(unusable)} key(s) with values `{name}` cannot use: {'; '.join(unusable)}",
+            help="a diverged training run leaves NaN or infinite values; BatchNorm variances are at least 0",
+        )
     errors.raise_if_any()
     return state
+
+
+def _unusable_values(state: Mapping[str, np.ndarray]) -> list[str]:
+    """NaN or infinite values anywhere, and negative BatchNorm variances: a model built with them
+    outputs NaN (or, after BatchNorm folding, nothing sensible)."""
+    found = []
+    for key, value in state.items():
+        if not np.issubdtype(value.dtype, np.floating):
+            continue
+        bad = int(value.size - np.count_nonzero(np.isfinite(value)))
+        if bad:
+            found.append(f"{key} holds {bad:,} NaN or infinite value(s)")
+        elif key.endswith(".running_var") and (value < 0).any():
+            found.append(f"{key} holds {int((value < 0).sum()):,} negative variance(s)")
+    return found
 
 
 def _fmt(shape: tuple[int, ...]) -> str:

@@ -566,3 +566,114 @@ def test_run_refuses_models_it_cannot_feed(tmp_path, inputs, message, capsys):
     assert main(["run", str(tmp_path / "m.onnx"), "--input", str(tmp_path / "x.npy")]) == 2
     err = capsys.readouterr().err
     assert message in err and "internal error" not in err
+
+
+# -- 8. odds and ends ---------------------------------------------------------------
+
+
+@pytest.mark.parametrize("junk", ["\x1b[2J\x1b]0;pwned\x07", "\x00", "\x07", "\u202e", "\x1b", "\x08"])
+@pytest.mark.parametrize(
+    "line, target",
+    [
+        ('  l = b(4, note="{0}", c2=1)', "c2"),  # a mistake after the characters
+        ("  conv(4, k=3) {0}", None),  # the characters are the mistake
+    ],
+)
+def test_control_characters_are_printed_escaped_with_the_caret_aligned(junk, line, target, tmp_path, capsys):
+    spec = tmp_path / "net.res"
+    text = 'block b(c, note="") {{ conv(c, k=3) }}\nnetwork n {{\n  input 3x8x8  # {0}\n' + line + "\n}}\n"
+    spec.write_text(text.format(junk))
+    assert main(["check", str(spec)]) == 1
+    err = capsys.readouterr().err
+    assert all(c.isprintable() for c in err.replace("\n", "")), repr(err)
+    lines = err.splitlines()
+    (shown,) = [line for line in lines if line.startswith("4 | ")]
+    caret = lines[lines.index(shown) + 1]
+    escaped = repr(junk[0])[1:-1]
+    target = target or escaped
+    assert caret.index("^") == shown.index(target) and caret.count("^") == len(target), (shown, caret)
+
+
+def test_control_characters_in_a_use_path_are_escaped_in_the_message(tmp_path, capsys):
+    spec = tmp_path / "net.res"
+    spec.write_text('use "\x1b[31mx.res"\n' + TINY)
+    assert main(["check", str(spec)]) == 1
+    err = capsys.readouterr().err
+    assert "\x1b" not in err and "\\x1b[31mx.res" in err
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "network n {\n  input 3x8x8\n  conv(\uff16\uff14, k=3)\n}\n",  # fullwidth 64
+        "network n {\n  input 3x8x8\n  classes \u0663\n  conv(4, k=3)\n}\n",  # Arabic-Indic 3
+        "network n {\n  input 3x\u0668x8\n  conv(4, k=3)\n}\n",
+        "network n {\n  input 3x8x8\n  dropout(p=0.\u0665)\n}\n",
+    ],
+)
+def test_only_ascii_digits_are_numbers(text):
+    with pytest.raises(ResdslError) as info:
+        resdsl.compile(text)
+    (diag,) = info.value.diagnostics
+    assert diag.code == "E0002" and "0-9" in diag.help
+
+
+def test_only_ascii_digits_on_the_command_line(tmp_path, capsys):
+    spec = tmp_path / "net.res"
+    spec.write_text("network n {\n  input 3x8x8\n  let w = 4\n  conv(w, k=3)\n}\n")
+    for option in (["--set", "classes=\u0663"], ["--set", "w=\uff14"], ["--set", "input=3x\u0668x8"]):
+        assert main(["check", str(spec), *option]) == 1
+        assert "E0301" in capsys.readouterr().err
+    assert main(["check", str(spec), "--limit", "channels=\u0663\u0663"]) == 1
+    assert "E0302" in capsys.readouterr().err
+
+
+WEIGHTS_SPEC = "network n {\n  input 3x8x8\n  conv1 = conv(4, k=3)\n}\n"
+
+
+def _weights(**changes):
+    import numpy as np
+
+    from resdsl.weights import initial
+
+    state = initial(resdsl.compile(WEIGHTS_SPEC).ir)
+    for key, value in changes.items():
+        state[key.replace("__", ".")] = np.asarray(value, np.float32)
+    return state
+
+
+@pytest.mark.parametrize(
+    "changes, key",
+    [
+        ({"conv1__weight": [[[[float("nan")] * 3] * 3] * 3] * 4}, "conv1.weight"),
+        ({"bn1__bias": [0, float("inf"), 0, 0]}, "bn1.bias"),
+        ({"bn1__running_var": [1, 1, -0.5, 1]}, "bn1.running_var"),
+    ],
+)
+def test_weights_with_nan_or_a_negative_variance_are_refused(changes, key):
+    with pytest.raises(ResdslError) as info:
+        resdsl.compile(WEIGHTS_SPEC).to_onnx(_weights(**changes))
+    (diag,) = info.value.diagnostics
+    assert diag.code == "E0405" and key in diag.message
+
+
+@pytest.mark.parametrize("fmt", [".pt", ".safetensors"])
+def test_bfloat16_checkpoints_are_converted(tmp_path, fmt):
+    import numpy as np
+    import torch
+
+    state = {k: torch.from_numpy(v) for k, v in _weights().items()}
+    half = {k: v.to(torch.bfloat16) if v.is_floating_point() else v for k, v in state.items()}
+    path = tmp_path / f"w{fmt}"
+    if fmt == ".pt":
+        torch.save(half, path)
+    else:
+        from safetensors.torch import save_file
+
+        save_file(half, str(path))
+    from_bf16 = resdsl.compile(WEIGHTS_SPEC).to_onnx(path)
+    expected = {k: v.float().numpy() for k, v in half.items()}
+    got = {t.name: t for t in from_bf16.graph.initializer}
+    from onnx import numpy_helper
+
+    np.testing.assert_array_equal(numpy_helper.to_array(got["conv1.weight"]), expected["conv1.weight"])

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import builtins
 import difflib
+import re
 from functools import lru_cache
 from importlib import resources
 
@@ -16,6 +17,7 @@ from . import ast
 from .parser_cache import load_or_build
 
 MAX_DIGITS = 18  # every integer a spec needs fits in 18 digits
+_WORD = re.compile(r"\w+")  # letters and digits of any script
 KEYWORDS = (
     "use",
     "block",
@@ -100,14 +102,13 @@ def _syntax_error(source: Source, exc: UnexpectedInput) -> ResdslError:
     terminals = {t.name: t for t in _parser().terminals}
     pos = exc.pos_in_stream if exc.pos_in_stream is not None else len(source.text)
     if isinstance(exc, UnexpectedCharacters):
-        char = source.text[pos] if pos < len(source.text) else ""
-        return error(
-            "E0002",
-            f"unexpected character {char!r}",
-            Span(source, pos, pos + 1),
-            "not part of the .res language",
-            "names are letters, digits and `_`; comments start with `#`",
-        )
+        return _unexpected_character(source, pos)
+    if isinstance(exc, UnexpectedToken) and exc.token.type != "$END":
+        # `3x٨x8` lexes as `3` and a name: the mistake is the digit of another script.
+        word = _WORD.match(source.text, exc.token.start_pos or 0)
+        for offset, char in enumerate(word.group() if word else ""):
+            if char.isdigit() and not char.isascii():
+                return _unexpected_character(source, (exc.token.start_pos or 0) + offset)
     assert isinstance(exc, (UnexpectedToken, UnexpectedEOF))  # Lark's other syntax errors
     expected = _describe_expected(set(exc.expected), terminals)
     if isinstance(exc, UnexpectedEOF) or (isinstance(exc, UnexpectedToken) and exc.token.type == "$END"):
@@ -158,6 +159,19 @@ def _setting_before(source: Source, token: Token) -> str | None:
         if head != before and not (head[-1:].isalnum() or head[-1:] == "_"):
             return keyword
     return None
+
+
+def _unexpected_character(source: Source, pos: int) -> ResdslError:
+    char = source.text[pos] if pos < len(source.text) else ""
+    return error(
+        "E0002",
+        f"unexpected character {char!r}",
+        Span(source, pos, pos + 1),
+        "not part of the .res language",
+        "numbers are written with the ASCII digits 0-9"
+        if char.isdigit()
+        else "names are letters, digits and `_`; comments start with `#`",
+    )
 
 
 def _binop_rule(op: str):
