@@ -677,3 +677,60 @@ def test_bfloat16_checkpoints_are_converted(tmp_path, fmt):
     from onnx import numpy_helper
 
     np.testing.assert_array_equal(numpy_helper.to_array(got["conv1.weight"]), expected["conv1.weight"])
+
+
+# -- 9. errors in templates -------------------------------------------------------------
+
+
+def _diagnostics(spec: str):
+    with pytest.raises(ResdslError) as info:
+        resdsl.compile(spec)
+    return info.value.diagnostics
+
+
+def test_an_error_in_a_template_is_reported_once_with_the_call_that_reached_it():
+    spec = (
+        "block b(c) {\n  conv(c, k=3, bias=1)\n}\n"
+        "network n {\n  input 3x8x8\n  first = b(4)\n  second = b(4)\n  stage = b(4) x 3\n}\n"
+    )
+    (diag,) = _diagnostics(spec)
+    assert diag.code == "E0107" and diag.span.location == "<text>:2:21"
+    (note,) = diag.notes
+    assert note.message == "in `first`, called here" and note.span.location == "<text>:6:3"
+    rendered = ResdslError(diag).render()
+    assert rendered.count("error[") == 1 and "called here" in rendered
+
+
+def test_a_mistake_in_a_template_definition_is_reported_once_per_template():
+    spec = "".join(f"block b{i}(self) {{\n  conv(4, k=3)\n}}\n" for i in range(3))
+    spec += (
+        "network n {\n  input 3x8x8\n" + "".join(f"  l{i}{j} = b{i}()\n" for i in range(3) for j in range(4)) + "}\n"
+    )
+    diags = _diagnostics(spec)
+    assert [d.code for d in diags] == ["E0106"] * 3
+    assert [d.span.location for d in diags] == ["<text>:1:10", "<text>:4:10", "<text>:7:10"]
+
+
+def test_an_error_from_a_calls_argument_points_at_that_call():
+    spec = (
+        "block b(planes, stride=1, red=16) {\n  conv(planes, k=3, s=stride)\n  conv(planes // red, k=1)\n}\n"
+        "network n {\n  input 3x32x32\n  layer1 = b(64) x 2\n  layer2 = b(128) x 3 first(stride=2, red=11.2)\n}\n"
+    )
+    (diag,) = _diagnostics(spec)
+    assert diag.code == "E0107" and diag.span.location == "<text>:3:8"
+    (note,) = diag.notes
+    assert note.message == "in `layer2.0`, called here" and note.span.location == "<text>:8:3"
+
+
+def test_an_error_in_a_block_inside_a_block_is_reported_once_with_each_call_on_the_way():
+    spec = (
+        "block inner(c) {\n  conv(c, k=3, bias=1)\n}\n"
+        "block outer(c) {\n  a = inner(c)\n  b = inner(c)\n}\n"
+        "network n {\n  input 3x8x8\n  first = outer(4)\n  second = outer(4)\n}\n"
+    )
+    (diag,) = _diagnostics(spec)
+    assert diag.code == "E0107" and diag.span.location == "<text>:2:21"
+    assert [(n.message, n.span.location) for n in diag.notes] == [
+        ("in `first.a`, called here", "<text>:5:3"),
+        ("in `first`, called here", "<text>:10:3"),
+    ]

@@ -12,7 +12,7 @@ import difflib
 import math
 from dataclasses import dataclass, field
 
-from ..diagnostics import Collector, ResdslError, Span, error
+from ..diagnostics import Collector, Diagnostic, Label, ResdslError, Span, error
 from ..ir.expr import Expr, Value, is_literal, names_in
 from ..ir.graph import IR
 from ..ir.names import check_name
@@ -101,6 +101,9 @@ class _Lowerer:
         self.expanding: list[str] = []  # the templates being expanded, outermost first
         self._sizes: dict[str, tuple[int, int]] = {}  # per template: the blocks and ops one instance builds
         self.bad_templates: set[str] = set()  # templates whose definition has a reported mistake
+        self.template_errors: set[tuple] = set()  # the errors inside templates reported so far
+        self.kept: set[int] = set()  # ids of those diagnostics (a block inside a block passes them up)
+        self.failures = 0  # statements that failed, their errors reported (maybe by an earlier instance)
 
     # -- settings -------------------------------------------------------------
 
@@ -325,8 +328,9 @@ class _Lowerer:
             except ResdslError as exc:
                 # Keep going: later statements may hold independent mistakes.
                 self.errors.extend(exc)
+                self.failures += 1
             except _Reported:
-                pass
+                self.failures += 1
 
     def _stmt(self, stmt, scope: Scope) -> None:
         if isinstance(stmt, (ast.InputStmt, ast.ClassesStmt, ast.PolicyStmt)):
@@ -789,23 +793,45 @@ class _Lowerer:
                 )
         return env
 
+    def _once_per_template(self, known: int, module: Module, outer: Scope) -> None:
+        """Keep each error an instance's body raised only the first time the template raises it,
+        with a note at the call that reached it (the call's arguments may be the cause)."""
+        fresh = self.errors.items[known:]
+        del self.errors.items[known:]
+        call = module.span
+        for diag in fresh:
+            if id(diag) not in self.kept:
+                if _key(diag) in self.template_errors:
+                    continue
+                self.template_errors.add(_key(diag))
+                self.kept.add(id(diag))
+            if call is not None:
+                diag.notes.append(Label(call, f"in `{module.path}`, called here"))
+            self.errors.items.append(diag)
+
     def _instance(self, block: ast.BlockDef, template: Template, module: Module, env, outer: Scope) -> None:
         env = dict(env)
         if template.expansion is not None:
             env["expansion"] = template.expansion
         inner = Scope(module, env, outer.current, in_template=True)
-        known = len(self.errors.items)
+        known, failures = len(self.errors.items), self.failures
         self.expanding.append(template.name)
         try:
             self._body(block.body, inner)
         finally:
             self.expanding.pop()
-        if len(self.errors.items) > known:
-            raise _Reported  # the template's mistakes are reported once, not once per repetition
+        if self.failures > failures:
+            self._once_per_template(known, module, outer)
+            raise _Reported  # and the other instances of this statement are not built
         if inner.current is inner.input:
             raise error("E0117", f"block `{block.name.text}` has no ops", block.name.span, "empty block")
         outer.created.extend(inner.created)
         outer.current = inner.current
+
+
+def _key(diag: Diagnostic) -> tuple:
+    span = (diag.span.source.name, diag.span.start, diag.span.end) if diag.span else None
+    return (diag.code, diag.message, span)
 
 
 # The settings a generated network takes as constructor arguments (`num_classes`, `in_chans`).
