@@ -10,6 +10,7 @@ which gives every property test that many examples.
 from __future__ import annotations
 
 import builtins
+import json
 import keyword
 import os
 import re
@@ -19,6 +20,7 @@ from contextlib import contextmanager
 from datetime import timedelta
 from pathlib import Path
 
+import fuzz_harness
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -286,3 +288,39 @@ def test_pathological_inputs_fail_cleanly(text):
 def test_deep_parentheses_compile():
     # Parentheses add no tree depth, so this is an ordinary, valid spec.
     assert compile_or_error("network n { input 3x8x8\n conv(8, k=3, p=" + "(" * 5000 + "1" + ")" * 5000 + ") }") is None
+
+
+# -- the forked harness: check, build, import and run, in bounded processes ------------------------
+
+HARNESS_INPUTS = int(os.environ.get("RESDSL_FUZZ_INPUTS", "60"))
+SMALL = b"network n {\n  input 3x8x8\n  conv1 = conv(4, k=3)\n  gap\n  flatten\n  fc = linear(2)\n}\n"
+
+
+def test_forked_harness_finds_no_crash_hang_or_broken_spec():
+    report = fuzz_harness.run(HARNESS_INPUTS, seed=20_000, jobs=2).as_dict()
+    assert not report["failures"], json.dumps(report["failures"][:3], indent=2)
+    assert report["outcomes"]["ran"] > 0 and report["outcomes"]["refused"] > 0  # both paths exercised
+
+
+def test_the_harness_reports_a_crash(monkeypatch):
+    def broken_compile(*args, **kwargs):
+        raise ZeroDivisionError("injected")
+
+    monkeypatch.setattr(resdsl.api, "compile", broken_compile)
+    report = fuzz_harness.run([SMALL], jobs=1).as_dict()
+    assert report["outcomes"]["crash"] == 1 and "check exited 3" in report["failures"][0]["why"]
+
+
+def test_the_harness_reports_a_hang(monkeypatch):
+    monkeypatch.setattr(resdsl.api, "compile", lambda *args, **kwargs: time.sleep(60))
+    report = fuzz_harness.run([SMALL], jobs=1, wall_seconds=2).as_dict()
+    assert report["outcomes"]["hang"] == 1
+
+
+def test_the_harness_reports_a_spec_that_compiles_but_does_not_run(monkeypatch):
+    from resdsl.backends import torch_src
+
+    real = torch_src.emit
+    monkeypatch.setattr(torch_src, "emit", lambda graph: real(graph).replace("return x", "return x[99]"))
+    report = fuzz_harness.run([SMALL], jobs=1).as_dict()
+    assert report["outcomes"]["broken"] == 1 and "IndexError" in report["failures"][0]["why"]

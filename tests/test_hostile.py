@@ -314,6 +314,7 @@ def test_source_bytes_default_bounds_parsing():
 
 
 def _runs(spec: str, **kwargs) -> None:
+    """The spec builds, and its module runs forward (eval) and backward (training)."""
     import torch
 
     net = resdsl.compile(spec, **kwargs)
@@ -321,6 +322,9 @@ def _runs(spec: str, **kwargs) -> None:
     with torch.no_grad():
         out = model(torch.randn(2, *net.input_shape))
     assert torch.isfinite(out).all()
+    out = model.train()(torch.randn(2, *net.input_shape))
+    if out.requires_grad:
+        out.sum().backward()
 
 
 SE_BLOCK = (
@@ -349,6 +353,7 @@ def test_a_block_parameter_named_like_another_blocks_class_runs():
         "conv(4, k=3, s=2147483648)",
         "conv(4, k=3, d=2147483648, p=2147483648)",
         "maxpool(k=3, p=1, s=1000000)",
+        "conv(4, k=3, s=65536)",  # within the spatial limit, but see below
     ],
 )
 def test_strides_paddings_and_dilations_past_the_spatial_limit_are_refused(op):
@@ -356,9 +361,26 @@ def test_strides_paddings_and_dilations_past_the_spatial_limit_are_refused(op):
     assert code == "E0120"
 
 
-@pytest.mark.parametrize("op", ["maxpool(k=2, s=65536)", "avgpool(k=3, s=65536, p=1)", "conv(4, k=3, s=65536)"])
+@pytest.mark.parametrize("op", ["maxpool(k=2, s=65536)", "avgpool(k=3, s=65536, p=1)", "conv(4, k=3, s=9000)"])
 def test_strides_at_the_spatial_limit_run(op):
     _runs("network n {\n  input 3x8x8\n  " + op + "\n}\n")
+
+
+def test_a_conv_stride_far_past_its_input_is_refused():
+    # PyTorch's CPU backward pass works over channels × (stride · output size)² elements: past 2**31
+    # it crashes (64 channels, stride 5,793). The activations limit bounds it like any tensor.
+    spec = "network n {{\n  input 64x8x8\n  conv1 = conv(8, k=3, s={0})\n}}\n"
+    with pytest.raises(ResdslError) as info:
+        resdsl.compile(spec.format(5793))
+    (diag,) = info.value.diagnostics
+    assert diag.code == "E0120" and "stride 5793" in diag.message and "--limit activations=" in diag.help
+    _runs(spec.format(2048))  # 64 × 2048² elements: within the limit
+
+
+def test_pre_activation_with_ops_after_the_last_add_runs():
+    # The final BN-ReLU of `pre` goes after the last block, not between its add and the ops after it.
+    block = "block b(c) {\n  conv(c, k=3)\n  add input\n  relu\n}\n"
+    _runs(block + "network n {\n  input 4x8x8\n  policy norm = pre\n  l = b(4)\n}\n")
 
 
 @pytest.mark.parametrize(

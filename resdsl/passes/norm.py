@@ -129,11 +129,38 @@ def apply(ir: IR, limits: Limits) -> None:
     for add in adds:
         place.add(add, order, last_conv.get(add))
     if order == "pre" and adds:
-        last = adds[-1]
+        last = _block_end(ir, adds[-1])
         normed = place.after(last, place.norm, "bn_final", parent=ir.root, branch=None)
         place.after(normed, place.act, "act_final", parent=ir.root, branch=None)
     _number_sequences(ir)
     check_inserted_paths(ir, Origin.NORM)
+
+
+def _block_end(ir: IR, node: Node) -> Node:
+    """The output of the outermost block instance holding `node` (ops may follow a block's last add),
+    or `node` outside blocks: the final norm of `pre` goes after the last block."""
+    outer = node.block
+    while outer is not None and outer.parent is not None and _block_of(outer.parent) is not None:
+        outer = _block_of(outer.parent)
+    if outer is None:
+        return node
+    walk = ir.walk()
+    inside = [n for n in walk[walk.index(node) :] if _within(n.parent, outer)]
+    return inside[-1]
+
+
+def _block_of(module: Module) -> Module | None:
+    while module is not None and module.kind is not ModuleKind.BLOCK:
+        module = module.parent  # type: ignore[assignment]
+    return module
+
+
+def _within(module: Module | None, ancestor: Module) -> bool:
+    while module is not None:
+        if module is ancestor:
+            return True
+        module = module.parent
+    return False
 
 
 def _number_sequences(ir: IR) -> None:
