@@ -756,3 +756,26 @@ def test_an_error_in_a_block_inside_a_block_is_reported_once_with_each_call_on_t
         ("in `first.a`, called here", "<text>:5:3"),
         ("in `first`, called here", "<text>:10:3"),
     ]
+
+
+# -- found by the forked harness ----------------------------------------------------------------
+
+
+def test_a_block_inside_a_block_returning_widths_its_class_cannot_write_is_refused():
+    # The inner block returns 4·c channels: the outer class wrote the first use's number for every use.
+    spec = (
+        'use "std/blocks.res"\n'
+        "block b(c) {\n  a = conv(c, k=3)\n  se_bottleneck(c)\n  conv(16, k=1)\n}\n"
+        "network n {\n  input 4x8x8\n  l1 = b(64)\n  l2 = b(1)\n}\n"
+    )
+    (diag,) = _diagnostics(spec)
+    assert diag.code == "E0211" and "`l1.se_bottleneck`" in diag.message
+    _runs(spec.replace("l2 = b(1)", "l2 = b(64)"))  # one width: the class writes it
+
+
+def test_an_add_after_a_sequence_names_its_norm_by_the_add():
+    spec = (
+        "network n {\n  input 3x16x16\n  conv1 = seq {\n    conv(32, k=3, s=2)\n    conv(3, k=3, s=2)\n  }\n"
+        "  add input\n  gap\n  flatten\n  fc = linear(10)\n}\n"
+    )
+    _runs(spec.replace("s=2", "s=1"))

@@ -102,7 +102,9 @@ class _Placer:
         """The norm and activation an order places after a residual add, named after the branch's last conv."""
         if order not in ("post", "bn_after_add"):
             return
-        if conv is not None and conv.norm is True:  # a `norm=post` conv has its own norm
+        # Named beside the conv when it lives in the add's module (not inside a `seq`, whose
+        # members are numbered); a `norm=post` conv has its own norm.
+        if conv is not None and conv.norm is True and conv.parent is add.parent:
             assert conv.path is not None
             bn, act = bn_path(conv.path), act_path(conv.path)
         else:  # a branch without a normed conv of its own: number by the add, like `downsample2`

@@ -16,7 +16,7 @@ from ..diagnostics import Collector
 from ..ir.graph import IR, VerifyError
 from ..ir.node import Node
 from ..ir.shape import shape_text
-from ..ir.tree import Module, ShortcutSlot, Template
+from ..ir.tree import Module, ModuleKind, ShortcutSlot, Template
 from ..limits import Limits
 
 NAME = "templates"
@@ -30,10 +30,17 @@ def apply(ir: IR, limits: Limits | None = None) -> None:
         if block is not None and node.shortcut_of is None:
             bodies.setdefault(block, []).append(node)
     errors = Collector()
+    inside: dict[Module, list[Node]] = {}  # module → the ops in it and below, in walk order
+    for node in ir.walk():
+        module: Module | None = node.parent
+        while module is not None:
+            inside.setdefault(module, []).append(node)
+            module = module.parent
     for template in ir.templates.values():
         instances = [bodies.get(module, []) for module in template.instances]
         _same_ops(template, instances)
         _flat_sizes(ir, template, instances, errors)
+        _inner_widths(ir, template, inside, errors)
         template.shortcuts = _shortcuts(ir, template, instances, chains, errors)
     errors.raise_if_any()
 
@@ -59,6 +66,40 @@ def _flat_sizes(ir: IR, template: Template, instances: list[list[Node]], errors:
                 "one size per block template",
                 "put `gap` before `flatten`, or flatten outside the block",
             )
+
+
+def _inner_widths(ir: IR, template: Template, inside: dict[Module, list[Node]], errors: Collector) -> None:
+    """A block called inside a block: the class writes the channels it returns as its input's when
+    they are equal in the first use, else as a number (backends/torch_src.py), so that must hold
+    in every use (E0211 otherwise: `inner(c)` returning `4 * c` channels for different `c`)."""
+    first = template.instances[0]
+    for index, child in enumerate(first.children):
+        if child.kind not in (ModuleKind.BLOCK, ModuleKind.STAGE):
+            continue
+        widths = []
+        for module in template.instances:
+            nodes = inside.get(module.children[index], [])
+            if not nodes:
+                return
+            members = set(nodes)
+            source = next(o for n in nodes for o in ir.operands(n) if o not in members)
+            assert source.shape is not None and nodes[-1].shape is not None
+            widths.append((module.children[index].path, source.shape[0], nodes[-1].shape[0]))
+        _, given, returned = widths[0]
+        if given == returned:
+            odd = [(path, out) for path, into, out in widths if out != into]
+            if not odd:
+                continue
+        elif len({out for _, _, out in widths}) == 1:
+            continue
+        shown = ", ".join(f"{out} in `{path}`" for path, _, out in widths[:4])
+        errors.add(
+            "E0211",
+            f"block `{template.name}` calls `{child.name}`, which returns different channel counts ({shown})",
+            child.span,
+            "one width per block template",
+            "return as many channels as the inner block takes, or call the inner block from the network",
+        )
 
 
 def branch_stride(nodes: list[Node], add: Node) -> int:
