@@ -552,8 +552,11 @@ class Report:
 
 
 def run(inputs: int | list[bytes], seed: int = 0, jobs: int = 2, start: int = 0, wall_seconds: float = WALL_SECONDS,
-        progress: bool = False) -> Report:  # fmt: skip
-    """Run inputs `start` ... `start + inputs - 1` of the run seeded `seed` (or the given inputs), `jobs` at a time."""
+        progress: bool = False, save: Path | None = None) -> Report:  # fmt: skip
+    """Run inputs `start` ... `start + inputs - 1` of the run seeded `seed` (or the given inputs), `jobs` at a time.
+
+    With `save`, the report so far is written there every 100 inputs (a long run stopped early keeps its counts).
+    """
     import torch
 
     import resdsl
@@ -603,6 +606,9 @@ def run(inputs: int | list[bytes], seed: int = 0, jobs: int = 2, start: int = 0,
             done += 1
             if progress and done % 100 == 0:
                 print(f"{done}/{count} {dict(report.counts)} ({time.monotonic() - began:.0f} s)", file=sys.stderr)
+            if save is not None and done % 100 == 0:
+                report.seconds = time.monotonic() - began
+                save.write_text(json.dumps({"seed": seed, "start": start, **report.as_dict()}, indent=2))
         now = time.monotonic()
         for fd, (index, kind, data, pid, t0, _) in list(active.items()):
             if now - t0 > wall_seconds:
@@ -624,9 +630,9 @@ def main() -> None:
     parser.add_argument("--jobs", type=int, default=2)
     parser.add_argument("--save", type=Path, help="write the report as JSON here (failures with their inputs)")
     args = parser.parse_args()
-    report = run(args.inputs, args.seed, args.jobs, args.start, progress=True).as_dict()
+    report = run(args.inputs, args.seed, args.jobs, args.start, progress=True, save=args.save).as_dict()
     if args.save:
-        args.save.write_text(json.dumps(report, indent=2))
+        args.save.write_text(json.dumps({"seed": args.seed, "start": args.start, **report}, indent=2))
     summary = {k: v for k, v in report.items() if k != "failures"}
     print(json.dumps(summary, indent=2))
     for failure in report["failures"][:20]:
