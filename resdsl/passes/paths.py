@@ -14,11 +14,11 @@ def check_inserted_paths(ir: IR, origin: Origin) -> None:
     parent (`l.downsample` vs `l.downsample.0`): both name one attribute.
     """
     spec: dict[str, Node] = {}  # path → node, for the layers the pass did not insert
-    inserted: list[Node] = []
+    inserted: list[tuple[str, Node]] = []
     for node in ir.graph:  # creation order, which is id order
         if node.path:
             if node.origin is origin:
-                inserted.append(node)
+                inserted.append((node.path, node))
             else:
                 spec[node.path] = node
     parents: dict[str, Node] = {}  # every proper prefix of those paths → the first node below it
@@ -28,14 +28,14 @@ def check_inserted_paths(ir: IR, origin: Origin) -> None:
             parents[path[:cut]] = node
             cut = path.rfind(".", 0, cut)
     errors = []
-    for node in inserted:
-        user = _taken(node.path, spec) or parents.get(node.path)
+    for path, node in inserted:
+        user = _taken(path, spec) or parents.get(path)
         if user is not None:
             errors.append(
                 Diagnostic(
                     "E0209",
                     f"layer `{user.path}` clashes with the {node.op.kind} that the {origin.value} pass inserts "
-                    f"as `{node.path}`",
+                    f"as `{path}`",
                     user.span,
                     "this name is taken",
                     "rename this layer",
