@@ -779,3 +779,9 @@ def test_an_add_after_a_sequence_names_its_norm_by_the_add():
         "  add input\n  gap\n  flatten\n  fc = linear(10)\n}\n"
     )
     _runs(spec.replace("s=2", "s=1"))
+
+
+def test_an_activation_after_flatten_does_not_overwrite_what_autograd_keeps():
+    # flatten is a view: an in-place ReLU on it overwrote the output of the ReLU before (kept for backward).
+    _runs("network n {\n  input 3x2x2\n  conv(64, k=3)\n  flatten\n  relu\n  linear(4)\n}\n")
+    _runs("network n {\n  input 3x4x4\n  conv(8, k=3, norm=false)\n  flatten\n  relu\n  linear(4)\n}\n")

@@ -215,7 +215,10 @@ class _Emitter:
 
     def overwritable(self, body: _Body, node: Node) -> bool:
         """Whether an op may overwrite `node`'s tensor: nothing else reads it, and autograd does not need it."""
-        return node is not body.input and self.ir.graph.out_degree(node) == 1 and not node.op.saves_output
+        if node is body.input or self.ir.graph.out_degree(node) != 1 or node.op.saves_output:
+            return False
+        # A view shares its operand's memory: the operand must be free to overwrite too.
+        return not node.op.view or self.overwritable(body, self.ir.operands(node)[0])
 
     def _track(self, body: _Body, node: Node) -> None:
         """Record the output channel count of `node` in the class's terms."""

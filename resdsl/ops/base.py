@@ -200,6 +200,8 @@ class Op:
     families: ClassVar[tuple[str, ...]] = ()
     # Autograd keeps the op's output for its backward pass, so nothing may overwrite it in place.
     saves_output: ClassVar[bool] = False
+    # Its output is a view of its first operand's memory (flatten): overwriting it overwrites that too.
+    view: ClassVar[bool] = False
 
     @classmethod
     def missing_hooks(cls) -> list[str]:

@@ -13,6 +13,7 @@ from .base import OnnxWriter, Op, Shape, ShapeReport, Signature, TorchWriter
 @dataclass(frozen=True)
 class Flatten(Op):
     kind: ClassVar[str] = "flatten"
+    view: ClassVar[bool] = True  # torch.flatten of a contiguous tensor
     signature: ClassVar[Signature | None] = Signature(())
 
     def infer(self, inputs: Sequence[Shape], report: ShapeReport) -> Shape | None:
