@@ -37,6 +37,19 @@ from .torch_network import network_class
 NETWORK_ARGS = {"classes": "num_classes", "in_channels": "in_chans"}
 
 
+GROUP = "Group"
+# The module a group of named network modules becomes (`stem.conv`, `stem.pool`): timm's nn.Sequential
+# of an OrderedDict, without importing collections.
+GROUP_SOURCE = f'''\
+class {GROUP}(nn.Sequential):
+    """Named modules run in order, as an nn.Sequential built from an OrderedDict."""
+
+    def __init__(self, **modules: nn.Module):
+        super().__init__()
+        for name, module in modules.items():
+            self.add_module(name, module)'''
+
+
 class GenerationError(RuntimeError):
     """The IR holds something the PyTorch backend cannot express: a resdsl bug."""
 
@@ -177,6 +190,8 @@ class _Emitter:
         self.helpers: dict[str, str] = {}
         for node in self.walk:
             self.helpers.update(node.op.torch_helpers())
+        if any(m.kind is ModuleKind.GROUP for m in ir.root.walk()):
+            self.helpers[GROUP] = GROUP_SOURCE
         taken = set(self.helpers)
         self.templates = _dependency_order([t for t in ir.templates.values() if t.instances])
         self.classes = {t.name: class_name(t.name, taken) for t in self.templates}
@@ -248,11 +263,46 @@ class _Emitter:
                 self._track(body, node)
             args = [node.op.torch_module(_OpWriter(self, body, node)) for node in members]
             return f"self.{module.name} = nn.Sequential({', '.join(args)})"
+        return f"self.{module.name} = {self._module_expr(body, module, unit.nodes)}"
+
+    def _module_expr(self, body: _Body, module: Module, nodes: list[Node]) -> str:
+        """The expression that builds a stage, a block instance or a group (a sequence is built above)."""
         if module.kind is ModuleKind.STAGE:
             # One block a line, kept so by the trailing comma whatever the length.
             calls = "".join(f"\n{INDENT}{self._instance_call(body, block)}," for block in module.children)
-            return f"self.{module.name} = nn.Sequential({calls}\n)"
-        return f"self.{module.name} = {self._instance_call(body, module)}"
+            return f"nn.Sequential({calls}\n)"
+        if module.kind is ModuleKind.GROUP:
+            return self._group_expr(body, module, nodes)
+        return self._instance_call(body, module)
+
+    def _group_expr(self, body: _Body, group: Module, nodes: list[Node]) -> str:
+        """A group's members in order: an nn.Sequential when they are numbered, else a `Group` by name."""
+        members: list[tuple[str, str]] = []
+        seen: set[Module] = set()
+        for node in nodes:
+            if node.parent is group:
+                if node.op.is_module:
+                    self._track(body, node)
+                    assert node.path is not None
+                    writer = _OpWriter(self, body, node)
+                    members.append((node.path.rpartition(".")[2], node.op.torch_module(writer)))
+                continue
+            child = _child_of(node.parent, group)
+            if child is None or child in seen:
+                continue
+            seen.add(child)
+            inner = [n for n in nodes if n in set(self.inside[child])]
+            expr = self._module_expr(body, child, inner)
+            last, first = inner[-1], self._input_of(inner)
+            if last.shape and first.shape and last.shape[0] == first.shape[0]:
+                body.sym[last] = self.channels(body, first)
+            members.append((child.name, expr))
+        numbered = [name for name, _ in members] == [str(i) for i in range(len(members))]
+        items = "".join(
+            "\n" + INDENT + (expr if numbered else f"{name}={expr}").replace("\n", "\n" + INDENT) + ","
+            for name, expr in members
+        )
+        return f"{'nn.Sequential' if numbered else GROUP}({items}\n)"
 
     def _unit_output(self, body: _Body, unit: Unit) -> None:
         """The output channels of a child module, in the class's terms."""
