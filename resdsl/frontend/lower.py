@@ -606,6 +606,8 @@ class _Lowerer:
         self._check_sizes(callee, values, given, stmt)
         node_fields = {name: values.pop(name) for name in signature.node_args}
         op = kind(**values)
+        if callee == "conv" and node_fields["norm"] is not False:
+            op = self.ir.policies.conv(op)  # `policy conv_op = std_conv(...)`
         parent = parent or scope.module
         name = stmt.target.text if stmt.target else None
         path = None
