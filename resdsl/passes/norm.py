@@ -86,9 +86,7 @@ class _Placer:
             return node  # the norm before it is its own activation
         return self.ir.insert_after(node, op, **self._fields(node, path, **extra))
 
-    def before(self, node: Node, op: Op, path: str) -> Node | None:
-        if op is self.act and self.norm.includes_act():
-            return None
+    def before(self, node: Node, op: Op, path: str) -> Node:
         return self.ir.insert_before(node, op, **self._fields(node, path))
 
     def conv(self, conv: Node, order: str, final: bool) -> None:
@@ -108,7 +106,8 @@ class _Placer:
             self.after(conv, self.plain, bn)
         elif order == "pre":
             self.before(conv, self.norm, bn)
-            self.before(conv, self.act, act)
+            if not self.norm.includes_act():  # EvoNorm-S0, FRN: the norm is the activation too
+                self.before(conv, self.act, act)
 
     def add(self, add: Node, order: str, conv: Node | None) -> None:
         """The norm and activation an order places after a residual add, named after the branch's last conv."""
