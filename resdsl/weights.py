@@ -20,6 +20,7 @@ from .diagnostics import Collector, ResdslError, error
 from .ir.cost import in_shapes
 from .ir.graph import IR
 from .ir.node import Node
+from .ir.tree import Module
 from .ops.base import StateEntry
 
 FORMATS = (".pt", ".pth", ".safetensors", ".npz")
@@ -31,7 +32,7 @@ def _module_order(ir: IR) -> list[Node]:
         return nodes
     first: dict[object, int] = {}  # module → the position of the first node inside it
     for index, node in enumerate(nodes):
-        module = node.parent
+        module: Module | None = node.parent
         while module is not None:
             first.setdefault(module, index)
             module = module.parent
