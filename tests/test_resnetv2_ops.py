@@ -233,3 +233,17 @@ def test_named_projections_keep_their_norm_outside_pre_activation():
     paths = {n.path for n in net.ir if n.path}
     assert {"stages.1.blocks.0.downsample.conv", "stages.1.blocks.0.downsample.norm", "stem.norm"} <= paths
     assert "self.downsample = Group(" in net.torch_source and "identity = self.downsample(x)" in net.torch_source
+
+
+def test_the_language_reference_group_example_compiles_with_timms_keys():
+    docs = (SPECS.parent / "docs" / "language.md").read_text()
+    example = docs.split("### Groups")[1].split("```")[1]
+    net = resdsl.compile(f'use "std/blocks.res"\nnetwork n {{\n  input 3x64x64\n  policy norm = pre\n{example}}}\n')
+    keys = list(net.to_torch().state_dict())
+    assert keys[0] == "stem.conv.weight" and keys[-2:] == ["head.fc.weight", "head.fc.bias"]
+    assert "stages.1.blocks.3.conv3.weight" in keys and "norm.weight" in keys
+
+
+def test_a_cifar_preactivation_network_without_its_final_norm_runs():
+    net = resdsl.compile(GROUPED.format(policies="  policy final_norm = false"))
+    assert net.to_torch()(torch.randn(1, 3, 32, 32)).shape == (1, 10)
