@@ -247,3 +247,16 @@ def test_the_language_reference_group_example_compiles_with_timms_keys():
 def test_a_cifar_preactivation_network_without_its_final_norm_runs():
     net = resdsl.compile(GROUPED.format(policies="  policy final_norm = false"))
     assert net.to_torch()(torch.randn(1, 3, 32, 32)).shape == (1, 10)
+
+
+def test_a_conv_classifier_in_a_group_is_timms_classifier():
+    """`head.fc = conv(classes, k=1, ...)` then `flatten`: get_classifier, reset_classifier and pre_logits
+    reach it, as they reach timm's ClassifierHead(use_conv=True)."""
+    model = resdsl.compile(GROUPED.format(policies="")).to_torch().eval()
+    x = torch.randn(1, 3, 32, 32)
+    assert model.get_classifier() is model.head.fc
+    assert model.forward_head(model.forward_features(x), pre_logits=True).shape == (1, 32)
+    model.reset_classifier(5)
+    assert model(x).shape == (1, 5) and isinstance(model.head.fc, torch.nn.Conv2d)
+    model.reset_classifier(0)
+    assert model(x).shape == (1, 32)
