@@ -66,15 +66,19 @@ class StdConv(Conv):
         out = self.out_channels
         weight = w.weight("weight")
         rest = w.inputs[0][0] // self.groups * self.kernel * self.kernel
-        # Shapes with a leading 1, so that GlobalAveragePool averages each row: (1, out, rest, 1).
-        rows = w.step("rows", "Reshape", [weight, w.constant("rows_shape", [1, out, rest, 1])], (out, rest, 1))
-        mean = w.step("mean", "GlobalAveragePool", [rows], (out, 1, 1))
-        centred = w.step("centred", "Sub", [rows, mean], (out, rest, 1))
-        square = w.step("square", "Mul", [centred, centred], (out, rest, 1))
-        var = w.step("var", "GlobalAveragePool", [square], (out, 1, 1))
+        # Tensors of the weights alone, with a leading 1 so that GlobalAveragePool averages each row.
+        row, one = (1, out, rest, 1), (1, out, 1, 1)
+
+        def step(label: str, op_type: str, inputs: list[str], shape: tuple[int, ...]) -> str:
+            return w.step(label, op_type, inputs, shape, batched=False)
+
+        rows = step("rows", "Reshape", [weight, w.constant("rows_shape", list(row))], row)
+        mean = step("mean", "GlobalAveragePool", [rows], one)
+        centred = step("centred", "Sub", [rows, mean], row)
+        var = step("var", "GlobalAveragePool", [step("square", "Mul", [centred, centred], row)], one)
         eps = w.float_constant("eps", [self.eps], (1,))
-        std = w.step("std", "Sqrt", [w.step("var_eps", "Add", [var, eps], (out, 1, 1))], (out, 1, 1))
-        standard = w.step("standard", "Div", [centred, std], (out, rest, 1))
+        std = step("std", "Sqrt", [step("var_eps", "Add", [var, eps], one)], one)
+        standard = step("standard", "Div", [centred, std], row)
         shape = (out, w.inputs[0][0] // self.groups, self.kernel, self.kernel)
         filters_shape = w.constant("filters_shape", list(shape))
         filters = w.step("filters", "Reshape", [standard, filters_shape], shape, batched=False)
