@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from . import passes
+from .collector import paused
 from .diagnostics import Diagnostic, ResdslWarning, Source
 from .extras import require
 from .frontend.loader import load as load_program
@@ -69,6 +70,7 @@ class Compiled:
         return self.totals[1]
 
     @cached_property
+    @paused
     def torch_source(self) -> str:
         """Standalone PyTorch source of the network (needs no torch to generate)."""
         from .backends import torch_src
@@ -250,6 +252,16 @@ def compile(  # noqa: A001
     """
     limits = limits if isinstance(limits, Limits) else Limits.from_options(limits)
     source = spec if isinstance(spec, Source) else load(spec, limits)
+    compiled = _build(source, overrides, limits, use_path)
+    for diagnostic in compiled.warnings:
+        warnings.warn(ResdslWarning(diagnostic), stacklevel=2)
+    return compiled
+
+
+@paused
+def _build(
+    source: Source, overrides: dict[str, str] | None, limits: Limits, use_path: Iterable[str | Path] | None = None
+) -> Compiled:
     if source.path is not None:
         base = Path(source.path).parent
     else:
@@ -257,7 +269,4 @@ def compile(  # noqa: A001
     program = load_program(source, base, limits, use_path)
     ir = lower(program, overrides, limits)
     passes.run(ir, limits)
-    compiled = Compiled(ir, source, lint.check(ir), program.files)
-    for diagnostic in compiled.warnings:
-        warnings.warn(ResdslWarning(diagnostic), stacklevel=2)
-    return compiled
+    return Compiled(ir, source, lint.check(ir), program.files)

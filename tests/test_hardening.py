@@ -157,7 +157,7 @@ def test_includes_of_directories_missing_files_and_cycles(tmp_path):
     (tmp_path / "b.res").write_text('use "a.res"\nblock b1(p) { conv(p, k=1) }\n')
     for use, code in [
         ('"lib.res"', "E0109"),
-        ('"lib"', "E0124"),  # `use` reads .res files only
+        ('"lib"', "E0125"),  # `use` reads .res files only
         ('"nothing.res"', "E0109"),
         ('"a.res"', "E0110"),
         ('"' + "x" * 5000 + '.res"', "E0109"),

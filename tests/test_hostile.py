@@ -175,7 +175,7 @@ def test_use_cannot_reach_outside_the_spec_folder_or_echo_what_it_finds(secret, 
     out = capsys.readouterr()
     assert "hunter2" not in out.out + out.err
     assert "PATH=" not in out.out + out.err and "HOME=" not in out.out + out.err
-    assert "E0124" in out.out + out.err
+    assert "E0125" in out.out + out.err
 
 
 def test_use_through_a_symlink_out_of_the_folder_is_refused(secret):
@@ -183,14 +183,14 @@ def test_use_through_a_symlink_out_of_the_folder_is_refused(secret):
     link.symlink_to(secret / "secret.res")
     spec = secret / "project" / "net.res"
     spec.write_text('use "blocks.res"\n' + TINY)
-    assert codes(spec) == ["E0124"]
+    assert codes(spec) == ["E0125"]
 
 
 def test_use_reads_res_files_only(secret):
     (secret / "project" / "notes.txt").write_text("block b(c) { conv(c, k=1) }\n")
     spec = secret / "project" / "net.res"
     spec.write_text('use "notes.txt"\n' + TINY)
-    assert codes(spec) == ["E0124"]
+    assert codes(spec) == ["E0125"]
 
 
 def test_use_path_option_and_environment_open_more_folders(secret, tmp_path, monkeypatch, capsys):
@@ -202,7 +202,7 @@ def test_use_path_option_and_environment_open_more_folders(secret, tmp_path, mon
     assert codes(spec) == ["E0109"]  # not next to the spec, and no other folder is open
     assert main(["check", str(spec), "--use-path", str(lib)]) == 0
     spec.write_text('use "../lib/extra.res"\n' + TINY.replace("  gap", "  t = twice(4)\n  gap"))
-    assert codes(spec) == ["E0124"]
+    assert codes(spec) == ["E0125"]
     assert resdsl.compile(spec, use_path=[lib]).params > 0
     monkeypatch.setenv("RESDSL_PATH", str(lib))
     assert resdsl.compile(spec).params > 0

@@ -85,10 +85,14 @@ class _Writer:
         self.constants[name] = (shape, TensorProto.FLOAT)
         return name
 
-    def step(self, label: str, op_type: str, inputs: list[str], shape: tuple[int, ...], **attrs: Any) -> str:
+    def step(
+        self, label: str, op_type: str, inputs: list[str], shape: tuple[int, ...], batched: bool = True, **attrs: Any
+    ) -> str:
         name = f"{self.name}.{label}"
         self.nodes.append(helper.make_node(op_type, inputs, [name], name=name, **attrs))
-        self.inner.append(_tensor(name, shape))
+        self.inner.append(
+            _tensor(name, shape) if batched else helper.make_tensor_value_info(name, TensorProto.FLOAT, shape)
+        )
         return name
 
     def output(self, op_type: str, inputs: list[str], **attrs: Any) -> None:

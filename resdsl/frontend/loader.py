@@ -231,7 +231,7 @@ class _Loader:
             return use.path, folder, None
         if not use.path.endswith(SUFFIX):
             raise error(
-                "E0124",
+                "E0125",
                 f"`use` reads .res spec files only, not `{use.path}`",
                 use.span,
                 "not a .res file",
@@ -258,7 +258,7 @@ class _Loader:
                 return str(real), candidate, real
         if not reachable:
             raise error(
-                "E0124",
+                "E0125",
                 f"`{use.path}` is outside the folders `use` may read",
                 use.span,
                 "outside the spec's folder tree",
