@@ -785,3 +785,11 @@ def test_an_activation_after_flatten_does_not_overwrite_what_autograd_keeps():
     # flatten is a view: an in-place ReLU on it overwrote the output of the ReLU before (kept for backward).
     _runs("network n {\n  input 3x2x2\n  conv(64, k=3)\n  flatten\n  relu\n  linear(4)\n}\n")
     _runs("network n {\n  input 3x4x4\n  conv(8, k=3, norm=false)\n  flatten\n  relu\n  linear(4)\n}\n")
+
+
+@pytest.mark.parametrize(
+    "op", ["std_conv(4, k=3, eps=0)", "evonorm_s0(groups=1, eps=-1)", "frn(eps=0)", "pad(p=2147483648)"]
+)
+def test_the_resnetv2_ops_take_their_ranges_from_their_definitions(op):
+    (code,) = codes("network n {\n  input 4x8x8\n  " + op + "\n}\n")
+    assert code in ("E0108", "E0120")

@@ -16,7 +16,7 @@ from typing import Any, ClassVar
 
 from ..diagnostics import Span
 from ..ir.expr import Expr
-from .base import ArgSpec, OnnxWriter, Op, Shape, ShapeReport, Signature, StateEntry, TorchWriter
+from .base import ArgSpec, OnnxWriter, Op, Range, Shape, ShapeReport, Signature, StateEntry, TorchWriter
 
 CLASS = "EvoNormS0"
 
@@ -49,9 +49,9 @@ class EvoNormS0(Op):
     families: ClassVar[tuple[str, ...]] = ("norm",)  # `policy norm_op = evonorm_s0`
     signature: ClassVar[Signature | None] = Signature(
         (
-            ArgSpec("groups", int, 32),
-            ArgSpec("group_size", int, None),
-            ArgSpec("eps", float, 1e-5, minimum=None),
+            ArgSpec("groups", int, 32, bound="channels"),
+            ArgSpec("group_size", int, None, bound="channels"),
+            ArgSpec("eps", float, 1e-5, minimum=None, range=Range(0, low_open=True)),
             ArgSpec("act", bool, True),
         )
     )

@@ -14,7 +14,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import ClassVar
 
-from .base import ArgSpec, OnnxWriter, Op, Shape, ShapeReport, Signature, StateEntry, TorchWriter
+from .base import ArgSpec, OnnxWriter, Op, Range, Shape, ShapeReport, Signature, StateEntry, TorchWriter
 
 CLASS = "FilterResponseNorm"
 
@@ -42,7 +42,7 @@ class FilterResponseNorm(Op):
     spatial: ClassVar[bool] = True
     families: ClassVar[tuple[str, ...]] = ("norm",)  # `policy norm_op = frn`
     signature: ClassVar[Signature | None] = Signature(
-        (ArgSpec("eps", float, 1e-5, minimum=None), ArgSpec("act", bool, True))
+        (ArgSpec("eps", float, 1e-5, minimum=None, range=Range(0, low_open=True)), ArgSpec("act", bool, True))
     )
 
     eps: float = 1e-5

@@ -20,7 +20,10 @@ class Pad(Op):
     is_module: ClassVar[bool] = True
     spatial: ClassVar[bool] = True
     signature: ClassVar[Signature | None] = Signature(
-        (ArgSpec("padding", int, aliases=("p",), minimum=0), ArgSpec("value", float, 0.0, minimum=None))
+        (
+            ArgSpec("padding", int, aliases=("p",), minimum=0, bound="spatial"),
+            ArgSpec("value", float, 0.0, minimum=None),
+        )
     )
 
     padding: int

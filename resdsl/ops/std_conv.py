@@ -14,7 +14,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import ClassVar
 
-from .base import ArgSpec, OnnxWriter, Signature, TorchWriter
+from .base import ArgSpec, OnnxWriter, Range, Signature, TorchWriter
 from .conv import Conv
 
 CLASS = "StdConv2d"
@@ -39,7 +39,10 @@ class {CLASS}(nn.Conv2d):
 class StdConv(Conv):
     kind: ClassVar[str] = "std_conv"
     signature: ClassVar[Signature | None] = Signature(
-        (*(Conv.signature.args if Conv.signature else ()), ArgSpec("eps", float, EPS, minimum=None)),
+        (
+            *(Conv.signature.args if Conv.signature else ()),
+            ArgSpec("eps", float, EPS, minimum=None, range=Range(0, low_open=True)),
+        ),
         node_args=("norm",),
     )
 
