@@ -117,6 +117,9 @@ class LiteralWriter:
     def inplace(self) -> bool:
         return self._inplace
 
+    def helper(self, name: str) -> str:
+        return name  # helper classes keep their own names here
+
 
 def both_forms(
     op: Op, x: torch.Tensor, training: bool = False, seed: int = 0, inplace: bool = False
