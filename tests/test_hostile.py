@@ -793,3 +793,12 @@ def test_an_activation_after_flatten_does_not_overwrite_what_autograd_keeps():
 def test_the_resnetv2_ops_take_their_ranges_from_their_definitions(op):
     (code,) = codes("network n {\n  input 4x8x8\n  " + op + "\n}\n")
     assert code in ("E0108", "E0120")
+
+
+def test_anti_aliasing_leaves_a_sequence_on_a_residual_branch_alone():
+    spec = (
+        "network n {\n  input 3x16x16\n  policy aa = avgpool\n  conv1 = seq {\n    conv(8, k=3, s=2)\n"
+        "    conv(3, k=3, norm=false)\n  }\n  maxpool = avgpool(k=2)\n  add input\n"
+        "  gap\n  flatten\n  fc = linear(4)\n}\n"
+    )
+    _runs(spec)  # an internal error (an unnumbered module in the sequence) before

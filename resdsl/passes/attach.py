@@ -20,6 +20,7 @@ from dataclasses import replace
 from ..ir.graph import IR
 from ..ir.node import Node, Origin
 from ..ir.policies import OpChoice
+from ..ir.tree import ModuleKind
 from ..limits import Limits
 from ..ops import KINDS, make
 from .paths import check_inserted_paths
@@ -51,6 +52,8 @@ def _anti_aliasing(ir: IR, choice: OpChoice) -> None:
     assert signature is not None  # a family member a spec can name
     counts: dict[object, int] = {}
     for conv in [n for n in ir if "conv" in n.op.families and n.origin is Origin.SPEC and n.branch is not None]:
+        if conv.parent.kind is ModuleKind.SEQUENCE:  # numbered members: a `seq` keeps its own strides
+            continue
         stride = conv.op.downsampling()
         expr = conv.exprs.pop("stride", None)
         if stride == 1 and expr is None:
