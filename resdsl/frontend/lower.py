@@ -370,13 +370,23 @@ class _Lowerer:
         }
         if levels[-1] in taken:
             raise error("E0104", f"`{target.text}` is defined twice", target.span, "second definition")
-        if levels[-1].isdigit() and (levels[-1] != str(len(taken)) or any(not n.isdigit() for n in taken)):
+        numbered = [name.isdigit() for name in taken]
+        if taken and levels[-1].isdigit() != all(numbered):
             raise error(
                 "E0124",
-                f"`{target.text}`: a numbered member must follow its group's members 0 … {len(taken) - 1}",
+                f"`{target.text}`: a group's members are all numbered or all named",
                 target.span,
-                f"expected `{levels[-2]}.{len(taken)}`" if all(n.isdigit() for n in taken) else "mixed names",
-                "number a group's stages 0, 1, 2, … in order, and give it no named members",
+                "a number among names" if levels[-1].isdigit() else "a name among numbers",
+                "number a group's stages 0, 1, 2, … in order, or give every member a name",
+            )
+        if levels[-1].isdigit() and levels[-1] != str(len(taken)):
+            group = ".".join(levels[:-1])
+            raise error(
+                "E0124",
+                f"`{target.text}`: the next stage of group `{group}` is `{group}.{len(taken)}`",
+                target.span,
+                f"expected `{group}.{len(taken)}`",
+                "number a group's stages 0, 1, 2, … in order",
             )
         inner = dataclasses.replace(stmt, target=ast.Ident(levels[-1], target.span))
         outer = scope.module
