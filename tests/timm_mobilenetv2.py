@@ -65,8 +65,10 @@ class MobileNetV2(nn.Module):
             blocks = []
             for i in range(repeats):
                 s = stride if i == 0 else 1
-                block = DepthwiseSeparable(width, cout, s) if kind == "ds" else InvertedResidual(width, cout, s, expansion)
-                blocks.append(block)
+                if kind == "ds":
+                    blocks.append(DepthwiseSeparable(width, cout, s))
+                else:
+                    blocks.append(InvertedResidual(width, cout, s, expansion))
                 width = cout
             stages.append(nn.Sequential(*blocks))
         self.blocks = nn.Sequential(*stages)

@@ -122,6 +122,7 @@ class _Body:
     variables: list[str] = field(default_factory=list)
     starts: list[int] = field(default_factory=list)
     zeroed: list[str] = field(default_factory=list)  # norms whose scale starts at zero (zero_init_last)
+    zero_guards: dict[str, str] = field(default_factory=dict)  # zeroed norm -> the flag of its add (drop)
     leading: int = 0  # how many lines at the start of `init` build shortcuts that lead the state_dict
 
     @property
@@ -528,6 +529,9 @@ class _Emitter:
         body.init.append(f"self.{local} = {module}")
         if node.zero_init:
             body.zeroed.append(local)
+            template, add = body.owner.template, node.branch
+            if template is not None and add is not None and add.residual and add.residual.index in template.skips:
+                body.zero_guards[local] = skip_flag(add.residual.index)  # only where the add is kept
         return [f"{target} = self.{local}({args[0]})"]
 
     # -- classes ----------------------------------------------------------------
@@ -565,7 +569,10 @@ class _Emitter:
             lines.append(
                 f'{INDENT * 2}"""Start the residual branch at zero: its last norm\'s scale is 0 (zero_init_last)."""'
             )
-            lines += [f"{INDENT * 2}nn.init.zeros_(self.{local}.weight)" for local in body.zeroed]
+            for local in body.zeroed:
+                zero = f"nn.init.zeros_(self.{local}.weight)"
+                guard = body.zero_guards.get(local)
+                lines += [f"{INDENT * 2}if self.{guard}:", f"{INDENT * 3}{zero}"] if guard else [f"{INDENT * 2}{zero}"]
         return "\n".join(lines)
 
     def _owners(self, template: Template, index: int) -> list[Node]:

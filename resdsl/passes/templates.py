@@ -38,7 +38,7 @@ def apply(ir: IR, limits: Limits | None = None) -> None:
         _same_ops(template, ops)
         _flat_sizes(ir, template, ops, errors)
         kept = [{n.residual.index for n in nodes if n.residual is not None} for nodes in instances]
-        template.skips = set.union(set(), *kept) - set.intersection(*kept) if kept else set()
+        template.skips = set().union(*kept) - (set(kept[0]).intersection(*kept[1:]) if kept else set())
         template.shortcuts = _shortcuts(ir, template, instances, chains, errors)
     errors.raise_if_any()
 
