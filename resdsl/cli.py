@@ -16,7 +16,7 @@ import os
 import sys
 import warnings
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from .diagnostics import Diagnostic, ResdslError, ResdslWarning, Source
 from .extras import MissingDependency, require
@@ -287,7 +287,11 @@ def cmd_build(args) -> int:
     if args.emit == "ir":
         _write(output, compiled.ir_text, "IR")
     elif args.emit == "onnx":
-        options = {"seed": args.seed or 0, "opset": args.opset or 17, "fold_bn": args.fold_bn is not False}
+        options: dict[str, Any] = {
+            "seed": args.seed or 0,
+            "opset": args.opset or 17,
+            "fold_bn": args.fold_bn is not False,
+        }
         if output == "-":
             if args.external_data:
                 raise _UsageError("--external-data needs an output file (-o FILE), not standard output")
