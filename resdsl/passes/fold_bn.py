@@ -47,6 +47,7 @@ def apply(ir: IR, state: Mapping[str, np.ndarray]) -> tuple[IR, Lazy]:
     ir = ir.copy()
     shapes = shapes_of(state)
     folds: dict[str, tuple[dict[str, str], float]] = {}  # conv path -> its BatchNorm's state keys and epsilon
+    folded: dict[Node, Node] = {}  # BatchNorm -> the conv it went into
     for conv, bn in foldable(ir):
         keys = {entry.name: f"{bn.path}.{entry.name}" for entry in bn.op.state(in_shapes(ir, bn))}
         for key in keys.values():
@@ -57,6 +58,10 @@ def apply(ir: IR, state: Mapping[str, np.ndarray]) -> tuple[IR, Lazy]:
         folds[str(conv.path)] = (keys, bn.op.eps)  # type: ignore[attr-defined]  # a BatchNorm
         conv.op = replace(conv.op, bias=True)  # type: ignore[call-arg]  # a Conv
         ir.remove_passthrough(bn, conv)
+        folded[bn] = conv
+    for node in ir:  # an add that names the BatchNorm's output (`add c`) now names the conv's, the same tensor
+        if node.residual is not None and node.residual.source in folded:
+            node.residual.source = folded[node.residual.source]
     verify(ir, after=NAME)
 
     def fetch(key: str) -> np.ndarray:
