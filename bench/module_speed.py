@@ -176,6 +176,16 @@ def render(results: dict) -> str:
         f"Goal, every median ratio ≤ {GOAL}: **{'met' if worst <= GOAL else 'not met'}** (worst {worst:.3f}). "
         "Outputs of each pair: "
         + "; ".join(f"{model['name']} {_agreement(model)}" for model in results["models"])
+        + ". Weights after one training step: "
+        + "; ".join(
+            f"{model['name']} "
+            + (
+                "identical"
+                if not model["weights_after_one_step_differ_by"]
+                else "within {:.1e}".format(model["weights_after_one_step_differ_by"])
+            )
+            for model in results["models"]
+        )
         + ". Load average (1 min / 5 min) before and after each model: "
         + "; ".join(f"{model['name']} {model['load'][0]} → {model['load'][1]}" for model in results["models"])
         + ".",

@@ -332,6 +332,11 @@ class _Unpickler:
                 f"a tensor has an unsupported dtype ({name}); resdsl reads float32, float64, float16, "
                 "bfloat16, integer and bool tensors"
             )
+        if found is None and module == "torch._utils" and name.startswith("_rebuild_"):
+            raise TorchFileError(
+                f"it holds a tensor of a kind resdsl does not read ({module}.{name}: quantized, sparse, float8 "
+                "and the like); resdsl reads dense float32, float64, float16, bfloat16, integer and bool tensors"
+            )
         if found is None:
             raise TorchFileError(
                 f"its pickle names {module}.{name}, which is not part of a state_dict; "

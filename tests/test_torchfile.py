@@ -71,6 +71,7 @@ def test_a_generated_modules_state_dict_reads_as_torch_reads_it(tmp_path):
     _roundtrip(module.state_dict(), tmp_path / "w.pt")
     _roundtrip(module.state_dict(keep_vars=True), tmp_path / "params.pt")  # nn.Parameter values
     _roundtrip(module.state_dict(), tmp_path / "p4.pth", pickle_protocol=4)  # FRAME, MEMOIZE, ...
+    _roundtrip(module.state_dict(), tmp_path / "p5.pth", pickle_protocol=5)
     saved = torchfile.load(tmp_path / "w.pt")
     assert isinstance(saved["conv1.weight"], Tensor) and saved["bn1.num_batches_tracked"].dtype == "int64"
 
@@ -205,9 +206,10 @@ def test_a_pickled_module_is_refused_without_importing_it(tmp_path, capsys):
         (lambda p: torch.jit.save(torch.jit.script(nn.Linear(2, 2)), p), "TorchScript archive"),
         (lambda p: p.write_bytes(b"not a pickle"), "not a file written by torch.save"),
         (lambda p: torch.save({"w": torch.ones(2, dtype=torch.complex64)}, p), "unsupported dtype"),
+        (lambda p: torch.save({"w": torch.zeros(2, dtype=torch.float8_e4m3fn)}, p), "a kind resdsl does not read"),
         (lambda p: zipfile.ZipFile(p, "w").close(), "not one written by torch.save"),
     ],
-    ids=["legacy", "torchscript", "garbage", "complex", "empty-zip"],
+    ids=["legacy", "torchscript", "garbage", "complex", "float8", "empty-zip"],
 )
 def test_foreign_files_are_refused_plainly(tmp_path, make, message, capsys):
     path = tmp_path / "w.pt"
