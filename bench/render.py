@@ -1,19 +1,20 @@
-"""Time diagram generation: DOT text (resdsl alone) and each image format (Graphviz's dot).
+"""Time diagram generation and measure how readable the diagrams are.
 
-Usage: python bench/render.py [SPEC ...]   (default: every spec in specs/)
-Prints one line per spec and level: milliseconds for to_dot, svg, png, pdf, and the PNG's size.
+Usage: python bench/render.py [--levels stage,block,op] [--formats svg,png,pdf] [--rankdir TB] [SPEC ...]
+(default: every spec in specs/). Prints one line per spec and level: milliseconds for to_dot and each
+format (Graphviz's dot), the page's size in points, and the smallest text's height in pixels when the
+diagram is shown 1920 pixels wide (readable from 9), measured from the SVG.
 """
 
 from __future__ import annotations
 
+import argparse
 import functools
-import struct
-import sys
 import time
 from pathlib import Path
 
 import resdsl
-from resdsl.backends import dot
+from resdsl.backends import diagram, dot
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -27,25 +28,34 @@ def best_ms(fn, repeat: int = 3) -> tuple[float, object]:
     return 1000 * min(times), result
 
 
-def main(paths: list[str]) -> None:
-    specs = [Path(p) for p in paths] or sorted((ROOT / "specs").glob("*.res"))
-    print(f"{'spec':<18} {'level':<6} {'to_dot':>7} {'svg':>7} {'png':>7} {'pdf':>7}  png size")
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("specs", nargs="*", help=".res files (default: every spec in specs/)")
+    parser.add_argument("--levels", default=",".join(diagram.LEVELS), help="comma-separated levels")
+    parser.add_argument("--formats", default=",".join(dot.IMAGE_FORMATS), help="comma-separated image formats")
+    parser.add_argument("--rankdir", choices=dot.RANKDIRS, default="TB")
+    parser.add_argument("--repeat", type=int, default=3, help="runs per measurement; the best is kept")
+    args = parser.parse_args()
+    specs = [Path(p) for p in args.specs] or sorted((ROOT / "specs").glob("*.res"))
+    formats = args.formats.split(",")
+    header = f"{'spec':<18} {'level':<6} {'to_dot':>7} " + " ".join(f"{f:>7}" for f in formats)
+    print(header + "  page (pt)    text@1920")
     for spec in specs:
         net = resdsl.compile(spec)
-        for level in dot.LEVELS:
-            dot_ms, text = best_ms(functools.partial(net.to_dot, level=level))
+        for level in args.levels.split(","):
+            dot_ms, text = best_ms(functools.partial(net.to_dot, level=level, rankdir=args.rankdir), args.repeat)
             cells = []
-            for fmt in dot.IMAGE_FORMATS:
-                ms, data = best_ms(functools.partial(dot.render, text, fmt))
+            for fmt in formats:
+                ms, (_, readability) = best_ms(functools.partial(dot.render_measured, text, fmt), args.repeat)
                 cells.append(ms)
-                if fmt == "png":
-                    width, height = struct.unpack(">II", data[16:24])
+            page = f"{readability.width:.0f}×{readability.height:.0f}"
             print(
                 f"{spec.stem:<18} {level:<6} {dot_ms:7.0f} "
                 + " ".join(f"{c:7.0f}" for c in cells)
-                + f"  {width}×{height}"
+                + f"  {page:<12} {readability.smallest_px:.1f} px",
+                flush=True,
             )
 
 
 if __name__ == "__main__":
-    main(sys.argv[1:])
+    main()

@@ -2,6 +2,7 @@
 
     .venv/bin/python bench/run_all.py            # the whole suite (torch.compile included)
     .venv/bin/python bench/run_all.py --no-compile  # skip the slow torch.compile row
+    .venv/bin/python bench/run_all.py --replot      # only redraw the plots from the numbers a run recorded
 
 A `## ONNX emission` section already in docs/benchmarks.md (written by
 bench/onnx_export.py) is kept as it is.
@@ -11,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import io
+import json
 import re
 import subprocess
 import sys
@@ -32,6 +34,7 @@ from resdsl.io import write_atomic  # noqa: E402
 
 DOCS = ROOT / "docs"
 ONNX_HEADING = "## ONNX emission"
+LATENCY_RECORD = DOCS / "bench_latency.json"
 
 
 def ms(seconds: float) -> str:
@@ -69,19 +72,45 @@ def plot_compile(sizes: list[dict], path: Path) -> None:
 
 
 def plot_ratios(rows: list[tuple[str, float]], goal: float, path: Path) -> None:
-    fig, ax = plt.subplots(figsize=(7, 0.6 * len(rows) + 1.5))
+    """Each ratio as a bar from parity (1.0), its value in a column right of the plot, clear of every line."""
+    fig, ax = plt.subplots(figsize=(7, 0.6 * len(rows) + 1.7))
     labels = [label for label, _ in rows]
     values = [value for _, value in rows]
-    ax.barh(labels, values, color=["tab:green" if v <= goal else "tab:red" for v in values])
-    ax.axvline(1.0, color="black", linewidth=1)
+    colors = ["tab:green" if v <= goal else "tab:red" for v in values]
+    ys = list(range(len(rows)))
+    ax.hlines(ys, 1.0, values, colors=colors, linewidth=6)
+    ax.scatter(values, ys, color=colors, s=30, zorder=3)
+    ax.axvline(1.0, color="black", linewidth=1, label="parity (1.0)")
     ax.axvline(goal, color="tab:red", linestyle="--", linewidth=1, label=f"goal ≤ {goal}")
-    for y, v in enumerate(values):
-        ax.text(v, y, f" {v:.3f}", va="center")
+    reach = max(abs(v - 1.0) for v in [*values, goal]) * 1.5
+    ax.set_xlim(1.0 - reach, 1.0 + reach)
+    ax.set_yticks(ys, labels)
+    ax.set_ylim(len(rows) - 0.5, -0.5)
+    for y, v in zip(ys, values, strict=True):
+        ax.annotate(
+            f"{v:.3f}",
+            xy=(1.0, y),
+            xycoords=("axes fraction", "data"),
+            xytext=(8, 0),
+            textcoords="offset points",
+            va="center",
+        )
     ax.set(xlabel="generated / hand-written (median latency)", title="ResNet-50 forward: generated vs hand-written")
-    ax.set_xlim(0, max(values + [goal]) * 1.2)
-    ax.invert_yaxis()
-    ax.legend(loc="lower right", fontsize=8)
+    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.24), ncol=2, fontsize=8, frameon=False)
+    ax.grid(True, axis="x", alpha=0.3)
     save(fig, path)
+
+
+def record_latency(lat: dict, path: Path) -> None:
+    """The numbers the latency plot is drawn from, so that it can be redrawn without rerunning (--replot)."""
+    rows = [{"label": r["label"], "ratio": r["ratio"]} for r in lat["rows"]]
+    write_atomic(path, json.dumps({"goal": latency.GOAL_RATIO, "rows": rows}, indent=2) + "\n")
+
+
+def replot(path: Path) -> None:
+    recorded = json.loads(path.read_text())
+    plot_ratios([(r["label"], r["ratio"]) for r in recorded["rows"]], recorded["goal"], DOCS / "bench_latency.png")
+    print(f"redrew {DOCS / 'bench_latency.png'} from {path}", file=sys.stderr)
 
 
 def onnx_rows() -> str:
@@ -102,7 +131,11 @@ def existing_onnx_section() -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--no-compile", action="store_true", help="skip the torch.compile latency row")
+    parser.add_argument("--replot", action="store_true", help="only redraw the plots from the recorded numbers")
     args = parser.parse_args()
+    if args.replot:
+        replot(LATENCY_RECORD)
+        return
     loads = [load()]
     print("start-up…", file=sys.stderr)
     start = startup.run()
@@ -119,7 +152,8 @@ def main() -> None:
     onnx_note = onnx_rows()
     DOCS.mkdir(exist_ok=True)
     plot_compile(scaling["sizes"], DOCS / "bench_compile.png")
-    plot_ratios([(r["label"], r["ratio"]) for r in lat["rows"]], latency.GOAL_RATIO, DOCS / "bench_latency.png")
+    record_latency(lat, LATENCY_RECORD)
+    replot(LATENCY_RECORD)
     text = render(start, scaling, lat, mem, onnx_note, loads)
     write_atomic(DOCS / "benchmarks.md", text)
     print(f"wrote {DOCS / 'benchmarks.md'}", file=sys.stderr)
@@ -135,6 +169,8 @@ def render(start, scaling, lat, mem, onnx_note, loads) -> str:
         "```",
         ".venv/bin/python bench/run_all.py",
         "```",
+        "",
+        "(`--replot` only redraws the latency plot from the numbers the last run recorded in bench_latency.json.)",
         "",
         f"Measured on {m['date']}: {m['cpu']}, {m['cores']} cores, {m['os']}, Python {m['python']}, "
         f"torch {m['torch']}. Load average (1 min / 5 min) during the run: {', '.join(loads)}; the machine "

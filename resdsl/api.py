@@ -93,12 +93,26 @@ class Compiled:
 
         return dot.emit(self.ir, level, rankdir)
 
+    def to_html(self, level: str = "stage") -> str:
+        """The interactive page: one self-contained HTML file that expands stages and blocks in place."""
+        from .backends import interactive
+
+        return interactive.emit(self.ir, level)
+
     def to_torch(self) -> torch.nn.Module:
         """A fresh instance of the generated top-level nn.Module (needs `resdsl[torch]`)."""
         require("building a PyTorch module", ("torch",), "torch")
         from .backends import torch_src
 
         return torch_src.instantiate(self.torch_source, self.ir)
+
+    def features(self, out_indices: tuple[int, ...] | None = None) -> torch.nn.Module:
+        """The network without its head, returning the feature maps at `out_indices` (timm's features_only)."""
+        require("building a PyTorch module", ("torch",), "torch")
+        from .backends import torch_src
+
+        cls = torch_src.load_module(self.torch_source, self.ir).Features
+        return cls() if out_indices is None else cls(out_indices=tuple(out_indices))
 
     def to_onnx(
         self, weights: Weights = None, *, seed: int = 0, opset: int = 17, fold_bn: bool = True

@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shlex
 import sys
 import warnings
 from pathlib import Path
@@ -31,6 +32,7 @@ EMITS = {"torch": "-", "ir": "-", "onnx": ".onnx"}
 ONNX_OPSETS = tuple(range(13, 22))  # backends/onnx_graph.OPSETS, kept here so the CLI never imports onnx
 SHELLS = ("bash", "zsh", "fish")
 SPEC_HELP = "a .res file, a bundled model's name (resnet50), or - for standard input"
+RENDER_FORMATS = ("svg", "png", "pdf", "dot", "html")
 
 
 class _UsageError(Exception):
@@ -126,18 +128,28 @@ def _parser() -> argparse.ArgumentParser:
     )
     summary.add_argument("--flops", action="store_true", help="report FLOPs (2 × MACs) instead of MACs")
 
-    render = command("render", "Draw the architecture: SVG, PNG or PDF (with Graphviz's dot), or DOT text.")
+    render = command(
+        "render",
+        "Draw the architecture: SVG, PNG or PDF (with Graphviz's dot), DOT text, or an interactive HTML page.",
+    )
     render.add_argument(
         "-o",
         "--output",
         metavar="FILE",
-        help="FILE.svg, .png, .pdf or .dot ('-' writes DOT to standard output; default: the spec's name with .svg)",
+        help="FILE.svg, .png, .pdf, .dot or .html ('-' writes DOT, or --format, to standard output; "
+        "default: the spec's name with the format's suffix)",
+    )
+    render.add_argument(
+        "--format",
+        choices=RENDER_FORMATS,
+        help="what to write (default: from the output's suffix, else svg); html is one self-contained "
+        "page that expands stages and blocks in place",
     )
     render.add_argument(
         "--level",
         choices=("stage", "block", "op"),
-        default="block",
-        help="detail: one node per stage, per residual block (default) or per op",
+        help="detail: one node per stage, per residual block (default for images) or per op; "
+        "the page opens at stage level unless told",
     )
     render.add_argument(
         "--rankdir", choices=("TB", "LR"), default="TB", help="flow top to bottom (default) or left to right"
@@ -360,22 +372,54 @@ def cmd_summary(args) -> int:
     return EXIT_OK
 
 
-def cmd_render(args) -> int:
-    from .backends.dot import IMAGE_FORMATS, RenderError, render
+def _render_format(args) -> tuple[str | None, str]:
+    """The output (None: named after the spec) and its format, from -o and --format.
 
-    if args.output and args.output != "-":
-        fmt = Path(args.output).suffix.lstrip(".").lower()
-        if fmt != "dot" and fmt not in IMAGE_FORMATS:
-            raise _UsageError(f"cannot tell the format of {args.output!r}: name it .svg, .png, .pdf or .dot")
+    The output's suffix decides when --format is not given.
+    """
+    if args.output is None:
+        return None, args.format or "svg"
+    if args.output == "-":
+        return "-", args.format or "dot"
+    suffix = Path(args.output).suffix.lstrip(".").lower()
+    if args.format is None and suffix not in RENDER_FORMATS:
+        raise _UsageError(f"cannot tell the format of {args.output!r}: name it .svg, .png, .pdf, .dot or .html")
+    if args.format and suffix in RENDER_FORMATS and suffix != args.format:
+        raise _UsageError(f"{args.output!r} is named .{suffix}, but --format says {args.format}")
+    return args.output, args.format or suffix
+
+
+def cmd_render(args) -> int:
+    output, fmt = _render_format(args)
+    if fmt == "html" and args.rankdir != "TB":
+        raise _UsageError("the interactive page flows top to bottom; --rankdir applies to images and DOT")
     compiled = _compile(args)
-    output = args.output or _stem(args.spec, compiled) + ".svg"
-    fmt = "dot" if output == "-" else Path(output).suffix.lstrip(".").lower()
+    output = output or _stem(args.spec, compiled) + "." + fmt
+    if output != "-" and args.spec != "-" and Path(output).resolve() == Path(args.spec).resolve():
+        raise _UsageError(f"refusing to overwrite the input spec {args.spec}")
+    if fmt == "html":
+        level = args.level or "stage"
+        _write(output, compiled.to_html(level=level), f"interactive page, opens at {level} level")
+        return EXIT_OK
+    from .backends.dot import SCREEN_PX, RenderError, render_measured
+
+    level = args.level or "block"
     try:
-        text = compiled.to_dot(level=args.level, rankdir=args.rankdir)
-        data = text if fmt == "dot" else render(text, fmt)
+        text = compiled.to_dot(level=level, rankdir=args.rankdir)
+        if fmt == "dot":
+            _write(output, text, f"{level}-level diagram, DOT")
+            return EXIT_OK
+        data, readability = render_measured(text, fmt)
     except RenderError as exc:
         raise _UsageError(str(exc)) from None
-    _write(output, data, f"{args.level}-level diagram, {fmt.upper()}")
+    _write(output, data, f"{level}-level diagram, {fmt.upper()}")
+    if not readability.readable:
+        print(
+            f"note: this diagram is too large to read whole: at {SCREEN_PX} pixels wide its smallest text is "
+            f"{readability.smallest_px:.1f} pixels high. Zoom into it, draw a coarser --level, or explore it "
+            f"interactively: resdsl render {shlex.quote(args.spec)} --format html",
+            file=sys.stderr,
+        )
     return EXIT_OK
 
 

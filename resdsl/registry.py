@@ -56,24 +56,35 @@ def spec_source(name_or_path: str | Path) -> Source:
 
 
 def create_model(
-    name_or_path: str | Path, num_classes: int | None = None, in_chans: int | None = None, **overrides: object
+    name_or_path: str | Path,
+    num_classes: int | None = None,
+    in_chans: int | None = None,
+    *,
+    features_only: bool = False,
+    out_indices: tuple[int, ...] | None = None,
+    checkpoint_path: str | Path | None = None,
+    **overrides: object,
 ) -> torch.nn.Module:
-    """Build an nn.Module from a bundled spec name or a .res path (needs `resdsl[torch]`).
+    """Build an nn.Module from a bundled spec name or a .res path, as timm's create_model (needs `resdsl[torch]`).
 
     `num_classes` and `in_chans` override the spec's `classes` and input
     channels; other keyword arguments are its settings, as `--set` takes them:
     policies (`norm="pre"`, `zero_init_last=True`), `input=(3, 64, 64)` or
-    `"3x64x64"`, and the network's `let`s. Raises ResdslError for a mistake
-    in the spec or a bad value, TypeError for an unknown keyword argument.
-    The weights are freshly initialised: resdsl ships none (see `pretrained`
-    in the message when it is asked for).
+    `"3x64x64"`, and the network's `let`s. `features_only=True` gives the
+    network without its head, returning the feature maps at `out_indices`
+    (all of them by default; `model.feature_info` says their channels and
+    reductions). `checkpoint_path` loads a local state_dict (torchvision's
+    or timm's keys, or a checkpoint holding one under `state_dict`/`model`)
+    with `strict=True`. Raises ResdslError for a mistake in the spec or a bad
+    value, TypeError for an unknown keyword argument. resdsl ships no weights
+    (see `pretrained` in the message when it is asked for).
     """
     require("create_model()", ("torch",), "torch")
     if overrides.pop("pretrained", False):
         raise ValueError(
-            "create_model(pretrained=True): resdsl ships no weights. Load a local state_dict into the "
-            "model instead: model.load_state_dict(torch.load('weights.pt')); the generated modules use "
-            "torchvision's keys, so torchvision's ResNet checkpoints load with strict=True"
+            "create_model(pretrained=True): resdsl ships no weights. Pass a local checkpoint instead: "
+            "create_model(name, checkpoint_path='weights.pth'); the generated modules use torchvision's and "
+            "timm's keys, so their ResNet checkpoints load with strict=True"
         )
     source = spec_source(name_or_path)
     _check_keywords(source, overrides)
@@ -82,7 +93,28 @@ def create_model(
         settings["classes"] = str(num_classes)
     if in_chans is not None:
         settings["in_channels"] = str(in_chans)
-    return compile_spec(source, settings).to_torch()
+    compiled = compile_spec(source, settings)
+    if features_only:
+        module = compiled.features(out_indices)
+    else:
+        module = compiled.to_torch()
+    if checkpoint_path is not None:
+        load_checkpoint(module, checkpoint_path)
+    return module
+
+
+def load_checkpoint(module: torch.nn.Module, path: str | Path) -> None:
+    """Load the state_dict at `path` into `module` strictly (a features-only module skips the head's keys)."""
+    import torch
+
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    for wrapper in ("state_dict", "model"):
+        if isinstance(state, dict) and isinstance(state.get(wrapper), dict):
+            state = state[wrapper]
+    expected = module.state_dict()
+    if hasattr(module, "out_indices"):  # features_only: the checkpoint's head has nowhere to go
+        state = {k: v for k, v in state.items() if k in expected}
+    module.load_state_dict(state, strict=True)
 
 
 def _setting_text(value: object) -> str:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import resdsl
@@ -30,9 +31,47 @@ SOURCES = {
     "cifar_resnet1202": "He et al. 2015, §4.2",
     "preact_resnet164": "He et al. 2016, Identity Mappings (full pre-activation)",
     "preact_resnet1001": "He et al. 2016, Identity Mappings",
-    "resnet50d": "He et al. 2019, Bag of Tricks (ResNet-C stem, ResNet-D shortcuts); timm",
-    "seresnet50": "Hu et al. 2018, Squeeze-and-Excitation; timm",
 }
+
+# The models of timm's resnet.py (all but its test_resnet), bundled under timm's names; the rest of each
+# source is the paper of the feature that sets the model apart, found by its name.
+TIMM_RESNET = """
+ecaresnet26t ecaresnet50d ecaresnet50d_pruned ecaresnet50t ecaresnet101d ecaresnet101d_pruned ecaresnet200d
+ecaresnet269d ecaresnetlight ecaresnext26t_32x4d ecaresnext50t_32x4d resnet10t resnet14t resnet18 resnet18d
+resnet26 resnet26d resnet26t resnet34 resnet34d resnet50 resnet50_gn resnet50c resnet50d resnet50s resnet50t
+resnet101 resnet101c resnet101d resnet101s resnet152 resnet152c resnet152d resnet152s resnet200 resnet200d
+resnetaa34d resnetaa50 resnetaa50d resnetaa101d resnetblur18 resnetblur50 resnetblur50d resnetblur101d
+resnetrs50 resnetrs101 resnetrs152 resnetrs200 resnetrs270 resnetrs350 resnetrs420 resnext50_32x4d
+resnext50d_32x4d resnext101_32x4d resnext101_32x8d resnext101_32x16d resnext101_32x32d resnext101_64x4d
+senet154 seresnet18 seresnet34 seresnet50 seresnet50t seresnet101 seresnet152 seresnet152d seresnet200d
+seresnet269d seresnetaa50d seresnext26d_32x4d seresnext26t_32x4d seresnext50_32x4d seresnext101_32x4d
+seresnext101_32x8d seresnext101_64x4d seresnext101d_32x8d seresnextaa101d_32x8d seresnextaa201d_32x8d
+wide_resnet50_2 wide_resnet101_2
+""".split()
+TIMM_SOURCES = (  # the first pattern a name matches
+    (r"resnetrs", "Bello et al. 2021, Revisiting ResNets (ResNet-RS)"),
+    (r".*_pruned", "Aflalo et al. 2020, knapsack pruning, of ECA-ResNet-D"),
+    (r"eca", "Wang et al. 2020, ECA-Net"),
+    (r"se", "Hu et al. 2018, Squeeze-and-Excitation"),
+    (r"resnetblur", "Zhang 2019, Making CNNs Shift-Invariant Again (blur pool)"),
+    (r"resnetaa", "Zhang 2019 (average-pool anti-aliasing)"),
+    (r".*_gn", "Wu & He 2018, Group Normalization"),
+    (r"resnext101_32x(16|32)d", "Mahajan et al. 2018 (ResNeXt-101 32x16d/32x32d)"),
+    (r"resnext", "Xie et al. 2017, ResNeXt"),
+    (r"wide_", "Zagoruyko & Komodakis 2016"),
+    (r"resnet\d+[cdst]", "He et al. 2019, Bag of Tricks (deep stem; d, t: average-pool shortcuts)"),
+    (r"", "He et al. 2015"),
+)
+
+
+def source(name: str) -> str:
+    """Where a spec comes from: its entry in SOURCES, or for timm's models the paper behind its name."""
+    if name in SOURCES:
+        return SOURCES[name] + ("; timm" if name in TIMM_RESNET else "")
+    if name not in TIMM_RESNET:
+        return ""
+    return next(text for pattern, text in TIMM_SOURCES if re.match(pattern, name)) + "; timm"
+
 
 HEADER = """\
 # Model zoo
@@ -44,21 +83,27 @@ linear layers at the spec's input size (FLOPs = 2 × MACs, `resdsl summary
 (projection shortcuts and squeeze-and-excitation excluded). Regenerate with
 `python scripts/model_zoo.py`; a test keeps this table true.
 
+Every model of timm's `resnet.py` is here under its timm name (the `timm`
+column): its generated module has timm's state_dict, keys, order and shapes,
+so a timm checkpoint of it loads with `strict=True`, and timm's logits
+(tests/test_timm_zoo.py). The input is timm's default for the model.
+
 Variants of any spec are a `--set` away: `--set norm=full_preact` (the five
 activation orders), `--set shortcut=none` (plain networks: plain-34 has
 21,623,848 parameters), `--set projection=avgpool` (ResNet-D shortcuts),
 `--set output_stride=8`, `--set zero_init_last=true`, `--set in_channels=1`.
 
-| spec | input | depth | parameters | MACs | source |
-| --- | --- | ---: | ---: | ---: | --- |
+| spec | timm | input | depth | parameters | MACs | source |
+| --- | --- | --- | ---: | ---: | ---: | --- |
 """
 
 
 def row(name: str) -> str:
     net = resdsl.compile(ROOT / "specs" / f"{name}.res")
     shape = "×".join(map(str, net.input_shape))
+    timm = f"`{name}`" if name in TIMM_RESNET else ""
     return (
-        f"| `{name}` | {shape} | {depth(net.ir)} | {net.params:,} | {net.macs / 1e9:.3f} G | {SOURCES.get(name, '')} |"
+        f"| `{name}` | {timm} | {shape} | {depth(net.ir)} | {net.params:,} | {net.macs / 1e9:.3f} G | {source(name)} |"
     )
 
 

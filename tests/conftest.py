@@ -35,6 +35,38 @@ TORCHVISION_MODELS = (
     "wide_resnet50_2",
 )
 
+# timm's ResNet zoo is bundled whole (tests/timm_resnet.py lists its 80 models and test_timm_zoo.py checks
+# each of them). Tests that generate, render, export or run every bundled spec cover the zoo by one spec
+# per feature, so that their time does not grow with it: deep stems (resnet18d, resnet50d) and a tiered
+# one (resnet14t), SE (seresnet50) with groups (seresnext26t_32x4d), ECA (ecaresnet26t), a pruned network
+# (ecaresnet50d_pruned), blur and average-pool anti-aliasing (resnetblur18, resnetaa50), GroupNorm
+# (resnet50_gn), ResNet-RS (resnetrs50) and SENet-154's 3x3 projections and narrowed first convs.
+TIMM_SAMPLE = (
+    "resnet14t",
+    "resnet18d",
+    "resnet50d",
+    "seresnet50",
+    "seresnext26t_32x4d",
+    "ecaresnet26t",
+    "ecaresnet50d_pruned",
+    "resnetblur18",
+    "resnetaa50",
+    "resnet50_gn",
+    "resnetrs50",
+    "senet154",
+)
+
+
+def spec_sample() -> list[Path]:
+    """The bundled specs but the timm zoo's, plus TIMM_SAMPLE (and torchvision's, which timm shares)."""
+    from timm_resnet import ZOO
+
+    keep = set(TIMM_SAMPLE) | set(TORCHVISION_MODELS)
+    return [p for p in sorted(SPECS.glob("*.res")) if p.stem not in ZOO or p.stem in keep]
+
+
+SPEC_SAMPLE = spec_sample()
+
 
 def copy_tracked(dest: Path) -> Path:
     """The repository's tracked files (as they are in the working tree) copied to `dest`, as a fresh clone has them."""

@@ -42,7 +42,7 @@ def _finish(ir: IR, x: Node, block: Module, out: int, stride: int) -> Tiny:
     conv = ir.add(Conv(out, 3, stride, 1), [x], parent=block, span=None, path="b.conv1")
     add = ir.add(Add(), [conv, x], parent=block, span=None, residual=Residual(0))
     conv.branch = add
-    gap = ir.add(GlobalAvgPool(), [add], parent=ir.root, span=None)
+    gap = ir.add(GlobalAvgPool(), [add], parent=ir.root, span=None, path="gap")
     flat = ir.add(Flatten(), [gap], parent=ir.root, span=None)
     fc = ir.add(Linear(3), [flat], parent=ir.root, span=None, path="fc")
     return Tiny(ir, x, block, conv, add, fc)

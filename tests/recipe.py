@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import numpy as np
 
 
 def recipe_state(shapes: dict[str, tuple[tuple[int, ...], str]]) -> dict[str, np.ndarray]:
     """Arrays for every state_dict key, given each key's shape and dtype name."""
-    out = {}
+    return dict(recipe_arrays(shapes))
+
+
+def recipe_arrays(shapes: dict[str, tuple[tuple[int, ...], str]]) -> Iterator[tuple[str, np.ndarray]]:
+    """Each state_dict key with its array, one at a time in sorted order (the largest models hold gigabytes)."""
     for k, key in enumerate(sorted(shapes)):
         shape, dtype = shapes[key]
         n = int(np.prod(shape)) if shape else 1
@@ -25,8 +31,7 @@ def recipe_state(shapes: dict[str, tuple[tuple[int, ...], str]]) -> dict[str, np
         else:
             fan_in = n / shape[0]
             value = base * np.sqrt(1.0 / fan_in)
-        out[key] = value.reshape(shape).astype(np.int64 if dtype.startswith("int") else np.float32)
-    return out
+        yield key, value.reshape(shape).astype(np.int64 if dtype.startswith("int") else np.float32)
 
 
 def recipe_input(batch: int = 2, size: int = 224) -> np.ndarray:
@@ -38,7 +43,8 @@ def fill_module(model) -> None:
     """Fill a torch module's state_dict by the recipe, in place."""
     import torch
 
-    state = model.state_dict()
+    state = model.state_dict()  # tensors sharing the module's storage
     shapes = {k: (tuple(v.shape), str(v.dtype).replace("torch.", "")) for k, v in state.items()}
-    arrays = recipe_state(shapes)
-    model.load_state_dict({k: torch.from_numpy(v) for k, v in arrays.items()})
+    with torch.no_grad():
+        for key, array in recipe_arrays(shapes):
+            state[key].copy_(torch.from_numpy(array))

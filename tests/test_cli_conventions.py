@@ -17,6 +17,9 @@ from resdsl.cli import _parser, main
 MESSY = "network n{input 3x32x32;conv1=conv( 8,k=3 )\ngap;flatten;fc=linear(10)}\n"
 BAD = "network n {\n  input 3x32x32\n  conv1 = cnov(8, k=3)\n}\n"
 
+# The bundled models a completion of `resnet5` offers: torchvision's, the paper's v1 and timm's variants.
+RESNET5 = ["resnet50", "resnet50_gn", "resnet50_v1", "resnet50c", "resnet50d", "resnet50s", "resnet50t"]
+
 
 def run_stdin(*args: str, text: str) -> subprocess.CompletedProcess:
     return subprocess.run(
@@ -191,7 +194,7 @@ def test_bash_completion_completes_commands_options_choices_and_specs(capsys):
     assert run.returncode == 0, run.stderr
     lines = run.stdout.splitlines()
     assert lines[0].split()[: len(_subcommands())] == list(_subcommands())
-    assert lines[1:4] == ["--emit", "torch ir onnx", "resnet50 resnet50_v1 resnet50d"]
+    assert lines[1:4] == ["--emit", "torch ir onnx", " ".join(RESNET5)]
     assert lines[4] == "specs/cifar_resnet20.res"
     assert lines[5] == "zsh"
 
@@ -237,7 +240,7 @@ def test_fish_completion_completes(tmp_path, capsys):
     assert run.returncode == 0, run.stderr
     emit, models, commands = run.stdout.split("---\n")
     assert sorted(line.split("\t")[0] for line in emit.splitlines()) == ["ir", "onnx", "torch"]
-    assert sorted(models.split()) == ["resnet50", "resnet50_v1", "resnet50d"]
+    assert sorted(models.split()) == RESNET5
     assert sorted(line.split("\t")[0] for line in commands.splitlines()) == sorted(_subcommands())
 
 

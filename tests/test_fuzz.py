@@ -84,8 +84,9 @@ def compile_or_error(data: str | bytes) -> ResdslError | None:
 
 # -- mutations of the real specs ---------------------------------------------
 
-TOKEN = re.compile(r'\s+|#[^\n]*|"[^"\n]*"|\d+(?:x\d+)+|\d+\.\d*|\d+|[A-Za-z_]\w*|//|.', re.S)
-NUMBERS = ["0", "-1", "1000000", "1000000000", "10" * 20, "1.5", "0.0", "9" * 40, "2147483648"]
+_NUMBER = r"(?:\d+\.\d*|\.\d+)(?:[eE][+-]?\d+)?|\d+[eE][+-]?\d+|\d+"  # as the grammar's FLOAT and INT
+TOKEN = re.compile(r'\s+|#[^\n]*|"[^"\n]*"|\d+(?:x\d+)+|' + _NUMBER + r"|[A-Za-z_]\w*|//|.", re.S)
+NUMBERS = ["0", "-1", "1000000", "1000000000", "10" * 20, "1.5", "0.0", "9" * 40, "2147483648", "1e-3", "2E5", "1e400"]
 NAMES = [
     *keyword.kwlist,
     "self",

@@ -221,7 +221,8 @@ def test_strings_reach_generated_code_only_as_literals():
     }
     assert not calls & {"__import__", "exec", "eval", "compile", "open"}
     imports = [pyast.unparse(n) for n in pyast.walk(tree) if isinstance(n, (pyast.Import, pyast.ImportFrom))]
-    assert imports == ["import torch", "from torch import nn", "from torch.nn import functional as F"]
+    assert imports[:2] == ["import torch", "from torch import nn"]
+    assert set(imports[2:]) <= {"from torch.nn import functional as F"}
     constants = [n.value for n in pyast.walk(tree) if isinstance(n, pyast.Constant) and isinstance(n.value, str)]
     assert any("echo pwned" in c for c in constants)  # the payload is inert data
 

@@ -124,6 +124,9 @@ def test_wheel_in_a_fresh_venv_without_torch(tmp_path):
     assert resdsl_cli("build", "resnet18").stdout.startswith('"""')  # PyTorch source needs no PyTorch
     assert resdsl_cli("render", "resnet18", "-o", "r18.dot").returncode == 0  # DOT needs no graphviz package
     assert (user / "r18.dot").read_text().startswith("digraph resnet18 {")
+    assert resdsl_cli("render", "resnet18", "--format", "html").returncode == 0  # the page's script is packaged
+    page = (user / "resnet18.html").read_text(encoding="utf-8")
+    assert page.startswith("<!DOCTYPE html>") and "/*SCRIPT*/" not in page and "expandedStages" in page
 
     hint(resdsl_cli("build", "resnet18", "--emit", "onnx"), "onnx and numpy", "onnx")
     assert not (user / "resnet18.onnx").exists()

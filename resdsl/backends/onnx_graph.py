@@ -22,7 +22,7 @@ from __future__ import annotations
 import itertools
 import math
 import struct
-from collections.abc import Callable, Collection, Iterable, Iterator, Mapping
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -48,12 +48,13 @@ class OnnxEmitError(RuntimeError):
 class _Writer:
     """What the ops write their nodes through (ops.base.OnnxWriter): names, the encoded nodes and the weights."""
 
-    def __init__(self, ir: IR, available: Collection[str]):
+    def __init__(self, ir: IR, available: Collection[str], opset: int):
         self.ir = ir
+        self.opset = opset
         self.available = available  # the weights' keys
         self.nodes: list[bytes] = []  # encoded NodeProtos
         self.weights: list[str] = []  # state keys, in the order the graph reads them
-        self.constants: dict[str, tuple[int, ...]] = {}  # constant tensor name -> shape
+        self.constants: dict[str, tuple[tuple[int, ...], int]] = {}  # constant tensor name -> shape, element type
         self.inner: list[bytes] = []  # value infos of tensors inside one IR op's expansion
         self.names = _node_names(ir)
         self.tensors = dict(self.names)  # node -> its output tensor; differs only for the graph output
@@ -85,7 +86,16 @@ class _Writer:
         data = np.array(values, dtype="<i8").tobytes()
         tensor = _tensor_header(name, (len(values),), "int64") + _bytes(9, data)  # raw_data
         self.nodes.append(_node("Constant", [], [name], name, {"value": _Encoded(tensor)}))
-        self.constants[name] = (len(values),)
+        self.constants[name] = ((len(values),), INT64)
+        return name
+
+    def float_constant(self, label: str, values: Sequence[float], shape: tuple[int, ...]) -> str:
+        """A float32 Constant node of `shape` (values in row-major order), kept out of the initializers too."""
+        name = f"{self.name}.{label}"
+        data = np.array(values, dtype="<f4").reshape(shape).tobytes()
+        tensor = _tensor_header(name, shape, "float32") + _bytes(9, data)  # raw_data
+        self.nodes.append(_node("Constant", [], [name], name, {"value": _Encoded(tensor)}))
+        self.constants[name] = (shape, FLOAT)
         return name
 
     def step(self, label: str, op_type: str, inputs: list[str], shape: tuple[int, ...], **attrs: Any) -> str:
@@ -277,7 +287,7 @@ def _model(
     """The encoded ModelProto without initializers, and the state keys its initializers are, in order."""
     if opset not in OPSETS:
         raise ValueError(f"opset {opset} is not supported; choose one of {', '.join(map(str, OPSETS))}")
-    writer = _Writer(ir, available)
+    writer = _Writer(ir, available, opset)
     walk = ir.walk()
     last = walk[-1]
     writer.tensors[last] = OUTPUT
@@ -288,7 +298,7 @@ def _model(
         if node is not last:
             value_info.append(_tensor(writer.tensors[node], writer.shape))
     value_info += writer.inner
-    value_info += [_value_info(name, INT64, list(shape)) for name, shape in writer.constants.items()]
+    value_info += [_value_info(name, dtype, list(shape)) for name, (shape, dtype) in writer.constants.items()]
     graph = (  # GraphProto: node 1, name 2, input 11, output 12, value_info 13
         b"".join(_bytes(1, node) for node in writer.nodes)
         + _string(2, ir.name)

@@ -2,11 +2,17 @@
 
 One nn.Module class per block template, written in the template's own terms
 (`nn.Conv2d(width, width, 3, stride=stride, ...)`), and a top-level class
-that builds the network's modules and stages with each instance's concrete
-arguments. The module tree says what each class holds; each op writes its
-own module or forward expression (`Op.torch_module`, `Op.torch_call`).
+that builds the network's modules, sequences, blocks and stages with each
+instance's concrete arguments and takes `num_classes` and `in_chans`. The
+module tree says what each class holds: a class's forward calls its own ops
+and one step per child module (a sequence, a block, a stage). Each op writes
+its own module (`Op.torch_module`) or forward expression (`Op.torch_call`).
 Module attribute names are the IR's module paths, so the state_dict keys are
-the paths themselves (torchvision's, for the bundled ResNets).
+the paths themselves (torchvision's and timm's, for the bundled ResNets).
+
+The code is written as a careful person writes it: parameterless layers are
+modules, ReLUs run in place and residual adds are `+=` wherever autograd
+allows it, and the layout is what `ruff format` gives.
 """
 
 from __future__ import annotations
@@ -20,10 +26,15 @@ import types
 from dataclasses import dataclass, field
 
 from ..diagnostics import file_name
-from ..ir.expr import Bool, Expr, Num, Str, Var, print_expr
+from ..ir.expr import Bool, Expr, Num, Str, Var, names_in, print_expr
 from ..ir.graph import IR
 from ..ir.node import Node
 from ..ir.tree import Module, ModuleKind, ShortcutSlot, Template
+from .torch_layout import INDENT, method_body, statement
+from .torch_network import network_class
+
+# What the spec calls the network's class count and input channels, and what the top-level class calls them.
+NETWORK_ARGS = {"classes": "num_classes", "in_channels": "in_chans"}
 
 
 class GenerationError(RuntimeError):
@@ -69,22 +80,40 @@ class Shortcut:
 
 
 @dataclass
+class Unit:
+    """A child module of a class, called as one forward step: a sequence, a block or a stage."""
+
+    module: Module
+    nodes: list[Node]  # its ops, in walk order
+    input: Node  # the tensor it reads
+
+
+@dataclass
 class _Body:
     """The code of one class: a block template's, or the network's."""
 
-    nodes: list[Node]  # the representative nodes, in walk order
+    owner: Module  # the network, or the template's first instance
+    nodes: list[Node]  # the ops of the owner and everything in it, in walk order
     input: Node
-    relative: int  # length of the module path prefix (`layer1.0.`) to strip
-    symbolic: bool  # write attributes in the template's terms
     chain: str  # the running forward variable
-    names: dict[str, str] = field(default_factory=dict)  # spec name → Python, in a block class
+    names: dict[str, str]  # spec name → Python, for the symbolic arguments the class writes
+    used: set[str] = field(default_factory=set)  # the names of `names` the code uses
     shortcuts: dict[Node, Shortcut] = field(default_factory=dict)
-    units: dict[Node, tuple[str, Node]] = field(default_factory=dict)  # output node -> (attr, input node)
-    unit_init: dict[Node, str] = field(default_factory=dict)  # output node -> its constructor line
     init: list[str] = field(default_factory=list)
     forward: list[str] = field(default_factory=list)
     sym: dict[Node, str] = field(default_factory=dict)
     hyper: dict[Node, str] = field(default_factory=dict)  # functional op -> prefix of its stored arguments
+    # Filled by _emit: the forward steps, their output tensors and variables, where each step's lines start.
+    steps: list[Node | Unit] = field(default_factory=list)
+    outputs: list[Node] = field(default_factory=list)
+    variables: list[str] = field(default_factory=list)
+    starts: list[int] = field(default_factory=list)
+    zeroed: list[str] = field(default_factory=list)  # norms whose scale starts at zero (zero_init_last)
+
+    @property
+    def relative(self) -> int:
+        """The length of the module path prefix (`layer1.0.`) the class's attributes drop."""
+        return len(self.owner.prefix())
 
 
 class _OpWriter:
@@ -109,8 +138,10 @@ class _OpWriter:
     def attr(self, name: str) -> str:
         if name in self.overrides:
             return self.overrides[name]
-        if self.body.symbolic and name in self.node.exprs:
-            return python(self.node.exprs[name], self.body.names)
+        expr = self.node.exprs.get(name)
+        if expr is not None and all(n in self.body.names for n in names_in(expr)):
+            self.body.used.update(names_in(expr))
+            return python(expr, self.body.names)
         return repr(getattr(self.node.op, name))
 
     def stored(self, name: str) -> str:
@@ -118,7 +149,7 @@ class _OpWriter:
         body = self.body
         if self.store is not None:
             attribute = f"self.{self.store}_{name}"
-        elif body.symbolic and name in self.node.exprs:
+        elif name in self.node.exprs and text != repr(getattr(self.node.op, name)):
             if self.node not in body.hyper:
                 body.hyper[self.node] = f"_{self.node.op.kind}{len(body.hyper) + 1}"
             attribute = f"self.{body.hyper[self.node]}_{name}"
@@ -133,22 +164,29 @@ class _OpWriter:
             return self.overrides["in_channels"]
         return self.emitter.channels(self.body, self.emitter.ir.operands(self.node)[0])
 
+    def inplace(self) -> bool:
+        return self.emitter.overwritable(self.body, self.emitter.ir.operands(self.node)[0])
+
 
 class _Emitter:
     def __init__(self, ir: IR):
         self.ir = ir
         self.walk = ir.walk()
-        self.live: dict[Module | None, list[Node]] = {}  # block instance -> its nodes, shortcuts included
-        for node in self.walk:
-            self.live.setdefault(node.block, []).append(node)
+        self.position = {node: index for index, node in enumerate(self.walk)}
         self.chains = ir.shortcut_chains()
         self.helpers: dict[str, str] = {}
         for node in self.walk:
             self.helpers.update(node.op.torch_helpers())
         taken = set(self.helpers)
-        self.templates = [t for t in ir.templates.values() if t.instances]
+        self.templates = _dependency_order([t for t in ir.templates.values() if t.instances])
         self.classes = {t.name: class_name(t.name, taken) for t in self.templates}
         self.top_name = class_name(ir.name, taken)
+        self.inside: dict[Module, list[Node]] = {}  # module → the ops in it and below, in walk order
+        for node in self.walk:
+            module: Module | None = node.parent
+            while module is not None:
+                self.inside.setdefault(module, []).append(node)
+                module = module.parent
 
     # -- small queries --------------------------------------------------------
 
@@ -158,11 +196,15 @@ class _Emitter:
             for operand in self.ir.operands(node):
                 if operand not in inside:
                     return operand
-        raise GenerationError("a block instance without an input")
+        raise GenerationError("a module without an input")
 
     def channels(self, body: _Body, node: Node) -> str:
         assert node.shape is not None
         return body.sym.get(node) or repr(node.shape[0])
+
+    def overwritable(self, body: _Body, node: Node) -> bool:
+        """Whether an op may overwrite `node`'s tensor: nothing else reads it, and autograd does not need it."""
+        return node is not body.input and self.ir.graph.out_degree(node) == 1 and not node.op.saves_output
 
     def _track(self, body: _Body, node: Node) -> None:
         """Record the output channel count of `node` in the class's terms."""
@@ -177,7 +219,48 @@ class _Emitter:
             cin = self.channels(body, preds[0])
             body.sym[node] = cin if h * w == 1 else f"{cin} * {h * w}"
         elif preds:
-            body.sym[node] = self.channels(body, preds[0])
+            body.sym[node] = self.channels(body, preds[-1] if node.op.kind == "mul" else preds[0])
+
+    # -- units ----------------------------------------------------------------
+
+    def _steps(self, body: _Body) -> tuple[list[Node | Unit], dict[Node, Unit]]:
+        """The forward steps of a class: its own ops and one unit per child module, in walk order."""
+        steps: list[Node | Unit] = []
+        units: dict[Module, Unit] = {}
+        for node in body.nodes:
+            if node is body.input or node.shortcut_of is not None:
+                continue
+            child = _child_of(node.parent, body.owner)
+            if child is None:
+                steps.append(node)
+            elif child not in units:
+                members = self.inside[child]
+                units[child] = Unit(child, members, self._input_of(members))
+                steps.append(units[child])
+        return steps, {unit.nodes[-1]: unit for unit in units.values()}
+
+    def _unit_init(self, body: _Body, unit: Unit) -> str:
+        """The constructor statement of a child module."""
+        module = unit.module
+        if module.kind is ModuleKind.SEQUENCE:
+            members = [n for n in unit.nodes if n.op.is_module]
+            for node in members:
+                self._track(body, node)
+            args = [node.op.torch_module(_OpWriter(self, body, node)) for node in members]
+            return f"self.{module.name} = nn.Sequential({', '.join(args)})"
+        if module.kind is ModuleKind.STAGE:
+            # One block a line, kept so by the trailing comma whatever the length.
+            calls = "".join(f"\n{INDENT}{self._instance_call(body, block)}," for block in module.children)
+            return f"self.{module.name} = nn.Sequential({calls}\n)"
+        return f"self.{module.name} = {self._instance_call(body, module)}"
+
+    def _unit_output(self, body: _Body, unit: Unit) -> None:
+        """The output channels of a child module, in the class's terms."""
+        last = unit.nodes[-1]
+        if last.shape is not None and unit.input.shape is not None and last.shape[0] == unit.input.shape[0]:
+            body.sym[last] = self.channels(body, unit.input)
+        elif unit.module.kind is ModuleKind.SEQUENCE:
+            body.sym[last] = body.sym.get(last) or repr(last.shape[0])  # type: ignore[index]
 
     # -- shortcuts ------------------------------------------------------------
 
@@ -191,13 +274,15 @@ class _Emitter:
                     factors.append(text)
         return " * ".join(factors) or "1"
 
-    def _shortcut(self, body: _Body, add: Node, owners: list[Node], index: int, slot: ShortcutSlot | None) -> Shortcut:
+    def _shortcut(
+        self, body: _Body, add: Node, owners: list[Node], index: int, slot: ShortcutSlot | None, symbolic: bool
+    ) -> Shortcut:
         """Describe `add`'s shortcut, taking its ops from the first of `owners` (maybe in another instance)."""
         owner_add = owners[0]
         chain = self.chains[owner_add]
         if slot is not None and slot.stride is not None:
             stride = repr(slot.stride)
-        elif body.symbolic:
+        elif symbolic:
             stride = self._branch_stride_text(body, add)
         else:
             stride = repr(chain[0].op.downsampling())
@@ -220,22 +305,25 @@ class _Emitter:
         main = self.ir.operands(add)[0]
         cin = self.channels(body, raw)
         cout = self.channels(body, main)
-        attr, stride = spec.attr, spec.stride
+        attr = spec.attr
         if spec.chain[0].op.kind == "pad_shortcut":
             body.init.append(f"self.{attr} = {spec.flag or 'True'}")
             writer = _OpWriter(
                 self,
                 body,
                 spec.chain[0],
-                overrides={"stride": stride, "pad": "(0, 0, 0, 0, _extra // 2, _extra - _extra // 2)"},
+                overrides={"stride": spec.stride, "pad": "(0, 0, 0, 0, _extra // 2, _extra - _extra // 2)"},
                 store=attr,
                 preambles={"pad": [f"_extra = {cout} - {cin}"]},
             )
             code = spec.chain[0].op.torch_call(writer, [source])
             guard = f"if self.{attr}:"
         else:
-            sequential = f"nn.Sequential({', '.join(self._projection(body, spec, cin, cout))})"
-            body.init.append(f"self.{attr} = {sequential}" + (f" if {spec.flag} else None" if spec.flag else ""))
+            sequential = f"self.{attr} = nn.Sequential({', '.join(self._projection(body, spec, cin, cout))})"
+            if spec.flag:
+                body.init += [f"self.{attr} = None", f"if {spec.flag}:", INDENT + sequential]
+            else:
+                body.init.append(sequential)
             code = f"self.{attr}({source})"
             guard = f"if self.{attr} is not None:"
         if spec.flag:
@@ -254,13 +342,21 @@ class _Emitter:
                 modules.append("nn.Identity()")
             else:
                 pool = spec.pool.op.torch_module(_OpWriter(self, body, spec.pool, {"kernel": stride, "stride": stride}))
-                modules.append(pool if stride.isdigit() else f"({pool} if {stride} > 1 else nn.Identity())")
+                if stride.isdigit():
+                    modules.append(pool)
+                else:
+                    body.init.append(f"_pool = {pool} if {stride} > 1 else nn.Identity()")
+                    modules.append("_pool")
         for node in spec.chain:
             if node.op.kind == "avgpool":
                 continue
             overrides = {"in_channels": cin if node.op.kind == "conv" else cout, "out_channels": cout}
             if node.op.kind == "conv" and self.ir.policies.projection != "avgpool":
                 overrides["stride"] = stride
+                kernel = self.ir.policies.down_kernel
+                if kernel > 1 and not stride.isdigit():  # the wide kernel only where this use strides
+                    overrides["kernel"] = f"{kernel} if {stride} > 1 else 1"
+                    overrides["padding"] = f"{(kernel - 1) // 2} if {stride} > 1 else 0"
             modules.append(node.op.torch_module(_OpWriter(self, body, node, overrides)))
         return modules
 
@@ -278,33 +374,37 @@ class _Emitter:
 
     # -- forward and __init__ ---------------------------------------------------
 
-    def _consumers(self, body: _Body, steps: list[Node]) -> tuple[dict[Node, set[int]], set[Node]]:
+    def _consumers(self, body: _Body, steps: list[Node | Unit]) -> tuple[dict[Node, set[int]], set[Node]]:
         """Which steps read each value; and the pre-activations a shortcut module reads as well as the branch."""
         consumers: dict[Node, set[int]] = {}
         preacts: set[Node] = set()
-        for index, node in enumerate(steps):
-            reads = [body.units[node][1]] if node in body.units else self.ir.operands(node)
-            if node.residual is not None and node not in body.units:
-                assert node.residual.source is not None
-                reads = [reads[0], node.residual.source]
-                if node in body.shortcuts:
-                    reads.append(self._module_input(body, node))
-                    if body.shortcuts[node].preact:
-                        preacts.add(reads[-1])
+        for index, step in enumerate(steps):
+            if isinstance(step, Unit):
+                reads = [step.input]
+            else:
+                reads = self.ir.operands(step)
+                if step.residual is not None:
+                    assert step.residual.source is not None
+                    reads = [reads[0], step.residual.source]
+                    if step in body.shortcuts:
+                        reads.append(self._module_input(body, step))
+                        if body.shortcuts[step].preact:
+                            preacts.add(reads[-1])
             for value in reads:
                 consumers.setdefault(value, set()).add(index)
         return consumers, preacts
 
     def _emit(self, body: _Body) -> None:
-        steps = [n for n in body.nodes if n.shortcut_of is None and n is not body.input]
+        steps, _ = self._steps(body)
         consumers, preacts = self._consumers(body, steps)
         names = {body.input: "x"}
-        labels = {n.name for n in steps if n.name} | {attr for attr, _ in body.units.values()}
+        outputs = [step.nodes[-1] if isinstance(step, Unit) else step for step in steps]
+        labels = {n.name for n in outputs if n.name} | {s.module.name for s in steps if isinstance(s, Unit)}
         taken: set[str] = {"x", body.chain} | labels
         temporaries = (f"t{k}" for k in itertools.count(1))
 
-        def var(node: Node, index: int, label: str | None) -> str:
-            users = consumers.get(node, set())
+        def var(index: int, label: str | None) -> str:
+            users = consumers.get(outputs[index], set())
             if index == len(steps) - 1 or users == {index + 1}:
                 return body.chain
             if label and label not in ("x", body.chain):
@@ -313,53 +413,62 @@ class _Emitter:
             taken.add(name)
             return name
 
-        for index, node in enumerate(steps):
-            if node in body.units:
-                attr, source = body.units[node]
-                body.init.append(body.unit_init[node])
-                names[node] = var(node, index, attr)
-                body.forward.append(f"{names[node]} = self.{attr}({names[source]})")
+        body.steps, body.outputs = steps, outputs
+        for index, step in enumerate(steps):
+            body.starts.append(len(body.forward))
+            if isinstance(step, Unit):
+                body.init.append(self._unit_init(body, step))
+                self._unit_output(body, step)
+                names[outputs[index]] = var(index, step.module.name)
+                body.forward.append(f"{names[outputs[index]]} = self.{step.module.name}({names[step.input]})")
                 continue
-            label = node.name
-            if node in preacts and label is None and "preact" not in taken:
+            label = step.name
+            if step in preacts and label is None and "preact" not in taken:
                 label = "preact"
                 taken.add(label)
-            names[node] = var(node, index, label)
-            body.forward.append(f"{names[node]} = {self._step(body, node, names)}")
-        body.forward.append(f"return {names[steps[-1]]}")
+            target = var(index, label)
+            body.forward += self._step(body, step, names, target)
+            names[step] = target
+        body.variables = [names[output] for output in outputs]
+        body.forward.append(f"return {names[outputs[-1]]}")
 
-    def _step(self, body: _Body, node: Node, names: dict[Node, str]) -> str:
-        """Write one op: its module into __init__ (modules), and its forward expression."""
+    def _step(self, body: _Body, node: Node, names: dict[Node, str], target: str) -> list[str]:
+        """Write one op: its module into __init__ (modules), and its forward lines."""
         self._track(body, node)
-        args = [names[p] for p in self.ir.operands(node)[:1]]
+        operands = self.ir.operands(node)
         if node.residual is not None:
-            args.append(self._shortcut_code(body, node, names))
+            identity = self._shortcut_code(body, node, names)
+            main = operands[0]
+            if names[main] == target and self.overwritable(body, main):
+                return [f"{target} += {identity}"]
+            return [f"{target} = {names[main]} + {identity}"]
+        args = [names[p] for p in operands]
         if not node.op.is_module:
-            return node.op.torch_call(_OpWriter(self, body, node), args)
+            return [f"{target} = {node.op.torch_call(_OpWriter(self, body, node), args)}"]
         assert node.path is not None
         local = node.path[body.relative :]
         if not local.isidentifier():
             raise GenerationError(f"module path {node.path} is not an attribute name")
-        body.init.append(f"self.{local} = {node.op.torch_module(_OpWriter(self, body, node))}")
+        module = node.op.torch_module(_OpWriter(self, body, node))
+        body.init.append(f"self.{local} = {module}")
         if node.zero_init:
-            body.init.append(f"nn.init.zeros_(self.{local}.weight)  # the residual branch starts at zero")
-        return f"self.{local}({args[0]})"
+            body.zeroed.append(local)
+        return [f"{target} = self.{local}({args[0]})"]
+
+    # -- classes ----------------------------------------------------------------
 
     def template_class(self, template: Template) -> str:
-        instances = template.instances
-        rep = self.live[instances[0]]
-        body = _Body(rep, self._input_of(rep), len(instances[0].path) + 1, True, "out")
-        body.names = {p.name: p.name for p in template.params} | {name: name for name, _ in template.lets}
-        if template.expansion is not None:
-            body.names["expansion"] = "self.expansion"
+        first = template.instances[0]
+        nodes = self.inside[first]
+        body = _Body(first, nodes, self._input_of(nodes), "out", _template_names(template))
         body.sym[body.input] = "inplanes"
         flags = []
-        for add in rep:
-            if add.residual is None or add.residual.index not in template.shortcuts:
+        for add in nodes:
+            if add.block is not first or add.residual is None or add.residual.index not in template.shortcuts:
                 continue
             index = add.residual.index
             slot = template.shortcuts[index]
-            body.shortcuts[add] = self._shortcut(body, add, self._owners(template, index), index, slot)
+            body.shortcuts[add] = self._shortcut(body, add, self._owners(template, index), index, slot, True)
             if slot.optional:
                 flags.append(body.shortcuts[add].flag)
         self._emit(body)
@@ -369,12 +478,18 @@ class _Emitter:
         lines = [f"class {self.classes[template.name]}(nn.Module):", f'    """Block `{template.name}`."""', ""]
         if template.expansion is not None:
             lines += [f"    expansion = {template.expansion}", ""]
-        lines.append(f"    def __init__({', '.join(params)}):")
-        lines.append("        super().__init__()")
-        lines += [f"        {name} = {python(value, body.names)}" for name, value in template.lets]
-        lines += [f"        {line}" for line in body.init]
-        lines += ["", "    def forward(self, x: torch.Tensor) -> torch.Tensor:"]
-        lines += [f"        {line}" for line in body.forward]
+        lines += statement(INDENT, "def __init__(", params, "):")
+        lines.append(f"{INDENT * 2}super().__init__()")
+        for name, value in template.lets:
+            lines.append(f"{INDENT * 2}{name} = {python(value, body.names)}")
+        lines += method_body(body.init)
+        lines += ["", f"{INDENT}def forward(self, x: torch.Tensor) -> torch.Tensor:", *method_body(body.forward)]
+        if body.zeroed:
+            lines += ["", f"{INDENT}def zero_init_last(self) -> None:"]
+            lines.append(
+                f'{INDENT * 2}"""Start the residual branch at zero: its last norm\'s scale is 0 (zero_init_last)."""'
+            )
+            lines += [f"{INDENT * 2}nn.init.zeros_(self.{local}.weight)" for local in body.zeroed]
         return "\n".join(lines)
 
     def _owners(self, template: Template, index: int) -> list[Node]:
@@ -382,75 +497,109 @@ class _Emitter:
         return [
             node
             for module in template.instances
-            for node in self.live[module]
-            if node.residual is not None and node.residual.index == index and node in self.chains
+            for node in self.inside[module]
+            if node.block is module and node.residual is not None and node.residual.index == index
+            if node in self.chains
         ]
 
-    def _instance_call(self, module: Module) -> str:
+    def _instance_parts(self, body: _Body, module: Module) -> tuple[str, list[str]]:
+        """The class and arguments that build block instance `module` from `body`'s class."""
         template = module.template
         assert template is not None
-        nodes = self.live[module]
-        shape = self._input_of(nodes).shape
-        assert shape is not None
-        args = [repr(shape[0])]
+        nodes = self.inside[module]
+        args = [self.channels(body, self._input_of(nodes))]
         for param in template.params:
-            if param.default is None:
-                args.append(repr(module.args[param.name]))
-            elif param.name in module.explicit:
-                args.append(f"{param.name}={module.args[param.name]!r}")
+            given = param.default is None or param.name in module.explicit
+            expr = module.arg_exprs.get(param.name)
+            if expr is not None and all(n in body.names for n in names_in(expr)):
+                value = python(expr, body.names)
+            else:
+                value = repr(module.args[param.name])
+            if given:
+                args.append(value if param.default is None else f"{param.name}={value}")
         for add in nodes:
-            if add.residual is None:
+            if add.block is not module or add.residual is None:
                 continue
             slot = template.shortcuts.get(add.residual.index)
             if slot is not None and slot.optional and add in self.chains:
                 index = add.residual.index
                 args.append(f"downsample{index + 1 if index else ''}=True")
-        return f"{self.classes[template.name]}({', '.join(args)})"
+        return self.classes[template.name], args
 
-    def _top_units(self) -> tuple[list[Node], dict[Node, tuple[str, Node]], dict[Node, str]]:
-        """The network's forward steps: its own ops, and one call per stage or standalone block."""
-        nodes: list[Node] = []
-        units: dict[Node, tuple[str, Node]] = {}
-        unit_init: dict[Node, str] = {}
-        seen: set[Module] = set()
-        for node in self.walk:
-            block = node.block
-            if block is None:
-                nodes.append(node)
-                continue
-            unit = block.parent if block.parent is not None and block.parent.kind is ModuleKind.STAGE else block
-            if unit in seen:
-                continue
-            seen.add(unit)
-            members = unit.children if unit.kind is ModuleKind.STAGE else [unit]
-            calls = [self._instance_call(m) for m in members]
-            last = self.live[members[-1]][-1]
-            nodes.append(last)
-            units[last] = (unit.name, self._input_of(self.live[members[0]]))
-            if unit.kind is ModuleKind.STAGE:
-                inner = "".join(f"\n            {call}," for call in calls)
-                unit_init[last] = f"self.{unit.name} = nn.Sequential({inner}\n        )"
-            else:
-                unit_init[last] = f"self.{unit.name} = {calls[0]}"
-        return nodes, units, unit_init
+    def _instance_call(self, body: _Body, module: Module) -> str:
+        func, args = self._instance_parts(body, module)
+        return f"{func}({', '.join(args)})"
 
     def top_class(self) -> str:
-        nodes, units, unit_init = self._top_units()
+        root = self.ir.root
+        nodes = self.walk
         start = nodes[0]
         chain = "x" if self.ir.graph.out_degree(start) == 1 else "out"
-        body = _Body(nodes, start, 0, False, chain, units=units, unit_init=unit_init)
+        body = _Body(root, nodes, start, chain, dict(NETWORK_ARGS))
+        body.sym[start] = NETWORK_ARGS["in_channels"]
         for add in nodes:
-            if add in self.chains and add not in units:
+            if add in self.chains and add.block is None:
                 assert add.residual is not None
-                body.shortcuts[add] = self._shortcut(body, add, [add], add.residual.index, None)
+                body.shortcuts[add] = self._shortcut(body, add, [add], add.residual.index, None, False)
         self._emit(body)
-        shape = "x".join(map(str, self.ir.input_shape))
-        lines = [f"class {self.top_name}(nn.Module):", f'    """Network `{self.ir.name}`: input {shape}."""', ""]
-        lines += ["    def __init__(self) -> None:", "        super().__init__()"]
-        lines += [f"        {line}" for line in body.init]
-        lines += ["", "    def forward(self, x: torch.Tensor) -> torch.Tensor:"]
-        lines += [f"        {line}" for line in body.forward]
-        return "\n".join(lines)
+        defaults = {"classes": repr(self.output_classes()), "in_channels": repr(self.ir.input_shape[0])}
+        taken = [n for n in NETWORK_ARGS if n in body.used or n == "in_channels"]  # in_chans feeds the first layer
+        params = [f"{NETWORK_ARGS[n]}={defaults[n]}" for n in taken]
+        zeroed = any(n.zero_init and n.block is not None for n in self.walk)
+        return network_class(self.ir, body, self.top_name, params, zeroed)
+
+    def output_classes(self) -> int:
+        shape = self.walk[-1].shape
+        assert shape is not None
+        return shape[0]
+
+
+def _child_of(module: Module, owner: Module) -> Module | None:
+    """The child of `owner` that `module` is or lies in; None when `module` is `owner` itself."""
+    child = None
+    while module is not owner:
+        if module.parent is None:
+            raise GenerationError(f"{module.path} is not inside {owner.path or 'the network'}")
+        child, module = module, module.parent
+    return child
+
+
+def _template_names(template: Template) -> dict[str, str]:
+    """A template's spec names as its class writes them: parameters and lets as they are, `self.expansion`."""
+    names = {p.name: p.name for p in template.params} | {name: name for name, _ in template.lets}
+    if template.expansion is not None:
+        names["expansion"] = "self.expansion"
+    return names
+
+
+def _dependency_order(templates: list[Template]) -> list[Template]:
+    """Templates in first-use order, except that a template another one uses comes before it."""
+    done: list[Template] = []
+
+    def visit(template: Template) -> None:
+        if template in done:
+            return
+        for inner in _used_by(template):
+            visit(inner)
+        done.append(template)
+
+    for template in templates:
+        visit(template)
+    return done
+
+
+def _used_by(template: Template) -> list[Template]:
+    """The templates whose instances sit directly in `template`'s first instance."""
+    found: list[Template] = []
+    stack = list(template.instances[0].children)
+    while stack:
+        module = stack.pop(0)
+        if module.kind is ModuleKind.BLOCK and module.template is not None:
+            if module.template not in found:
+                found.append(module.template)
+        else:
+            stack.extend(module.children)
+    return found
 
 
 HEADER = '''\
@@ -460,18 +609,18 @@ Standalone: needs only PyTorch.
 """
 
 import torch
-from torch import nn
-from torch.nn import functional as F
-'''
+from torch import nn'''
 
 
 def emit(ir: IR) -> str:
     emitter = _Emitter(ir)
-    parts = [HEADER.format(name=ir.name, source=file_name(ir.source)).rstrip()]
-    parts += [emitter.helpers[name] for name in sorted(emitter.helpers)]
-    parts += [emitter.template_class(template) for template in emitter.templates]
-    parts.append(emitter.top_class())
-    parts.append(f"Model = {emitter.top_name}")
+    classes = [emitter.helpers[name] for name in sorted(emitter.helpers)]
+    classes += [emitter.template_class(template) for template in emitter.templates]
+    classes.append(emitter.top_class())
+    header = HEADER.format(name=ir.name, source=file_name(ir.source))
+    if any("F." in text for text in classes):
+        header += "\nfrom torch.nn import functional as F"
+    parts = [header, *classes, f"Model = {emitter.top_name}\nFeatures = {emitter.top_name}Features"]
     return "\n\n\n".join(parts) + "\n"
 
 

@@ -53,11 +53,25 @@ class CallStmt:
 
 
 @dataclass(frozen=True)
-class AddStmt:
-    """`[target =] add NAME`: add a named tensor (or the block input) to the current one."""
+class MergeStmt:
+    """`[target =] add NAME` or `mul NAME`: combine the current tensor with a named one (or the block input).
 
+    `add` is a residual add (the named tensor is the shortcut); `mul` multiplies
+    elementwise, broadcasting a C×1×1 gate over C×H×W (attention modules).
+    """
+
+    op: str  # "add" or "mul"
     target: Ident | None
     operand: Ident
+    span: Span
+
+
+@dataclass(frozen=True)
+class SeqStmt:
+    """`NAME = seq { ops }`: ops in a module numbered as nn.Sequential numbers them (a deep stem)."""
+
+    target: Ident
+    body: tuple[CallStmt, ...]
     span: Span
 
 
@@ -82,12 +96,15 @@ class ClassesStmt:
 
 @dataclass(frozen=True)
 class PolicyStmt:
+    """`policy NAME = VALUE`; a value that names an op may give its arguments: `policy attn = se(rd_ratio=0.25)`."""
+
     name: Ident
     value: Ident
+    args: tuple[Arg, ...] | None
     span: Span
 
 
-Stmt = CallStmt | AddStmt | LetStmt | InputStmt | ClassesStmt | PolicyStmt
+Stmt = CallStmt | MergeStmt | SeqStmt | LetStmt | InputStmt | ClassesStmt | PolicyStmt
 
 
 # -- top level ---------------------------------------------------------------

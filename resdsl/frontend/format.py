@@ -81,15 +81,18 @@ class _Formatter:
             if index is not None:
                 run.append(index)
 
-    def body(self, item: ast.BlockDef | ast.NetworkDef, header: str) -> None:
+    def body(self, item: ast.BlockDef | ast.NetworkDef | ast.SeqStmt, header: str, indent: str = "") -> None:
         close = item.span.end - 1  # the span ends just after the closing `}`
         stmts = [s for s in item.body if s is not None]
         opening = self._brace(stmts[0].span.start if stmts else close)
-        self.element(item.span.start, opening + 1, header + " {", "", keep_blank=True)
+        self.element(item.span.start, opening + 1, header + " {", indent, keep_blank=True)
         for stmt in stmts:
-            self.element(stmt.span.start, stmt.span.end, self.stmt(stmt), INDENT, keep_blank=True)
-        self.leading(close, INDENT, keep_blank=True)
-        self.element(close, close + 1, "}", "")
+            if isinstance(stmt, ast.SeqStmt):
+                self.body(stmt, f"{stmt.target.text} = seq", indent + INDENT)
+            else:
+                self.element(stmt.span.start, stmt.span.end, self.stmt(stmt), indent + INDENT, keep_blank=True)
+        self.leading(close, indent + INDENT, keep_blank=True)
+        self.element(close, close + 1, "}", indent)
 
     def _brace(self, before: int) -> int:
         """The position of the body's `{`: the last one before `before` outside comments."""
@@ -141,12 +144,14 @@ class _Formatter:
         if isinstance(stmt, ast.ClassesStmt):
             return f"classes {self.expr(stmt.value)}"
         if isinstance(stmt, ast.PolicyStmt):
-            return f"policy {stmt.name.text} = {stmt.value.text}"
+            args = "" if stmt.args is None else f"({self.args(stmt.args)})"
+            return f"policy {stmt.name.text} = {stmt.value.text}{args}"
         if isinstance(stmt, ast.LetStmt):
             return f"let {stmt.name.text} = {self.expr(stmt.value)}"
         target = f"{stmt.target.text} = " if stmt.target is not None else ""
-        if isinstance(stmt, ast.AddStmt):
-            return f"{target}add {stmt.operand.text}"
+        if isinstance(stmt, ast.MergeStmt):
+            return f"{target}{stmt.op} {stmt.operand.text}"
+        assert isinstance(stmt, ast.CallStmt)  # sequences are written by `body`
         text = target + stmt.callee.text
         if stmt.args is not None:
             text += f"({self.args(stmt.args)})"

@@ -17,16 +17,18 @@ from ..ir.expr import Expr, Value, is_literal, names_in
 from ..ir.graph import IR
 from ..ir.names import check_name
 from ..ir.node import Node, Residual
-from ..ir.policies import Policies
+from ..ir.policies import OpChoice, Policies
 from ..ir.tree import Module, ModuleKind, Param, Template
 from ..limits import Limits
 from ..ops import REQUIRED, SPEC_OPS, ArgSpec, Op
 from ..ops.add import Add
 from ..ops.input import Input
+from ..ops.mul import Mul
 from . import ast
 from .expr import describe, evaluate
 from .loader import Program
 from .policies import (
+    OP_POLICIES,
     POLICY_VALUES,
     closest_value,
     parse_int,
@@ -59,7 +61,7 @@ class Scope:
     names: dict[str, Node] = field(default_factory=dict)
     created: list[Node] = field(default_factory=list)
     adds: int = 0
-    auto_names: int = 0
+    auto_names: set[str] = field(default_factory=set)  # the names auto_name gave
     # Network level only: the stride so far and the dilation that replaces
     # stride past the `output_stride` policy.
     total_stride: int = 1
@@ -70,12 +72,13 @@ class Scope:
         self.current = self.input
 
     def auto_name(self, base: str) -> str:
-        """`conv_1`, `conv_2`, ...: a name for an unnamed layer that no statement in the body uses."""
-        while True:
-            self.auto_names += 1
-            name = f"{base}_{self.auto_names}"
-            if name not in self.explicit:
-                return name
+        """`maxpool`, then `maxpool_2`, ...: a name for an unnamed layer that no statement in the body uses."""
+        name, n = base, 1
+        while name in self.explicit or name in self.auto_names:
+            n += 1
+            name = f"{base}_{n}"
+        self.auto_names.add(name)
+        return name
 
 
 def lower(program: Program, overrides: dict[str, str] | None = None, limits: Limits | None = None) -> IR:
@@ -95,6 +98,8 @@ class _Lowerer:
         self.limits = limits
         self.errors = Collector()
         self.block_count = 0
+        self.expanding: list[str] = []  # the templates being expanded, outermost first
+        self.bad_templates: set[str] = set()  # templates whose definition has a reported mistake
 
     # -- settings -------------------------------------------------------------
 
@@ -102,6 +107,7 @@ class _Lowerer:
         network = self.program.network
         shape: tuple[int, ...] | None = None
         policy_stmts: dict[str, str] = {}
+        op_choices: dict[str, OpChoice] = {}
         lets: list[ast.LetStmt] = []
         classes_stmt = None
         for stmt in network.body:
@@ -111,6 +117,8 @@ class _Lowerer:
                 classes_stmt = stmt
             elif isinstance(stmt, ast.PolicyStmt):
                 policy_stmts[stmt.name.text] = self._policy(stmt.name, stmt.value)
+                if stmt.args is not None:
+                    op_choices[stmt.name.text] = self._op_choice(stmt)
             elif isinstance(stmt, ast.LetStmt):
                 lets.append(stmt)
         if shape is None:
@@ -142,8 +150,12 @@ class _Lowerer:
                 env[let.name.text] = parse_number(let.name.text, self.overrides[let.name.text])
             else:
                 env[let.name.text] = evaluate(let.value, env)
-        chosen = {**policy_stmts, **{k: v for k, v in self.overrides.items() if k in POLICY_VALUES}}
-        return Settings(network.name.text, (shape[0], shape[1], shape[2]), classes, resolve(chosen), env)
+        overridden = {k: v for k, v in self.overrides.items() if k in POLICY_VALUES}
+        for key in overridden:
+            op_choices.pop(key, None)  # `--set attn=eca` replaces `policy attn = se(...)`, arguments and all
+        chosen = {**policy_stmts, **overridden}
+        policies = resolve(chosen, op_choices)
+        return Settings(network.name.text, (shape[0], shape[1], shape[2]), classes, policies, env)
 
     def _check_overrides(self) -> None:
         network = self.program.network.name.text
@@ -189,6 +201,27 @@ class _Lowerer:
                 (f"did you mean `{meant}`? " if meant else "") + policy_choices(name.text),
             )
         return value.text
+
+    def _op_choice(self, stmt: ast.PolicyStmt) -> OpChoice:
+        """`policy attn = se(rd_ratio=0.25)`: the op's arguments, checked as a call to it would be."""
+        kind = SPEC_OPS.get(stmt.value.text) if stmt.name.text in OP_POLICIES else None
+        if kind is None or kind.signature is None:
+            raise error(
+                "E0113",
+                f"policy `{stmt.name.text}` takes no arguments",
+                stmt.value.span,
+                "arguments to a value that is not an op",
+            )
+        signature = kind.signature
+        callee = stmt.value.text
+        call = ast.CallStmt(None, stmt.value, stmt.args or (), None, stmt.span)
+        given = _match_args(stmt.args or (), [a.name for a in signature.args], call, lookup=signature.lookup_name)
+        values = {}
+        for name, arg in given.items():
+            spec = signature.lookup(name)
+            assert spec is not None  # _match_args found it
+            values[name] = self._typed(arg.value, {}, spec, callee)
+        return OpChoice(callee, tuple(sorted(values.items())))
 
     def _int(self, expr: ast.Expr, env, what: str, minimum: int | None = 1) -> int:
         value = evaluate(expr, env)
@@ -252,8 +285,11 @@ class _Lowerer:
                 check_name(stmt.name.text, stmt.name.span, "value")
                 scope.env[stmt.name.text] = evaluate(stmt.value, scope.env)
             return
-        if isinstance(stmt, ast.AddStmt):
-            self._add(stmt, scope)
+        if isinstance(stmt, ast.MergeStmt):
+            self._merge(stmt, scope)
+            return
+        if isinstance(stmt, ast.SeqStmt):
+            self._seq(stmt, scope)
             return
         self._call(stmt, scope)
 
@@ -271,14 +307,16 @@ class _Lowerer:
             )
         scope.names[target.text] = node
 
-    def _new(self, scope: Scope, op: Op, operands: list[Node], span: Span, **fields) -> Node:
+    def _new(
+        self, scope: Scope, op: Op, operands: list[Node], span: Span, parent: Module | None = None, **fields
+    ) -> Node:
         self.limits.check("nodes", len(self.ir) + 1, "the number of ops", span)
-        node = self.ir.add(op, operands, parent=scope.module, span=span, **fields)
+        node = self.ir.add(op, operands, parent=parent or scope.module, span=span, **fields)
         scope.created.append(node)
         scope.current = node
         return node
 
-    def _add(self, stmt: ast.AddStmt, scope: Scope) -> None:
+    def _merge(self, stmt: ast.MergeStmt, scope: Scope) -> None:
         name = stmt.operand.text
         if name == "input":
             other = scope.input
@@ -294,30 +332,109 @@ class _Lowerer:
                 f"did you mean `{close[0]}`?" if close else "add `input` or a name defined earlier in this body",
             )
         if other is scope.current:
+            does = "adds a tensor to itself" if stmt.op == "add" else "multiplies a tensor by itself"
             raise error(
                 "E0206",
-                f"`add {name}` adds a tensor to itself",
+                f"`{stmt.op} {name}` {does}",
                 stmt.span,
-                "no residual branch",
-                "the add needs ops between the tensor and this point",
+                "no residual branch" if stmt.op == "add" else "nothing between them",
+                f"the {stmt.op} needs ops between the tensor and this point",
             )
-        start = scope.created.index(other) + 1 if other in scope.created else 0
-        branch = scope.created[start:]
         if stmt.target is not None:
             check_name(stmt.target.text, stmt.target.span, "tensor")
-        node = self._new(
-            scope,
-            Add(),
-            [scope.current, other],
-            stmt.span,
-            name=stmt.target and stmt.target.text,
-            residual=Residual(scope.adds),
-        )
-        scope.adds += 1
-        for member in branch:
-            if member.branch is None:
-                member.branch = node
+        target = stmt.target and stmt.target.text
+        if stmt.op == "mul":
+            node = self._new(scope, Mul(), [scope.current, other], stmt.span, name=target)
+        else:
+            start = scope.created.index(other) + 1 if other in scope.created else 0
+            branch = scope.created[start:]
+            node = self._new(
+                scope, Add(), [scope.current, other], stmt.span, name=target, residual=Residual(scope.adds)
+            )
+            scope.adds += 1
+            for member in branch:
+                if member.branch is None:
+                    member.branch = node
         self._bind_target(stmt.target, node, scope)
+
+    def _seq(self, stmt: ast.SeqStmt, scope: Scope) -> None:
+        """A sequence of ops, numbered by the norm pass as nn.Sequential numbers its modules; or of blocks."""
+        check_name(stmt.target.text, stmt.target.span, "layer")
+        if not stmt.body:
+            raise error("E0117", f"sequence `{stmt.target.text}` has no ops", stmt.target.span, "empty sequence")
+        if any(self._is_block_call(inner) for inner in stmt.body):
+            self._stage(stmt, scope)
+            return
+        for inner in stmt.body:
+            if not isinstance(inner, ast.CallStmt) or inner.callee.text not in SPEC_OPS or inner.repeat is not None:
+                raise error(
+                    "E0123",
+                    "a `seq` holds ops or blocks only",
+                    inner.span,
+                    "not an op call",
+                    "write `add`, `mul` and `let` outside the sequence",
+                )
+            if not SPEC_OPS[inner.callee.text].is_module:
+                raise error(
+                    "E0123",
+                    f"`{inner.callee.text}` cannot be in a `seq`: it is a function, not a module",
+                    inner.callee.span,
+                    "not a module",
+                    "an nn.Sequential holds modules; put this op after the sequence",
+                )
+            if inner.target is not None:
+                raise error(
+                    "E0123",
+                    "the ops of a `seq` are numbered, not named",
+                    inner.target.span,
+                    "a name inside a sequence",
+                    f"name the sequence (`{stmt.target.text} = seq {{...}}`) and add or multiply with that",
+                )
+        sequence = self.ir.module(stmt.target.text, ModuleKind.SEQUENCE, scope.module, stmt.span)
+        modules = 0
+        for inner in stmt.body:
+            node = self._op(inner, scope, sequence, str(modules))
+            modules += node.op.is_module
+        self._bind_target(stmt.target, scope.current, scope)
+
+    def _is_block_call(self, stmt: object) -> bool:
+        return isinstance(stmt, ast.CallStmt) and stmt.callee.text in self.program.blocks
+
+    def _stage(self, stmt: ast.SeqStmt, scope: Scope) -> None:
+        """`NAME = seq { block calls }`: one stage whose blocks may differ (a pruned network's widths),
+        numbered 0, 1, ... across the calls and their repeats, as `x N` numbers one call's."""
+        for inner in stmt.body:
+            if not self._is_block_call(inner):
+                raise error(
+                    "E0123",
+                    "a `seq` holds ops or blocks, not both",
+                    inner.span,
+                    "not a block call" if isinstance(inner, ast.CallStmt) else "not a call",
+                    "a sequence of blocks is a stage: put the other statements before or after it",
+                )
+            assert isinstance(inner, ast.CallStmt)
+            if inner.target is not None:
+                raise error(
+                    "E0123",
+                    "the blocks of a `seq` are numbered, not named",
+                    inner.target.span,
+                    "a name inside a sequence",
+                    f"the blocks are `{stmt.target.text}.0`, `{stmt.target.text}.1`, ...: name the sequence only",
+                )
+        if scope.in_template:
+            raise error(
+                "E0116",
+                f"`{stmt.target.text}` is a `seq` of blocks (a stage) inside a block",
+                stmt.span,
+                "stages belong in the network body",
+                "a block may call another block once per statement; write the stage in the network",
+            )
+        stage = self.ir.module(stmt.target.text, ModuleKind.STAGE, scope.module, stmt.span)
+        for inner in stmt.body:
+            assert isinstance(inner, ast.CallStmt)
+            self._check_block_call(inner, scope)
+            self._blocks(inner, self.program.blocks[inner.callee.text], scope, stage)
+        self._bind_target(stmt.target, scope.current, scope)
 
     def _call(self, stmt: ast.CallStmt, scope: Scope) -> None:
         callee = stmt.callee.text
@@ -336,18 +453,25 @@ class _Lowerer:
             self._bind_target(stmt.target, node, scope)
             return
         if callee in self.program.blocks:
-            if scope.in_template:
-                raise error(
-                    "E0116",
-                    f"block `{callee}` is used inside a block",
-                    stmt.callee.span,
-                    "blocks cannot call blocks",
-                    "call both blocks from the network body",
-                )
+            self._check_block_call(stmt, scope)
             node = self._blocks(stmt, self.program.blocks[callee], scope)
             self._bind_target(stmt.target, node, scope)
             return
         raise error("E0101", f"unknown op or block `{callee}`", stmt.callee.span, "not defined", self._unknown(callee))
+
+    def _check_block_call(self, stmt: ast.CallStmt, scope: Scope) -> None:
+        callee = stmt.callee.text
+        if scope.in_template and stmt.repeat is not None:
+            raise error(
+                "E0116",
+                f"`x N` repeats block `{callee}` inside a block",
+                stmt.repeat.span,
+                "repeats belong in the network body",
+                "a block may call another block once per statement; repeat blocks in the network",
+            )
+        if callee in self.expanding:
+            chain = " → ".join([*self.expanding[self.expanding.index(callee) :], callee])
+            raise error("E0122", f"block `{callee}` calls itself ({chain})", stmt.callee.span, "a cycle of blocks")
 
     def _unknown(self, callee: str) -> str:
         """The help line for an unknown callee: the closest name, or everything there is."""
@@ -361,7 +485,8 @@ class _Lowerer:
 
     # -- ops ----------------------------------------------------------------
 
-    def _op(self, stmt: ast.CallStmt, scope: Scope) -> Node:
+    def _op(self, stmt: ast.CallStmt, scope: Scope, parent: Module | None = None, member: str | None = None) -> Node:
+        """An op call; in a sequence (`parent`), its module is named `member`, its number there."""
         callee = stmt.callee.text
         kind = SPEC_OPS[callee]
         signature = kind.signature
@@ -370,7 +495,7 @@ class _Lowerer:
             stmt.args or (),
             [a.name for a in signature.args],
             stmt,
-            lookup=lambda n: (s := signature.lookup(n)) and s.name,
+            lookup=signature.lookup_name,
         )
         values: dict[str, object] = {}
         exprs: dict[str, Expr] = {}
@@ -378,7 +503,7 @@ class _Lowerer:
             if spec.name in given:
                 arg = given[spec.name]
                 values[spec.name] = self._typed(arg.value, scope.env, spec, callee)
-                if scope.in_template and not is_literal(arg.value) and spec.name not in signature.node_args:
+                if self._symbolic(arg.value, scope) and spec.name not in signature.node_args:
                     exprs[spec.name] = arg.value
             elif spec.default is REQUIRED:
                 raise error(
@@ -394,15 +519,25 @@ class _Lowerer:
         self._check_sizes(callee, values, given, stmt)
         node_fields = {name: values.pop(name) for name in signature.node_args}
         op = kind(**values)
+        parent = parent or scope.module
         name = stmt.target.text if stmt.target else None
         path = None
         if op.is_module:
-            if name is None:
-                name = scope.auto_name(callee)
-            path = scope.module.prefix() + name
+            path = parent.prefix() + (member or name or scope.auto_name(callee))
         if not scope.in_template:
             self._stride(op, scope, stmt)
-        return self._new(scope, op, [scope.current], stmt.span, name=name, path=path, exprs=exprs, **node_fields)
+        return self._new(
+            scope, op, [scope.current], stmt.span, parent=parent, name=name, path=path, exprs=exprs, **node_fields
+        )
+
+    @staticmethod
+    def _symbolic(expr: ast.Expr, scope: Scope) -> bool:
+        """Whether to keep `expr`'s tree: in a block, anything not a constant (the class writes it in the
+        block's terms); in the network, what reads only the class count and the input channels, which
+        the generated network takes as arguments."""
+        if is_literal(expr):
+            return False
+        return scope.in_template or set(names_in(expr)) <= NETWORK_ARGUMENTS
 
     def _check_sizes(self, callee: str, values: dict[str, object], given: dict[str, ast.Arg], stmt) -> None:
         for width in ("out_channels", "out_features"):
@@ -461,10 +596,13 @@ class _Lowerer:
     # -- blocks -------------------------------------------------------------
 
     def _template(self, block: ast.BlockDef) -> Template:
-        """The IR's record of a block template, made at its first use."""
+        """The IR's record of a block template, made at its first use (its mistakes reported at that use only)."""
         templates = self.ir.templates
         if block.name.text in templates:
             return templates[block.name.text]
+        if block.name.text in self.bad_templates:
+            raise _Reported
+        self.bad_templates.add(block.name.text)  # until it is made
         params: list[Param] = []
         for p in block.params:
             check_name(p.name.text, p.name.span, "block parameter")
@@ -491,9 +629,11 @@ class _Lowerer:
                 known.add(stmt.name.text)
         expansion = None if block.expansion is None else self._int(block.expansion, {}, "expansion")
         templates[block.name.text] = Template(block.name.text, params, lets, expansion, block.name.span)
+        self.bad_templates.discard(block.name.text)
         return templates[block.name.text]
 
-    def _blocks(self, stmt: ast.CallStmt, block: ast.BlockDef, scope: Scope) -> Node:
+    def _blocks(self, stmt: ast.CallStmt, block: ast.BlockDef, scope: Scope, stage: Module | None = None) -> Node:
+        """A block call's instances: one module, or under `x N` (or in a `seq` of blocks, `stage`) numbered ones."""
         template = self._template(block)
         params = [p.name.text for p in block.params]
         given = _match_args(stmt.args or (), params, stmt, lookup=lambda n: n if n in params else None)
@@ -508,26 +648,30 @@ class _Lowerer:
                 stmt.repeat.first, params, stmt, lookup=lambda n: n if n in params else None, positional_ok=False
             )
             first = {name: evaluate(arg.value, scope.env) for name, arg in first_given.items()}
-        target = stmt.target.text if stmt.target else scope.auto_name(block.name.text)
-        stage = None
-        if stmt.repeat is not None:
-            stage = self.ir.module(target, ModuleKind.STAGE, scope.module, stmt.span)
+        target = ""
+        if stage is None:
+            target = stmt.target.text if stmt.target else scope.auto_name(block.name.text)
+            if stmt.repeat is not None:
+                stage = self.ir.module(target, ModuleKind.STAGE, scope.module, stmt.span)
+        start = len(stage.children) if stage else 0
         for index in range(count):
             self.block_count += 1
             self.limits.check("blocks", self.block_count, "the number of block instances", stmt.span)
             call_args = {**args, **first} if index == 0 else args
-            if self.output_stride is not None:
+            if self.output_stride is not None and not scope.in_template:
                 call_args = self._dilate(block, call_args, stmt, scope)
             explicit = tuple(p for p in params if p in call_args)
             env = self._bind(block, call_args, stmt)
             module = self.ir.module(
-                str(index) if stage else target,
+                str(start + index) if stage else target,
                 ModuleKind.BLOCK,
                 stage or scope.module,
                 stmt.span,
                 template=template,
                 args=dict(env),
                 explicit=explicit,
+                # A block calling a block: the arguments in the caller's terms, for its class.
+                arg_exprs={n: a.value for n, a in given.items() if scope.in_template and not is_literal(a.value)},
             )
             template.instances.append(module)
             self._instance(block, template, module, env, scope)
@@ -587,13 +731,21 @@ class _Lowerer:
             env["expansion"] = template.expansion
         inner = Scope(module, env, outer.current, in_template=True)
         known = len(self.errors.items)
-        self._body(block.body, inner)
+        self.expanding.append(template.name)
+        try:
+            self._body(block.body, inner)
+        finally:
+            self.expanding.pop()
         if len(self.errors.items) > known:
             raise _Reported  # the template's mistakes are reported once, not once per repetition
         if inner.current is inner.input:
             raise error("E0117", f"block `{block.name.text}` has no ops", block.name.span, "empty block")
         outer.created.extend(inner.created)
         outer.current = inner.current
+
+
+# The settings a generated network takes as constructor arguments (`num_classes`, `in_chans`).
+NETWORK_ARGUMENTS = {"classes", "in_channels"}
 
 
 class _Reported(Exception):

@@ -26,6 +26,8 @@ KEYWORDS = (
     "policy",
     "let",
     "add",
+    "mul",
+    "seq",
     "x",
     "first",
     "true",
@@ -79,7 +81,9 @@ def parse(source: Source) -> ast.Module:
 def _describe_expected(expected: set[str], terminals) -> list[str]:
     described = set()
     for name in expected:
-        if name in _TERMINAL_TEXT:
+        if name == "MERGE":  # one terminal for both merging keywords
+            described |= {"`add`", "`mul`"}
+        elif name in _TERMINAL_TEXT:
             described.add(_TERMINAL_TEXT[name])
         elif name in terminals and terminals[name].pattern.type == "str":
             described.add(f"`{terminals[name].pattern.value}`")
@@ -252,9 +256,13 @@ class _ToAst(Transformer):
             target, callee, args, repeat = children
         return ast.CallStmt(self._ident(target), self._ident(callee), args, repeat, self._span(meta))
 
-    def add_stmt(self, meta, children):
-        target, operand = children
-        return ast.AddStmt(self._ident(target), self._ident(operand), self._span(meta))
+    def merge_stmt(self, meta, children):
+        target, op, operand = children
+        return ast.MergeStmt(str(op), self._ident(target), self._ident(operand), self._span(meta))
+
+    def seq_stmt(self, meta, children):
+        name, *body = children
+        return ast.SeqStmt(self._ident(name), tuple(s for s in body if s is not None), self._span(meta))
 
     def let_stmt(self, meta, children):
         return ast.LetStmt(self._ident(children[0]), children[1], self._span(meta))
@@ -270,7 +278,8 @@ class _ToAst(Transformer):
         return ast.ClassesStmt(children[0], self._span(meta))
 
     def policy_stmt(self, meta, children):
-        return ast.PolicyStmt(self._ident(children[0]), self._ident(children[1]), self._span(meta))
+        name, value, *args = children
+        return ast.PolicyStmt(self._ident(name), self._ident(value), args[0] if args else None, self._span(meta))
 
     def stmt(self, meta, children):  # a bare `;`
         return None

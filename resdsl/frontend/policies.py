@@ -8,7 +8,14 @@ from __future__ import annotations
 
 from ..diagnostics import error
 from ..ir.expr import Value
-from ..ir.policies import PROJECTIONS, SHORTCUTS, Policies
+from ..ir.policies import PROJECTIONS, SHORTCUTS, OpChoice, Policies
+from ..ops import KINDS
+
+
+def family(name: str) -> tuple[str, ...]:
+    """The op kinds of a family, sorted."""
+    return tuple(sorted(kind for kind, op in KINDS.items() if name in op.families))
+
 
 # Spellings of the norm orders: each maps to one of ir.policies.NORM_ORDERS.
 NORM_ORDERS = {
@@ -29,7 +36,14 @@ POLICY_VALUES = {
     "projection": PROJECTIONS,  # avgpool: ResNet-D's 2×2 average pool before a stride-1 projection
     "output_stride": OUTPUT_STRIDES,  # dilation instead of stride past this total stride
     "zero_init_last": ("false", "true"),  # the last BatchNorm of each residual branch starts with γ = 0
+    # What the norm policy places: any op of the family (batchnorm, groupnorm, ...; relu, gelu, ...).
+    "norm_op": family("norm"),
+    "act": family("act"),
+    "attn": ("none", *family("attn")),  # attention at the end of each residual branch (se, eca)
+    "aa": ("none", *family("aa")),  # anti-aliasing after each strided branch conv (blurpool, avgpool)
+    "down_kernel": ("1", "3"),  # a strided projection conv's kernel; any odd size
 }
+OP_POLICIES = ("norm_op", "act", "attn", "aa")  # policies whose value is an op, maybe with arguments
 
 
 def policy_allows(name: str, value: str) -> bool:
@@ -37,6 +51,8 @@ def policy_allows(name: str, value: str) -> bool:
     if name == "output_stride" and value.isdigit():
         stride = int(value)
         return stride >= 1 and stride & (stride - 1) == 0
+    if name == "down_kernel" and value.isdigit():
+        return int(value) % 2 == 1
     return value in POLICY_VALUES[name]
 
 
@@ -58,17 +74,25 @@ def policy_choices(name: str) -> str:
     """The help line that lists policy `name`'s values."""
     if name == "output_stride":
         return "choose a power of two such as 8 or 16, or none"
+    if name == "down_kernel":
+        return "choose an odd kernel size such as 1 or 3"
     return "choose one of " + ", ".join(POLICY_VALUES[name])
 
 
-def resolve(chosen: dict[str, str]) -> Policies:
-    """The policies a network ends up with: defaults, overridden by `chosen` (name → checked spec text)."""
+def resolve(chosen: dict[str, str], ops: dict[str, OpChoice]) -> Policies:
+    """The policies a network ends up with: defaults, overridden by `chosen` (name → checked spec text)
+    and, for the policies that choose an op, by `ops` (checked op choices, arguments included)."""
     values: dict[str, object] = {}
     if "norm" in chosen:
         values["norm"] = NORM_ORDERS[chosen["norm"]]
     for name in ("shortcut", "projection"):
         if name in chosen:
             values[name] = chosen[name]
+    for name in OP_POLICIES:
+        if name in chosen:
+            values[name] = None if chosen[name] == "none" else ops.get(name, OpChoice(chosen[name]))
+    if "down_kernel" in chosen:
+        values["down_kernel"] = int(chosen["down_kernel"])
     if "output_stride" in chosen:
         values["output_stride"] = None if chosen["output_stride"] == "none" else int(chosen["output_stride"])
     if "zero_init_last" in chosen:

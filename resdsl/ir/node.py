@@ -20,6 +20,7 @@ class Origin(Enum):
 
     SPEC = "spec"
     NORM = "norm"
+    ATTACH = "attach"
     PROJECTION = "projections"
 
 

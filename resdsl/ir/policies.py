@@ -10,12 +10,30 @@ PROJECTIONS = ("conv", "avgpool")
 
 
 @dataclass(frozen=True)
+class OpChoice:
+    """An op a policy places, with the arguments the spec gave it (`se(rd_ratio=0.25)`)."""
+
+    kind: str
+    args: tuple[tuple[str, int | float | bool], ...] = ()
+
+    def __str__(self) -> str:
+        if not self.args:
+            return self.kind
+        return f"{self.kind}({', '.join(f'{k}={_text(v)}' for k, v in self.args)})"
+
+
+@dataclass(frozen=True)
 class Policies:
     norm: str = "post"  # one of NORM_ORDERS (He et al. 2016, Figure 4; `none` places nothing)
     shortcut: str = "B"  # one of SHORTCUTS (He et al. 2015, §3.3; `none` for plain networks)
     projection: str = "conv"  # how B/C projections downsample: a strided 1×1 conv, or avgpool first (ResNet-D)
     output_stride: int | None = None  # past this total stride, blocks dilate instead (None: never)
     zero_init_last: bool = False  # the last BatchNorm of each residual branch starts with γ = 0
+    norm_op: OpChoice = OpChoice("batchnorm")  # the norm the norm policy places (an op of family "norm")
+    act: OpChoice = OpChoice("relu")  # the activation it places (family "act")
+    attn: OpChoice | None = None  # attention each residual branch ends with (family "attn": se, eca)
+    aa: OpChoice | None = None  # anti-aliasing where a branch's conv strides (family "aa": blurpool, avgpool)
+    down_kernel: int = 1  # the kernel of a strided projection conv (timm's down_kernel_size)
 
     def text(self) -> str:
         """`norm=post, shortcut=B`, plus every other policy that differs from its default, by name."""

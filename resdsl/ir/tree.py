@@ -62,6 +62,7 @@ class Module:
     template: Template | None = None  # BLOCK: the template it instantiates
     args: dict[str, Value] = field(default_factory=dict)  # BLOCK: every parameter's value, defaults included
     explicit: tuple[str, ...] = ()  # BLOCK: the parameters its call spelled out
+    arg_exprs: dict[str, Expr] = field(default_factory=dict)  # BLOCK in a block: symbolic arguments of its call
     children: list[Module] = field(default_factory=list)
     path: str = field(init=False)  # `layer2.0.downsample`; "" at the root
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import importlib
 import pkgutil
+from typing import Any
 
 from .base import REQUIRED, ArgSpec, Op, Signature, StateEntry
 
@@ -30,6 +31,22 @@ def _discover() -> dict[str, type[Op]]:
 
 
 KINDS: dict[str, type[Op]] = _discover()
+
+
+def make(kind: str, values: dict[str, Any] | None = None) -> Op:
+    """An op of `kind` with the arguments `values` and its signature's defaults for the rest
+    (what a policy places: `policy attn = se(rd_ratio=0.25)`)."""
+    cls = KINDS[kind]
+    assert cls.signature is not None, kind
+    given = dict(values or {})
+    full = {spec.name: given.pop(spec.name, spec.default) for spec in cls.signature.args}
+    full.update(given)  # what the placing pass fills in (an aa pool's stride)
+    cls.complete(full, {}, None)  # type: ignore[arg-type]  # no expressions: no span is needed
+    for name in cls.signature.node_args:
+        full.pop(name, None)
+    return cls(**full)
+
+
 # The ops a spec calls by name, in the order help texts list them.
 SPEC_OPS: dict[str, type[Op]] = {kind: cls for kind, cls in KINDS.items() if cls.signature is not None}
 

@@ -52,6 +52,11 @@ class Signature:
                 return spec
         return None
 
+    def lookup_name(self, name: str) -> str | None:
+        """The argument `name` spells (itself or an alias), or None."""
+        spec = self.lookup(name)
+        return spec.name if spec else None
+
     def usage(self, callee: str) -> str:
         """`usage: conv(out_channels, kernel, stride=1, ...)` for help lines."""
         parts = [spec.name if spec.default is REQUIRED else f"{spec.name}={_show(spec.default)}" for spec in self.args]
@@ -118,11 +123,16 @@ class TorchWriter(Protocol):
         """The channel count of the first operand, in the class's terms."""
         ...
 
+    def inplace(self) -> bool:
+        """Whether the op may overwrite its operand (nothing else reads it, and autograd does not need it)."""
+        ...
+
 
 class OnnxWriter(Protocol):
     """What the ONNX backend offers an op writing its nodes."""
 
     name: str  # the op's ONNX node name; inner tensors are named `<name>.<label>`
+    opset: int  # the opset being written: an op the opset lacks is written as a decomposition
     inputs: list[Shape]  # operand shapes
     shape: Shape  # the op's output shape
 
@@ -142,6 +152,10 @@ class OnnxWriter(Protocol):
         """An int64 constant tensor; returns its name."""
         ...
 
+    def float_constant(self, label: str, values: Sequence[float], shape: Shape) -> str:
+        """A float32 constant tensor of `shape`, values row-major (not an initializer: those are the state_dict)."""
+        ...
+
 
 @dataclass(frozen=True)
 class Op:
@@ -152,6 +166,12 @@ class Op:
     signature: ClassVar[Signature | None] = None  # set for ops a spec can call
     is_module: ClassVar[bool] = False  # a submodule in PyTorch, with a module path
     spatial: ClassVar[bool] = False  # its operands must be C×H×W feature maps (checked before `infer`)
+    # The choices a policy makes among ops: "norm" ops are what the norm policy places
+    # (`policy norm_op`), "act" the activations (`policy act`), "attn" the attention a branch
+    # ends with (`policy attn`), "aa" the anti-aliasing after a strided conv (`policy aa`).
+    families: ClassVar[tuple[str, ...]] = ()
+    # Autograd keeps the op's output for its backward pass, so nothing may overwrite it in place.
+    saves_output: ClassVar[bool] = False
 
     @classmethod
     def missing_hooks(cls) -> list[str]:

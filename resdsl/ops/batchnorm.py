@@ -17,6 +17,7 @@ class BatchNorm(Op):
     kind: ClassVar[str] = "batchnorm"
     is_module: ClassVar[bool] = True
     spatial: ClassVar[bool] = True
+    families: ClassVar[tuple[str, ...]] = ("norm",)
     signature: ClassVar[Signature | None] = Signature(
         (ArgSpec("eps", float, 1e-5, minimum=None), ArgSpec("momentum", float, 0.1, minimum=None))
     )

@@ -12,6 +12,9 @@ from .base import ArgSpec, OnnxWriter, Op, Shape, ShapeReport, Signature, TorchW
 @dataclass(frozen=True)
 class Dropout(Op):
     kind: ClassVar[str] = "dropout"
+    # In eval mode (or at p = 0) F.dropout returns its input itself, which autograd may keep for the op before
+    # (a ReLU): nothing may overwrite it in place.
+    saves_output: ClassVar[bool] = True
     signature: ClassVar[Signature | None] = Signature((ArgSpec("p", float, 0.5, minimum=None),))
 
     p: float = 0.5

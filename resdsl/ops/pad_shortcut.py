@@ -43,7 +43,8 @@ class PadShortcut(Op):
 
     def torch_call(self, w: TorchWriter, args: list[str]) -> str:
         stride = w.stored("stride")
-        return f"F.pad({args[0]}[:, :, ::{stride}, ::{stride}], {w.stored('pad')})"
+        step = f"::{stride}" if stride.isidentifier() or stride.isdigit() else f":: {stride}"  # as ruff spaces it
+        return f"F.pad({args[0]}[:, :, {step}, {step}], {w.stored('pad')})"
 
     def onnx(self, w: OnnxWriter, inputs: list[str]) -> None:
         source = inputs[0]

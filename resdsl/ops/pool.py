@@ -26,6 +26,7 @@ class _Pool(Op):
     """What max and average pooling share: a window, its defaults and its shape rule."""
 
     spatial: ClassVar[bool] = True
+    is_module: ClassVar[bool] = True
 
     kernel: int
     stride: int
@@ -98,6 +99,7 @@ class MaxPool(_Pool):
 @dataclass(frozen=True)
 class AvgPool(_Pool):
     kind: ClassVar[str] = "avgpool"
+    families: ClassVar[tuple[str, ...]] = ("aa",)  # timm's aa_layer=nn.AvgPool2d: AvgPool2d(stride)
     signature: ClassVar[Signature | None] = Signature(
         _pool_args() + (ArgSpec("count_include_pad", bool, True, aliases=("count_pad",)),)
     )
@@ -143,6 +145,7 @@ class AvgPool(_Pool):
 class GlobalAvgPool(Op):
     kind: ClassVar[str] = "gap"
     spatial: ClassVar[bool] = True
+    is_module: ClassVar[bool] = True
     signature: ClassVar[Signature | None] = Signature(())
 
     def infer(self, inputs: Sequence[Shape], report: ShapeReport) -> Shape | None:
@@ -153,6 +156,9 @@ class GlobalAvgPool(Op):
 
     def label(self, channels: bool = True) -> str:
         return "global avg-pool"
+
+    def torch_module(self, w: TorchWriter) -> str:
+        return "nn.AdaptiveAvgPool2d(1)"
 
     def torch_call(self, w: TorchWriter, args: list[str]) -> str:
         return f"F.adaptive_avg_pool2d({args[0]}, 1)"

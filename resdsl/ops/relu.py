@@ -13,6 +13,9 @@ from .base import OnnxWriter, Op, Shape, ShapeReport, Signature, TorchWriter
 class ReLU(Op):
     kind: ClassVar[str] = "relu"
     signature: ClassVar[Signature | None] = Signature(())
+    is_module: ClassVar[bool] = True
+    families: ClassVar[tuple[str, ...]] = ("act",)
+    saves_output: ClassVar[bool] = True  # its backward reads the result
 
     def infer(self, inputs: Sequence[Shape], report: ShapeReport) -> Shape | None:
         return inputs[0]
@@ -22,6 +25,9 @@ class ReLU(Op):
 
     def label(self, channels: bool = True) -> str:
         return "ReLU"
+
+    def torch_module(self, w: TorchWriter) -> str:
+        return "nn.ReLU(inplace=True)" if w.inplace() else "nn.ReLU()"
 
     def torch_call(self, w: TorchWriter, args: list[str]) -> str:
         return f"torch.relu({args[0]})"

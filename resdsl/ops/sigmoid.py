@@ -13,6 +13,9 @@ from .base import OnnxWriter, Op, Shape, ShapeReport, Signature, TorchWriter
 class Sigmoid(Op):
     kind: ClassVar[str] = "sigmoid"
     signature: ClassVar[Signature | None] = Signature(())  # `sigmoid`, no arguments
+    is_module: ClassVar[bool] = True  # nn.Sigmoid, as timm's gates
+    families: ClassVar[tuple[str, ...]] = ("act",)
+    saves_output: ClassVar[bool] = True  # its backward reads the result
 
     def infer(self, inputs: Sequence[Shape], report: ShapeReport) -> Shape | None:
         return inputs[0]  # elementwise: the shape passes through
@@ -22,6 +25,9 @@ class Sigmoid(Op):
 
     def label(self, channels: bool = True) -> str:
         return "sigmoid"
+
+    def torch_module(self, w: TorchWriter) -> str:
+        return "nn.Sigmoid()"
 
     def torch_call(self, w: TorchWriter, args: list[str]) -> str:
         return f"torch.sigmoid({args[0]})"

@@ -10,9 +10,9 @@ from __future__ import annotations
 from ..ir.graph import IR
 from ..ir.verify import Verifier
 from ..limits import Limits
-from . import budget, norm, projections, shapes, templates, validate, zero_init
+from . import attach, budget, norm, projections, shapes, templates, validate, zero_init
 
-PIPELINE = (norm, shapes, projections, zero_init, budget, templates, validate)
+PIPELINE = (norm, attach, shapes, projections, zero_init, budget, templates, validate)
 
 
 def run(ir: IR, limits: Limits | None = None) -> IR:

@@ -1,9 +1,15 @@
-"""Place BatchNorm and ReLU around convs and residual adds, by the `norm` policy.
+"""Place normalisation and activation modules around convs and residual adds, by the `norm` policy.
 
 Needs: a lowered IR (convs carry `norm` and `branch`).
-Guarantees: every conv with `norm` set has the BatchNorm/ReLU its order asks
-for; inserted BatchNorms are named after their conv (`conv2` → `bn2`) so the
-generated modules carry torchvision's state_dict keys.
+Guarantees: every conv with `norm` set has the norm and activation its order
+asks for, of the kinds the `norm_op` and `act` policies choose (BatchNorm and
+ReLU by default); they are named after their conv (`conv2` → `bn2`, `act2`)
+so the generated modules carry torchvision's and timm's state_dict keys and
+module names; the activation after an add is named after the branch's last
+conv (`act3` in a bottleneck), as timm names it. The modules of each spec
+sequence stay numbered 0, 1, ... with the norms and activations placed in it,
+as nn.Sequential numbers them (timm's deep stem: `conv1.0` conv, `conv1.1`
+BN, `conv1.2` ReLU, `conv1.3` conv, ...).
 
 The orders are those of He et al. 2016 ("Identity Mappings"), Figure 4, for a
 residual branch ending in conv_n:
@@ -24,9 +30,10 @@ import re
 
 from ..ir.graph import IR
 from ..ir.node import Node, Origin
+from ..ir.tree import Module, ModuleKind
 from ..limits import Limits
-from ..ops.batchnorm import BatchNorm
-from ..ops.relu import ReLU
+from ..ops import make
+from ..ops.base import Op
 from .paths import check_inserted_paths
 
 NAME = "norm"
@@ -34,79 +41,107 @@ NAME = "norm"
 
 def bn_path(conv_path: str) -> str:
     """`layer1.0.conv2` → `layer1.0.bn2`; `downsample.0` → `downsample.1`; else `<name>_bn`."""
+    return _beside(conv_path, "bn")
+
+
+def act_path(conv_path: str) -> str:
+    """`layer1.0.conv2` → `layer1.0.act2`; else `<name>_act` (sequences renumber their members)."""
+    return _beside(conv_path, "act")
+
+
+def _beside(conv_path: str, word: str) -> str:
     head, _, last = conv_path.rpartition(".")
     prefix = head + "." if head else ""
     match = re.fullmatch(r"conv(\w*)", last)
     if match:
-        return prefix + "bn" + match.group(1)
-    if last.isdigit():
+        return prefix + word + match.group(1)
+    if last.isdigit() and word == "bn":
         return prefix + str(int(last) + 1)
-    return prefix + last + "_bn"
+    return f"{prefix}{last}_{word}"
 
 
-def _like(node: Node, **extra) -> dict:
-    """The fields of a node placed beside `node`: same span, module and branch."""
-    fields = dict(span=node.span, origin=Origin.NORM, parent=node.parent, branch=node.branch)
-    fields.update(extra)
-    return fields
+class _Placer:
+    """Inserts the policy's norm and activation ops beside a node."""
 
+    def __init__(self, ir: IR):
+        self.ir = ir
+        self.norm = make(ir.policies.norm_op.kind, dict(ir.policies.norm_op.args))
+        self.act = make(ir.policies.act.kind, dict(ir.policies.act.args))
 
-def _bn(node: Node, conv: Node) -> dict:
-    assert conv.path is not None  # convs are modules
-    return _like(node, path=bn_path(conv.path))
+    def _fields(self, node: Node, path: str, **extra) -> dict:
+        """Beside `node`: its span, module and branch."""
+        fields = dict(span=node.span, origin=Origin.NORM, parent=node.parent, branch=node.branch, path=path)
+        fields.update(extra)
+        return fields
+
+    def after(self, node: Node, op: Op, path: str, **extra) -> Node:
+        return self.ir.insert_after(node, op, **self._fields(node, path, **extra))
+
+    def before(self, node: Node, op: Op, path: str) -> Node:
+        return self.ir.insert_before(node, op, **self._fields(node, path))
+
+    def conv(self, conv: Node, order: str, final: bool) -> None:
+        assert conv.path is not None  # convs are modules
+        bn, act = bn_path(conv.path), act_path(conv.path)
+        if conv.norm == "post" or (conv.branch is None and order != "pre"):
+            self.after(self.after(conv, self.norm, bn), self.act, act)
+        elif conv.branch is None:
+            return  # under `pre`, the first block's pre-activation normalises the stem
+        elif order in ("post", "relu_before_add") or (order == "bn_after_add" and not final):
+            normed = self.after(conv, self.norm, bn)
+            if not final or order == "relu_before_add":
+                self.after(normed, self.act, act)
+        elif order == "relu_preact":
+            self.before(conv, self.act, act)
+            self.after(conv, self.norm, bn)
+        elif order == "pre":
+            self.before(conv, self.norm, bn)
+            self.before(conv, self.act, act)
+
+    def add(self, add: Node, order: str, conv: Node | None) -> None:
+        """The norm and activation an order places after a residual add, named after the branch's last conv."""
+        if order not in ("post", "bn_after_add"):
+            return
+        if conv is not None and conv.norm is True:  # a `norm=post` conv has its own norm
+            assert conv.path is not None
+            bn, act = bn_path(conv.path), act_path(conv.path)
+        else:  # a branch without a normed conv of its own: number by the add, like `downsample2`
+            assert add.residual is not None
+            index = add.residual.index
+            suffix = str(index + 1) if index else ""
+            bn, act = (f"{add.parent.prefix()}{word}_add{suffix}" for word in ("bn", "act"))
+        if order == "bn_after_add":
+            add = self.after(add, self.norm, bn)
+        self.after(add, self.act, act)
 
 
 def apply(ir: IR, limits: Limits) -> None:
     order = ir.policies.norm
+    place = _Placer(ir)
     nodes = list(ir)
     convs = [n for n in nodes if n.op.kind == "conv" and n.norm]
     if order == "none":  # only the convs that ask for their own norm
         convs = [n for n in convs if n.norm == "post"]
     last_conv = {conv.branch: conv for conv in convs if conv.branch is not None}
     for conv in convs:
-        if conv.norm == "post":
-            after = ir.insert_after(conv, BatchNorm(), **_bn(conv, conv))
-            ir.insert_after(after, ReLU(), **_like(conv))
-            continue
-        _around_conv(ir, conv, order, final=conv.branch is not None and last_conv[conv.branch] is conv)
+        place.conv(conv, order, final=conv.branch is not None and last_conv[conv.branch] is conv)
     adds = [n for n in nodes if n.op.kind == "add"]
     for add in adds:
-        _after_add(ir, add, order, last_conv.get(add))
+        place.add(add, order, last_conv.get(add))
     if order == "pre" and adds:
         last = adds[-1]
-        after = ir.insert_after(last, BatchNorm(), **_like(last, path="bn_final", parent=ir.root))
-        ir.insert_after(after, ReLU(), **_like(last, parent=ir.root))
+        normed = place.after(last, place.norm, "bn_final", parent=ir.root, branch=None)
+        place.after(normed, place.act, "act_final", parent=ir.root, branch=None)
+    _number_sequences(ir)
     check_inserted_paths(ir, Origin.NORM)
 
 
-def _around_conv(ir: IR, conv: Node, order: str, final: bool) -> None:
-    if conv.branch is None:
-        if order != "pre":
-            after = ir.insert_after(conv, BatchNorm(), **_bn(conv, conv))
-            ir.insert_after(after, ReLU(), **_like(conv))
-    elif order in ("post", "relu_before_add") or (order == "bn_after_add" and not final):
-        after = ir.insert_after(conv, BatchNorm(), **_bn(conv, conv))
-        if not final or order == "relu_before_add":
-            ir.insert_after(after, ReLU(), **_like(conv))
-    elif order == "relu_preact":
-        ir.insert_before(conv, ReLU(), **_like(conv))
-        ir.insert_after(conv, BatchNorm(), **_bn(conv, conv))
-    elif order == "pre":
-        ir.insert_before(conv, BatchNorm(), **_bn(conv, conv))
-        ir.insert_before(conv, ReLU(), **_like(conv))
-
-
-def _after_add(ir: IR, add: Node, order: str, conv: Node | None) -> None:
-    if order == "post":
-        ir.insert_after(add, ReLU(), **_like(add))
-    elif order == "bn_after_add":
-        # Named after the branch's last conv, whose BatchNorm moved past the add.
-        if conv is not None and conv.norm is True:  # a `norm=post` conv has its own BatchNorm
-            assert conv.path is not None
-            path = bn_path(conv.path)
-        else:  # a branch without a normed conv of its own: number by the add, like `downsample2`
-            assert add.residual is not None
-            index = add.residual.index
-            path = add.parent.prefix() + "bn_add" + (str(index + 1) if index else "")
-        after = ir.insert_after(add, BatchNorm(), **_like(add, path=path))
-        ir.insert_after(after, ReLU(), **_like(add))
+def _number_sequences(ir: IR) -> None:
+    """Name the modules of each spec sequence 0, 1, ... in walk order, the placed ones included."""
+    members: dict[Module, list[Node]] = {}
+    for node in ir.walk():
+        if node.parent.kind is ModuleKind.SEQUENCE and node.op.is_module:
+            members.setdefault(node.parent, []).append(node)
+    for sequence, nodes in members.items():
+        for index, node in enumerate(nodes):
+            node.path = f"{sequence.prefix()}{index}"

@@ -13,14 +13,15 @@ units that change dimensions; identity shortcuts read the raw input.
 Policies (He et al. 2015, §3.3):
   A     parameter-free: subsample by the stride, zero-pad the extra channels
         (half before, half after)
-  B     a 1×1 conv (+ BatchNorm) projection where the shapes differ (default)
+  B     a 1×1 conv (+ the norm policy's norm) projection where the shapes differ (default)
   C     a projection on every shortcut
   none  no shortcuts at all: the plain networks of the paper's §4.1
 
 The `projection` policy shapes B and C projections: `conv` strides the 1×1
 conv itself (torchvision), `avgpool` average-pools by the stride first and
 keeps the conv at stride 1 ("ResNet-D", He et al. 2019; timm's `downsample.1`
-and `.2` module names, the pool being `.0`).
+and `.2` module names, the pool being `.0`). `down_kernel` widens a strided
+projection conv (timm's down_kernel_size: 3 in SENet-154).
 """
 
 from __future__ import annotations
@@ -31,8 +32,8 @@ from ..ir.node import Node, Origin, ShortcutKind
 from ..ir.shape import Shape, shape_text
 from ..ir.tree import ModuleKind
 from ..limits import Limits
+from ..ops import make
 from ..ops.base import Op
-from ..ops.batchnorm import BatchNorm
 from ..ops.conv import Conv
 from ..ops.pad_shortcut import PadShortcut
 from ..ops.pool import AvgPool
@@ -103,14 +104,18 @@ def _chain(ir: IR, add: Node, main_shape: Shape, short_shape: Shape, stride: int
     chain: list[tuple[Op, str | None]]
     if ir.policies.projection == "avgpool":
         # timm writes an Identity in place of the pool at stride 1, so the conv is `.1` either way.
-        pool = [(AvgPool(stride, stride, 0, ceil_mode=True, count_include_pad=False), None)] if stride > 1 else []
+        pool = [(AvgPool(stride, stride, 0, ceil_mode=True, count_include_pad=False), "0")] if stride > 1 else []
         chain = [*pool, (Conv(main_shape[0], 1, 1, 0), "1")]
     else:
-        chain = [(Conv(main_shape[0], 1, stride, 0), "0")]
+        # timm's down_kernel_size (SENet-154: 3) where the projection strides; the padding keeps
+        # the 1x1 conv's output size (timm's get_padding for its stride 2).
+        kernel = 1 if stride == 1 else ir.policies.down_kernel
+        chain = [(Conv(main_shape[0], kernel, stride, (kernel - 1) // 2), "0")]
     if ir.policies.norm not in ("pre", "none"):  # pre-activation projections, and `none` places no norms
         conv_name = chain[-1][1]
         assert conv_name is not None
-        chain.append((BatchNorm(), bn_path(conv_name)))
+        # The norm policy's op, as timm's downsample uses the network's norm_layer (resnet50_gn: GroupNorm).
+        chain.append((make(ir.policies.norm_op.kind, dict(ir.policies.norm_op.args)), bn_path(conv_name)))
     return chain
 
 

@@ -31,7 +31,7 @@ def apply(ir: IR, limits: Limits | None = None) -> None:
             bodies.setdefault(block, []).append(node)
     errors = Collector()
     for template in ir.templates.values():
-        instances = [bodies[module] for module in template.instances]
+        instances = [bodies.get(module, []) for module in template.instances]
         _same_ops(template, instances)
         _flat_sizes(ir, template, instances, errors)
         template.shortcuts = _shortcuts(ir, template, instances, chains, errors)

@@ -17,34 +17,44 @@ class Basic(nn.Module):
         super().__init__()
         self.conv1 = nn.Conv2d(inplanes, planes, 3, stride=stride, padding=dilation, dilation=dilation, bias=False)
         self.bn1 = nn.BatchNorm2d(planes)
+        self.act1 = nn.ReLU(inplace=True)
         self.conv2 = nn.Conv2d(planes, planes, 3, padding=dilation, dilation=dilation, bias=False)
         self.bn2 = nn.BatchNorm2d(planes)
         self.downsample = downsample
         self.downsample_stride = stride
         _extra = planes - inplanes
         self.downsample_pad = (0, 0, 0, 0, _extra // 2, _extra - _extra // 2)
+        self.act2 = nn.ReLU(inplace=True)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         out = self.conv1(x)
         out = self.bn1(out)
-        out = torch.relu(out)
+        out = self.act1(out)
         out = self.conv2(out)
         out = self.bn2(out)
         identity = x
         if self.downsample:
-            identity = F.pad(x[:, :, ::self.downsample_stride, ::self.downsample_stride], self.downsample_pad)
-        out = out + identity
-        out = torch.relu(out)
+            identity = F.pad(x[:, :, :: self.downsample_stride, :: self.downsample_stride], self.downsample_pad)
+        out += identity
+        out = self.act2(out)
         return out
 
 
 class CifarResnet20(nn.Module):
     """Network `cifar_resnet20`: input 3x32x32."""
 
-    def __init__(self) -> None:
+    feature_info = [
+        dict(num_chs=16, reduction=1, module="layer1"),
+        dict(num_chs=32, reduction=2, module="layer2"),
+        dict(num_chs=64, reduction=4, module="layer3"),
+    ]
+    num_features = 64
+
+    def __init__(self, num_classes=10, in_chans=3) -> None:
         super().__init__()
-        self.conv1 = nn.Conv2d(3, 16, 3, padding=1, bias=False)
+        self.conv1 = nn.Conv2d(in_chans, 16, 3, padding=1, bias=False)
         self.bn1 = nn.BatchNorm2d(16)
+        self.act1 = nn.ReLU(inplace=True)
         self.layer1 = nn.Sequential(
             Basic(16, 16),
             Basic(16, 16),
@@ -60,19 +70,70 @@ class CifarResnet20(nn.Module):
             Basic(64, 64),
             Basic(64, 64),
         )
-        self.fc = nn.Linear(64, 10)
+        self.gap = nn.AdaptiveAvgPool2d(1)
+        self.fc = nn.Linear(64, num_classes)
+        self.init_weights()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.forward_head(self.forward_features(x))
+
+    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+        """The stem and the stages: the last feature map, before the head."""
+        return self.forward_intermediates(x)[-1]
+
+    def forward_intermediates(self, x: torch.Tensor) -> list[torch.Tensor]:
+        """Every feature map `feature_info` describes, from the finest to the coarsest."""
+        features: list[torch.Tensor] = []
         x = self.conv1(x)
         x = self.bn1(x)
-        x = torch.relu(x)
+        x = self.act1(x)
         x = self.layer1(x)
+        features.append(x)
         x = self.layer2(x)
+        features.append(x)
         x = self.layer3(x)
-        x = F.adaptive_avg_pool2d(x, 1)
+        features.append(x)
+        return features
+
+    def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
+        """Pooling and classifier; `pre_logits` stops before the classifier."""
+        x = self.gap(x)
         x = torch.flatten(x, 1)
+        if pre_logits:
+            return x
         x = self.fc(x)
         return x
 
+    def get_classifier(self) -> nn.Module:
+        return self.fc
+
+    def reset_classifier(self, num_classes: int) -> None:
+        """A new classifier for `num_classes` classes (0: none, the head ends in its features)."""
+        self.fc = nn.Linear(self.num_features, num_classes) if num_classes > 0 else nn.Identity()
+
+    def init_weights(self) -> None:
+        """torchvision's and timm's initialisation: He-normal convs (fan-out), norms γ = 1, β = 0."""
+        for m in self.modules():
+            if isinstance(m, nn.Conv2d):
+                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+            elif isinstance(m, (nn.BatchNorm2d, nn.GroupNorm)):
+                nn.init.ones_(m.weight)
+                nn.init.zeros_(m.bias)
+
+
+class CifarResnet20Features(CifarResnet20):
+    """`CifarResnet20` without its head, returning the feature maps at `out_indices` (timm's features_only)."""
+
+    def __init__(self, out_indices: tuple[int, ...] = (0, 1, 2), in_chans=3) -> None:
+        super().__init__(in_chans=in_chans)
+        del self.gap, self.fc
+        self.out_indices = list(out_indices)
+        self.feature_info = [CifarResnet20.feature_info[i] for i in self.out_indices]
+
+    def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
+        features = self.forward_intermediates(x)
+        return [features[i] for i in self.out_indices]
+
 
 Model = CifarResnet20
+Features = CifarResnet20Features

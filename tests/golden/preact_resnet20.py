@@ -5,7 +5,6 @@ Standalone: needs only PyTorch.
 
 import torch
 from torch import nn
-from torch.nn import functional as F
 
 
 class BottleneckV1(nn.Module):
@@ -17,36 +16,48 @@ class BottleneckV1(nn.Module):
         super().__init__()
         width = planes * base_width // 64 * groups
         self.bn1 = nn.BatchNorm2d(inplanes)
+        self.act1 = nn.ReLU(inplace=True)
         self.conv1 = nn.Conv2d(inplanes, width, 1, stride=stride, bias=False)
         self.bn2 = nn.BatchNorm2d(width)
+        self.act2 = nn.ReLU(inplace=True)
         self.conv2 = nn.Conv2d(width, width, 3, padding=dilation, dilation=dilation, groups=groups, bias=False)
         self.bn3 = nn.BatchNorm2d(width)
+        self.act3 = nn.ReLU(inplace=True)
         self.conv3 = nn.Conv2d(width, planes * self.expansion, 1, bias=False)
-        self.downsample = nn.Sequential(nn.Conv2d(inplanes, planes * self.expansion, 1, stride=stride, bias=False)) if downsample else None
+        self.downsample = None
+        if downsample:
+            self.downsample = nn.Sequential(nn.Conv2d(inplanes, planes * self.expansion, 1, stride=stride, bias=False))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         out = self.bn1(x)
-        preact = torch.relu(out)
+        preact = self.act1(out)
         out = self.conv1(preact)
         out = self.bn2(out)
-        out = torch.relu(out)
+        out = self.act2(out)
         out = self.conv2(out)
         out = self.bn3(out)
-        out = torch.relu(out)
+        out = self.act3(out)
         out = self.conv3(out)
         identity = x
         if self.downsample is not None:
             identity = self.downsample(preact)
-        out = out + identity
+        out += identity
         return out
 
 
 class PreactResnet164(nn.Module):
     """Network `preact_resnet164`: input 3x32x32."""
 
-    def __init__(self) -> None:
+    feature_info = [
+        dict(num_chs=64, reduction=1, module="layer1"),
+        dict(num_chs=128, reduction=2, module="layer2"),
+        dict(num_chs=256, reduction=4, module="act_final"),
+    ]
+    num_features = 256
+
+    def __init__(self, num_classes=10, in_chans=3) -> None:
         super().__init__()
-        self.conv1 = nn.Conv2d(3, 16, 3, padding=1, bias=False)
+        self.conv1 = nn.Conv2d(in_chans, 16, 3, padding=1, bias=False)
         self.layer1 = nn.Sequential(
             BottleneckV1(16, 16, downsample=True),
             BottleneckV1(64, 16),
@@ -60,19 +71,71 @@ class PreactResnet164(nn.Module):
             BottleneckV1(256, 64),
         )
         self.bn_final = nn.BatchNorm2d(256)
-        self.fc = nn.Linear(256, 10)
+        self.act_final = nn.ReLU(inplace=True)
+        self.gap = nn.AdaptiveAvgPool2d(1)
+        self.fc = nn.Linear(256, num_classes)
+        self.init_weights()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.forward_head(self.forward_features(x))
+
+    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+        """The stem and the stages: the last feature map, before the head."""
+        return self.forward_intermediates(x)[-1]
+
+    def forward_intermediates(self, x: torch.Tensor) -> list[torch.Tensor]:
+        """Every feature map `feature_info` describes, from the finest to the coarsest."""
+        features: list[torch.Tensor] = []
         x = self.conv1(x)
         x = self.layer1(x)
+        features.append(x)
         x = self.layer2(x)
+        features.append(x)
         x = self.layer3(x)
         x = self.bn_final(x)
-        x = torch.relu(x)
-        x = F.adaptive_avg_pool2d(x, 1)
+        x = self.act_final(x)
+        features.append(x)
+        return features
+
+    def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
+        """Pooling and classifier; `pre_logits` stops before the classifier."""
+        x = self.gap(x)
         x = torch.flatten(x, 1)
+        if pre_logits:
+            return x
         x = self.fc(x)
         return x
 
+    def get_classifier(self) -> nn.Module:
+        return self.fc
+
+    def reset_classifier(self, num_classes: int) -> None:
+        """A new classifier for `num_classes` classes (0: none, the head ends in its features)."""
+        self.fc = nn.Linear(self.num_features, num_classes) if num_classes > 0 else nn.Identity()
+
+    def init_weights(self) -> None:
+        """torchvision's and timm's initialisation: He-normal convs (fan-out), norms γ = 1, β = 0."""
+        for m in self.modules():
+            if isinstance(m, nn.Conv2d):
+                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+            elif isinstance(m, (nn.BatchNorm2d, nn.GroupNorm)):
+                nn.init.ones_(m.weight)
+                nn.init.zeros_(m.bias)
+
+
+class PreactResnet164Features(PreactResnet164):
+    """`PreactResnet164` without its head, returning the feature maps at `out_indices` (timm's features_only)."""
+
+    def __init__(self, out_indices: tuple[int, ...] = (0, 1, 2), in_chans=3) -> None:
+        super().__init__(in_chans=in_chans)
+        del self.gap, self.fc
+        self.out_indices = list(out_indices)
+        self.feature_info = [PreactResnet164.feature_info[i] for i in self.out_indices]
+
+    def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
+        features = self.forward_intermediates(x)
+        return [features[i] for i in self.out_indices]
+
 
 Model = PreactResnet164
+Features = PreactResnet164Features

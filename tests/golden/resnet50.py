@@ -5,7 +5,6 @@ Standalone: needs only PyTorch.
 
 import torch
 from torch import nn
-from torch.nn import functional as F
 
 
 class Bottleneck(nn.Module):
@@ -13,41 +12,71 @@ class Bottleneck(nn.Module):
 
     expansion = 4
 
-    def __init__(self, inplanes, planes, stride=1, groups=1, base_width=64, dilation=1, downsample=False):
+    def __init__(
+        self, inplanes, planes, stride=1, groups=1, base_width=64, dilation=1, reduce_first=1, downsample=False
+    ):
         super().__init__()
         width = planes * base_width // 64 * groups
-        self.conv1 = nn.Conv2d(inplanes, width, 1, bias=False)
-        self.bn1 = nn.BatchNorm2d(width)
-        self.conv2 = nn.Conv2d(width, width, 3, stride=stride, padding=dilation, dilation=dilation, groups=groups, bias=False)
+        self.conv1 = nn.Conv2d(inplanes, width // reduce_first, 1, bias=False)
+        self.bn1 = nn.BatchNorm2d(width // reduce_first)
+        self.act1 = nn.ReLU(inplace=True)
+        self.conv2 = nn.Conv2d(
+            width // reduce_first,
+            width,
+            3,
+            stride=stride,
+            padding=dilation,
+            dilation=dilation,
+            groups=groups,
+            bias=False,
+        )
         self.bn2 = nn.BatchNorm2d(width)
+        self.act2 = nn.ReLU(inplace=True)
         self.conv3 = nn.Conv2d(width, planes * self.expansion, 1, bias=False)
         self.bn3 = nn.BatchNorm2d(planes * self.expansion)
-        self.downsample = nn.Sequential(nn.Conv2d(inplanes, planes * self.expansion, 1, stride=stride, bias=False), nn.BatchNorm2d(planes * self.expansion)) if downsample else None
+        self.downsample = None
+        if downsample:
+            self.downsample = nn.Sequential(
+                nn.Conv2d(inplanes, planes * self.expansion, 1, stride=stride, bias=False),
+                nn.BatchNorm2d(planes * self.expansion),
+            )
+        self.act3 = nn.ReLU(inplace=True)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         out = self.conv1(x)
         out = self.bn1(out)
-        out = torch.relu(out)
+        out = self.act1(out)
         out = self.conv2(out)
         out = self.bn2(out)
-        out = torch.relu(out)
+        out = self.act2(out)
         out = self.conv3(out)
         out = self.bn3(out)
         identity = x
         if self.downsample is not None:
             identity = self.downsample(x)
-        out = out + identity
-        out = torch.relu(out)
+        out += identity
+        out = self.act3(out)
         return out
 
 
 class Resnet50(nn.Module):
     """Network `resnet50`: input 3x224x224."""
 
-    def __init__(self) -> None:
+    feature_info = [
+        dict(num_chs=64, reduction=2, module="act1"),
+        dict(num_chs=256, reduction=4, module="layer1"),
+        dict(num_chs=512, reduction=8, module="layer2"),
+        dict(num_chs=1024, reduction=16, module="layer3"),
+        dict(num_chs=2048, reduction=32, module="layer4"),
+    ]
+    num_features = 2048
+
+    def __init__(self, num_classes=1000, in_chans=3) -> None:
         super().__init__()
-        self.conv1 = nn.Conv2d(3, 64, 7, stride=2, padding=3, bias=False)
+        self.conv1 = nn.Conv2d(in_chans, 64, 7, stride=2, padding=3, bias=False)
         self.bn1 = nn.BatchNorm2d(64)
+        self.act1 = nn.ReLU(inplace=True)
+        self.maxpool = nn.MaxPool2d(3, 2, padding=1)
         self.layer1 = nn.Sequential(
             Bottleneck(64, 64, downsample=True),
             Bottleneck(256, 64),
@@ -72,21 +101,74 @@ class Resnet50(nn.Module):
             Bottleneck(2048, 512),
             Bottleneck(2048, 512),
         )
-        self.fc = nn.Linear(2048, 1000)
+        self.gap = nn.AdaptiveAvgPool2d(1)
+        self.fc = nn.Linear(2048, num_classes)
+        self.init_weights()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.forward_head(self.forward_features(x))
+
+    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+        """The stem and the stages: the last feature map, before the head."""
+        return self.forward_intermediates(x)[-1]
+
+    def forward_intermediates(self, x: torch.Tensor) -> list[torch.Tensor]:
+        """Every feature map `feature_info` describes, from the finest to the coarsest."""
+        features: list[torch.Tensor] = []
         x = self.conv1(x)
         x = self.bn1(x)
-        x = torch.relu(x)
-        x = F.max_pool2d(x, 3, 2, 1)
+        x = self.act1(x)
+        features.append(x)
+        x = self.maxpool(x)
         x = self.layer1(x)
+        features.append(x)
         x = self.layer2(x)
+        features.append(x)
         x = self.layer3(x)
+        features.append(x)
         x = self.layer4(x)
-        x = F.adaptive_avg_pool2d(x, 1)
+        features.append(x)
+        return features
+
+    def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
+        """Pooling and classifier; `pre_logits` stops before the classifier."""
+        x = self.gap(x)
         x = torch.flatten(x, 1)
+        if pre_logits:
+            return x
         x = self.fc(x)
         return x
 
+    def get_classifier(self) -> nn.Module:
+        return self.fc
+
+    def reset_classifier(self, num_classes: int) -> None:
+        """A new classifier for `num_classes` classes (0: none, the head ends in its features)."""
+        self.fc = nn.Linear(self.num_features, num_classes) if num_classes > 0 else nn.Identity()
+
+    def init_weights(self) -> None:
+        """torchvision's and timm's initialisation: He-normal convs (fan-out), norms γ = 1, β = 0."""
+        for m in self.modules():
+            if isinstance(m, nn.Conv2d):
+                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+            elif isinstance(m, (nn.BatchNorm2d, nn.GroupNorm)):
+                nn.init.ones_(m.weight)
+                nn.init.zeros_(m.bias)
+
+
+class Resnet50Features(Resnet50):
+    """`Resnet50` without its head, returning the feature maps at `out_indices` (timm's features_only)."""
+
+    def __init__(self, out_indices: tuple[int, ...] = (0, 1, 2, 3, 4), in_chans=3) -> None:
+        super().__init__(in_chans=in_chans)
+        del self.gap, self.fc
+        self.out_indices = list(out_indices)
+        self.feature_info = [Resnet50.feature_info[i] for i in self.out_indices]
+
+    def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
+        features = self.forward_intermediates(x)
+        return [features[i] for i in self.out_indices]
+
 
 Model = Resnet50
+Features = Resnet50Features

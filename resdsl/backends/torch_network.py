@@ -1,0 +1,233 @@
+"""The generated network class: its constructor, timm's model API and the initialisation torchvision uses.
+
+The network's forward steps split into features and a head. The head is
+everything from the network's last global pooling (`gap`) on; without one, the
+flat layers at its end. The features are tapped, as timm's `features_only`
+taps them, at the last tensor of each reduction before the head (ResNet:
+`act1` at 2, `layer1` at 4, ..., `layer4` at 32). The class gets
+`forward_features`, `forward_head(x, pre_logits=False)`,
+`forward_intermediates`, `get_classifier`, `reset_classifier`,
+`feature_info` and `num_features`, and a `...Features` subclass that drops the
+head and returns the tapped feature maps (`features_only` with `out_indices`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from ..ir.graph import IR
+from ..ir.node import Node
+from .torch_layout import INDENT, line, method_body, statement
+
+if TYPE_CHECKING:
+    from .torch_src import _Body
+
+
+@dataclass
+class Tap:
+    """A feature map `features_only` returns: a step's output, its channels, reduction and module."""
+
+    step: int
+    channels: int
+    reduction: int
+    module: str
+
+
+def head_start(ir: IR, body: _Body) -> int:
+    """The index of the head's first step (len(steps) when there is no head)."""
+    steps = body.steps
+    for index in range(len(steps) - 1, -1, -1):
+        step = steps[index]
+        if isinstance(step, Node) and step.op.kind == "gap":
+            return index
+    start = len(steps)
+    while start > 0 and len(body.outputs[start - 1].shape or ()) == 1:
+        start -= 1
+    return start
+
+
+def taps(ir: IR, body: _Body, end: int) -> list[Tap]:
+    """The last 3-d tensor at each reduction among the first `end` steps, by reduction."""
+    height = ir.input_shape[1]
+    found: dict[int, Tap] = {}
+    for index in range(end):
+        output = body.outputs[index]
+        shape = output.shape
+        if shape is None or len(shape) != 3:
+            continue
+        reduction = max(1, round(height / shape[1]))
+        found[reduction] = Tap(index, shape[0], reduction, _module_of(body, index))
+    return [found[r] for r in sorted(found)]
+
+
+def _module_of(body: _Body, index: int) -> str:
+    step = body.steps[index]
+    if isinstance(step, Node):
+        return step.path or step.name or step.op.kind
+    return step.module.name
+
+
+def network_class(ir: IR, body: _Body, name: str, params: list[str], zeroed_blocks: bool) -> str:
+    """The network's class and its `Features` subclass, as source."""
+    end = head_start(ir, body)
+    tapped = taps(ir, body, end)
+    shape = "x".join(map(str, ir.input_shape))
+    lines = [f"class {name}(nn.Module):", f'    """Network `{ir.name}`: input {shape}."""', ""]
+    info = [f'dict(num_chs={t.channels}, reduction={t.reduction}, module="{t.module}")' for t in tapped]
+    lines += statement(INDENT, "feature_info = [", info, "]")
+    lines.append(f"{INDENT}num_features = {tapped[-1].channels if tapped else ir.input_shape[0]}")
+    lines.append("")
+    lines += statement(INDENT, "def __init__(", ["self", *params], ") -> None:")
+    lines.append(f"{INDENT * 2}super().__init__()")
+    lines += method_body(body.init)
+    lines.append(f"{INDENT * 2}self.init_weights()")
+    lines += _forward(body, end)
+    lines += _intermediates(body, end, tapped)
+    lines += _head(body, end)
+    lines += _classifier(body, end)
+    lines += _init_weights(body, zeroed_blocks)
+    lines += ["", "", *_features_class(body, name, end, tapped, params)]
+    return "\n".join(lines)
+
+
+def _forward(body: _Body, end: int) -> list[str]:
+    return [
+        "",
+        f"{INDENT}def forward(self, x: torch.Tensor) -> torch.Tensor:",
+        f"{INDENT * 2}return self.forward_head(self.forward_features(x))",
+        "",
+        f"{INDENT}def forward_features(self, x: torch.Tensor) -> torch.Tensor:",
+        f'{INDENT * 2}"""The stem and the stages: the last feature map, before the head."""',
+        f"{INDENT * 2}return self.forward_intermediates(x)[-1]" if end else f"{INDENT * 2}return x",
+    ]
+
+
+def _intermediates(body: _Body, end: int, tapped: list[Tap]) -> list[str]:
+    lines = [
+        "",
+        f"{INDENT}def forward_intermediates(self, x: torch.Tensor) -> list[torch.Tensor]:",
+        f'{INDENT * 2}"""Every feature map `feature_info` describes, from the finest to the coarsest."""',
+        f"{INDENT * 2}features: list[torch.Tensor] = []",
+    ]
+    statements = []
+    points = {t.step for t in tapped}
+    for index in range(end):
+        statements += body.forward[body.starts[index] : _stop(body, index)]
+        if index in points:
+            statements.append(f"features.append({body.variables[index]})")
+    statements.append("return features")
+    return lines + method_body(statements)
+
+
+def _stop(body: _Body, index: int) -> int:
+    """Where step `index`'s forward lines end."""
+    return body.starts[index + 1] if index + 1 < len(body.starts) else len(body.forward) - 1  # before `return`
+
+
+def _head(body: _Body, end: int) -> list[str]:
+    lines = ["", f"{INDENT}def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:"]
+    lines.append(f'{INDENT * 2}"""Pooling and classifier; `pre_logits` stops before the classifier."""')
+    if end == len(body.steps):
+        return lines + [f"{INDENT * 2}return x"]
+    statements = []
+    source = body.variables[end - 1] if end else "x"
+    if source != "x":
+        statements.append(f"{source} = x")
+    classifier = _classifier_step(body, end)
+    for index in range(end, len(body.steps)):
+        if index == classifier:
+            statements += ["if pre_logits:", f"{INDENT}return {body.variables[index - 1]}"]
+        statements += body.forward[body.starts[index] : _stop(body, index)]
+    statements.append(f"return {body.variables[-1]}")
+    return lines + method_body(statements)
+
+
+def _classifier_step(body: _Body, end: int) -> int | None:
+    """The head's last step, when it is a linear layer: timm's classifier."""
+    last = len(body.steps) - 1
+    step = body.steps[last] if last >= end else None
+    if isinstance(step, Node) and step.op.kind == "linear" and step.path is not None:
+        return last
+    return None
+
+
+def _classifier(body: _Body, end: int) -> list[str]:
+    index = _classifier_step(body, end)
+    if index is None:
+        return []
+    step = body.steps[index]
+    assert isinstance(step, Node) and step.path is not None
+    attr = step.path
+    return [
+        "",
+        f"{INDENT}def get_classifier(self) -> nn.Module:",
+        f"{INDENT * 2}return self.{attr}",
+        "",
+        f"{INDENT}def reset_classifier(self, num_classes: int) -> None:",
+        f'{INDENT * 2}"""A new classifier for `num_classes` classes (0: none, the head ends in its features)."""',
+        *line(
+            INDENT * 2, f"self.{attr} = nn.Linear(self.num_features, num_classes) if num_classes > 0 else nn.Identity()"
+        ),
+    ]
+
+
+def _init_weights(body: _Body, zeroed_blocks: bool) -> list[str]:
+    lines = [
+        "",
+        f"{INDENT}def init_weights(self) -> None:",
+        f'{INDENT * 2}"""torchvision\'s and timm\'s initialisation: He-normal convs (fan-out), norms γ = 1, β = 0."""',
+        f"{INDENT * 2}for m in self.modules():",
+        f"{INDENT * 3}if isinstance(m, nn.Conv2d):",
+        f'{INDENT * 4}nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")',
+        f"{INDENT * 3}elif isinstance(m, (nn.BatchNorm2d, nn.GroupNorm)):",
+        f"{INDENT * 4}nn.init.ones_(m.weight)",
+        f"{INDENT * 4}nn.init.zeros_(m.bias)",
+    ]
+    if zeroed_blocks:  # once every norm's γ is 1: the blocks' last norms start at zero
+        lines += [
+            f"{INDENT * 2}for m in self.modules():",
+            f'{INDENT * 3}if hasattr(m, "zero_init_last"):',
+            f"{INDENT * 4}m.zero_init_last()",
+        ]
+    lines += [f"{INDENT * 2}nn.init.zeros_(self.{local}.weight)" for local in body.zeroed]
+    return lines
+
+
+def _features_class(body: _Body, name: str, end: int, tapped: list[Tap], params: list[str]) -> list[str]:
+    """timm's features_only: the network without its head, returning the feature maps at `out_indices`."""
+    head = _head_modules(body, end)
+    every = tuple(range(len(tapped)))
+    inherited = [p for p in params if p.startswith("in_chans")]
+    lines = [
+        f"class {name}Features({name}):",
+        f'    """`{name}` without its head, returning the feature maps at `out_indices` (timm\'s features_only)."""',
+        "",
+    ]
+    args = ["self", f"out_indices: tuple[int, ...] = {every!r}", *inherited]
+    lines += statement(INDENT, "def __init__(", args, ") -> None:")
+    passed = ", ".join(f"{p.split('=')[0]}={p.split('=')[0]}" for p in inherited)
+    lines.append(f"{INDENT * 2}super().__init__({passed})")
+    if head:
+        lines.append(f"{INDENT * 2}del {', '.join(f'self.{attr}' for attr in head)}")
+    lines += [
+        f"{INDENT * 2}self.out_indices = list(out_indices)",
+        f"{INDENT * 2}self.feature_info = [{name}.feature_info[i] for i in self.out_indices]",
+        "",
+        f"{INDENT}def forward(self, x: torch.Tensor) -> list[torch.Tensor]:",
+        f"{INDENT * 2}features = self.forward_intermediates(x)",
+        f"{INDENT * 2}return [features[i] for i in self.out_indices]",
+    ]
+    return lines
+
+
+def _head_modules(body: _Body, end: int) -> list[str]:
+    """The attributes of the head's modules, which `features_only` drops."""
+    found = []
+    for step in body.steps[end:]:
+        if isinstance(step, Node):
+            if step.op.is_module and step.path is not None:
+                found.append(step.path)
+        else:
+            found.append(step.module.name)
+    return found

@@ -1,0 +1,168 @@
+"""timm's ResNet zoo, key-exact: each of the 80 models of timm's `resnet.py` is a bundled spec of the same name.
+
+For the 64 with facts in tests/reference/timm (timm's state_dict keys, parameter count and logits under
+the fill recipe), the generated module has timm's state_dict, parameter count and logits. The other 16
+are checked against tests/timm_resnet.py, a compact PyTorch ResNet written from timm's source, which is
+itself checked against every fact here. Key layouts and parameter counts are read on the meta device, so
+every model is checked in the quick run; logits of one small model per feature run there too, the rest
+in the slow run (`-m slow`).
+"""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from conftest import REFERENCE, SPECS
+from recipe import fill_module
+from timm_resnet import ZOO, create_model, input_size
+
+import resdsl
+
+TIMM = REFERENCE / "timm"
+FACTS = sorted(p.stem for p in TIMM.glob("*.json"))
+WITHOUT_FACTS = sorted(set(ZOO) - set(FACTS))  # timm keeps these back; the compact reference stands in
+# One small model per feature, whose logits the quick run checks: tiered and deep stems, basic blocks,
+# SE with groups, ECA, a pruned network, blur and average-pool anti-aliasing, GroupNorm, ResNet-RS.
+QUICK = {
+    "resnet14t",
+    "resnet18d",
+    "seresnext26t_32x4d",
+    "ecaresnet26t",
+    "ecaresnet50d_pruned",
+    "resnetblur18",
+    "resnetaa34d",
+    "resnet50_gn",
+    "resnetrs50",
+    # without facts: the compact reference's logits
+    "resnet10t",
+    "resnet50s",
+    "seresnet34",
+    "ecaresnext50t_32x4d",
+    "resnetblur101d",
+}
+
+
+def quick_or_slow(names):
+    return [n if n in QUICK else pytest.param(n, marks=pytest.mark.slow) for n in names]
+
+
+def timm_keys(name: str) -> list[tuple[str, str]]:
+    lines = (TIMM / f"{name}.keys.tsv").read_text().splitlines()[1:]
+    return [(key, shape) for key, shape, _ in (line.split("\t") for line in lines)]
+
+
+def key_shapes(model: torch.nn.Module) -> list[tuple[str, str]]:
+    return [(k, "x".join(map(str, v.shape)) or "scalar") for k, v in model.state_dict().items()]
+
+
+def on_meta(build):
+    """A module built without memory or initialisation: its keys, shapes and parameter count only."""
+    with torch.device("meta"):
+        return build()
+
+
+def recipe_input(shape, batch: int = 2) -> torch.Tensor:
+    n = batch * int(np.prod(shape))
+    x = np.sin(0.3 * np.arange(n, dtype=np.float64)).astype(np.float32)
+    return torch.from_numpy(x.reshape(batch, *shape))
+
+
+def relative_error(got: np.ndarray, expected: np.ndarray) -> float:
+    return float(np.abs(got - expected).max() / np.abs(expected).max())
+
+
+def test_every_model_of_timms_resnet_py_is_bundled():
+    assert len(ZOO) == 80 and set(ZOO) <= set(resdsl.list_models())
+    assert set(FACTS) <= set(ZOO) and len(WITHOUT_FACTS) == 16
+
+
+@pytest.mark.parametrize("name", FACTS)
+def test_state_dict_parameters_and_input_size_are_timms(name):
+    facts = json.loads((TIMM / f"{name}.json").read_text())
+    net = resdsl.compile(SPECS / f"{name}.res")
+    assert list(net.input_shape) == facts["input_size"] == list(input_size(name))
+    assert net.params == facts["num_params"]
+    assert key_shapes(on_meta(net.to_torch)) == timm_keys(name)
+
+
+@pytest.mark.parametrize("name", quick_or_slow(FACTS))
+def test_logits_are_timms(name):
+    facts = json.loads((TIMM / f"{name}.json").read_text())
+    model = resdsl.compile(SPECS / f"{name}.res").to_torch().eval()
+    fill_module(model)
+    with torch.no_grad():
+        logits = model(recipe_input(facts["input_size"])).numpy()
+    expected = np.load(TIMM / f"{name}.out.npy")
+    assert logits.shape == expected.shape
+    assert relative_error(logits, expected) <= 1e-4
+
+
+# -- the compact reference, and the models without facts ------------------------------------------------
+
+
+@pytest.mark.parametrize("name", FACTS)
+def test_reference_has_timms_state_dict(name):
+    model = on_meta(lambda: create_model(name))
+    assert key_shapes(model) == timm_keys(name)
+    assert sum(p.numel() for p in model.parameters()) == json.loads((TIMM / f"{name}.json").read_text())["num_params"]
+
+
+@pytest.mark.parametrize("name", quick_or_slow(["ecaresnet50d_pruned", "resnetblur50d", "resnetrs50", "resnet101s"]))
+def test_reference_gives_timms_logits(name):
+    """The features the models without facts use (pruning, ECA, blur, average-pool downsampling, deep
+    stems of width 32 and 64, SE of ratio 1/4, a replaced stem pool), against timm's own logits."""
+    model = create_model(name).eval()
+    fill_module(model)
+    with torch.no_grad():
+        logits = model(recipe_input(input_size(name))).numpy()
+    assert relative_error(logits, np.load(TIMM / f"{name}.out.npy")) <= 1e-4
+
+
+@pytest.mark.parametrize("name", WITHOUT_FACTS)
+def test_without_facts_state_dict_and_parameters_are_the_references(name):
+    net = resdsl.compile(SPECS / f"{name}.res")
+    reference = on_meta(lambda: create_model(name))
+    assert net.input_shape == input_size(name)
+    assert key_shapes(on_meta(net.to_torch)) == key_shapes(reference)
+    assert net.params == sum(p.numel() for p in reference.parameters())
+
+
+@pytest.mark.parametrize("name", quick_or_slow(WITHOUT_FACTS))
+def test_without_facts_logits_are_the_references(name):
+    """At 3x128x128 rather than the model's own input size: the same layers, a twelfth of the time and
+    memory of the largest ones at theirs."""
+    model = resdsl.compile(SPECS / f"{name}.res").to_torch().eval()
+    fill_module(model)
+    reference = create_model(name).eval()
+    reference.load_state_dict(model.state_dict())  # strict: the same keys and shapes
+    x = recipe_input((3, 128, 128))
+    with torch.no_grad():
+        assert relative_error(model(x).numpy(), reference(x).numpy()) <= 1e-4
+
+
+# -- ONNX ------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "name",
+    ["resnet14t", "ecaresnet26t", "resnetblur18", "resnetaa34d", pytest.param("resnetrs101", marks=pytest.mark.slow)],
+)
+def test_onnxruntime_gives_the_modules_and_timms_logits(name):
+    """A deep stem, ECA, blur pooling, average-pool anti-aliasing and ResNet-RS, exported with the recipe's
+    weights: onnxruntime agrees with the generated module, and both with timm."""
+    import onnxruntime as ort
+
+    net = resdsl.compile(SPECS / f"{name}.res")
+    model = net.to_torch().eval()
+    fill_module(model)
+    x = recipe_input(net.input_shape)
+    with torch.no_grad():
+        expected = model(x).numpy()
+    state = {k: v.numpy() for k, v in model.state_dict().items()}
+    session = ort.InferenceSession(net.to_onnx(weights=state).SerializeToString(), providers=["CPUExecutionProvider"])
+    (got,) = session.run(None, {session.get_inputs()[0].name: x.numpy()})
+    assert relative_error(got, expected) <= 1e-4
+    assert relative_error(got, np.load(TIMM / f"{name}.out.npy")) <= 1e-4
