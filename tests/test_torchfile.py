@@ -339,6 +339,25 @@ def test_weights_stream_through_the_build_and_torch_is_never_imported(tmp_path):
     assert Path(out).stat().st_size > 97 * 2**20
 
 
+@pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="VmHWM is Linux's")
+def test_resnet152_with_weights_peaks_below_300_mib_without_torch(tmp_path):
+    """The issue's budget: `build --emit onnx --weights resnet152.pt` (230 MiB of weights) under 300 MiB, no torch."""
+    spec = str(ROOT / "specs" / "resnet152.res")
+    weights, out = tmp_path / "resnet152.pt", tmp_path / "m.onnx"
+    torch.save({k: torch.from_numpy(v) for k, v in initial(resdsl.compile(spec).ir).items()}, weights)
+    code = (
+        "import sys\nfrom resdsl.cli import main\n"
+        f"assert main(['build', {spec!r}, '--emit', 'onnx', '--weights', {str(weights)!r}, '-o', {str(out)!r}]) == 0\n"
+        "print('torch' in sys.modules, 'onnx' in sys.modules)\n"
+        "print(next(l.split()[1] for l in open('/proc/self/status') if l.startswith('VmHWM')))"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT)
+    imported, peak_kib = result.stdout.splitlines()[-2:]
+    assert imported == "False False"
+    assert int(peak_kib) < 300 * 1024, f"peak {int(peak_kib) / 1024:.0f} MiB"
+    assert out.stat().st_size > 229 * 2**20  # every weight written (BatchNorm folded into the convs)
+
+
 def test_reading_is_lazy(tmp_path):
     """Loading reads the pickle only; a Tensor's bytes are read when asked for (here: after the file changed)."""
     path = tmp_path / "w.pt"
