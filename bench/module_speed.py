@@ -117,7 +117,15 @@ def training_row(generated: nn.Module, model: nn.Module, rounds: int, batch: int
 
 def run(models: list[str], rounds: int, threads: int, train_batch: int) -> dict:
     torch.set_num_threads(threads)
-    results = {"machine": machine(), "threads": threads, "rounds": rounds, "train_batch": train_batch, "models": []}
+    command = " ".join([".venv/bin/python bench/module_speed.py", *sys.argv[1:]])
+    results = {
+        "machine": machine(),
+        "command": command,
+        "threads": threads,
+        "rounds": rounds,
+        "train_batch": train_batch,
+        "models": [],
+    }
     for name in models:
         before = load()
         print(f"{name}…", file=sys.stderr)
@@ -157,7 +165,8 @@ def render(results: dict) -> str:
         "",
         (
             f"Measured {m['date']} on {m['cpu']}, {m['cores']} cores, {results['threads']} threads (torch "
-            f"{m['torch']}, Python {m['python']})."
+            f"{m['torch']}, Python {m['python']}), by `{results['command']}`; the machine was shared, so the "
+            "spreads carry that noise."
         ),
         "",
         "| model | reference | setting | generated | reference | generated ÷ reference, median [range] |",

@@ -28,7 +28,10 @@ as the zero biases of freshly folded BatchNorms, through `Identity` nodes),
 onnxruntime latency of the first model's three files and their agreement
 with the PyTorch module, and where resdsl's time goes. The `## ONNX emission`
 section of docs/benchmarks.md is rewritten with the results; `--no-write`
-only prints it.
+only prints it. A run replaces an earlier run of the same models in
+docs/bench_onnx.json (the raw numbers of every run, from which the section is
+rendered) and keeps the others: a default export of cifar_resnet1202 takes
+minutes, so the three models may be measured by separate runs.
 """
 
 from __future__ import annotations
@@ -67,6 +70,7 @@ LABELS = {
 }
 GOALS = {"dynamo": 10.0, "legacy": 5.0}  # resdsl at least this many times faster, whole process
 MEMORY_GOAL_MIB = 300  # resdsl build --emit onnx --weights resnet152.pt
+RECORD = ROOT / "docs" / "bench_onnx.json"  # every run's raw numbers, the section rendered from them
 
 
 def peak_kib() -> int:
@@ -312,6 +316,26 @@ def main() -> None:
     parser.add_argument("--no-write", action="store_true", help="print the section, leave docs/benchmarks.md alone")
     args = parser.parse_args()
 
+    run = measure(args)
+    record = json.loads(RECORD.read_text()) if RECORD.exists() else {"runs": []}
+    # A run replaces any earlier run that measured one of its models; the others stay, each with its own command.
+    record["runs"] = [r for r in record["runs"] if not set(r["models"]) & set(run["models"])] + [run]
+    record["runs"].sort(key=lambda r: min(MODELS.index(m) if m in MODELS else len(MODELS) for m in r["models"]))
+    section = render(record)
+    print(section)
+    if not args.no_write:
+        from resdsl.io import write_atomic
+
+        write_atomic(RECORD, json.dumps(record, indent=1) + "\n")
+        write_section(HEADING, section)
+
+
+def measure(args) -> dict:
+    """One run over `args.models`, as plain data (kept in RECORD, rendered by `render`)."""
+    import onnx
+    import onnxruntime
+    import torch
+
     byte_compile()
     loads = [load()]
     with tempfile.TemporaryDirectory() as folder:
@@ -336,10 +360,34 @@ def main() -> None:
             text=True,
         ).stdout
         loads.append(load())
-    section = render(args, cases, graphs, kept, first, latencies, differences, split, loads)
-    print(section)
-    if not args.no_write:
-        write_section(HEADING, section)
+        weights_mib = {case.name: case.weights.stat().st_size / 2**20 for case in cases if case.weights}
+    return {
+        "command": " ".join([".venv/bin/python bench/onnx_export.py", *sys.argv[1:]]),
+        "date": datetime.date.today().isoformat(),
+        "machine": (
+            f"{cpu_model()}, {os.cpu_count()} cores (Python {platform.python_version()}, torch {torch.__version__}, "
+            f"onnx {onnx.__version__}, onnxruntime {onnxruntime.__version__})"
+        ),
+        "loads": loads,
+        "rounds": args.rounds,
+        "ort_runs": args.runs,
+        "models": list(dict.fromkeys(case.name for case in cases)),
+        "cases": [
+            {
+                "name": case.name,
+                "weights": bool(case.weights),
+                "weights_mib": weights_mib[case.name],
+                "runs": {e: vars(r) for e, r in case.runs.items()},
+            }
+            for case in cases
+        ],
+        "graphs": {name: [[n, dict(ops)] for n, ops in counts] for name, counts in graphs.items()},
+        "kept": kept,
+        "first": first.name,
+        "latencies": latencies,
+        "differences": differences,
+        "split": split,
+    }
 
 
 # -- the report ---------------------------------------------------------------------------------------------------
@@ -353,11 +401,13 @@ def ratio(values: list[float]) -> str:
     return f"{statistics.median(values):.1f}× [{min(values):.1f}–{max(values):.1f}]"
 
 
-def render(args, cases, graphs, kept, first, latencies, differences, split, loads) -> str:
-    import onnx
-    import onnxruntime
-    import torch
+def ratios(case: dict, emitter: str, what: str = "wall") -> list[float]:
+    ours, theirs = case["runs"]["resdsl"][what], case["runs"][emitter][what]
+    return [t / o for t, o in zip(theirs, ours, strict=True)]
 
+
+def render(record: dict) -> str:
+    runs = record["runs"]
     out = [
         HEADING,
         "",
@@ -378,56 +428,77 @@ def render(args, cases, graphs, kept, first, latencies, differences, split, load
             "an export costs once torch is imported and the model built."
         ),
         (
-            f"- **Rounds**: {args.rounds} per model and weights setting, each running the three once, the order "
-            "alternating; `× resdsl` is the exporter's time over resdsl's within each round, median [range] over "
-            "the rounds. **CPU** is user + system time over all threads, less disturbed than wall time when other "
-            "work shares the machine. **Peak** is each process's own peak resident memory (VmHWM)."
+            "- **Rounds**: each round runs the three once per model and weights setting, the order alternating; "
+            "`× resdsl` is the exporter's time over resdsl's within each round, median [range] over the rounds. "
+            "**CPU** is user + system time over all threads, less disturbed than wall time when other work shares "
+            "the machine. **Peak** is each process's own peak resident memory (VmHWM)."
         ),
         "",
         (
-            f"Measured {datetime.date.today().isoformat()} on {cpu_model()}, {os.cpu_count()} cores (Python "
-            f"{platform.python_version()}, torch {torch.__version__}, onnx {onnx.__version__}, onnxruntime "
-            f"{onnxruntime.__version__}). Load average (1 min / 5 min) at the start, after each case and at the "
-            f"end: {', '.join(loads)}; the machine was shared, so wall times carry that noise."
+            "One run of the script covers the models it is given and replaces an earlier run's rows for them; the "
+            "raw numbers stay in docs/bench_onnx.json, from which this section is rendered. Each run below names "
+            "its command, date and load, and every figure under it comes from that run."
+        ),
+        "",
+    ]
+    verdicts = []
+    for run in runs:
+        out += _render_run(run, verdicts)
+    out += [
+        "### Goals",
+        "",
+        "Resdsl's whole process at least 10× faster than the default exporter's and 5× than the legacy's "
+        "(median of the per-round ratios):",
+        "",
+    ]
+    for case, emitter, goal, wall, cpu, rounds in verdicts:
+        met = "met" if wall >= goal else ("met in CPU time only" if cpu >= goal else "not met")
+        weights = "with weights" if case["weights"] else "default init"
+        out.append(
+            f"- {case['name']}, {weights}, vs {LABELS[emitter]}: **{met}** ({wall:.1f}× wall, {cpu:.1f}× CPU; "
+            f"{rounds} round{'s' * (rounds != 1)})"
+        )
+    big = [c for run in runs for c in run["cases"] if c["name"] == "resnet152" and c["weights"]]
+    if big:
+        peak = statistics.median(big[0]["runs"]["resdsl"]["peak_mib"])
+        out += [
+            "",
+            f"`resdsl build resnet152 --emit onnx --weights resnet152.pt` ({big[0]['weights_mib']:,.0f} MiB of "
+            f"weights) peaking below {MEMORY_GOAL_MIB} MiB: **{'met' if peak < MEMORY_GOAL_MIB else 'not met'}** "
+            f"({peak:,.0f} MiB; it never imports torch or onnx, as tests/test_torchfile.py checks).",
+        ]
+    return "\n".join(out) + "\n"
+
+
+def _render_run(run: dict, verdicts: list) -> list[str]:
+    out = [
+        f"### {', '.join(run['models'])}",
+        "",
+        (
+            f"`{run['command']}`: {run['rounds']} round{'s' * (run['rounds'] != 1)} per model and weights setting, "
+            f"measured {run['date']} on {run['machine']}. Load average (1 min / 5 min) at the start, after each "
+            f"case and at the end: {', '.join(run['loads'])}; the machine was shared, so wall times carry that noise."
         ),
         "",
         "| model | weights | emitter | wall s, median (min–max) | × resdsl, wall | CPU s | × resdsl, CPU "
         "| export call alone, s | peak MiB |",
         "| --- | --- | --- | --- | --- | --- | --- | --- | ---: |",
     ]
-    verdicts = []
-    for case in cases:
-        weights = f"`{case.name}.pt`" if case.weights else "default init"
+    for case in run["cases"]:
+        weights = f"`{case['name']}.pt`" if case["weights"] else "default init"
         for emitter in EMITTERS:
-            runs = case.runs[emitter]
-            vs_wall = ratio(case.ratios(emitter)) if emitter != "resdsl" else "1"
-            vs_cpu = ratio(case.ratios(emitter, "cpu")) if emitter != "resdsl" else "1"
-            export = spread(runs.export) if runs.export else "—"
+            runs = case["runs"][emitter]
+            vs_wall = ratio(ratios(case, emitter)) if emitter != "resdsl" else "1"
+            vs_cpu = ratio(ratios(case, emitter, "cpu")) if emitter != "resdsl" else "1"
+            export = spread(runs["export"]) if runs["export"] else "—"
             out.append(
-                f"| {case.name} | {weights} | {LABELS[emitter]} | {spread(runs.wall)} | {vs_wall} | "
-                f"{statistics.median(runs.cpu):.2f} | {vs_cpu} | {export} | {statistics.median(runs.peak_mib):,.0f} |"
+                f"| {case['name']} | {weights} | {LABELS[emitter]} | {spread(runs['wall'])} | {vs_wall} | "
+                f"{statistics.median(runs['cpu']):.2f} | {vs_cpu} | {export} | "
+                f"{statistics.median(runs['peak_mib']):,.0f} |"
             )
         for emitter, goal in GOALS.items():
-            wall, cpu = statistics.median(case.ratios(emitter)), statistics.median(case.ratios(emitter, "cpu"))
-            verdicts.append((case, emitter, goal, wall, cpu))
-    out += [
-        "",
-        "Goals, resdsl's whole process at least 10× faster than the default exporter's and 5× than the legacy's:",
-        "",
-    ]
-    for case, emitter, goal, wall, cpu in verdicts:
-        met = "met" if wall >= goal else ("met in CPU time only" if cpu >= goal else "not met")
-        weights = "with weights" if case.weights else "default init"
-        out.append(f"- {case.name}, {weights}, vs {LABELS[emitter]}: **{met}** ({wall:.1f}× wall, {cpu:.1f}× CPU)")
-    big = [c for c in cases if c.name == "resnet152" and c.weights]
-    if big:
-        peak = statistics.median(big[0].runs["resdsl"].peak_mib)
-        size = big[0].weights.stat().st_size / 2**20
-        out += [
-            "",
-            f"Goal, `resdsl build resnet152 --emit onnx --weights resnet152.pt` ({size:,.0f} MiB of weights) peaking "
-            f"below {MEMORY_GOAL_MIB} MiB: **{'met' if peak < MEMORY_GOAL_MIB else 'not met'}** ({peak:,.0f} MiB).",
-        ]
+            wall, cpu = statistics.median(ratios(case, emitter)), statistics.median(ratios(case, emitter, "cpu"))
+            verdicts.append((case, emitter, goal, wall, cpu, run["rounds"]))
     out += [
         "",
         "Nodes in each graph, with weights (resdsl folds BatchNorm by default; `--keep-bn` keeps it):",
@@ -435,39 +506,40 @@ def render(args, cases, graphs, kept, first, latencies, differences, split, load
         "| model | resdsl | resdsl --keep-bn | dynamo | legacy | ops (resdsl; where an exporter differs) |",
         "| --- | ---: | ---: | ---: | ---: | --- |",
     ]
-    for name, counts in graphs.items():
-        (ours, ours_ops), (dyn, dyn_ops), (leg, leg_ops) = counts
+    for name, counts in run["graphs"].items():
+        (ours, ours_ops), (dyn, dyn_ops), (leg, leg_ops) = [(n, collections.Counter(ops)) for n, ops in counts]
         differ = [
             f"{label}: {_ops(ops - ours_ops)} more, {_ops(ours_ops - ops)} fewer"
             for label, ops in (("dynamo", dyn_ops), ("legacy", leg_ops))
             if ops != ours_ops
         ]
         out.append(
-            f"| {name} | {ours} | {kept[name]} | {dyn} | {leg} | {_ops(ours_ops)}; {'; '.join(differ) or 'same'} |"
+            f"| {name} | {ours} | {run['kept'][name]} | {dyn} | {leg} | "
+            f"{_ops(ours_ops)}; {'; '.join(differ) or 'same'} |"
         )
-    quartiles = [statistics.quantiles(times, n=4) for times in latencies]
+    quartiles = [statistics.quantiles(times, n=4) for times in run["latencies"]]
     out += [
         "",
         (
-            f"onnxruntime (CPU provider, default options, batch 1) on {first.name}'s three files with weights: "
-            f"{args.runs} timed runs of each in blocks of 10 after 3 warm-up runs, one live session at a time, the "
-            "order alternating. Max |difference| from the PyTorch module's output (2 images):"
+            f"onnxruntime (CPU provider, default options, batch 1) on {run['first']}'s three files with weights: "
+            f"{run['ort_runs']} timed runs of each in blocks of 10 after 3 warm-up runs, one live session at a time, "
+            "the order alternating. Max |difference| from the PyTorch module's output (2 images):"
         ),
         "",
         "| file | median ms (quartiles) | max \\|Δ\\| from PyTorch |",
         "| --- | --- | ---: |",
     ]
-    for emitter, (low, median, high), difference in zip(EMITTERS, quartiles, differences, strict=True):
+    for emitter, (low, median, high), difference in zip(EMITTERS, quartiles, run["differences"], strict=True):
         out.append(f"| {LABELS[emitter]} | {median * 1e3:.1f} ({low * 1e3:.1f}–{high * 1e3:.1f}) | {difference:.1e} |")
     out += [
         "",
-        f"Where resdsl's CPU time goes, building {first.name} with weights (one more build, phase by phase):",
+        f"Where resdsl's CPU time goes, building {run['first']} with weights (one more build, phase by phase):",
         "",
         "| phase | CPU s |",
         "| --- | ---: |",
     ]
-    out += [f"| {label} | {float(t):.3f} |" for t, label in (line.split("\t") for line in split.splitlines())]
-    return "\n".join(out) + "\n"
+    out += [f"| {label} | {float(t):.3f} |" for t, label in (line.split("\t") for line in run["split"].splitlines())]
+    return [*out, ""]
 
 
 def _ops(counts: collections.Counter) -> str:
