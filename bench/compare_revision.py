@@ -7,8 +7,9 @@ Checks the revisions out into temporary git worktrees and times, in alternating
 order and each in a fresh process, parse → IR → passes → PyTorch source of
 cifar_resnet1202 (600 blocks) and of a generated 10,000-block spec, with this
 venv's Python and packages for both. With `--instructions` it also counts
-the instructions of one 600-block compile with valgrind's callgrind, which
-does not depend on what else the machine is doing. Prints a Markdown table.
+the instructions of one compile of each size with valgrind's callgrind, which
+does not depend on what else the machine is doing (the 10,000-block count takes
+some minutes per revision). Prints a Markdown table.
 """
 
 from __future__ import annotations
@@ -74,7 +75,7 @@ def main() -> None:
     parser.add_argument("revision", help="the earlier revision")
     parser.add_argument("new", nargs="?", help="the later revision (default: this working tree)")
     parser.add_argument("--repeats", type=int, default=5, help="compiles per process (the best is kept)")
-    parser.add_argument("--rounds", type=int, default=5, help="processes per tree and size, alternating")
+    parser.add_argument("--rounds", type=int, default=5, help="processes per tree and size, alternating (0: none)")
     parser.add_argument("--instructions", action="store_true", help="also count instructions with callgrind")
     args = parser.parse_args()
     byte_compile()
@@ -102,7 +103,7 @@ def main() -> None:
 
 def _compare(trees: dict[str, Path], args) -> list[str]:
     rows = []
-    for name, blocks in SIZES.items():
+    for name, blocks in SIZES.items() if args.rounds else ():
         best: dict[str, list[float]] = {"old": [], "new": []}
         for round_ in range(args.rounds):
             for tree in ("old", "new") if round_ % 2 == 0 else ("new", "old"):
@@ -113,10 +114,10 @@ def _compare(trees: dict[str, Path], args) -> list[str]:
             f"| {name} | {old_ms:,.1f} ms (±{spread['old']:.0f}%) | {new_ms:,.1f} ms (±{spread['new']:.0f}%) "
             f"| {new_ms / old_ms:.3f} |"
         )
-    if args.instructions:
-        old_count, new_count = (_instructions(trees[t], SIZES["cifar_resnet1202"]) for t in ("old", "new"))
+    for name, blocks in SIZES.items() if args.instructions else ():
+        old_count, new_count = (_instructions(trees[t], blocks) for t in ("old", "new"))
         rows.append(
-            f"| cifar_resnet1202, instructions (callgrind) | {old_count / 1e9:.3f} G | {new_count / 1e9:.3f} G "
+            f"| {name}, instructions (callgrind) | {old_count / 1e9:.3f} G | {new_count / 1e9:.3f} G "
             f"| {new_count / old_count:.3f} |"
         )
     return rows

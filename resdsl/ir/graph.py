@@ -136,10 +136,11 @@ class IR:
 
     def operands(self, node: Node) -> list[Node]:
         """The operands of `node` in position order."""
+        found = list(self.graph.predecessors(node))  # cheaper than a view of the edges: most ops have one
+        if len(found) < 2:
+            return found
         preds = self.graph.pred[node]
-        if len(preds) < 2:
-            return list(preds)
-        return sorted(preds, key=lambda p: preds[p]["pos"])
+        return sorted(found, key=lambda p: preds[p]["pos"])
 
     def users(self, node: Node) -> list[Node]:
         """The nodes reading `node`, in creation order."""

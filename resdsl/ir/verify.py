@@ -34,45 +34,34 @@ class Verifier:
     module and references; and a shape rule, on the operands' shapes too. So a
     node whose fields and operands are the ones it was last verified with, and
     whose operands kept their shapes, is still valid and is not checked again.
-    The graph-wide checks (acyclic, one input and one output, unique paths,
-    the module tree) run every time.
+    The checks that depend on the structure alone (one input and one output,
+    the module tree) run when nodes, edges or modules changed; acyclicity and
+    unique paths, every time.
     """
 
     def __init__(self) -> None:
         self.verified: dict[Node, tuple] = {}  # node → the state it was last verified in
         # Each node's operands with their positions, and the graph structure they were read from.
         self.operands: dict[Node, list[tuple[int, Node]]] = {}
-        self.sinks: list[Node] = []
-        self.modules: set[Module] = set()  # the module tree, and what is wrong with it
-        self.tree_problems: list[str] = []
+        self.modules: set[Module] = set()  # the module tree
         # Ops are immutable and their shape rules pure: an op object that passed stays sound,
         # and a rule's answer for given operand shapes stays the same (blocks repeat a few ops).
         self.sound_ops: dict[int, Op] = {}  # id → op (kept alive, so ids stay unique)
         self.rules: dict[tuple[Op, tuple], tuple[int, ...] | None] = {}
         self.report = ShapeReport(Collector(), None, "")  # the rules' own messages are not wanted here
         self.structure: int | None = None
+        self.present: set[Node] = set()  # the nodes of the graph, as of `structure`
+        self.graph_problems: list[str] = []  # the tree's and the sources' and sinks', as of `structure`
 
     def __call__(self, ir: IR, after: str) -> None:
         try:
             walk = ir.walk()
         except VerifyError:
             raise VerifyError(f"after {after}: the graph has a cycle") from None
-        problems: list[str] = []
-        present = set(walk)
-        if any(node not in present for node in self.verified):
-            self.verified = {}  # a node went: whatever referred to it is checked again
         if ir.structure() != self.structure:
-            self.tree_problems = []
-            self.modules = set(_tree(ir, self.tree_problems))
-            self.operands, self.sinks = _operands(ir, walk)
-            self.structure = ir.structure()
-        problems += self.tree_problems
-        modules, operands, sinks = self.modules, self.operands, self.sinks
-        sources = [node for node in walk if not operands[node]]
-        if len(sources) != 1 or sources[0].op.kind != "input":
-            problems.append(f"expected one input, found {sources}")
-        if len(sinks) != 1:
-            problems.append(f"expected one output, found {sinks}")
+            self._structure(ir, walk)
+        problems = list(self.graph_problems)
+        modules, operands, present = self.modules, self.operands, self.present
         paths: set[str] = set()
         reshaped: set[Node] = set()  # nodes whose shape is not the one last verified: their users' rules rerun
         verified = self.verified
@@ -94,6 +83,21 @@ class Verifier:
                 verified[node] = state
         if problems:
             raise VerifyError(f"after {after}: " + "; ".join(problems[:5]))
+
+    def _structure(self, ir: IR, walk: list[Node]) -> None:
+        """What depends on the nodes, edges and modules alone: recomputed only when they change."""
+        present = set(walk)
+        if any(node not in present for node in self.verified):
+            self.verified = {}  # a node went: whatever referred to it is checked again
+        problems: list[str] = []
+        self.modules = set(_tree(ir, problems))
+        self.operands, sinks = _operands(ir, walk)
+        sources = [node for node in walk if not self.operands[node]]
+        if len(sources) != 1 or sources[0].op.kind != "input":
+            problems.append(f"expected one input, found {sources}")
+        if len(sinks) != 1:
+            problems.append(f"expected one output, found {sinks}")
+        self.present, self.graph_problems, self.structure = present, problems, ir.structure()
 
     def _node(self, ir: IR, node: Node, inputs: list, modules: set, present: set, problems: list[str]) -> None:
         """Every check about one node."""

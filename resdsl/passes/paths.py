@@ -14,29 +14,28 @@ def check_inserted_paths(ir: IR, origin: Origin) -> None:
     parent (`l.downsample` vs `l.downsample.0`): both name one attribute.
     """
     spec: dict[str, Node] = {}  # path → node, for the layers the pass did not insert
-    parents: dict[str, Node] = {}  # every proper prefix of those paths → a node below it
-    nodes = list(ir)
-    for node in nodes:
-        if node.path and node.origin is not origin:
-            spec[node.path] = node
-            parts = node.path.split(".")
-            for i in range(1, len(parts)):
-                parents.setdefault(".".join(parts[:i]), node)
+    inserted: list[tuple[str, Node]] = []
+    for node in ir.graph:  # creation order, which is id order
+        if node.path:
+            if node.origin is origin:
+                inserted.append((node.path, node))
+            else:
+                spec[node.path] = node
+    parents: dict[str, Node] = {}  # every proper prefix of those paths → the first node below it
+    for path, node in spec.items() if inserted else ():
+        cut = path.rfind(".")
+        while cut > 0 and path[:cut] not in parents:  # a prefix already in has its own prefixes in too
+            parents[path[:cut]] = node
+            cut = path.rfind(".", 0, cut)
     errors = []
-    for node in nodes:
-        if node.origin is not origin or not node.path:
-            continue
-        parts = node.path.split(".")
-        taken = [spec[p] for p in (".".join(parts[:i]) for i in range(len(parts), 0, -1)) if p in spec]
-        if not taken and node.path in parents:
-            taken = [parents[node.path]]
-        if taken:
-            user = taken[0]
+    for path, node in inserted:
+        user = _taken(path, spec) or parents.get(path)
+        if user is not None:
             errors.append(
                 Diagnostic(
                     "E0209",
                     f"layer `{user.path}` clashes with the {node.op.kind} that the {origin.value} pass inserts "
-                    f"as `{node.path}`",
+                    f"as `{path}`",
                     user.span,
                     "this name is taken",
                     "rename this layer",
@@ -44,3 +43,14 @@ def check_inserted_paths(ir: IR, origin: Origin) -> None:
             )
     if errors:
         raise ResdslError(errors)
+
+
+def _taken(path: str, spec: dict[str, Node]) -> Node | None:
+    """The spec layer at `path` or at its nearest parent path, if any."""
+    while True:
+        if path in spec:
+            return spec[path]
+        cut = path.rfind(".")
+        if cut < 0:
+            return None
+        path = path[:cut]
