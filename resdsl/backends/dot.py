@@ -285,6 +285,8 @@ def _edges(
             continue
         if head in beside:  # a shortcut leaves on the side it runs along, clear of the branch's label
             dot.edge(Port(tail, SIDE), Port(head, "n" if rankdir == "TB" else "w"), **attrs)
+        elif tail in beside:  # and comes back into the add from that side, its label clear of its own line
+            dot.edge(tail, Port(head, SIDE if rankdir == "TB" else "n"), **attrs)
         else:
             dot.edge(tail, head, **attrs)
 
