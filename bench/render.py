@@ -1,9 +1,10 @@
 """Time diagram generation and measure how readable the diagrams are.
 
-Usage: python bench/render.py [--levels stage,block,op] [--formats svg,png,pdf] [--rankdir TB] [SPEC ...]
+Usage: python bench/render.py [--levels stage,block,op] [--formats svg,png,pdf] [--rankdir TB] [--table] [SPEC ...]
 (default: every spec in specs/). Prints one line per spec and level: milliseconds for to_dot and each
 format (Graphviz's dot), the page's size in points, and the smallest text's height in pixels when the
-diagram is shown 1920 pixels wide (readable from 9), measured from the SVG.
+diagram is shown 1920 pixels wide (readable from 9), measured from the SVG. `--table` then prints
+the pages and text heights as the Markdown table of docs/diagrams.md (short of 9 pixels in bold).
 """
 
 from __future__ import annotations
@@ -35,14 +36,17 @@ def main() -> None:
     parser.add_argument("--formats", default=",".join(dot.IMAGE_FORMATS), help="comma-separated image formats")
     parser.add_argument("--rankdir", choices=dot.RANKDIRS, default="TB")
     parser.add_argument("--repeat", type=int, default=3, help="runs per measurement; the best is kept")
+    parser.add_argument("--table", action="store_true", help="also print the readability table of docs/diagrams.md")
     args = parser.parse_args()
     specs = [Path(p) for p in args.specs] or sorted((ROOT / "specs").glob("*.res"))
     formats = args.formats.split(",")
     header = f"{'spec':<18} {'level':<6} {'to_dot':>7} " + " ".join(f"{f:>7}" for f in formats)
     print(header + "  page (pt)    text@1920")
+    levels = args.levels.split(",")
+    table: dict[str, list[str]] = {}
     for spec in specs:
         net = resdsl.compile(spec)
-        for level in args.levels.split(","):
+        for level in levels:
             dot_ms, text = best_ms(functools.partial(net.to_dot, level=level, rankdir=args.rankdir), args.repeat)
             cells = []
             for fmt in formats:
@@ -55,6 +59,14 @@ def main() -> None:
                 + f"  {page:<12} {readability.smallest_px:.1f} px",
                 flush=True,
             )
+            px = f"{readability.smallest_px:.1f} px"
+            text = px if readability.readable else f"**{px}**"
+            table.setdefault(spec.stem, []).extend([page.replace("×", " × "), text])
+    if args.table:
+        print("\n| spec | " + " | ".join(f"{level}: page | {level}: text" for level in levels) + " |")
+        print("| --- |" + " --- | ---: |" * len(levels))
+        for name, cells in table.items():
+            print(f"| {name} | " + " | ".join(cells) + " |")
 
 
 if __name__ == "__main__":

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from . import passes
+from .collector import paused
 from .diagnostics import Diagnostic, ResdslWarning, Source
 from .extras import require
 from .frontend.loader import load as load_program
@@ -68,6 +69,7 @@ class Compiled:
         return self.totals[1]
 
     @cached_property
+    @paused
     def torch_source(self) -> str:
         """Standalone PyTorch source of the network (needs no torch to generate)."""
         from .backends import torch_src
@@ -250,11 +252,16 @@ def compile(  # noqa: A001
     """
     limits = limits if isinstance(limits, Limits) else Limits.from_options(limits)
     source = spec if isinstance(spec, Source) else load(spec, limits)
+    compiled = _build(source, overrides, limits)
+    for diagnostic in compiled.warnings:
+        warnings.warn(ResdslWarning(diagnostic), stacklevel=2)
+    return compiled
+
+
+@paused
+def _build(source: Source, overrides: dict[str, str] | None, limits: Limits) -> Compiled:
     base = Path(source.name).parent if source.name != "<text>" else Path.cwd()
     program = load_program(source, base, limits)
     ir = lower(program, overrides, limits)
     passes.run(ir, limits)
-    compiled = Compiled(ir, source, lint.check(ir))
-    for diagnostic in compiled.warnings:
-        warnings.warn(ResdslWarning(diagnostic), stacklevel=2)
-    return compiled
+    return Compiled(ir, source, lint.check(ir))

@@ -21,15 +21,40 @@ from .diagnostics import Collector, ResdslError, error
 from .ir.cost import in_shapes
 from .ir.graph import IR
 from .ir.node import Node
+from .ir.tree import Module
 from .ops.base import StateEntry
 
 FORMATS = (".pt", ".pth", ".safetensors", ".npz")
 
 
+def _module_order(ir: IR) -> list[Node]:
+    nodes = [node for node in ir.walk() if node.op.is_module]
+    if ir.policies.projection_names != "named":
+        return nodes
+    first: dict[object, int] = {}  # module → the position of the first node inside it
+    for index, node in enumerate(nodes):
+        module: Module | None = node.parent
+        while module is not None:
+            first.setdefault(module, index)
+            module = module.parent
+
+    def key(item: tuple[int, Node]) -> tuple[int, int, int]:
+        index, node = item
+        if node.shortcut_of is not None:
+            return (first[node.shortcut_of.parent], 0, index)
+        return (index, 1, 0)
+
+    return [node for _, node in sorted(enumerate(nodes), key=key)]
+
+
 def entries(ir: IR) -> dict[str, tuple[Node, StateEntry]]:
-    """Every state_dict key, in walk order, with its node and its op's description of the entry."""
+    """Every state_dict key, in the generated module's order, with its node and its op's description of it.
+
+    That is walk order, except that under `projection_names = named` a block's projection shortcut leads
+    its block, as timm's pre-activation blocks build their downsample first.
+    """
     keys: dict[str, tuple[Node, StateEntry]] = {}
-    for node in ir.walk():
+    for node in _module_order(ir):
         if node.op.is_module:
             for entry in node.op.state(in_shapes(ir, node)):
                 keys[f"{node.path}.{entry.name}"] = (node, entry)

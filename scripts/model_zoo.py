@@ -48,7 +48,23 @@ seresnet269d seresnetaa50d seresnext26d_32x4d seresnext26t_32x4d seresnext50_32x
 seresnext101_32x8d seresnext101_64x4d seresnext101d_32x8d seresnextaa101d_32x8d seresnextaa201d_32x8d
 wide_resnet50_2 wide_resnet101_2
 """.split()
+# The 20 models of timm's resnetv2.py (pre-activation ResNets and BiT), bundled under timm's names too.
+TIMM_RESNETV2 = """
+resnetv2_18 resnetv2_18d resnetv2_34 resnetv2_34d resnetv2_50 resnetv2_50d resnetv2_50d_evos resnetv2_50d_frn
+resnetv2_50d_gn resnetv2_50t resnetv2_50x1_bit resnetv2_50x3_bit resnetv2_101 resnetv2_101d resnetv2_101x1_bit
+resnetv2_101x3_bit resnetv2_152 resnetv2_152d resnetv2_152x2_bit resnetv2_152x4_bit
+""".split()
+TIMM = set(TIMM_RESNET) | set(TIMM_RESNETV2)
 TIMM_SOURCES = (  # the first pattern a name matches
+    (r"resnetv2_.*_bit", "Kolesnikov et al. 2020, Big Transfer (BiT): weight standardisation, GroupNorm"),
+    (r"resnetv2_.*_evos", "Liu et al. 2020, Evolving Normalization-Activation Layers (EvoNorm-S0)"),
+    (r"resnetv2_.*_frn", "Singh & Krishnan 2020, Filter Response Normalization"),
+    (r"resnetv2_.*_gn", "He et al. 2016, Identity Mappings, with Wu & He 2018's GroupNorm"),
+    (
+        r"resnetv2_\d+[dt]",
+        "He et al. 2016, Identity Mappings (pre-activation); deep stem, ResNet-D shortcuts",
+    ),
+    (r"resnetv2_", "He et al. 2016, Identity Mappings (full pre-activation)"),
     (r"resnetrs", "Bello et al. 2021, Revisiting ResNets (ResNet-RS)"),
     (r".*_pruned", "Aflalo et al. 2020, knapsack pruning, of ECA-ResNet-D"),
     (r"eca", "Wang et al. 2020, ECA-Net"),
@@ -67,8 +83,8 @@ TIMM_SOURCES = (  # the first pattern a name matches
 def source(name: str) -> str:
     """Where a spec comes from: its entry in SOURCES, or for timm's models the paper behind its name."""
     if name in SOURCES:
-        return SOURCES[name] + ("; timm" if name in TIMM_RESNET else "")
-    if name not in TIMM_RESNET:
+        return SOURCES[name] + ("; timm" if name in TIMM else "")
+    if name not in TIMM:
         return ""
     return next(text for pattern, text in TIMM_SOURCES if re.match(pattern, name)) + "; timm"
 
@@ -83,10 +99,11 @@ linear layers at the spec's input size (FLOPs = 2 × MACs, `resdsl summary
 (projection shortcuts and squeeze-and-excitation excluded). Regenerate with
 `python scripts/model_zoo.py`; a test keeps this table true.
 
-Every model of timm's `resnet.py` is here under its timm name (the `timm`
-column): its generated module has timm's state_dict, keys, order and shapes,
-so a timm checkpoint of it loads with `strict=True`, and timm's logits
-(tests/test_timm_zoo.py). The input is timm's default for the model.
+Every model of timm's `resnet.py` and `resnetv2.py` is here under its timm
+name (the `timm` column): its generated module has timm's state_dict, keys,
+order and shapes, so a timm checkpoint of it loads with `strict=True`, and
+timm's logits (tests/test_timm_zoo.py, tests/test_timm_resnetv2.py). The
+input is timm's default for the model.
 
 Variants of any spec are a `--set` away: `--set norm=full_preact` (the five
 activation orders), `--set shortcut=none` (plain networks: plain-34 has
@@ -101,7 +118,7 @@ activation orders), `--set shortcut=none` (plain networks: plain-34 has
 def row(name: str) -> str:
     net = resdsl.compile(ROOT / "specs" / f"{name}.res")
     shape = "×".join(map(str, net.input_shape))
-    timm = f"`{name}`" if name in TIMM_RESNET else ""
+    timm = f"`{name}`" if name in TIMM else ""
     return (
         f"| `{name}` | {timm} | {shape} | {depth(net.ir)} | {net.params:,} | {net.macs / 1e9:.3f} G | {source(name)} |"
     )

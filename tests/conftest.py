@@ -57,12 +57,21 @@ TIMM_SAMPLE = (
 )
 
 
-def spec_sample() -> list[Path]:
-    """The bundled specs but the timm zoo's, plus TIMM_SAMPLE (and torchvision's, which timm shares)."""
-    from timm_resnet import ZOO
+# timm's resnetv2.py family likewise (tests/timm_resnetv2.py, test_timm_resnetv2.py): groups of modules, named
+# pre-activation norms and average-pool projections (resnetv2_50d), EvoNorm-S0 (resnetv2_50d_evos), and
+# BiT's weight-standardised convs, GroupNorm and zero-padded stem (resnetv2_50x1_bit).
+RESNETV2_SAMPLE = ("resnetv2_50d", "resnetv2_50d_evos", "resnetv2_50x1_bit")
 
-    keep = set(TIMM_SAMPLE) | set(TORCHVISION_MODELS)
-    return [p for p in sorted(SPECS.glob("*.res")) if p.stem not in ZOO or p.stem in keep]
+
+def spec_sample() -> list[Path]:
+    """The bundled specs but the timm zoos', plus TIMM_SAMPLE and RESNETV2_SAMPLE (and torchvision's, which
+    timm shares)."""
+    from timm_resnet import ZOO
+    from timm_resnetv2 import ZOO as RESNETV2
+
+    keep = set(TIMM_SAMPLE) | set(RESNETV2_SAMPLE) | set(TORCHVISION_MODELS)
+    zoos = set(ZOO) | set(RESNETV2)
+    return [p for p in sorted(SPECS.glob("*.res")) if p.stem not in zoos or p.stem in keep]
 
 
 SPEC_SAMPLE = spec_sample()

@@ -133,3 +133,30 @@ except ImportError as exc:
         kind, is_missing, name, _, message = run.stdout.strip().split(" ", 4)
         assert (kind, is_missing, name) == ("MissingDependency", "True", hidden)
         assert f"Python package {hidden}" in message and f"pip install 'resdsl[{extra}]'" in message
+
+
+def test_compile_pauses_the_cyclic_collector_and_restores_it(monkeypatch):
+    """The collector is off while a spec compiles and its source is generated, on again after, also after an error."""
+    import gc
+
+    from resdsl.frontend import lower as lowering
+
+    seen = []
+    real = lowering.lower
+
+    def spy(*args, **kwargs):
+        seen.append(gc.isenabled())
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(resdsl.api, "lower", spy)
+    assert gc.isenabled()
+    assert "class" in resdsl.compile(SPECS / "resnet18.res").torch_source
+    with pytest.raises(resdsl.ResdslError):
+        resdsl.compile("network n {\n  input 3x8x8\n  conv(0)\n}\n")
+    assert seen == [False, False] and gc.isenabled()
+    gc.disable()  # a caller that turned it off keeps it off
+    try:
+        resdsl.compile(SPECS / "resnet18.res")
+        assert not gc.isenabled()
+    finally:
+        gc.enable()

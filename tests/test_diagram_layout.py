@@ -20,6 +20,7 @@ from pathlib import Path
 
 import geometry
 import pytest
+from conftest import RESNETV2_SAMPLE
 
 import resdsl
 from resdsl.backends import diagram, dot
@@ -28,10 +29,18 @@ from resdsl.backends.diagram import LEVELS
 ROOT = Path(__file__).resolve().parent.parent
 SPECS = sorted(p.stem for p in (ROOT / "specs").glob("*.res"))
 HUGE = ("cifar_resnet1202", "preact_resnet1001")
+# timm's resnetv2.py family draws as resnet.py's does; the quick run lays out its sample (conftest), the
+# slow run every model of it.
+RESNETV2_SLOW = {s for s in SPECS if s.startswith("resnetv2_") and s not in RESNETV2_SAMPLE}
 pytestmark = pytest.mark.skipif(shutil.which("dot") is None, reason="Graphviz's dot is not installed")
 
+
+def _slow(spec: str, level: str) -> bool:
+    return (spec in HUGE and level == "op") or spec in RESNETV2_SLOW
+
+
 CASES = [
-    pytest.param(spec, level, rankdir, marks=[pytest.mark.slow] if spec in HUGE and level == "op" else [])
+    pytest.param(spec, level, rankdir, marks=[pytest.mark.slow] if _slow(spec, level) else [])
     for spec in SPECS
     for level in LEVELS
     for rankdir in dot.RANKDIRS
@@ -47,10 +56,10 @@ class Layouts:
 
     def get(self, spec: str, level: str, rankdir: str) -> tuple[dict, bytes]:
         if (spec, level, rankdir) not in self.futures:
-            slow = spec in HUGE and level == "op"
+            slow = _slow(spec, level)
             for param in CASES:
                 case = param.values
-                if (case[0] in HUGE and case[1] == "op") == slow and case not in self.futures:
+                if _slow(case[0], case[1]) == slow and case not in self.futures:
                     self.futures[case] = self.pool.submit(self._layout, *case)
         return self.futures[spec, level, rankdir].result()
 

@@ -98,10 +98,12 @@ class _Writer:
         self.constants[name] = (shape, FLOAT)
         return name
 
-    def step(self, label: str, op_type: str, inputs: list[str], shape: tuple[int, ...], **attrs: Any) -> str:
+    def step(
+        self, label: str, op_type: str, inputs: list[str], shape: tuple[int, ...], batched: bool = True, **attrs: Any
+    ) -> str:
         name = f"{self.name}.{label}"
         self.nodes.append(_node(op_type, inputs, [name], name, attrs))
-        self.inner.append(_tensor(name, shape))
+        self.inner.append(_tensor(name, shape) if batched else _value_info(name, FLOAT, list(shape)))
         return name
 
     def output(self, op_type: str, inputs: list[str], **attrs: Any) -> None:

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING
 
 from ..ir.graph import IR
 from ..ir.node import Node
+from ..ir.tree import ModuleKind
 from .torch_layout import INDENT, line, method_body, statement
 
 if TYPE_CHECKING:
@@ -137,18 +138,36 @@ def _head(body: _Body, end: int) -> list[str]:
     classifier = _classifier_step(body, end)
     for index in range(end, len(body.steps)):
         if index == classifier:
-            statements += ["if pre_logits:", f"{INDENT}return {body.variables[index - 1]}"]
+            features = body.variables[index - 1]
+            if isinstance(body.steps[index], Node):
+                statements += ["if pre_logits:", f"{INDENT}return {features}"]
+            else:  # a 1×1 conv classifier on the pooled map: the features flattened, as timm's ClassifierHead
+                statements += ["if pre_logits:", f"{INDENT}return torch.flatten({features}, 1)"]
         statements += body.forward[body.starts[index] : _stop(body, index)]
     statements.append(f"return {body.variables[-1]}")
     return lines + method_body(statements)
 
 
 def _classifier_step(body: _Body, end: int) -> int | None:
-    """The head's last step, when it is a linear layer: timm's classifier."""
+    """The head's classifier, timm's: its last step when that is a linear layer; or a group holding one 1×1
+    conv, followed by `flatten` (`head.fc`, timm's ClassifierHead with `use_conv=True`)."""
     last = len(body.steps) - 1
     step = body.steps[last] if last >= end else None
     if isinstance(step, Node) and step.op.kind == "linear" and step.path is not None:
         return last
+    if isinstance(step, Node) and step.op.kind == "flatten" and last - 1 >= end and _conv_classifier(body, last - 1):
+        return last - 1
+    return None
+
+
+def _conv_classifier(body: _Body, index: int) -> Node | None:
+    """The 1×1 conv that group step `index` holds alone, if it does."""
+    step = body.steps[index]
+    if isinstance(step, Node) or step.module.kind is not ModuleKind.GROUP:
+        return None
+    members = [node for node in step.nodes if node.op.is_module]
+    if len(members) == 1 and "conv" in members[0].op.families and getattr(members[0].op, "kernel", 0) == 1:
+        return members[0]
     return None
 
 
@@ -157,8 +176,13 @@ def _classifier(body: _Body, end: int) -> list[str]:
     if index is None:
         return []
     step = body.steps[index]
-    assert isinstance(step, Node) and step.path is not None
-    attr = step.path
+    conv = _conv_classifier(body, index)
+    if conv is not None:
+        assert conv.path is not None
+        attr, new = conv.path, "nn.Conv2d(self.num_features, num_classes, 1)"
+    else:
+        assert isinstance(step, Node) and step.path is not None
+        attr, new = step.path, "nn.Linear(self.num_features, num_classes)"
     return [
         "",
         f"{INDENT}def get_classifier(self) -> nn.Module:",
@@ -166,9 +190,7 @@ def _classifier(body: _Body, end: int) -> list[str]:
         "",
         f"{INDENT}def reset_classifier(self, num_classes: int) -> None:",
         f'{INDENT * 2}"""A new classifier for `num_classes` classes (0: none, the head ends in its features)."""',
-        *line(
-            INDENT * 2, f"self.{attr} = nn.Linear(self.num_features, num_classes) if num_classes > 0 else nn.Identity()"
-        ),
+        *line(INDENT * 2, f"self.{attr} = {new} if num_classes > 0 else nn.Identity()"),
     ]
 
 

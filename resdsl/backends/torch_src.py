@@ -37,6 +37,19 @@ from .torch_network import network_class
 NETWORK_ARGS = {"classes": "num_classes", "in_channels": "in_chans"}
 
 
+GROUP = "Group"
+# The module a group of named network modules becomes (`stem.conv`, `stem.pool`): timm's nn.Sequential
+# of an OrderedDict, without importing collections.
+GROUP_SOURCE = f'''\
+class {GROUP}(nn.Sequential):
+    """Named modules run in order, as an nn.Sequential built from an OrderedDict."""
+
+    def __init__(self, **modules: nn.Module):
+        super().__init__()
+        for name, module in modules.items():
+            self.add_module(name, module)'''
+
+
 class GenerationError(RuntimeError):
     """The IR holds something the PyTorch backend cannot express: a resdsl bug."""
 
@@ -109,6 +122,7 @@ class _Body:
     variables: list[str] = field(default_factory=list)
     starts: list[int] = field(default_factory=list)
     zeroed: list[str] = field(default_factory=list)  # norms whose scale starts at zero (zero_init_last)
+    leading: int = 0  # how many lines at the start of `init` build shortcuts that lead the state_dict
 
     @property
     def relative(self) -> int:
@@ -177,6 +191,10 @@ class _Emitter:
         self.helpers: dict[str, str] = {}
         for node in self.walk:
             self.helpers.update(node.op.torch_helpers())
+        if any(m.kind is ModuleKind.GROUP for m in ir.root.walk()) or (
+            ir.policies.projection_names == "named" and self.chains
+        ):
+            self.helpers[GROUP] = GROUP_SOURCE
         taken = set(self.helpers)
         self.templates = _dependency_order([t for t in ir.templates.values() if t.instances])
         self.classes = {t.name: class_name(t.name, taken) for t in self.templates}
@@ -210,7 +228,7 @@ class _Emitter:
         """Record the output channel count of `node` in the class's terms."""
         preds = self.ir.operands(node)
         writer = _OpWriter(self, body, node)
-        if node.op.kind == "conv":
+        if "conv" in node.op.families:
             body.sym[node] = writer.attr("out_channels")
         elif node.op.kind == "linear":
             body.sym[node] = writer.attr("out_features")
@@ -248,11 +266,46 @@ class _Emitter:
                 self._track(body, node)
             args = [node.op.torch_module(_OpWriter(self, body, node)) for node in members]
             return f"self.{module.name} = nn.Sequential({', '.join(args)})"
+        return f"self.{module.name} = {self._module_expr(body, module, unit.nodes)}"
+
+    def _module_expr(self, body: _Body, module: Module, nodes: list[Node]) -> str:
+        """The expression that builds a stage, a block instance or a group (a sequence is built above)."""
         if module.kind is ModuleKind.STAGE:
             # One block a line, kept so by the trailing comma whatever the length.
             calls = "".join(f"\n{INDENT}{self._instance_call(body, block)}," for block in module.children)
-            return f"self.{module.name} = nn.Sequential({calls}\n)"
-        return f"self.{module.name} = {self._instance_call(body, module)}"
+            return f"nn.Sequential({calls}\n)"
+        if module.kind is ModuleKind.GROUP:
+            return self._group_expr(body, module, nodes)
+        return self._instance_call(body, module)
+
+    def _group_expr(self, body: _Body, group: Module, nodes: list[Node]) -> str:
+        """A group's members in order: an nn.Sequential when they are numbered, else a `Group` by name."""
+        members: list[tuple[str, str]] = []
+        seen: set[Module] = set()
+        for node in nodes:
+            if node.parent is group:
+                if node.op.is_module:
+                    self._track(body, node)
+                    assert node.path is not None
+                    writer = _OpWriter(self, body, node)
+                    members.append((node.path.rpartition(".")[2], node.op.torch_module(writer)))
+                continue
+            child = _child_of(node.parent, group)
+            if child is None or child in seen:
+                continue
+            seen.add(child)
+            inner = [n for n in nodes if n in set(self.inside[child])]
+            expr = self._module_expr(body, child, inner)
+            last, first = inner[-1], self._input_of(inner)
+            if last.shape and first.shape and last.shape[0] == first.shape[0]:
+                body.sym[last] = self.channels(body, first)
+            members.append((child.name, expr))
+        numbered = [name for name, _ in members] == [str(i) for i in range(len(members))]
+        items = "".join(
+            "\n" + INDENT + (expr if numbered else f"{name}={expr}").replace("\n", "\n" + INDENT) + ","
+            for name, expr in members
+        )
+        return f"{'nn.Sequential' if numbered else GROUP}({items}\n)"
 
     def _unit_output(self, body: _Body, unit: Unit) -> None:
         """The output channels of a child module, in the class's terms."""
@@ -319,11 +372,18 @@ class _Emitter:
             code = spec.chain[0].op.torch_call(writer, [source])
             guard = f"if self.{attr}:"
         else:
-            sequential = f"self.{attr} = nn.Sequential({', '.join(self._projection(body, spec, cin, cout))})"
+            start = len(body.init)
+            sequential = f"self.{attr} = {self._projection(body, spec, cin, cout)}"
             if spec.flag:
                 body.init += [f"self.{attr} = None", f"if {spec.flag}:", INDENT + sequential]
             else:
                 body.init.append(sequential)
+            if self.ir.policies.projection_names == "named":
+                # timm's pre-activation blocks build their downsample first: it leads the state_dict.
+                lines = body.init[start:]
+                del body.init[start:]
+                body.init[body.leading : body.leading] = lines
+                body.leading += len(lines)
             code = f"self.{attr}({source})"
             guard = f"if self.{attr} is not None:"
         if spec.flag:
@@ -332,33 +392,40 @@ class _Emitter:
             body.forward.append(f"{spec.ident} = {code}")
         return spec.ident
 
-    def _projection(self, body: _Body, spec: Shortcut, cin: str, cout: str) -> list[str]:
-        """The modules of a projection shortcut's nn.Sequential, in the class's terms."""
+    def _projection(self, body: _Body, spec: Shortcut, cin: str, cout: str) -> str:
+        """The module of a projection shortcut, in the class's terms: an nn.Sequential of its numbered
+        members, or a `Group` of its named ones (`projection_names = named`)."""
         stride = spec.stride
-        modules = []
+        named = self.ir.policies.projection_names == "named"
+        modules: list[tuple[str, str]] = []
         if self.ir.policies.projection == "avgpool":
             # The pool is `.0` whether or not this use strides: an Identity stands in at stride 1.
+            name = "pool" if named else "0"
             if spec.pool is None or stride == "1":
-                modules.append("nn.Identity()")
+                modules.append((name, "nn.Identity()"))
             else:
                 pool = spec.pool.op.torch_module(_OpWriter(self, body, spec.pool, {"kernel": stride, "stride": stride}))
                 if stride.isdigit():
-                    modules.append(pool)
+                    modules.append((name, pool))
                 else:
                     body.init.append(f"_pool = {pool} if {stride} > 1 else nn.Identity()")
-                    modules.append("_pool")
+                    modules.append((name, "_pool"))
         for node in spec.chain:
             if node.op.kind == "avgpool":
                 continue
-            overrides = {"in_channels": cin if node.op.kind == "conv" else cout, "out_channels": cout}
-            if node.op.kind == "conv" and self.ir.policies.projection != "avgpool":
+            is_conv = "conv" in node.op.families
+            overrides = {"in_channels": cin if is_conv else cout, "out_channels": cout}
+            if is_conv and self.ir.policies.projection != "avgpool":
                 overrides["stride"] = stride
                 kernel = self.ir.policies.down_kernel
                 if kernel > 1 and not stride.isdigit():  # the wide kernel only where this use strides
                     overrides["kernel"] = f"{kernel} if {stride} > 1 else 1"
                     overrides["padding"] = f"{(kernel - 1) // 2} if {stride} > 1 else 0"
-            modules.append(node.op.torch_module(_OpWriter(self, body, node, overrides)))
-        return modules
+            assert node.path is not None
+            modules.append((node.path.rpartition(".")[2], node.op.torch_module(_OpWriter(self, body, node, overrides))))
+        if named:
+            return f"{GROUP}({', '.join(f'{name}={module}' for name, module in modules)})"
+        return f"nn.Sequential({', '.join(module for _, module in modules)})"
 
     def _module_input(self, body: _Body, add: Node) -> Node:
         """The tensor `add`'s shortcut module reads in this body: the raw shortcut or its pre-activation."""

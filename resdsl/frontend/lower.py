@@ -8,6 +8,7 @@ PyTorch backend can write the template's class in the template's own terms.
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
 import math
 from dataclasses import dataclass, field
@@ -100,6 +101,9 @@ class _Lowerer:
         self.block_count = 0
         self.expanding: list[str] = []  # the templates being expanded, outermost first
         self.bad_templates: set[str] = set()  # templates whose definition has a reported mistake
+        self.groups: dict[str, Module] = {}  # the network's groups (`stem` of `stem.conv`), by path
+        self.open_groups: tuple[str, ...] = ()  # the groups the previous network statement was in
+        self.bind_as: tuple[Scope, str] | None = None  # the name a grouped statement's output is known by
 
     # -- settings -------------------------------------------------------------
 
@@ -285,6 +289,12 @@ class _Lowerer:
                 check_name(stmt.name.text, stmt.name.span, "value")
                 scope.env[stmt.name.text] = evaluate(stmt.value, scope.env)
             return
+        target = getattr(stmt, "target", None)
+        if scope.module is self.ir.root:
+            self._regroup(stmt, target)
+        if target is not None and "." in target.text:
+            self._grouped(stmt, target, scope)
+            return
         if isinstance(stmt, ast.MergeStmt):
             self._merge(stmt, scope)
             return
@@ -293,9 +303,86 @@ class _Lowerer:
             return
         self._call(stmt, scope)
 
+    # -- groups: network statements named by module paths of several levels --------
+
+    def _regroup(self, stmt, target: ast.Ident | None) -> None:
+        """Close the groups a network statement leaves: a group's members are consecutive statements."""
+        if isinstance(stmt, (ast.InputStmt, ast.ClassesStmt, ast.PolicyStmt, ast.LetStmt)):
+            return
+        levels = target.text.split(".")[:-1] if target is not None else []
+        prefixes = tuple(".".join(levels[: i + 1]) for i in range(len(levels)))
+        for path in prefixes:
+            if path in self.groups and path not in self.open_groups:
+                assert target is not None
+                raise error(
+                    "E0124",
+                    f"group `{path}` is already closed: its members must be consecutive statements",
+                    target.span,
+                    "a member after the group ended",
+                    f"move this statement next to the other members of `{path}`",
+                )
+        self.open_groups = prefixes
+
+    def _grouped(self, stmt, target: ast.Ident, scope: Scope) -> None:
+        """`stem.conv = conv(...)`: the statement's module, named by the last level, inside nested groups
+        (the others), each group a module of the network that runs its members in order."""
+        if scope.in_template:
+            raise error(
+                "E0124",
+                f"`{target.text}`: a module path of several levels names a network statement only",
+                target.span,
+                "a path inside a block",
+                "a block's modules are its own attributes: give this one a plain name",
+            )
+        levels = target.text.split(".")
+        functional = isinstance(stmt, ast.MergeStmt) or (
+            isinstance(stmt, ast.CallStmt) and stmt.callee.text in SPEC_OPS and not SPEC_OPS[stmt.callee.text].is_module
+        )
+        if functional:
+            raise error(
+                "E0124",
+                f"`{target.text}`: only modules can be in a group, and this op has no module form",
+                target.span,
+                "a function in a group",
+                "put it before or after the group",
+            )
+        for level in levels[:-1]:
+            if not level.isdigit():
+                check_name(level, target.span, "group")
+        if levels[-1].isdigit():
+            raise error(
+                "E0124",
+                f"`{target.text}`: the last level names the module and must be a name",
+                target.span,
+                "a number",
+                "number modules with `seq { ... }`",
+            )
+        parent = scope.module
+        for i, level in enumerate(levels[:-1]):
+            path = ".".join(levels[: i + 1])
+            if path not in self.groups:
+                if parent.kind is not ModuleKind.GROUP and parent is not scope.module:
+                    raise error("E0124", f"`{path}` is not a group", target.span, "not a group")
+                self.groups[path] = self.ir.module(level, ModuleKind.GROUP, parent, target.span)
+            parent = self.groups[path]
+        taken = {child.name for child in parent.children} | {
+            n.path.rpartition(".")[2] for n in self.ir if n.parent is parent and n.path
+        }
+        if levels[-1] in taken:
+            raise error("E0104", f"`{target.text}` is defined twice", target.span, "second definition")
+        inner = dataclasses.replace(stmt, target=ast.Ident(levels[-1], target.span))
+        outer = scope.module
+        scope.module, self.bind_as = parent, (scope, target.text)  # the output's name is the whole path
+        try:
+            self._stmt(inner, scope)
+        finally:
+            scope.module, self.bind_as = outer, None
+
     def _bind_target(self, target: ast.Ident | None, node: Node, scope: Scope) -> None:
         if target is None:
             return
+        if self.bind_as is not None and self.bind_as[0] is scope:
+            target = ast.Ident(self.bind_as[1], target.span)
         if target.text in scope.names:
             first = scope.names[target.text].span
             raise error(
@@ -519,6 +606,8 @@ class _Lowerer:
         self._check_sizes(callee, values, given, stmt)
         node_fields = {name: values.pop(name) for name in signature.node_args}
         op = kind(**values)
+        if callee == "conv" and node_fields["norm"] is not False:
+            op = self.ir.policies.conv(op)  # `policy conv_op = std_conv(...)`
         parent = parent or scope.module
         name = stmt.target.text if stmt.target else None
         path = None

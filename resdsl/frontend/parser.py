@@ -37,6 +37,7 @@ KEYWORDS = (
 # How the parser's terminal names read in a message.
 _TERMINAL_TEXT = {
     "NAME": "a name",
+    "PATH": "a module path",
     "INT": "an integer",
     "FLOAT": "a number",
     "SHAPE": "a shape such as 3x224x224",

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from ..diagnostics import error
 from ..ir.expr import Value
-from ..ir.policies import PROJECTIONS, SHORTCUTS, OpChoice, Policies
+from ..ir.policies import NORM_NAMES, PROJECTION_NAMES, PROJECTIONS, SHORTCUTS, OpChoice, Policies
 from ..ops import KINDS
 
 
@@ -42,8 +42,12 @@ POLICY_VALUES = {
     "attn": ("none", *family("attn")),  # attention at the end of each residual branch (se, eca)
     "aa": ("none", *family("aa")),  # anti-aliasing after each strided branch conv (blurpool, avgpool)
     "down_kernel": ("1", "3"),  # a strided projection conv's kernel; any odd size
+    "norm_name": NORM_NAMES,  # placed norms named bn2 (torchvision, timm's resnet.py) or norm2 (timm's resnetv2.py)
+    "final_norm": ("true", "false"),  # under `pre`: a norm and activation after the last add, or not (CIFAR's)
+    "projection_names": PROJECTION_NAMES,  # downsample.0, .1 or downsample.conv, .norm (timm's resnetv2.py)
+    "conv_op": family("conv"),  # std_conv: weight-standardised (BiT); a spec's `norm=false` convs stay
 }
-OP_POLICIES = ("norm_op", "act", "attn", "aa")  # policies whose value is an op, maybe with arguments
+OP_POLICIES = ("norm_op", "act", "attn", "aa", "conv_op")  # policies whose value is an op, maybe with arguments
 
 
 def policy_allows(name: str, value: str) -> bool:
@@ -85,7 +89,7 @@ def resolve(chosen: dict[str, str], ops: dict[str, OpChoice]) -> Policies:
     values: dict[str, object] = {}
     if "norm" in chosen:
         values["norm"] = NORM_ORDERS[chosen["norm"]]
-    for name in ("shortcut", "projection"):
+    for name in ("shortcut", "projection", "norm_name", "projection_names"):
         if name in chosen:
             values[name] = chosen[name]
     for name in OP_POLICIES:
@@ -95,6 +99,8 @@ def resolve(chosen: dict[str, str], ops: dict[str, OpChoice]) -> Policies:
         values["down_kernel"] = int(chosen["down_kernel"])
     if "output_stride" in chosen:
         values["output_stride"] = None if chosen["output_stride"] == "none" else int(chosen["output_stride"])
+    if "final_norm" in chosen:
+        values["final_norm"] = chosen["final_norm"] == "true"
     if "zero_init_last" in chosen:
         values["zero_init_last"] = chosen["zero_init_last"] == "true"
     return Policies(**values)  # type: ignore[arg-type]  # each value checked by policy_allows

@@ -48,4 +48,4 @@ def depth(ir: IR) -> int:
     """The paper's depth: convs and linear layers the spec wrote (projections and SE excluded)."""
     from .node import Origin
 
-    return sum(1 for n in ir.graph if n.op.kind in ("conv", "linear") and n.origin is Origin.SPEC)
+    return sum(1 for n in ir.graph if ("conv" in n.op.families or n.op.kind == "linear") and n.origin is Origin.SPEC)

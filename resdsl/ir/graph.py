@@ -200,17 +200,20 @@ class IR:
         return chains
 
     def preactivation(self, tensor: Node, add: Node) -> Node | None:
-        """The ReLU ending the BatchNorm → ReLU that `add`'s residual branch applies to `tensor`, if any.
+        """The activation ending the norm → activation that `add`'s residual branch applies to `tensor`, if any
+        (BatchNorm → ReLU by default; a norm that is its own activation, such as EvoNorm-S0, alone).
 
         Under full pre-activation a branch starts BN → ReLU → conv on its block's
         input. The paper's reference code (resnet-1k-layers) shares that
         pre-activation with the shortcut of a unit that changes dimensions.
         """
-        for bn in self.users(tensor):
-            if bn.op.kind == "batchnorm" and bn.origin is Origin.NORM and bn.branch is add:
-                after = self.users(bn)
-                if len(after) == 1 and after[0].op.kind == "relu":
+        for norm in self.users(tensor):
+            if "norm" in norm.op.families and norm.origin is Origin.NORM and norm.branch is add:
+                after = self.users(norm)
+                if len(after) == 1 and "act" in after[0].op.families and after[0].origin is Origin.NORM:
                     return after[0]
+                if norm.op.includes_act():  # EvoNorm-S0, FRN with its TLU: the norm is the activation too
+                    return norm
         return None
 
     # -- copying ----------------------------------------------------------------

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, fields
+from typing import Any
 
 NORM_ORDERS = ("post", "bn_after_add", "relu_before_add", "relu_preact", "pre", "none")
 SHORTCUTS = ("A", "B", "C", "none")
 PROJECTIONS = ("conv", "avgpool")
+NORM_NAMES = ("bn", "norm")  # the word a placed norm is named with: `bn2` (torchvision) or `norm2` (timm's v2)
+PROJECTION_NAMES = ("numbered", "named")  # `downsample.0`, `.1` (nn.Sequential) or `downsample.conv`, `.norm`
 
 
 @dataclass(frozen=True)
@@ -34,6 +37,18 @@ class Policies:
     attn: OpChoice | None = None  # attention each residual branch ends with (family "attn": se, eca)
     aa: OpChoice | None = None  # anti-aliasing where a branch's conv strides (family "aa": blurpool, avgpool)
     down_kernel: int = 1  # the kernel of a strided projection conv (timm's down_kernel_size)
+    norm_name: str = "bn"  # one of NORM_NAMES: `conv2`'s norm is `bn2` or `norm2`, the final one `bn_final` or `norm`
+    final_norm: bool = True  # `pre` ends with one norm and activation after the last add
+    projection_names: str = "numbered"  # one of PROJECTION_NAMES
+    conv_op: OpChoice = OpChoice("conv")  # the conv of the convs the norm policy manages and of projections
+
+    def conv(self, conv: Any) -> Any:
+        """`conv` (a Conv op) as the `conv_op` policy's kind, with the policy's arguments."""
+        if self.conv_op.kind == conv.kind:
+            return conv
+        from ..ops import KINDS  # the ops import this module
+
+        return KINDS[self.conv_op.kind](**{**conv.attrs(), **dict(self.conv_op.args)})
 
     def text(self) -> str:
         """`norm=post, shortcut=B`, plus every other policy that differs from its default, by name."""

@@ -20,6 +20,7 @@ class ModuleKind(Enum):
     STAGE = "stage"  # a repeated block (`layer1 = basic(64) x 2`): instances named 0, 1, ...
     BLOCK = "block"  # one use of a block template: a class of its own
     SEQUENCE = "sequence"  # ops numbered 0, 1, ... as nn.Sequential numbers them (a projection shortcut)
+    GROUP = "group"  # network statements named by a path of several levels (`stem.conv`): run in order
 
 
 @dataclass(eq=False)

@@ -18,7 +18,7 @@ from __future__ import annotations
 from ..diagnostics import Collector
 from ..ops.base import Op, ShapeReport
 from .graph import IR, VerifyError
-from .node import Node
+from .node import Node, Origin
 from .tree import Module, ModuleKind
 
 
@@ -196,5 +196,7 @@ def _path(node: Node, problems: list[str]) -> None:
     if not path or not path.startswith(expected):
         problems.append(f"{node} has module path {path!r}; expected a path under {expected!r}")
         return
-    if node.parent.kind is ModuleKind.SEQUENCE and not path[len(expected) :].isdigit():
+    # `projection_names = named`: a projection's members are named as timm's resnetv2 names them.
+    named = node.origin is Origin.PROJECTION and path[len(expected) :] in ("pool", "conv", "bn", "norm")
+    if node.parent.kind is ModuleKind.SEQUENCE and not path[len(expected) :].isdigit() and not named:
         problems.append(f"{node} in a sequence is not numbered")

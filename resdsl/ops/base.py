@@ -144,8 +144,11 @@ class OnnxWriter(Protocol):
         """The node that computes this op's output."""
         ...
 
-    def step(self, label: str, op_type: str, inputs: list[str], shape: Shape, **attrs: Any) -> str:
-        """An inner node; returns its output tensor's name."""
+    def step(
+        self, label: str, op_type: str, inputs: list[str], shape: Shape, batched: bool = True, **attrs: Any
+    ) -> str:
+        """An inner node; returns its output tensor's name. `shape` leaves the batch out, unless `batched`
+        is false: a tensor computed from weights alone (a standardised filter, a per-channel column)."""
         ...
 
     def constant(self, label: str, values: list[int]) -> str:
@@ -194,6 +197,11 @@ class Op:
     @classmethod
     def complete(cls, values: dict[str, Any], exprs: dict[str, Expr], span: Span) -> None:
         """Fill arguments whose defaults follow others (a conv's padding), symbolically where those are."""
+
+    def includes_act(self) -> bool:
+        """Norms with a nonlinearity of their own (EvoNorm-S0, FRN's TLU): the norm policy places no
+        activation after them."""
+        return False
 
     def problems(self) -> list[str]:
         """Attribute values this op cannot have (the verifier's per-op check); empty when well formed."""

@@ -27,6 +27,7 @@ from .window import window_out
 class Conv(Op):
     kind: ClassVar[str] = "conv"
     is_module: ClassVar[bool] = True
+    families: ClassVar[tuple[str, ...]] = ("conv",)  # `policy conv_op`: conv, std_conv
     spatial: ClassVar[bool] = True
     signature: ClassVar[Signature | None] = Signature(
         (

@@ -50,7 +50,7 @@ def _anti_aliasing(ir: IR, choice: OpChoice) -> None:
     signature = KINDS[choice.kind].signature
     assert signature is not None  # a family member a spec can name
     counts: dict[object, int] = {}
-    for conv in [n for n in ir if n.op.kind == "conv" and n.origin is Origin.SPEC and n.branch is not None]:
+    for conv in [n for n in ir if "conv" in n.op.families and n.origin is Origin.SPEC and n.branch is not None]:
         stride = conv.op.downsampling()
         expr = conv.exprs.pop("stride", None)
         if stride == 1 and expr is None:

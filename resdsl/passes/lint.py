@@ -45,4 +45,4 @@ def check(ir: IR) -> list[Diagnostic]:
 
 def _bare_conv(node: Node) -> bool:
     """A conv outside any block left without norm by the policy (not by its own `norm=false`)."""
-    return node.op.kind == "conv" and node.block is None and node.norm is True
+    return "conv" in node.op.families and node.block is None and node.norm is True

@@ -6,7 +6,8 @@ asks for, of the kinds the `norm_op` and `act` policies choose (BatchNorm and
 ReLU by default); they are named after their conv (`conv2` → `bn2`, `act2`)
 so the generated modules carry torchvision's and timm's state_dict keys and
 module names; the activation after an add is named after the branch's last
-conv (`act3` in a bottleneck), as timm names it. The modules of each spec
+conv (`act3` in a bottleneck), as timm names it. Under `norm_name = norm` the
+norms are `norm2` and the final one `norm`, as timm's pre-activation ResNetV2 names them. The modules of each spec
 sequence stay numbered 0, 1, ... with the norms and activations placed in it,
 as nn.Sequential numbers them (timm's deep stem: `conv1.0` conv, `conv1.1`
 BN, `conv1.2` ReLU, `conv1.3` conv, ...).
@@ -18,6 +19,7 @@ residual branch ending in conv_n:
   relu_before_add   conv→BN→ReLU … conv_n→BN→ReLU, add
   relu_preact       ReLU→conv→BN … ReLU→conv_n→BN, add
   pre (full_preact) BN→ReLU→conv …, add; and one BN→ReLU after the last block
+                    (unless `final_norm = false`, as CIFAR pre-activation ResNets have it)
 Convs outside residual branches (the stem) get conv→BN→ReLU, except under
 `pre`, where the first block's pre-activation normalises them. A conv whose
 spec says `norm=post` gets conv→BN→ReLU under every order (a pre-activation
@@ -39,9 +41,10 @@ from .paths import check_inserted_paths
 NAME = "norm"
 
 
-def bn_path(conv_path: str) -> str:
-    """`layer1.0.conv2` → `layer1.0.bn2`; `downsample.0` → `downsample.1`; else `<name>_bn`."""
-    return _beside(conv_path, "bn")
+def bn_path(conv_path: str, word: str = "bn") -> str:
+    """`layer1.0.conv2` → `layer1.0.bn2` (`norm2` when `word` is `norm`, as timm's resnetv2 names them);
+    `downsample.0` → `downsample.1`; else `<name>_bn`."""
+    return _beside(conv_path, word)
 
 
 def act_path(conv_path: str) -> str:
@@ -55,7 +58,7 @@ def _beside(conv_path: str, word: str) -> str:
     match = re.fullmatch(r"conv(\w*)", last)
     if match:
         return prefix + word + match.group(1)
-    if last.isdigit() and word == "bn":
+    if last.isdigit() and word != "act":
         return prefix + str(int(last) + 1)
     return f"{prefix}{last}_{word}"
 
@@ -67,6 +70,10 @@ class _Placer:
         self.ir = ir
         self.norm = make(ir.policies.norm_op.kind, dict(ir.policies.norm_op.args))
         self.act = make(ir.policies.act.kind, dict(ir.policies.act.args))
+        # Where no activation follows, a norm with a nonlinearity of its own goes without it (timm's
+        # `apply_act=False`): EvoNorm-S0, FRN.
+        self.plain = plain_norm(ir)
+        self.word = ir.policies.norm_name
 
     def _fields(self, node: Node, path: str, **extra) -> dict:
         """Beside `node`: its span, module and branch."""
@@ -75,6 +82,8 @@ class _Placer:
         return fields
 
     def after(self, node: Node, op: Op, path: str, **extra) -> Node:
+        if op is self.act and self.norm.includes_act():
+            return node  # the norm before it is its own activation
         return self.ir.insert_after(node, op, **self._fields(node, path, **extra))
 
     def before(self, node: Node, op: Op, path: str) -> Node:
@@ -82,21 +91,23 @@ class _Placer:
 
     def conv(self, conv: Node, order: str, final: bool) -> None:
         assert conv.path is not None  # convs are modules
-        bn, act = bn_path(conv.path), act_path(conv.path)
+        bn, act = bn_path(conv.path, self.word), act_path(conv.path)
         if conv.norm == "post" or (conv.branch is None and order != "pre"):
             self.after(self.after(conv, self.norm, bn), self.act, act)
         elif conv.branch is None:
             return  # under `pre`, the first block's pre-activation normalises the stem
         elif order in ("post", "relu_before_add") or (order == "bn_after_add" and not final):
-            normed = self.after(conv, self.norm, bn)
-            if not final or order == "relu_before_add":
+            activated = not final or order == "relu_before_add"
+            normed = self.after(conv, self.norm if activated else self.plain, bn)
+            if activated:
                 self.after(normed, self.act, act)
         elif order == "relu_preact":
             self.before(conv, self.act, act)
-            self.after(conv, self.norm, bn)
+            self.after(conv, self.plain, bn)
         elif order == "pre":
             self.before(conv, self.norm, bn)
-            self.before(conv, self.act, act)
+            if not self.norm.includes_act():  # EvoNorm-S0, FRN: the norm is the activation too
+                self.before(conv, self.act, act)
 
     def add(self, add: Node, order: str, conv: Node | None) -> None:
         """The norm and activation an order places after a residual add, named after the branch's last conv."""
@@ -104,22 +115,32 @@ class _Placer:
             return
         if conv is not None and conv.norm is True:  # a `norm=post` conv has its own norm
             assert conv.path is not None
-            bn, act = bn_path(conv.path), act_path(conv.path)
+            bn, act = bn_path(conv.path, self.word), act_path(conv.path)
         else:  # a branch without a normed conv of its own: number by the add, like `downsample2`
             assert add.residual is not None
             index = add.residual.index
             suffix = str(index + 1) if index else ""
-            bn, act = (f"{add.parent.prefix()}{word}_add{suffix}" for word in ("bn", "act"))
+            bn, act = (f"{add.parent.prefix()}{word}_add{suffix}" for word in (self.word, "act"))
         if order == "bn_after_add":
             add = self.after(add, self.norm, bn)
         self.after(add, self.act, act)
+
+
+def plain_norm(ir: IR) -> Op:
+    """The `norm_op` policy's norm without a nonlinearity of its own, for where no activation follows."""
+    choice = ir.policies.norm_op
+    args = dict(choice.args)
+    signature = make(choice.kind, args).signature
+    if signature is not None and signature.lookup("act") is not None:
+        args["act"] = False
+    return make(choice.kind, args)
 
 
 def apply(ir: IR, limits: Limits) -> None:
     order = ir.policies.norm
     place = _Placer(ir)
     nodes = list(ir)
-    convs = [n for n in nodes if n.op.kind == "conv" and n.norm]
+    convs = [n for n in nodes if "conv" in n.op.families and n.norm]
     if order == "none":  # only the convs that ask for their own norm
         convs = [n for n in convs if n.norm == "post"]
     last_conv = {conv.branch: conv for conv in convs if conv.branch is not None}
@@ -128,10 +149,11 @@ def apply(ir: IR, limits: Limits) -> None:
     adds = [n for n in nodes if n.op.kind == "add"]
     for add in adds:
         place.add(add, order, last_conv.get(add))
-    if order == "pre" and adds:
+    if order == "pre" and adds and ir.policies.final_norm:
         last = adds[-1]
-        normed = place.after(last, place.norm, "bn_final", parent=ir.root, branch=None)
-        place.after(normed, place.act, "act_final", parent=ir.root, branch=None)
+        norm, act = ("norm", "act") if place.word == "norm" else ("bn_final", "act_final")
+        normed = place.after(last, place.norm, norm, parent=ir.root, branch=None)
+        place.after(normed, place.act, act, parent=ir.root, branch=None)
     _number_sequences(ir)
     check_inserted_paths(ir, Origin.NORM)
 

@@ -32,14 +32,13 @@ from ..ir.node import Node, Origin, ShortcutKind
 from ..ir.shape import Shape, shape_text
 from ..ir.tree import ModuleKind
 from ..limits import Limits
-from ..ops import make
 from ..ops.base import Op
 from ..ops.conv import Conv
 from ..ops.pad_shortcut import PadShortcut
 from ..ops.pool import AvgPool
 from ..ops.window import conv_out
 from . import shapes
-from .norm import bn_path
+from .norm import bn_path, plain_norm
 from .paths import check_inserted_paths
 
 NAME = "projections"
@@ -102,20 +101,25 @@ def _chain(ir: IR, add: Node, main_shape: Shape, short_shape: Shape, stride: int
         return [(PadShortcut(stride, extra // 2, extra - extra // 2), None)]
     add.residual.kind = ShortcutKind.PROJECTION
     chain: list[tuple[Op, str | None]]
+    named = ir.policies.projection_names == "named"  # timm's DownsampleConv/DownsampleAvg: pool, conv, norm
     if ir.policies.projection == "avgpool":
         # timm writes an Identity in place of the pool at stride 1, so the conv is `.1` either way.
-        pool = [(AvgPool(stride, stride, 0, ceil_mode=True, count_include_pad=False), "0")] if stride > 1 else []
-        chain = [*pool, (Conv(main_shape[0], 1, 1, 0), "1")]
+        pool_op = AvgPool(stride, stride, 0, ceil_mode=True, count_include_pad=False)
+        pool = [(pool_op, "pool" if named else "0")] if stride > 1 else []
+        chain = [*pool, (ir.policies.conv(Conv(main_shape[0], 1, 1, 0)), "conv" if named else "1")]
     else:
         # timm's down_kernel_size (SENet-154: 3) where the projection strides; the padding keeps
         # the 1x1 conv's output size (timm's get_padding for its stride 2).
         kernel = 1 if stride == 1 else ir.policies.down_kernel
-        chain = [(Conv(main_shape[0], kernel, stride, (kernel - 1) // 2), "0")]
+        conv = ir.policies.conv(Conv(main_shape[0], kernel, stride, (kernel - 1) // 2))
+        chain = [(conv, "conv" if named else "0")]
     if ir.policies.norm not in ("pre", "none"):  # pre-activation projections, and `none` places no norms
         conv_name = chain[-1][1]
         assert conv_name is not None
+        word = ir.policies.norm_name
         # The norm policy's op, as timm's downsample uses the network's norm_layer (resnet50_gn: GroupNorm).
-        chain.append((make(ir.policies.norm_op.kind, dict(ir.policies.norm_op.args)), bn_path(conv_name)))
+        norm = plain_norm(ir)
+        chain.append((norm, word if named else bn_path(conv_name)))
     return chain
 
 

@@ -1,0 +1,147 @@
+"""timm's `resnetv2.py`, key-exact: each of its 20 models is a bundled spec of the same name.
+
+For the 17 with facts in tests/reference/timm (timm's state_dict keys, parameter count and logits under
+the fill recipe), the generated module has timm's state_dict, parameter count and logits. The other 3
+(`resnetv2_50d_gn`, `resnetv2_101d`, `resnetv2_101x1_bit`) are checked against tests/timm_resnetv2.py, a
+compact PyTorch ResNetV2 written from timm's source, which is itself checked against every fact here.
+Keys and parameter counts are read on the meta device, so every model is checked in the quick run; logits
+of one small model per feature run there too, the rest in the slow run (`-m slow`). The widest BiT models
+(`resnetv2_50x3_bit` … `resnetv2_152x4_bit`, up to 937M parameters at 480x480) are compared with timm's
+logits only in the slow run, at their own input sizes.
+"""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from conftest import REFERENCE, SPECS
+from recipe import fill_module
+from timm_resnetv2 import ZOO, create_model, input_size
+
+import resdsl
+
+TIMM = REFERENCE / "timm"
+FACTS = sorted(p.stem for p in TIMM.glob("*.json") if p.stem in ZOO)
+WITHOUT_FACTS = sorted(set(ZOO) - set(FACTS))
+# One small model per feature, whose logits the quick run checks: basic blocks and BatchNorm, a deep
+# stem with average-pool projections, EvoNorm-S0, FRN + TLU, and BiT's weight-standardised convs,
+# GroupNorm and zero-padded stem; and of the models without facts, resnetv2_50d_gn.
+QUICK = {"resnetv2_18", "resnetv2_50d", "resnetv2_50d_evos", "resnetv2_50d_frn", "resnetv2_50x1_bit", "resnetv2_50d_gn"}
+
+
+def quick_or_slow(names):
+    return [n if n in QUICK else pytest.param(n, marks=pytest.mark.slow) for n in names]
+
+
+def timm_keys(name: str) -> list[tuple[str, str]]:
+    lines = (TIMM / f"{name}.keys.tsv").read_text().splitlines()[1:]
+    return [(key, shape) for key, shape, _ in (line.split("\t") for line in lines)]
+
+
+def key_shapes(model: torch.nn.Module) -> list[tuple[str, str]]:
+    return [(k, "x".join(map(str, v.shape)) or "scalar") for k, v in model.state_dict().items()]
+
+
+def on_meta(build):
+    with torch.device("meta"):
+        return build()
+
+
+def recipe_input(shape, batch: int = 2) -> torch.Tensor:
+    n = batch * int(np.prod(shape))
+    return torch.from_numpy(np.sin(0.3 * np.arange(n, dtype=np.float64)).astype(np.float32).reshape(batch, *shape))
+
+
+def relative_error(got: np.ndarray, expected: np.ndarray) -> float:
+    return float(np.abs(got - expected).max() / np.abs(expected).max())
+
+
+def test_every_model_of_timms_resnetv2_py_is_bundled():
+    assert len(ZOO) == 20 and set(ZOO) <= set(resdsl.list_models())
+    assert len(FACTS) == 17 and WITHOUT_FACTS == ["resnetv2_101d", "resnetv2_101x1_bit", "resnetv2_50d_gn"]
+
+
+@pytest.mark.parametrize("name", FACTS)
+def test_state_dict_parameters_and_input_size_are_timms(name):
+    facts = json.loads((TIMM / f"{name}.json").read_text())
+    net = resdsl.compile(SPECS / f"{name}.res")
+    assert list(net.input_shape) == facts["input_size"] == list(input_size(name))
+    assert net.params == facts["num_params"]
+    assert key_shapes(on_meta(net.to_torch)) == timm_keys(name)
+
+
+@pytest.mark.parametrize("name", quick_or_slow(FACTS))
+def test_logits_are_timms(name):
+    facts = json.loads((TIMM / f"{name}.json").read_text())
+    model = resdsl.compile(SPECS / f"{name}.res").to_torch().eval()
+    fill_module(model)
+    with torch.no_grad():
+        logits = model(recipe_input(facts["input_size"])).numpy()
+    expected = np.load(TIMM / f"{name}.out.npy")
+    assert logits.shape == expected.shape
+    assert relative_error(logits, expected) <= 1e-4
+
+
+# -- the compact reference, and the models without facts ------------------------------------------------
+
+
+@pytest.mark.parametrize("name", FACTS)
+def test_reference_has_timms_state_dict(name):
+    model = on_meta(lambda: create_model(name))
+    assert key_shapes(model) == timm_keys(name)
+    assert sum(p.numel() for p in model.parameters()) == json.loads((TIMM / f"{name}.json").read_text())["num_params"]
+
+
+@pytest.mark.parametrize("name", quick_or_slow(["resnetv2_50d_frn", "resnetv2_50x1_bit", "resnetv2_101d"]))
+def test_reference_gives_timms_logits(name):
+    """FRN, BiT's convs and norms, and a deep-stemmed 101 (the features of the models without facts)."""
+    name = {"resnetv2_101d": "resnetv2_152d"}.get(name, name)  # resnetv2_101d has no facts: its deeper sibling
+    model = create_model(name).eval()
+    fill_module(model)
+    with torch.no_grad():
+        logits = model(recipe_input(input_size(name))).numpy()
+    assert relative_error(logits, np.load(TIMM / f"{name}.out.npy")) <= 1e-4
+
+
+@pytest.mark.parametrize("name", WITHOUT_FACTS)
+def test_without_facts_state_dict_and_parameters_are_the_references(name):
+    net = resdsl.compile(SPECS / f"{name}.res")
+    reference = on_meta(lambda: create_model(name))
+    assert net.input_shape == input_size(name)
+    assert key_shapes(on_meta(net.to_torch)) == key_shapes(reference)
+    assert net.params == sum(p.numel() for p in reference.parameters())
+
+
+@pytest.mark.parametrize("name", quick_or_slow(["resnetv2_50d_gn", "resnetv2_101d", "resnetv2_101x1_bit"]))
+def test_without_facts_logits_are_the_references(name):
+    """At 3x128x128 rather than the model's own input size (448x448 for resnetv2_101x1_bit)."""
+    model = resdsl.compile(SPECS / f"{name}.res").to_torch().eval()
+    fill_module(model)
+    reference = create_model(name).eval()
+    reference.load_state_dict(model.state_dict())  # strict: the same keys and shapes
+    x = recipe_input((3, 128, 128))
+    with torch.no_grad():
+        assert relative_error(model(x).numpy(), reference(x).numpy()) <= 1e-4
+
+
+@pytest.mark.parametrize("name", quick_or_slow(["resnetv2_50d_evos", "resnetv2_50x1_bit", "resnetv2_101d"]))
+def test_onnxruntime_gives_the_modules_and_timms_logits(name):
+    """EvoNorm-S0, BiT (weight standardisation, GroupNorm, the padded stem) and a deep stem with average-pool
+    projections, exported with the recipe's weights: onnxruntime agrees with the generated module."""
+    import onnxruntime as ort
+
+    net = resdsl.compile(SPECS / f"{name}.res")
+    model = net.to_torch().eval()
+    fill_module(model)
+    x = recipe_input(net.input_shape)
+    with torch.no_grad():
+        expected = model(x).numpy()
+    state = {k: v.numpy() for k, v in model.state_dict().items()}
+    session = ort.InferenceSession(net.to_onnx(weights=state).SerializeToString(), providers=["CPUExecutionProvider"])
+    (got,) = session.run(None, {session.get_inputs()[0].name: x.numpy()})
+    assert relative_error(got, expected) <= 1e-4
+    if (TIMM / f"{name}.out.npy").exists():
+        assert relative_error(got, np.load(TIMM / f"{name}.out.npy")) <= 1e-4
