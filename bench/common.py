@@ -108,3 +108,21 @@ def machine() -> dict:
 
 def python() -> str:
     return sys.executable
+
+
+def write_section(heading: str, section: str) -> None:
+    """Replace the `heading` section of docs/benchmarks.md (or append it), leaving the others as they are."""
+    import re
+
+    sys.path.insert(0, str(ROOT))
+    from resdsl.io import write_atomic
+
+    target = ROOT / "docs" / "benchmarks.md"
+    text = target.read_text() if target.exists() else "# Benchmarks\n"
+    pattern = re.compile(rf"^{re.escape(heading)}\n.*?(?=^## |\Z)", flags=re.DOTALL | re.MULTILINE)
+    if pattern.search(text):
+        text = pattern.sub(lambda _: section + "\n", text).rstrip() + "\n"
+    else:
+        text = text.rstrip() + "\n\n" + section
+    write_atomic(target, text)
+    print(f"wrote {target.relative_to(ROOT)}", file=sys.stderr)

@@ -118,15 +118,16 @@ class Compiled:
         return cls() if out_indices is None else cls(out_indices=tuple(out_indices))
 
     def to_onnx(
-        self, weights: Weights = None, *, seed: int = 0, opset: int = 17, fold_bn: bool = False
+        self, weights: Weights = None, *, seed: int = 0, opset: int = 17, fold_bn: bool = True
     ) -> onnx.ModelProto:
         """An onnx.ModelProto of the network in inference mode (needs `resdsl[onnx]`).
 
         `weights`: None for the seeded default initialisation (`seed`), a path
-        to a `.pt`/`.pth` state_dict, `.safetensors` or `.npz` file, or a
-        mapping of state_dict keys to arrays or tensors. `fold_bn` folds each
-        BatchNorm into the conv before it. Raises ResdslError for weights that
-        do not fit the network.
+        to a `.pt`/`.pth` state_dict (read without torch), `.safetensors` or
+        `.npz` file, or a mapping of state_dict keys to arrays or tensors.
+        `fold_bn` (the default) folds each BatchNorm that follows a conv into
+        it; `fold_bn=False` keeps every BatchNorm. Raises ResdslError for
+        weights that do not fit the network.
         """
         _require_onnx(weights)
         from .backends import onnx_graph
@@ -142,10 +143,10 @@ class Compiled:
         *,
         seed: int = 0,
         opset: int = 17,
-        fold_bn: bool = False,
+        fold_bn: bool = True,
         external_data: bool = False,
     ) -> Path | None:
-        """Write `to_onnx(...)`'s model to `path` atomically, copying the weights only into the file (faster).
+        """Write `to_onnx(...)`'s model to `path` atomically, each weight made as it is written (faster, less memory).
 
         With `external_data`, or when the model would pass protobuf's 2 GiB
         limit, the weights go to `<path>.data` beside it (ONNX external data);
@@ -181,11 +182,16 @@ class Compiled:
         return data_path
 
     def _onnx_parts(self, weights, seed: int, fold_bn: bool):
-        """The graph and state to emit: weights resolved and checked, BatchNorm folded if asked."""
+        """The graph and state to emit: weights resolved and checked, BatchNorm folded if asked.
+
+        Seeded and `.pt` weights and folded convs come as a weights.Lazy state,
+        made one array at a time as the model is written.
+        """
         from . import weights as weights_mod
 
+        state: Mapping[str, Any]
         if weights is None:
-            state = weights_mod.initial(self.ir, seed)
+            state = weights_mod.seeded(self.ir, seed)
         elif isinstance(weights, (str, Path)):
             state = weights_mod.load(weights, self.ir)
         else:
@@ -216,9 +222,7 @@ class Compiled:
 def _require_onnx(weights: Weights) -> None:
     require("writing ONNX", ("onnx", "numpy"), "onnx")
     suffix = Path(weights).suffix.lower() if isinstance(weights, (str, Path)) else ""
-    if suffix in (".pt", ".pth"):
-        require(f"reading a {suffix} state_dict", ("torch",), "torch")
-    elif suffix == ".safetensors":
+    if suffix == ".safetensors":
         require("reading a .safetensors file", ("safetensors",))
 
 

@@ -18,7 +18,7 @@ import sys
 import warnings
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from .diagnostics import Diagnostic, ResdslError, ResdslWarning, Source, display_name, printable
 from .extras import MissingDependency, require
@@ -102,8 +102,24 @@ def _parser() -> argparse.ArgumentParser:
     build.add_argument("--emit", choices=tuple(EMITS), default="torch", help="what to generate (default: torch)")
     onnx = build.add_argument_group("ONNX (--emit onnx)")
     onnx.add_argument("--opset", type=int, choices=ONNX_OPSETS, metavar="N", help="ONNX opset, 13-21 (default 17)")
-    onnx.add_argument("--fold-bn", action="store_true", help="fold BatchNorm into the conv before it")
-    onnx.add_argument("--weights", metavar="FILE", help="a state_dict (.pt, .pth), .safetensors or .npz file")
+    batchnorm = onnx.add_mutually_exclusive_group()
+    batchnorm.add_argument(
+        "--fold-bn",
+        dest="fold_bn",
+        action="store_const",
+        const=True,
+        help="fold each BatchNorm that follows a conv into that conv (the default)",
+    )
+    batchnorm.add_argument(
+        "--keep-bn",
+        dest="fold_bn",
+        action="store_const",
+        const=False,
+        help="keep every BatchNorm as a BatchNormalization node (to train the graph or fold it elsewhere)",
+    )
+    onnx.add_argument(
+        "--weights", metavar="FILE", help="a state_dict: .pt or .pth (read without PyTorch), .safetensors or .npz"
+    )
     onnx.add_argument("--seed", type=int, metavar="N", help="seed of the default initialisation (default 0)")
     onnx.add_argument(
         "--external-data",
@@ -308,13 +324,14 @@ def _write(output: str, data: str | bytes, what: str) -> None:
 
 def cmd_build(args) -> int:
     onnx_options = {
-        "opset": args.opset,
-        "fold_bn": args.fold_bn or None,
-        "weights": args.weights,
-        "seed": args.seed,
-        "external_data": args.external_data or None,
+        "--opset": args.opset,
+        "--fold-bn": args.fold_bn or None,
+        "--keep-bn": args.fold_bn is False or None,
+        "--weights": args.weights,
+        "--seed": args.seed,
+        "--external-data": args.external_data or None,
     }
-    given = [f"--{k.replace('_', '-')}" for k, v in onnx_options.items() if v is not None]
+    given = [flag for flag, value in onnx_options.items() if value is not None]
     if given and args.emit != "onnx":
         verb = "applies" if len(given) == 1 else "apply"
         raise _UsageError(f"{', '.join(given)} only {verb} to --emit onnx")
@@ -334,7 +351,11 @@ def cmd_build(args) -> int:
     if args.emit == "ir":
         _write(output, compiled.ir_text, "IR")
     elif args.emit == "onnx":
-        options = {"seed": args.seed or 0, "opset": args.opset or 17, "fold_bn": args.fold_bn}
+        options: dict[str, Any] = {
+            "seed": args.seed or 0,
+            "opset": args.opset or 17,
+            "fold_bn": args.fold_bn is not False,
+        }
         if output == "-":
             if args.external_data:
                 raise _UsageError("--external-data needs an output file (-o FILE), not standard output")

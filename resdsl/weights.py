@@ -3,7 +3,8 @@
 `layout` reads the keys and shapes off the IR; `recipe` says how PyTorch's
 default rules start each entry, and `draw`, `initial` and `stream` draw them
 seeded; `load` reads a `.pt`, `.safetensors` or `.npz` file and checks it
-against the layout. Only `load` of a `.pt` file imports torch.
+against the layout. A `.pt` file is read by resdsl/torchfile.py, without
+torch, as a `Lazy` state: each tensor is read when it is written out.
 """
 
 from __future__ import annotations
@@ -113,6 +114,14 @@ def initial(ir: IR, seed: int = 0) -> dict[str, np.ndarray]:
     return {key: draw(key, start, seed) for key, start in recipe(ir).items()}
 
 
+def seeded(ir: IR, seed: int = 0) -> Lazy:
+    """`initial`'s state as a Lazy one: each entry drawn when it is looked up."""
+    starts = recipe(ir)
+    return Lazy(
+        {key: (start.shape, start.dtype) for key, start in starts.items()}, lambda key: draw(key, starts[key], seed)
+    )
+
+
 # What onnx_graph.serialize reads weights from: each key's shape and dtype name, and a
 # function yielding the arrays of given keys in that order.
 Shapes = dict[str, tuple[tuple[int, ...], str]]
@@ -126,12 +135,12 @@ def seeded_source(ir: IR, seed: int = 0) -> tuple[Shapes, Arrays]:
 
 
 def state_source(state: Mapping[str, np.ndarray]) -> tuple[Shapes, Arrays]:
-    """A state dict's arrays as shapes and a function picking them out by key."""
+    """A state dict's arrays (a Lazy state's made one at a time) as shapes and a function picking them out by key."""
 
     def arrays(keys: Sequence[str]) -> Iterator[np.ndarray]:
         return (state[key] for key in keys)
 
-    return {key: (array.shape, array.dtype.name) for key, array in state.items()}, arrays
+    return shapes_of(state), arrays
 
 
 def stream(starts: Mapping[str, Start], keys: Sequence[str], seed: int = 0) -> Iterator[np.ndarray]:
@@ -151,7 +160,41 @@ def stream(starts: Mapping[str, Start], keys: Sequence[str], seed: int = 0) -> I
         yield draw(key, start, seed, out)
 
 
-def load(path: str | Path, ir: IR) -> dict[str, np.ndarray]:
+class Lazy(Mapping[str, np.ndarray]):
+    """A state dict whose arrays are made only when looked up, each afresh: read from a file, or folded.
+
+    `shapes` gives every key's shape and dtype name up front, so the whole
+    state can be checked and laid out before any array exists, and written
+    out holding one array at a time.
+    """
+
+    def __init__(self, shapes: Shapes, fetch: Callable[[str], np.ndarray]):
+        self.shapes = shapes
+        self.fetch = fetch
+
+    def __getitem__(self, key: str) -> np.ndarray:
+        if key not in self.shapes:
+            raise KeyError(key)
+        return self.fetch(key)
+
+    def __contains__(self, key: object) -> bool:
+        return key in self.shapes
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.shapes)
+
+    def __len__(self) -> int:
+        return len(self.shapes)
+
+
+def shapes_of(state: Mapping[str, np.ndarray]) -> Shapes:
+    """Each key's shape and dtype name, without making a Lazy state's arrays."""
+    if isinstance(state, Lazy):
+        return dict(state.shapes)
+    return {key: (array.shape, array.dtype.name) for key, array in state.items()}
+
+
+def load(path: str | Path, ir: IR) -> Mapping[str, np.ndarray]:
     """Read a weights file and check it against the network (raises ResdslError)."""
     path = Path(path)
     suffix = path.suffix.lower()
@@ -176,68 +219,82 @@ def load(path: str | Path, ir: IR) -> dict[str, np.ndarray]:
     return check(arrays, ir, path.name)
 
 
-def _read(path: Path, suffix: str) -> dict[str, np.ndarray]:
+def _read(path: Path, suffix: str) -> Mapping[str, np.ndarray]:
     if suffix in (".pt", ".pth"):
-        import torch
-
-        state = torch.load(path, map_location="cpu", weights_only=True)
-        if not isinstance(state, Mapping) or not all(isinstance(v, torch.Tensor) for v in state.values()):
-            raise error(
-                "E0401",
-                f"weights file {path.name} does not hold a state_dict (a mapping of tensors)",
-                help="save model.state_dict(), not the model or a training checkpoint",
-            )
-        return {str(k): _numpy(v) for k, v in state.items()}
+        return _read_torch(path)
     if suffix == ".safetensors":
         from safetensors.numpy import load_file
 
-        try:
-            return load_file(str(path))
-        except TypeError:  # a dtype NumPy lacks (bfloat16, float8): PyTorch can read and widen it
-            try:
-                from safetensors.torch import load_file as load_tensors
-            except ImportError:
-                raise error(
-                    "E0401",
-                    f"weights file {path.name} holds bfloat16 or float8 tensors, which need PyTorch to read",
-                    help="install PyTorch, or save the weights as float32",
-                ) from None
-            return {k: _numpy(v) for k, v in load_tensors(str(path)).items()}
+        return load_file(str(path))
     with np.load(path, allow_pickle=False) as archive:
         return {k: archive[k] for k in archive.files}
 
 
-def _numpy(tensor) -> np.ndarray:
-    """A torch tensor as an array; bfloat16 and float8, which NumPy lacks, widened to float32 (exactly)."""
-    import torch
+def _read_torch(path: Path) -> Lazy:
+    """A torch.save'd state_dict, read without torch: its tensors are read when looked up."""
+    from . import torchfile
 
-    tensor = tensor.detach().cpu()
-    if tensor.is_floating_point() and tensor.dtype not in (torch.float16, torch.float32, torch.float64):
-        tensor = tensor.float()
-    return tensor.numpy()
+    try:
+        saved = torchfile.load(path)
+    except torchfile.TorchFileError as exc:
+        raise error(
+            "E0401",
+            f"weights file {path.name} could not be read: {exc}",
+            help="save the generated module's state_dict: torch.save(model.state_dict(), 'w.pt')",
+        ) from None
+    if not isinstance(saved, Mapping) or not all(
+        isinstance(k, str) and isinstance(v, torchfile.Tensor) for k, v in saved.items()
+    ):
+        inner = [k for k, v in saved.items() if _is_state_dict(v)] if isinstance(saved, Mapping) else []
+        raise error(
+            "E0401",
+            f"weights file {path.name} does not hold a state_dict (a mapping of tensors)",
+            help=f"it holds one under key {inner[0]!r}: save that alone, torch.save(checkpoint[{inner[0]!r}], PATH)"
+            if inner
+            else "save model.state_dict(), not the model or a training checkpoint",
+        )
+    return Lazy({key: (tensor.shape, tensor.dtype) for key, tensor in saved.items()}, lambda key: saved[key].read())
 
 
-def check(arrays: Mapping[str, object], ir: IR, what: str = "weights") -> dict[str, np.ndarray]:
-    """Match arrays to the network's layout: every missing, unexpected and mis-shaped key is reported."""
+def _is_state_dict(value: object) -> bool:
+    from .torchfile import Tensor
+
+    return isinstance(value, Mapping) and bool(value) and all(isinstance(v, Tensor) for v in value.values())
+
+
+def check(arrays: Mapping[str, object], ir: IR, what: str = "weights") -> Mapping[str, np.ndarray]:
+    """Match arrays to the network's layout: every missing, unexpected, mis-shaped and implausible key is reported.
+
+    Returns the state in the network's dtypes. A `Lazy` input gives a `Lazy`
+    result, checked by shape now and by value as each array is made
+    (`implausible`: the first bad array raises E0405).
+    """
     described = entries(ir)
     expected = {key: (entry.shape, entry.dtype) for key, (_, entry) in described.items()}
     errors = Collector()
     missing = [k for k, (_, entry) in described.items() if k not in arrays and not entry.optional]
     unexpected = sorted(k for k in arrays if k not in expected)
     state: dict[str, np.ndarray] = {}
-    misfits = []
+    lazy: Shapes = {}
+    misfits: list[str] = []
+    bad: list[str] = []
     for key, (shape, dtype) in expected.items():
         if key not in arrays:
             continue
-        value = np.asarray(arrays[key])
-        if value.dtype.name == "bfloat16" or value.dtype.name.startswith("float8"):
-            value = value.astype(np.float32)  # ml_dtypes' types (safetensors may return them): widened exactly
-        if value.shape != shape:
-            misfits.append(f"{key} is {_fmt(value.shape)}, the network needs {_fmt(shape)}")
-        elif dtype == "float32" and not np.issubdtype(value.dtype, np.floating):
-            misfits.append(f"{key} holds {value.dtype}, the network needs floating point")
+        if isinstance(arrays, Lazy):
+            value, (have, kind) = None, arrays.shapes[key]
+        else:
+            value = np.asarray(arrays[key])
+            have, kind = value.shape, value.dtype.name
+        if tuple(have) != shape:
+            misfits.append(f"{key} is {_fmt(tuple(have))}, the network needs {_fmt(shape)}")
+        elif dtype == "float32" and not np.issubdtype(np.dtype(kind), np.floating):
+            misfits.append(f"{key} holds {kind}, the network needs floating point")
+        elif value is None:
+            lazy[key] = (shape, dtype)
         else:
             state[key] = np.ascontiguousarray(value, dtype=dtype)
+            bad += filter(None, [implausible(key, described[key][1], state[key])])
     name = ir.name
     if missing:
         errors.add(
@@ -257,30 +314,38 @@ def check(arrays: Mapping[str, object], ir: IR, what: str = "weights") -> dict[s
             f"{what} has {len(misfits)} mis-shaped key(s) for `{name}`: {'; '.join(misfits)}",
             help="was it saved from another network or spec setting?",
         )
-    unusable = _unusable_values(state)
-    if unusable:
+    if bad:
         errors.add(
-            "E0405",
-            f"{what} has {len(unusable)} key(s) with values `{name}` cannot use: {'; '.join(unusable)}",
-            help="a diverged training run leaves NaN or infinite values; BatchNorm variances are at least 0",
+            "E0405", f"{what} has {len(bad)} key(s) with values no trained network holds: {'; '.join(bad)}", help=BAD
         )
     errors.raise_if_any()
-    return state
+    if not isinstance(arrays, Lazy):
+        return state
+    source = arrays
+
+    def fetch(key: str) -> np.ndarray:
+        value = np.ascontiguousarray(source[key], dtype=lazy[key][1])
+        problem = implausible(key, described[key][1], value)
+        if problem:
+            raise error("E0405", f"{what} has a key with values no trained network holds: {problem}", help=BAD)
+        return value
+
+    return Lazy(lazy, fetch)
 
 
-def _unusable_values(state: Mapping[str, np.ndarray]) -> list[str]:
-    """NaN or infinite values anywhere, and negative BatchNorm variances: a model built with them
-    outputs NaN (or, after BatchNorm folding, nothing sensible)."""
-    found = []
-    for key, value in state.items():
-        if not np.issubdtype(value.dtype, np.floating):
-            continue
-        bad = int(value.size - np.count_nonzero(np.isfinite(value)))
-        if bad:
-            found.append(f"{key} holds {bad:,} NaN or infinite value(s)")
-        elif key.endswith(".running_var") and (value < 0).any():
-            found.append(f"{key} holds {int((value < 0).sum()):,} negative variance(s)")
-    return found
+BAD = "was training diverging when this was saved? save the weights of a healthy step"
+
+
+def implausible(key: str, entry: StateEntry, value: np.ndarray) -> str | None:
+    """What is wrong with a state entry's values, or None: NaN or infinities, or a negative BatchNorm variance."""
+    if value.size == 0 or not np.issubdtype(value.dtype, np.floating):
+        return None
+    low, high = value.min(), value.max()  # NaN propagates through both
+    if not (np.isfinite(low) and np.isfinite(high)):
+        return f"{key} holds {int(np.count_nonzero(~np.isfinite(value)))} NaN or infinite value(s)"
+    if entry.name == "running_var" and low < 0:
+        return f"{key} holds {int(np.count_nonzero(value < 0))} negative variance(s)"
+    return None
 
 
 def _fmt(shape: tuple[int, ...]) -> str:

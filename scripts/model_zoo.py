@@ -54,7 +54,9 @@ resnetv2_18 resnetv2_18d resnetv2_34 resnetv2_34d resnetv2_50 resnetv2_50d resne
 resnetv2_50d_gn resnetv2_50t resnetv2_50x1_bit resnetv2_50x3_bit resnetv2_101 resnetv2_101d resnetv2_101x1_bit
 resnetv2_101x3_bit resnetv2_152 resnetv2_152d resnetv2_152x2_bit resnetv2_152x4_bit
 """.split()
-TIMM = set(TIMM_RESNET) | set(TIMM_RESNETV2)
+# timm's MobileNetV2 (efficientnet.py), at width multipliers 1.0 and 1.4.
+TIMM_MOBILENETV2 = ["mobilenetv2_100", "mobilenetv2_140"]
+TIMM = set(TIMM_RESNET) | set(TIMM_RESNETV2) | set(TIMM_MOBILENETV2)
 TIMM_SOURCES = (  # the first pattern a name matches
     (r"resnetv2_.*_bit", "Kolesnikov et al. 2020, Big Transfer (BiT): weight standardisation, GroupNorm"),
     (r"resnetv2_.*_evos", "Liu et al. 2020, Evolving Normalization-Activation Layers (EvoNorm-S0)"),
@@ -65,6 +67,7 @@ TIMM_SOURCES = (  # the first pattern a name matches
         "He et al. 2016, Identity Mappings (pre-activation); deep stem, ResNet-D shortcuts",
     ),
     (r"resnetv2_", "He et al. 2016, Identity Mappings (full pre-activation)"),
+    (r"mobilenetv2_", "Sandler et al. 2018, MobileNetV2 (inverted residuals, linear bottlenecks)"),
     (r"resnetrs", "Bello et al. 2021, Revisiting ResNets (ResNet-RS)"),
     (r".*_pruned", "Aflalo et al. 2020, knapsack pruning, of ECA-ResNet-D"),
     (r"eca", "Wang et al. 2020, ECA-Net"),
@@ -99,11 +102,12 @@ linear layers at the spec's input size (FLOPs = 2 × MACs, `resdsl summary
 (projection shortcuts and squeeze-and-excitation excluded). Regenerate with
 `python scripts/model_zoo.py`; a test keeps this table true.
 
-Every model of timm's `resnet.py` and `resnetv2.py` is here under its timm
-name (the `timm` column): its generated module has timm's state_dict, keys,
-order and shapes, so a timm checkpoint of it loads with `strict=True`, and
-timm's logits (tests/test_timm_zoo.py, tests/test_timm_resnetv2.py). The
-input is timm's default for the model.
+Every model of timm's `resnet.py` and `resnetv2.py`, and its MobileNetV2
+(`mobilenetv2_100`, `mobilenetv2_140`), is here under its timm name (the
+`timm` column): its generated module has timm's state_dict, keys, order and
+shapes, so a timm checkpoint of it loads with `strict=True`, and timm's
+logits (tests/test_timm_zoo.py, tests/test_timm_resnetv2.py,
+tests/test_timm_mobilenetv2.py). The input is timm's default for the model.
 
 Variants of any spec are a `--set` away: `--set norm=full_preact` (the five
 activation orders), `--set shortcut=none` (plain networks: plain-34 has

@@ -3,4 +3,6 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
-.venv/bin/python -m pytest "$@"
+# One worker per core (the tests run torch on one thread each); a file's tests stay on one worker, so
+# its module fixtures (the diagram layouts, the torchrun runs) are made once. `-n 0` runs them in-process.
+.venv/bin/python -m pytest -n auto --dist loadfile "$@"

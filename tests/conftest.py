@@ -112,6 +112,22 @@ def pytest_addoption(parser):
         default=False,
         help="rewrite the golden files (tests/golden, tests/errors) instead of comparing against them",
     )
+    parser.addoption(
+        "--zoo",
+        action="store_true",
+        default=False,
+        help="also run the tests marked zoo: the logits of every timm model, each at its own input size",
+    )
+
+
+def pytest_collection_modifyitems(config, items):
+    """Leave out the tests marked zoo unless --zoo asks for them (they take the better part of an hour)."""
+    if config.getoption("--zoo"):
+        return
+    zoo = [item for item in items if item.get_closest_marker("zoo")]
+    if zoo:
+        config.hook.pytest_deselected(items=zoo)
+        items[:] = [item for item in items if not item.get_closest_marker("zoo")]
 
 
 @pytest.fixture

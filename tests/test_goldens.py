@@ -53,7 +53,11 @@ def test_ir_dump(compiled, golden, name):
 
 @pytest.mark.parametrize("name", ONNX_SPECS)
 def test_onnx_graph(compiled, golden, name):
-    golden(f"{name}.onnx.txt", onnx_text(compiled(name).to_onnx()))
+    golden(f"{name}.onnx.txt", onnx_text(compiled(name).to_onnx()))  # BatchNorm folded, the default
+
+
+def test_onnx_graph_with_batchnorm_kept(compiled, golden):
+    golden("resnet18.keep-bn.onnx.txt", onnx_text(compiled("resnet18").to_onnx(fold_bn=False)))
 
 
 def onnx_text(model: onnx.ModelProto) -> str:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import collections
 from pathlib import Path
 
 import numpy as np
@@ -80,15 +81,39 @@ def test_every_op_matches_the_generated_torch_module(norm, shortcut):
         np.testing.assert_allclose(logits(model, x), expected, atol=2e-5, rtol=0)
 
 
-def test_folding_removes_every_batchnorm_after_a_conv():
+def test_batchnorm_is_folded_by_default_and_kept_on_request():
+    """Inference graphs by default: ResNet-50 has the 122 nodes of torch.onnx.export's graphs."""
     net = resdsl.compile(ROOT / "specs" / "resnet50.res", {"input": "3x64x64"})
-    plain, folded = net.to_onnx(), net.to_onnx(fold_bn=True)
-    count = [sum(n.op_type == "BatchNormalization" for n in m.graph.node) for m in (plain, folded)]
-    assert count == [53, 0]
+    folded, kept = net.to_onnx(), net.to_onnx(fold_bn=False)
+    counts = [collections.Counter(n.op_type for n in m.graph.node) for m in (folded, kept)]
+    assert counts[0] == {
+        "Conv": 53,
+        "Relu": 49,
+        "Add": 16,
+        "MaxPool": 1,
+        "GlobalAveragePool": 1,
+        "Flatten": 1,
+        "Gemm": 1,
+    }
+    assert counts[1] == counts[0] + collections.Counter(BatchNormalization=53)
+    assert len(folded.graph.node) == 122 and len(kept.graph.node) == 175
     assert "conv1.bias" in {i.name for i in folded.graph.initializer}
+    assert not any(i.name.startswith("bn1.") for i in folded.graph.initializer)
+    props = [{p.key: p.value for p in m.metadata_props}["fold_bn"] for m in (folded, kept)]
+    assert props == ["true", "false"]
     # Pre-activation normalises adds and the stem's output: those BatchNorms stay.
-    pre = resdsl.compile(ROOT / "specs" / "resnet18.res", {"norm": "pre", "input": "3x64x64"}).to_onnx(fold_bn=True)
+    pre = resdsl.compile(ROOT / "specs" / "resnet18.res", {"norm": "pre", "input": "3x64x64"}).to_onnx()
     assert sum(n.op_type == "BatchNormalization" for n in pre.graph.node) == 9
+
+
+def test_the_cli_folds_by_default_and_keeps_batchnorm_with_keep_bn(tmp_path):
+    spec = str(ROOT / "specs" / "cifar_resnet20.res")
+    counts = {}
+    for flags in ([], ["--fold-bn"], ["--keep-bn"]):
+        out = tmp_path / f"m{len(counts)}.onnx"
+        assert main(["build", spec, "--emit", "onnx", "-o", str(out), *flags]) == 0
+        counts[" ".join(flags)] = sum(n.op_type == "BatchNormalization" for n in onnx.load(out).graph.node)
+    assert counts == {"": 0, "--fold-bn": 0, "--keep-bn": 19}
 
 
 def _save(state: dict[str, np.ndarray], path: Path) -> Path:
@@ -121,7 +146,7 @@ def test_cli_with_the_generated_modules_state_dict_gives_torchvision_logits(tmp_
     fill_module(module)
     weights = tmp_path / "w.pt"
     torch.save(module.state_dict(), weights)
-    for fold in ([], ["--fold-bn"]):
+    for fold in ([], ["--keep-bn"]):
         out = tmp_path / "resnet18.onnx"
         assert main(["build", str(spec), "--emit", "onnx", "--weights", str(weights), "-o", str(out), *fold]) == 0
         _check_logits(session(out), "resnet18")
@@ -165,7 +190,7 @@ def test_initializers_are_the_state_dict(name):
 
 def test_names_shapes_and_metadata():
     net = resdsl.compile(ROOT / "specs" / "resnet18.res")
-    model = net.to_onnx(seed=3)
+    model = net.to_onnx(seed=3, fold_bn=False)
     graph = model.graph
     nodes = [n.name for n in graph.node]
     assert nodes[:5] == ["conv1", "bn1", "act1", "maxpool", "layer1.0.conv1"]

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from conftest import ROOT
 from irbuild import tiny
 
+import resdsl
 from resdsl.diagnostics import ResdslError
 from resdsl.ir.graph import VerifyError
 from resdsl.ir.node import Origin, ShortcutKind
@@ -148,3 +150,12 @@ def test_fold_bn_makes_a_new_ir_and_state():
     assert "batchnorm" in kinds(t.ir) and "batchnorm" not in kinds(folded)
     assert "b.bn1.weight" in state and "b.bn1.weight" not in new_state
     assert set(layout(folded)) == set(new_state) and np.all(new_state["b.conv1.bias"] == state["b.bn1.bias"])
+
+
+def test_fold_bn_retargets_an_add_that_names_the_folded_batchnorm():
+    """`add c` names conv c's normalised output; once BN is folded into c, that tensor is the conv's."""
+    net = resdsl.compile(ROOT / "tests" / "data" / "tricky" / "temp_name_clash.res")
+    folded, _ = fold_bn.apply(net.ir, initial(net.ir))
+    sources = [node.residual.source for node in folded if node.residual is not None]
+    assert sources and all(source in folded.graph for source in sources)
+    assert "conv" in {source.op.kind for source in sources}

@@ -24,6 +24,8 @@ SKIPPED = {
     "bash scripts/run.sh": "the setup: it created the environment these commands run in",
     "bash scripts/test.sh": "the setup and the test suite this test belongs to",
     ".venv/bin/python -m pytest --update-goldens": "the test suite itself",
+    ".venv/bin/python -m pytest --zoo tests/test_timm_zoo.py tests/test_timm_resnetv2.py": "every timm model's "
+    "logits at full size: the better part of an hour",
     ".venv/bin/python bench/run_all.py": "the benchmarks take many minutes; they are run by hand",
     "pip install .": "installs the package over the environment's editable install (the setup's job)",
     "pip install -c scripts/constraints.txt ...": "the form of the setup's install, `...` standing for its arguments",

@@ -87,6 +87,41 @@ CASES = {
         " " * 25 + "^^ unknown value",
     ),
     "empty_file": ("", "E0004", "the spec defines no network", None, None),
+    "drop_misspelled": (
+        HEADER + "  policy shortcut = dropped\n  conv1 = conv(16, k=3)\n}\n",
+        "E0113",
+        "`dropped` is not a shortcut policy",
+        "  policy shortcut = dropped",
+        " " * 20 + "^^^^^^^ unknown value",
+    ),
+    "numbered_stage_out_of_order": (
+        HEADER + "  blocks.0 = basic(3) x 2\n  blocks.2 = basic(16) x 2 first(stride=2)\n}\n",
+        "E0124",
+        "`blocks.2`: the next stage of group `blocks` is `blocks.1`",
+        "  blocks.2 = basic(16) x 2 first(stride=2)",
+        "  ^^^^^^^^ expected `blocks.1`",
+    ),
+    "numbered_single_block": (
+        HEADER + "  blocks.0 = basic(3)\n}\n",
+        "E0124",
+        "`blocks.0`: the last level names the module and must be a name",
+        "  blocks.0 = basic(3)",
+        "  ^^^^^^^^ a number",
+    ),
+    "named_member_after_numbered_stages": (
+        HEADER + "  blocks.0 = basic(3) x 2\n  blocks.head = conv(16, k=3)\n}\n",
+        "E0124",
+        "`blocks.head`: a group's members are all numbered or all named",
+        "  blocks.head = conv(16, k=3)",
+        "  ^^^^^^^^^^^ a name among numbers",
+    ),
+    "has_skip_is_the_drop_flag": (
+        HEADER + "  has_skip = conv(16, k=3)\n}\n",
+        "E0106",
+        "`has_skip` cannot name a layer: it is reserved in generated code",
+        "  has_skip = conv(16, k=3)",
+        "  ^^^^^^^^ choose another name",
+    ),
 }
 
 
@@ -114,6 +149,8 @@ def test_spec_error_is_located_with_a_caret(cli, tmp_path, case):
         ("classes_with_equals", "= help: write `classes 200`; `=` is for `let`, `policy` and named layers"),
         ("input_with_equals", "= help: write `input 1x28x28`;"),
         ("preact_means_pre", "= help: did you mean `pre`? choose one of post, original,"),
+        ("drop_misspelled", "= help: did you mean `drop`? choose one of A, B, C, drop, none"),
+        ("numbered_single_block", "a stage (`x N`, a `seq` of blocks) may be numbered"),
     ],
 )
 def test_common_stumbles_get_the_fix_in_the_help(cli, tmp_path, case, hint):

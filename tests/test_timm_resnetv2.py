@@ -5,9 +5,9 @@ the fill recipe), the generated module has timm's state_dict, parameter count an
 (`resnetv2_50d_gn`, `resnetv2_101d`, `resnetv2_101x1_bit`) are checked against tests/timm_resnetv2.py, a
 compact PyTorch ResNetV2 written from timm's source, which is itself checked against every fact here.
 Keys and parameter counts are read on the meta device, so every model is checked in the quick run; logits
-of one small model per feature run there too, the rest in the slow run (`-m slow`). The widest BiT models
+of one small model per feature run there too, the rest with `--zoo` (conftest). The widest BiT models
 (`resnetv2_50x3_bit` … `resnetv2_152x4_bit`, up to 937M parameters at 480x480) are compared with timm's
-logits only in the slow run, at their own input sizes.
+logits only there, at their own input sizes.
 """
 
 from __future__ import annotations
@@ -33,7 +33,7 @@ QUICK = {"resnetv2_18", "resnetv2_50d", "resnetv2_50d_evos", "resnetv2_50d_frn",
 
 
 def quick_or_slow(names):
-    return [n if n in QUICK else pytest.param(n, marks=pytest.mark.slow) for n in names]
+    return [n if n in QUICK else pytest.param(n, marks=[pytest.mark.slow, pytest.mark.zoo]) for n in names]
 
 
 def timm_keys(name: str) -> list[tuple[str, str]]:

@@ -5,7 +5,7 @@ the fill recipe), the generated module has timm's state_dict, parameter count an
 are checked against tests/timm_resnet.py, a compact PyTorch ResNet written from timm's source, which is
 itself checked against every fact here. Key layouts and parameter counts are read on the meta device, so
 every model is checked in the quick run; logits of one small model per feature run there too, the rest
-in the slow run (`-m slow`).
+with `--zoo` (conftest).
 """
 
 from __future__ import annotations
@@ -46,7 +46,7 @@ QUICK = {
 
 
 def quick_or_slow(names):
-    return [n if n in QUICK else pytest.param(n, marks=pytest.mark.slow) for n in names]
+    return [n if n in QUICK else pytest.param(n, marks=[pytest.mark.slow, pytest.mark.zoo]) for n in names]
 
 
 def timm_keys(name: str) -> list[tuple[str, str]]:

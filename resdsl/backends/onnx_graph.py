@@ -8,24 +8,35 @@ functional op by its block and kind (`layer2.0.relu_1`); initializers are the
 PyTorch state_dict keys. The graph input is `input` (batch×C×H×W), the output
 `output`; the batch dimension is the symbol `batch`. Every other tensor gets a
 `value_info` entry with the IR's inferred shape.
+
+The model is encoded here, field by field, as ONNX's protobuf schema lays it
+out (onnx.proto: ModelProto, GraphProto, NodeProto, ...), so that writing a
+file never imports the `onnx` package: its import alone (ml_dtypes' dtype
+registration) costs more CPU time than building and writing a ResNet-50.
+`emit` parses the same bytes into an onnx.ModelProto; the goldens and the
+checker tests hold the encoding to what onnx's own helpers write.
 """
 
 from __future__ import annotations
 
 import itertools
 import math
+import struct
 from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import onnx
-from onnx import TensorProto, helper, numpy_helper
 
 from ..ir.graph import IR
 from ..ir.node import Node
 
-OPSETS = tuple(range(13, 22))
+if TYPE_CHECKING:
+    import onnx
+
+# The lowest IR version that each opset allows (onnx.helper.find_min_ir_version_for; a test checks the table).
+IR_VERSIONS = {13: 7, 14: 7, 15: 8, 16: 8, 17: 8, 18: 8, 19: 9, 20: 9, 21: 10}
+OPSETS = tuple(IR_VERSIONS)
 DEFAULT_OPSET = 17
 INPUT, OUTPUT, BATCH = "input", "output", "batch"
 
@@ -35,16 +46,16 @@ class OnnxEmitError(RuntimeError):
 
 
 class _Writer:
-    """What the ops write their nodes through (ops.base.OnnxWriter): names, the node list and the weights."""
+    """What the ops write their nodes through (ops.base.OnnxWriter): names, the encoded nodes and the weights."""
 
     def __init__(self, ir: IR, available: Collection[str], opset: int):
         self.ir = ir
         self.opset = opset
         self.available = available  # the weights' keys
-        self.nodes: list[onnx.NodeProto] = []
+        self.nodes: list[bytes] = []  # encoded NodeProtos
         self.weights: list[str] = []  # state keys, in the order the graph reads them
         self.constants: dict[str, tuple[tuple[int, ...], int]] = {}  # constant tensor name -> shape, element type
-        self.inner: list[onnx.ValueInfoProto] = []  # tensors inside one IR op's expansion
+        self.inner: list[bytes] = []  # value infos of tensors inside one IR op's expansion
         self.names = _node_names(ir)
         self.tensors = dict(self.names)  # node -> its output tensor; differs only for the graph output
         self.node: Node | None = None  # the IR node being written
@@ -72,32 +83,32 @@ class _Writer:
     def constant(self, label: str, values: list[int]) -> str:
         """An int64 Constant node (kept out of the initializers, which mirror the state_dict)."""
         name = f"{self.name}.{label}"
-        tensor = numpy_helper.from_array(np.array(values, dtype=np.int64), name)
-        self.nodes.append(helper.make_node("Constant", [], [name], name=name, value=tensor))
-        self.constants[name] = ((len(values),), TensorProto.INT64)
+        data = np.array(values, dtype="<i8").tobytes()
+        tensor = _tensor_header(name, (len(values),), "int64") + _bytes(9, data)  # raw_data
+        self.nodes.append(_node("Constant", [], [name], name, {"value": _Encoded(tensor)}))
+        self.constants[name] = ((len(values),), INT64)
         return name
 
     def float_constant(self, label: str, values: Sequence[float], shape: tuple[int, ...]) -> str:
         """A float32 Constant node of `shape` (values in row-major order), kept out of the initializers too."""
         name = f"{self.name}.{label}"
-        tensor = numpy_helper.from_array(np.array(values, dtype=np.float32).reshape(shape), name)
-        self.nodes.append(helper.make_node("Constant", [], [name], name=name, value=tensor))
-        self.constants[name] = (shape, TensorProto.FLOAT)
+        data = np.array(values, dtype="<f4").reshape(shape).tobytes()
+        tensor = _tensor_header(name, shape, "float32") + _bytes(9, data)  # raw_data
+        self.nodes.append(_node("Constant", [], [name], name, {"value": _Encoded(tensor)}))
+        self.constants[name] = (shape, FLOAT)
         return name
 
     def step(
         self, label: str, op_type: str, inputs: list[str], shape: tuple[int, ...], batched: bool = True, **attrs: Any
     ) -> str:
         name = f"{self.name}.{label}"
-        self.nodes.append(helper.make_node(op_type, inputs, [name], name=name, **attrs))
-        self.inner.append(
-            _tensor(name, shape) if batched else helper.make_tensor_value_info(name, TensorProto.FLOAT, shape)
-        )
+        self.nodes.append(_node(op_type, inputs, [name], name, attrs))
+        self.inner.append(_tensor(name, shape) if batched else _value_info(name, FLOAT, list(shape)))
         return name
 
     def output(self, op_type: str, inputs: list[str], **attrs: Any) -> None:
         assert self.node is not None
-        self.nodes.append(helper.make_node(op_type, inputs, [self.tensors[self.node]], name=self.name, **attrs))
+        self.nodes.append(_node(op_type, inputs, [self.tensors[self.node]], self.name, attrs))
 
 
 def _node_names(ir: IR) -> dict[Node, str]:
@@ -129,9 +140,13 @@ def emit(
     metadata: dict[str, str] | None = None,
     producer_version: str = "",
 ) -> onnx.ModelProto:
-    """The ONNX model of `ir` with weights `state` (keys as weights.layout gives them)."""
-    model, keys = _model(ir, state, opset, metadata, producer_version)
-    model.graph.initializer.extend(numpy_helper.from_array(state[k], k) for k in keys)
+    """The ONNX model of `ir` with weights `state` (keys as weights.layout gives them), as an onnx.ModelProto."""
+    import onnx
+    from onnx import numpy_helper
+
+    head, keys = _model(ir, state, opset, metadata, producer_version)
+    model = onnx.ModelProto.FromString(head)
+    model.graph.initializer.extend(numpy_helper.from_array(np.asarray(state[k]), k) for k in keys)
     return model
 
 
@@ -177,8 +192,7 @@ def serialize(
     model), which the initializers reference by offset and length: ONNX's
     external data, which onnx.load and onnxruntime read from the model's folder.
     """
-    model, keys = _model(ir, shapes, opset, metadata, producer_version)
-    head = model.SerializeToString()
+    head, keys = _model(ir, shapes, opset, metadata, producer_version)
     lengths = [math.prod(shapes[key][0]) * np.dtype(shapes[key][1]).itemsize for key in keys]
     headers = [_tensor_header(key, *shapes[key]) + _tag(9) + _varint(n) for key, n in zip(keys, lengths, strict=True)]
     sizes = [len(header) + n for header, n in zip(headers, lengths, strict=True)]
@@ -233,7 +247,8 @@ def _graph_size(sizes: list[int]) -> int:
     return sum(len(_tag(5)) + len(_varint(n)) + n for n in sizes)
 
 
-_DATA_TYPES = {np.dtype("float32"): TensorProto.FLOAT, np.dtype("int64"): TensorProto.INT64}
+FLOAT, INT64 = 1, 7  # TensorProto.DataType
+_DATA_TYPES = {np.dtype("float32"): FLOAT, np.dtype("int64"): INT64}
 
 
 def _tensor_header(name: str, shape: tuple[int, ...], dtype: str) -> bytes:
@@ -270,8 +285,8 @@ def _varint(value: int) -> bytes:
 
 def _model(
     ir: IR, available: Collection[str], opset: int, metadata: dict[str, str] | None, producer_version: str
-) -> tuple[onnx.ModelProto, list[str]]:
-    """The model without initializers, and the state keys its initializers are, in order."""
+) -> tuple[bytes, list[str]]:
+    """The encoded ModelProto without initializers, and the state keys its initializers are, in order."""
     if opset not in OPSETS:
         raise ValueError(f"opset {opset} is not supported; choose one of {', '.join(map(str, OPSETS))}")
     writer = _Writer(ir, available, opset)
@@ -285,28 +300,80 @@ def _model(
         if node is not last:
             value_info.append(_tensor(writer.tensors[node], writer.shape))
     value_info += writer.inner
-    value_info += [
-        helper.make_tensor_value_info(name, dtype, list(shape)) for name, (shape, dtype) in writer.constants.items()
-    ]
-    body = helper.make_graph(
-        writer.nodes,
-        ir.name,
-        inputs=[_tensor(INPUT, ir.input_shape)],
-        outputs=[_tensor(OUTPUT, writer.shape)],
-        value_info=value_info,
+    value_info += [_value_info(name, dtype, list(shape)) for name, (shape, dtype) in writer.constants.items()]
+    graph = (  # GraphProto: node 1, name 2, input 11, output 12, value_info 13
+        b"".join(_bytes(1, node) for node in writer.nodes)
+        + _string(2, ir.name)
+        + _bytes(11, _tensor(INPUT, ir.input_shape))
+        + _bytes(12, _tensor(OUTPUT, writer.shape))
+        + b"".join(_bytes(13, info) for info in value_info)
     )
-    opset_id = helper.make_opsetid("", opset)
-    model = helper.make_model(
-        body,
-        opset_imports=[opset_id],
-        producer_name="resdsl",
-        producer_version=producer_version,
-        ir_version=helper.find_min_ir_version_for([opset_id]),
+    properties = {"network": ir.name, **(metadata or {})}
+    model = (  # ModelProto: ir_version 1, producer 2 and 3, doc_string 6, graph 7, opset_import 8, metadata 14
+        _int(1, IR_VERSIONS[opset])
+        + _string(2, "resdsl")
+        + _string(3, producer_version)
+        + _string(6, f"{ir.name}: generated by resdsl")
+        + _bytes(7, graph)
+        + _bytes(8, _string(1, "") + _int(2, opset))
+        + b"".join(_bytes(14, _string(1, key) + _string(2, value)) for key, value in properties.items())
     )
-    model.doc_string = f"{ir.name}: generated by resdsl"
-    helper.set_model_props(model, {"network": ir.name, **(metadata or {})})
     return model, writer.weights
 
 
-def _tensor(name: str, shape: tuple[int, ...]) -> onnx.ValueInfoProto:
-    return helper.make_tensor_value_info(name, TensorProto.FLOAT, [BATCH, *shape])
+def _tensor(name: str, shape: tuple[int, ...]) -> bytes:
+    return _value_info(name, FLOAT, [BATCH, *shape])
+
+
+def _value_info(name: str, elem_type: int, dims: list[int | str]) -> bytes:
+    """ValueInfoProto {name 1, type 2: TypeProto {tensor_type 1: {elem_type 1, shape 2: {dim 1}}}}."""
+    shape = b"".join(_bytes(1, _string(2, d) if isinstance(d, str) else _int(1, d)) for d in dims)
+    return _string(1, name) + _bytes(2, _bytes(1, _int(1, elem_type) + _bytes(2, shape)))
+
+
+@dataclass(frozen=True)
+class _Encoded:
+    """An already encoded TensorProto, as an attribute value."""
+
+    data: bytes
+
+
+def _node(op_type: str, inputs: list[str], outputs: list[str], name: str, attrs: dict[str, Any]) -> bytes:
+    """NodeProto {input 1, output 2, name 3, op_type 4, attribute 5}, attributes sorted by name as onnx.helper does."""
+    return (
+        b"".join(_string(1, i) for i in inputs)
+        + b"".join(_string(2, o) for o in outputs)
+        + _string(3, name)
+        + _string(4, op_type)
+        + b"".join(_bytes(5, _attribute(key, attrs[key])) for key in sorted(attrs))
+    )
+
+
+def _attribute(name: str, value: Any) -> bytes:
+    """AttributeProto {name 1, f 2, i 3, s 4, t 5, ints 8, type 20}, typed as onnx.helper.make_attribute types it."""
+    if isinstance(value, _Encoded):
+        field, kind = _bytes(5, value.data), 4  # TENSOR
+    elif isinstance(value, float):
+        field, kind = _varint(2 << 3 | 5) + struct.pack("<f", value), 1  # FLOAT (fixed32)
+    elif isinstance(value, int):
+        field, kind = _int(3, value), 2  # INT
+    elif isinstance(value, str):
+        field, kind = _string(4, value), 3  # STRING
+    elif isinstance(value, list) and value and all(isinstance(v, int) for v in value):
+        field, kind = b"".join(_int(8, v) for v in value), 7  # INTS, unpacked as proto2 writes them
+    else:
+        raise OnnxEmitError(f"attribute {name}: cannot encode {value!r}")
+    return _string(1, name) + field + _int(20, kind)
+
+
+def _int(number: int, value: int) -> bytes:
+    """A varint field; negative values as 64-bit two's complement, as protobuf writes int64."""
+    return _varint(number << 3) + _varint(value & 0xFFFF_FFFF_FFFF_FFFF)
+
+
+def _bytes(number: int, data: bytes) -> bytes:
+    return _tag(number) + _varint(len(data)) + data
+
+
+def _string(number: int, text: str) -> bytes:
+    return _bytes(number, text.encode())

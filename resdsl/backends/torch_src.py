@@ -123,6 +123,7 @@ class _Body:
     variables: list[str] = field(default_factory=list)
     starts: list[int] = field(default_factory=list)
     zeroed: list[str] = field(default_factory=list)  # norms whose scale starts at zero (zero_init_last)
+    zero_guards: dict[str, str] = field(default_factory=dict)  # zeroed norm -> the flag of its add (drop)
     leading: int = 0  # how many lines at the start of `init` build shortcuts that lead the state_dict
 
     @property
@@ -520,6 +521,14 @@ class _Emitter:
         if node.residual is not None:
             identity = self._shortcut_code(body, node, names)
             main = operands[0]
+            template = body.owner.template
+            if template is not None and node.residual.index in template.skips:
+                # `shortcut = drop`: only the instances whose shapes match add (timm's has_skip).
+                flag = skip_flag(node.residual.index)
+                body.init.append(f"self.{flag} = {flag}")
+                if names[main] == target and self.overwritable(body, main):
+                    return [f"if self.{flag}:", f"{INDENT}{target} += {identity}"]
+                return [f"{target} = {names[main]} + {identity} if self.{flag} else {names[main]}"]
             if names[main] == target and self.overwritable(body, main):
                 return [f"{target} += {identity}"]
             return [f"{target} = {names[main]} + {identity}"]
@@ -534,12 +543,15 @@ class _Emitter:
         body.init.append(f"self.{local} = {module}")
         if node.zero_init:
             body.zeroed.append(local)
+            template, add = body.owner.template, node.branch
+            if template is not None and add is not None and add.residual and add.residual.index in template.skips:
+                body.zero_guards[local] = skip_flag(add.residual.index)  # only where the add is kept
         return [f"{target} = self.{local}({args[0]})"]
 
     # -- classes ----------------------------------------------------------------
 
     def template_class(self, template: Template) -> str:
-        first = template.instances[0]
+        first = _representative(template, self.inside)
         nodes = self.inside[first]
         body = _Body(first, nodes, self._input_of(nodes), "out", _template_names(template))
         body.sym[body.input] = "inplanes"
@@ -556,6 +568,7 @@ class _Emitter:
         params = ["self", "inplanes"]
         params += [p.name if p.default is None else f"{p.name}={python(p.default, {})}" for p in template.params]
         params += [f"{flag}=False" for flag in flags]
+        params += [f"{skip_flag(index)}=False" for index in sorted(template.skips)]
         doc = f'    """Block `{docstring_text(template.name)}`."""'
         lines = [f"class {self.classes[template.name]}(nn.Module):", doc, ""]
         if template.expansion is not None:
@@ -571,7 +584,10 @@ class _Emitter:
             lines.append(
                 f'{INDENT * 2}"""Start the residual branch at zero: its last norm\'s scale is 0 (zero_init_last)."""'
             )
-            lines += [f"{INDENT * 2}nn.init.zeros_(self.{local}.weight)" for local in body.zeroed]
+            for local in body.zeroed:
+                zero = f"nn.init.zeros_(self.{local}.weight)"
+                guard = body.zero_guards.get(local)
+                lines += [f"{INDENT * 2}if self.{guard}:", f"{INDENT * 3}{zero}"] if guard else [f"{INDENT * 2}{zero}"]
         return "\n".join(lines)
 
     def _owners(self, template: Template, index: int) -> list[Node]:
@@ -606,6 +622,8 @@ class _Emitter:
             if slot is not None and slot.optional and add in self.chains:
                 index = add.residual.index
                 args.append(f"downsample{index + 1 if index else ''}=True")
+        kept = {n.residual.index for n in nodes if n.block is module and n.residual is not None}
+        args += [f"{skip_flag(index)}=True" for index in sorted(template.skips & kept)]
         return self.classes[template.name], args
 
     def _instance_call(self, body: _Body, module: Module) -> str:
@@ -634,6 +652,20 @@ class _Emitter:
         shape = self.walk[-1].shape
         assert shape is not None
         return shape[0]
+
+
+def skip_flag(index: int) -> str:
+    """The constructor flag of a residual add that only some instances keep: `has_skip`, `has_skip2`, ..."""
+    return "has_skip" + (str(index + 1) if index else "")
+
+
+def _representative(template: Template, inside: dict[Module, list[Node]]) -> Module:
+    """The instance a template's class is written from: the first that keeps every residual add."""
+    for module in template.instances:
+        kept = {n.residual.index for n in inside[module] if n.block is module and n.residual is not None}
+        if template.skips <= kept:
+            return module
+    return template.instances[0]
 
 
 def _child_of(module: Module, owner: Module) -> Module | None:

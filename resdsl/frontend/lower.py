@@ -412,13 +412,13 @@ class _Lowerer:
         for level in levels[:-1]:
             if not level.isdigit():
                 check_name(level, target.span, "group")
-        if levels[-1].isdigit():
+        if levels[-1].isdigit() and not _is_stage(stmt):
             raise error(
                 "E0124",
                 f"`{target.text}`: the last level names the module and must be a name",
                 target.span,
                 "a number",
-                "number modules with `seq { ... }`",
+                "number modules with `seq { ... }`; a stage (`x N`, a `seq` of blocks) may be numbered",
             )
         parent = scope.module
         for i, level in enumerate(levels[:-1]):
@@ -433,6 +433,24 @@ class _Lowerer:
         }
         if levels[-1] in taken:
             raise error("E0104", f"`{target.text}` is defined twice", target.span, "second definition")
+        numbered = [name.isdigit() for name in taken]
+        if taken and levels[-1].isdigit() != all(numbered):
+            raise error(
+                "E0124",
+                f"`{target.text}`: a group's members are all numbered or all named",
+                target.span,
+                "a number among names" if levels[-1].isdigit() else "a name among numbers",
+                "number a group's stages 0, 1, 2, … in order, or give every member a name",
+            )
+        if levels[-1].isdigit() and levels[-1] != str(len(taken)):
+            group = ".".join(levels[:-1])
+            raise error(
+                "E0124",
+                f"`{target.text}`: the next stage of group `{group}` is `{group}.{len(taken)}`",
+                target.span,
+                f"expected `{group}.{len(taken)}`",
+                "number a group's stages 0, 1, 2, … in order",
+            )
         inner = dataclasses.replace(stmt, target=ast.Ident(levels[-1], target.span))
         outer = scope.module
         scope.module, self.bind_as = parent, (scope, target.text)  # the output's name is the whole path
@@ -440,6 +458,10 @@ class _Lowerer:
             self._stmt(inner, scope)
         finally:
             scope.module, self.bind_as = outer, None
+
+    def _numbered_member(self, target: ast.Ident) -> bool:
+        """A stage numbered in its group (`blocks.0`): `_grouped` has checked its number."""
+        return self.bind_as is not None and target.text.isdigit()
 
     def _bind_target(self, target: ast.Ident | None, node: Node, scope: Scope) -> None:
         if target is None:
@@ -509,7 +531,8 @@ class _Lowerer:
 
     def _seq(self, stmt: ast.SeqStmt, scope: Scope) -> None:
         """A sequence of ops, numbered by the norm pass as nn.Sequential numbers its modules; or of blocks."""
-        check_name(stmt.target.text, stmt.target.span, "layer")
+        if not self._numbered_member(stmt.target):
+            check_name(stmt.target.text, stmt.target.span, "layer")
         if not stmt.body:
             raise error("E0117", f"sequence `{stmt.target.text}` has no ops", stmt.target.span, "empty sequence")
         if any(self._is_block_call(inner) for inner in stmt.body):
@@ -588,7 +611,7 @@ class _Lowerer:
 
     def _call(self, stmt: ast.CallStmt, scope: Scope) -> None:
         callee = stmt.callee.text
-        if stmt.target is not None:
+        if stmt.target is not None and not self._numbered_member(stmt.target):
             check_name(stmt.target.text, stmt.target.span, "layer")
         if callee in SPEC_OPS:
             if stmt.repeat is not None:
@@ -1003,3 +1026,10 @@ def _match_args(args, names: list[str], stmt, lookup, positional_ok: bool = True
 
 
 __all__ = ["lower"]
+
+
+def _is_stage(stmt: object) -> bool:
+    """Whether a statement makes a stage (`x N`, or a `seq` of block calls): a group may number it."""
+    if isinstance(stmt, ast.CallStmt):
+        return stmt.repeat is not None
+    return isinstance(stmt, ast.SeqStmt) and all(call.callee.text not in SPEC_OPS for call in stmt.body)

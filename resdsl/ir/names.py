@@ -74,7 +74,7 @@ _MODULE_ATTRS = {
 _GENERATED_NAMES = {"self", "x", "out", "identity", "torch", "nn", "F", "super", "inplanes", "int", "bool", "float"}
 RESERVED = _MODULE_ATTRS | _GENERATED_NAMES
 # Attributes, flags and variables the PyTorch backend generates for shortcuts.
-_GENERATED_PATTERN = re.compile(r"(downsample|identity)\d*")
+_GENERATED_PATTERN = re.compile(r"(downsample|identity|has_skip)\d*")
 
 
 def allowed(name: str) -> bool:

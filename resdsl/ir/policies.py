@@ -6,7 +6,7 @@ from dataclasses import dataclass, fields
 from typing import Any
 
 NORM_ORDERS = ("post", "bn_after_add", "relu_before_add", "relu_preact", "pre", "none")
-SHORTCUTS = ("A", "B", "C", "none")
+SHORTCUTS = ("A", "B", "C", "drop", "none")
 PROJECTIONS = ("conv", "avgpool")
 NORM_NAMES = ("bn", "norm")  # the word a placed norm is named with: `bn2` (torchvision) or `norm2` (timm's v2)
 PROJECTION_NAMES = ("numbered", "named")  # `downsample.0`, `.1` (nn.Sequential) or `downsample.conv`, `.norm`
@@ -28,7 +28,7 @@ class OpChoice:
 @dataclass(frozen=True)
 class Policies:
     norm: str = "post"  # one of NORM_ORDERS (He et al. 2016, Figure 4; `none` places nothing)
-    shortcut: str = "B"  # one of SHORTCUTS (He et al. 2015, §3.3; `none` for plain networks)
+    shortcut: str = "B"  # one of SHORTCUTS (He et al. 2015, §3.3; `drop`: no add where shapes differ; `none`: plain)
     projection: str = "conv"  # how B/C projections downsample: a strided 1×1 conv, or avgpool first (ResNet-D)
     output_stride: int | None = None  # past this total stride, blocks dilate instead (None: never)
     zero_init_last: bool = False  # the last BatchNorm of each residual branch starts with γ = 0

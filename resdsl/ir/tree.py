@@ -44,6 +44,8 @@ class Template:
     # Set by the templates pass: the residual adds (by Residual.index) whose
     # shortcut has ops in at least one instance.
     shortcuts: dict[int, ShortcutSlot] = field(default_factory=dict)
+    # Residual adds (by index) that only some instances keep (`shortcut = drop`): the class takes a flag.
+    skips: set[int] = field(default_factory=set)
 
 
 @dataclass(frozen=True)

@@ -15,6 +15,8 @@ Policies (He et al. 2015, §3.3):
         (half before, half after)
   B     a 1×1 conv (+ the norm policy's norm) projection where the shapes differ (default)
   C     a projection on every shortcut
+  drop  identity where the shapes match; where they differ the add is dropped
+        (MobileNetV2's inverted residuals, timm's `has_skip`)
   none  no shortcuts at all: the plain networks of the paper's §4.1
 
 The `projection` policy shapes B and C projections: `conv` strides the 1×1
@@ -69,6 +71,9 @@ def apply(ir: IR, limits: Limits | None = None) -> None:
         if ir.policies.shortcut == "none":
             _remove(ir, add, main, short)
             continue
+        if ir.policies.shortcut == "drop" and main.shape != short.shape:
+            _remove(ir, add, main, short)
+            continue
         add.residual.source = short
         # Policy C projects every spatial shortcut; a flat one has nothing to project with.
         if main.shape == short.shape and (ir.policies.shortcut != "C" or len(main.shape) != 3):
@@ -84,7 +89,7 @@ def apply(ir: IR, limits: Limits | None = None) -> None:
 
 
 def _remove(ir: IR, add: Node, main: Node, short: Node) -> None:
-    """Policy none: the add goes, and with it the branch it closed."""
+    """Policy none (or drop, where the shapes differ): the add goes, and with it the branch it closed."""
     for node in ir:
         if node.branch is add:
             node.branch = None

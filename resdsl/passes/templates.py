@@ -7,7 +7,9 @@ not); every size a template's class must write as a number is the same in
 all its instances (E0211 otherwise: a `flatten`'s input size, a shortcut's
 stride that the branch's own strides do not give); each template's
 `shortcuts` records, per residual add, whether only some instances have a
-shortcut module (a constructor flag) and the stride the class writes.
+shortcut module (a constructor flag) and the stride the class writes, and
+in `skips` the adds that only some instances keep (`shortcut = drop` removed
+them where the shapes differ: a constructor flag too).
 """
 
 from __future__ import annotations
@@ -38,9 +40,12 @@ def apply(ir: IR, limits: Limits | None = None) -> None:
             module = module.parent
     for template in ir.templates.values():
         instances = [bodies.get(module, []) for module in template.instances]
-        _same_ops(template, instances)
-        _flat_sizes(ir, template, instances, errors)
+        ops = [[n for n in nodes if n.residual is None] for nodes in instances]
+        _same_ops(template, ops)
+        _flat_sizes(ir, template, ops, errors)
         _inner_widths(ir, template, inside, errors)
+        kept = [{n.residual.index for n in nodes if n.residual is not None} for nodes in instances]
+        template.skips = set().union(*kept) - (set(kept[0]).intersection(*kept[1:]) if kept else set())
         template.shortcuts = _shortcuts(ir, template, instances, chains, errors)
     errors.raise_if_any()
 
@@ -115,10 +120,11 @@ def _shortcuts(
     ir: IR, template: Template, instances: list[list[Node]], chains: dict[Node, list[Node]], errors: Collector
 ) -> dict[int, ShortcutSlot]:
     slots: dict[int, ShortcutSlot] = {}
-    adds = [[n for n in nodes if n.residual is not None] for nodes in instances]
-    for position, add in enumerate(adds[0]):
+    adds = [{n.residual.index: n for n in nodes if n.residual is not None} for nodes in instances]
+    for index in sorted(set().union(*adds)):
+        owners = [(nodes, found[index]) for nodes, found in zip(instances, adds, strict=True) if index in found]
+        add = owners[0][1]
         assert add.residual is not None
-        owners = [(nodes, found[position]) for nodes, found in zip(instances, adds, strict=True)]
         with_module = [(nodes, a) for nodes, a in owners if a in chains]
         if not with_module:
             continue
@@ -136,7 +142,7 @@ def _shortcuts(
             )
             continue
         slots[add.residual.index] = ShortcutSlot(
-            optional=len(with_module) < len(owners),
+            optional=len(with_module) < len(instances),
             stride=None if follows_branch else strides[0],
         )
     return slots

@@ -1,0 +1,231 @@
+"""Generated PyTorch modules against torchvision's and timm's code: forward at batch 1 and 8, and a training step.
+
+    .venv/bin/python bench/module_speed.py [--models resnet50,seresnet50] [--rounds 7] [--threads 2]
+                                           [--train-batch 8] [--json FILE] [--write]
+
+Each generated network (resdsl.create_model) is timed against its reference
+(bench/reference_resnet.py, torchvision's code path; bench/reference_timm.py,
+timm's for seresnet50; the libraries themselves when installed) holding the
+same weights (tests/recipe.py, loaded with strict=True), after checking that
+their outputs are bit-identical. Forward passes run in eval mode under
+`torch.inference_mode()`; a training step is zero_grad, forward,
+cross-entropy, backward and an SGD step (momentum 0.9) in train mode, each
+model on its own copy of the weights (after one step the copies are checked
+to be still equal). Every round times the generated model and the reference
+once each, the order alternating between rounds; the ratio generated ÷
+reference is taken within each round, so load that comes and goes hits both
+sides of a ratio alike. Reported: the median ratio over the rounds and its
+range, with each side's median time. `--write` puts the table in
+docs/benchmarks.md; without it the table is only printed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import statistics
+import sys
+import time
+from collections.abc import Callable
+
+import torch
+from common import ROOT, load, machine, write_section
+from reference_resnet import reference
+from torch import nn
+
+sys.path.insert(0, str(ROOT / "tests"))
+from recipe import fill_module, recipe_input  # noqa: E402
+
+HEADING = "## Generated modules against torchvision and timm"
+MODELS = ("resnet50", "resnext50_32x4d", "wide_resnet50_2", "seresnet50")
+GOAL = 1.01
+
+
+def pair(name: str) -> tuple[nn.Module, nn.Module, str]:
+    """The generated model and its reference, with the same weights, in eval mode."""
+    import resdsl
+
+    generated = resdsl.create_model(name)
+    fill_module(generated)
+    model, origin = reference(name)
+    model.load_state_dict(generated.state_dict(), strict=True)
+    return generated.eval(), model.eval(), origin
+
+
+def rounds_of(steps: dict[str, Callable[[], None]], rounds: int, iters: int) -> dict[str, list[float]]:
+    """Seconds per call of each step, one sample per round, the two run back to back in alternating order."""
+    names = list(steps)
+    samples: dict[str, list[float]] = {name: [] for name in names}
+    for round_ in range(rounds):
+        for name in names if round_ % 2 == 0 else reversed(names):
+            start = time.perf_counter()
+            for _ in range(iters):
+                steps[name]()
+            samples[name].append((time.perf_counter() - start) / iters)
+    return samples
+
+
+def summary(samples: dict[str, list[float]]) -> dict:
+    generated, reference_ = samples["generated"], samples["reference"]
+    ratios = [g / r for g, r in zip(generated, reference_, strict=True)]
+    return {
+        "generated_s": statistics.median(generated),
+        "reference_s": statistics.median(reference_),
+        "ratio": statistics.median(ratios),
+        "low": min(ratios),
+        "high": max(ratios),
+        "rounds": len(ratios),
+    }
+
+
+def forward_rows(generated: nn.Module, model: nn.Module, rounds: int) -> dict[str, dict]:
+    rows = {}
+    with torch.inference_mode():
+        for batch, iters in ((1, 3), (8, 1)):
+            x = torch.from_numpy(recipe_input(batch))
+            steps = {"generated": lambda x=x: generated(x), "reference": lambda x=x: model(x)}
+            for step in steps.values():  # warm-up: allocator, kernels' first calls
+                step()
+            rows[f"forward, batch {batch}"] = summary(rounds_of(steps, rounds, iters))
+    return rows
+
+
+def train_step(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> tuple[Callable[[], None], nn.Module]:
+    model = copy.deepcopy(model).train()
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
+
+    def step() -> None:
+        optimizer.zero_grad(set_to_none=True)
+        nn.functional.cross_entropy(model(x), y).backward()
+        optimizer.step()
+
+    return step, model
+
+
+def training_row(generated: nn.Module, model: nn.Module, rounds: int, batch: int) -> tuple[dict, float]:
+    """The training step's timing, and the largest difference between the two models' weights after one step."""
+    x = torch.from_numpy(recipe_input(batch))
+    y = torch.arange(batch) % 1000
+    (gen_step, gen_copy), (ref_step, ref_copy) = train_step(generated, x, y), train_step(model, x, y)
+    gen_step()
+    ref_step()
+    ours, theirs = gen_copy.state_dict(), ref_copy.state_dict()
+    drift = max(float((ours[k].double() - theirs[k].double()).abs().max()) for k in ours)
+    return summary(rounds_of({"generated": gen_step, "reference": ref_step}, rounds, 1)), drift
+
+
+def run(models: list[str], rounds: int, threads: int, train_batch: int) -> dict:
+    torch.set_num_threads(threads)
+    command = " ".join([".venv/bin/python bench/module_speed.py", *sys.argv[1:]])
+    results = {
+        "machine": machine(),
+        "command": command,
+        "threads": threads,
+        "rounds": rounds,
+        "train_batch": train_batch,
+        "models": [],
+    }
+    for name in models:
+        before = load()
+        print(f"{name}…", file=sys.stderr)
+        generated, model, origin = pair(name)
+        x = torch.from_numpy(recipe_input(2))
+        with torch.inference_mode():
+            a, b = generated(x), model(x)
+        rows = forward_rows(generated, model, rounds)
+        rows[f"training step, batch {train_batch}"], drift = training_row(generated, model, rounds, train_batch)
+        results["models"].append(
+            {
+                "name": name,
+                "reference": origin,
+                "identical": bool(torch.equal(a, b)),
+                "max_difference": float((a - b).abs().max()),
+                "weights_after_one_step_differ_by": drift,
+                "rows": rows,
+                "load": [before, load()],
+            }
+        )
+    return results
+
+
+def render(results: dict) -> str:
+    m = results["machine"]
+    out = [
+        HEADING,
+        "",
+        (
+            "`bench/module_speed.py` times each generated network against its reference holding the same weights: "
+            "torchvision's code path (bench/reference_resnet.py, in-place ReLU modules and `out += identity`) for "
+            "the ResNets, timm's (bench/reference_timm.py) for seresnet50. Forward passes in eval mode under "
+            "`torch.inference_mode()`; a training step is zero_grad, forward, cross-entropy, backward and SGD. "
+            f"Each of {results['rounds']} rounds times both models back to back, the order alternating, and the "
+            "ratio generated ÷ reference is taken within the round."
+        ),
+        "",
+        (
+            f"Measured {m['date']} on {m['cpu']}, {m['cores']} cores, {results['threads']} threads (torch "
+            f"{m['torch']}, Python {m['python']}), by `{results['command']}`; the machine was shared, so the "
+            "spreads carry that noise."
+        ),
+        "",
+        "| model | reference | setting | generated | reference | generated ÷ reference, median [range] |",
+        "| --- | --- | --- | ---: | ---: | --- |",
+    ]
+    for model in results["models"]:
+        for label, row in model["rows"].items():
+            out.append(
+                f"| {model['name']} | {model['reference'].split(',')[0]} | {label} | "
+                f"{row['generated_s'] * 1e3:,.1f} ms | {row['reference_s'] * 1e3:,.1f} ms | "
+                f"{row['ratio']:.3f} [{row['low']:.3f}–{row['high']:.3f}] |"
+            )
+    worst = max(row["ratio"] for model in results["models"] for row in model["rows"].values())
+    out += [
+        "",
+        f"Goal, every median ratio ≤ {GOAL}: **{'met' if worst <= GOAL else 'not met'}** (worst {worst:.3f}). "
+        "Outputs of each pair: "
+        + "; ".join(f"{model['name']} {_agreement(model)}" for model in results["models"])
+        + ". Weights after one training step: "
+        + "; ".join(
+            f"{model['name']} "
+            + (
+                "identical"
+                if not model["weights_after_one_step_differ_by"]
+                else "within {:.1e}".format(model["weights_after_one_step_differ_by"])
+            )
+            for model in results["models"]
+        )
+        + ". Load average (1 min / 5 min) before and after each model: "
+        + "; ".join(f"{model['name']} {model['load'][0]} → {model['load'][1]}" for model in results["models"])
+        + ".",
+    ]
+    return "\n".join(out) + "\n"
+
+
+def _agreement(model: dict) -> str:
+    if model["identical"]:
+        return "bit-identical"
+    return "within {:.1e}".format(model["max_difference"])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--models", default=",".join(MODELS), help="comma-separated bundled model names")
+    parser.add_argument("--rounds", type=int, default=7)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--train-batch", type=int, default=8)
+    parser.add_argument("--json", help="also write the raw results to this file")
+    parser.add_argument("--write", action="store_true", help="write the section into docs/benchmarks.md")
+    args = parser.parse_args()
+    results = run(args.models.split(","), args.rounds, args.threads, args.train_batch)
+    section = render(results)
+    print(section)
+    if args.json:
+        with open(args.json, "w") as handle:
+            json.dump(results, handle, indent=2)
+    if args.write:
+        write_section(HEADING, section)
+
+
+if __name__ == "__main__":
+    main()
