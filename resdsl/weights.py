@@ -285,6 +285,8 @@ def check(arrays: Mapping[str, object], ir: IR, what: str = "weights") -> Mappin
             value, (have, kind) = None, arrays.shapes[key]
         else:
             value = np.asarray(arrays[key])
+            if value.dtype.name == "bfloat16" or value.dtype.name.startswith("float8"):
+                value = value.astype(np.float32)  # ml_dtypes' types (safetensors may return them): widened exactly
             have, kind = value.shape, value.dtype.name
         if tuple(have) != shape:
             misfits.append(f"{key} is {_fmt(tuple(have))}, the network needs {_fmt(shape)}")
