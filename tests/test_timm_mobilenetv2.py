@@ -13,14 +13,13 @@ import json
 import numpy as np
 import pytest
 import torch
-from conftest import REFERENCE, SPECS
+from conftest import SPECS
 from recipe import fill_module
-from test_timm_resnetv2 import key_shapes, on_meta, recipe_input, relative_error, timm_keys
+from timm_facts import TIMM, key_shapes, on_meta, recipe_input, relative_error, timm_keys
 from timm_mobilenetv2 import create_model
 
 import resdsl
 
-TIMM = REFERENCE / "timm"
 NAMES = ["mobilenetv2_100", "mobilenetv2_140"]
 
 

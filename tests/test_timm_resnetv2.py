@@ -16,14 +16,15 @@ import json
 
 import numpy as np
 import pytest
+import timm_facts
 import torch
-from conftest import REFERENCE, SPECS
+from conftest import SPECS
 from recipe import fill_module
+from timm_facts import TIMM, key_shapes, on_meta, recipe_input, relative_error, timm_keys
 from timm_resnetv2 import ZOO, create_model, input_size
 
 import resdsl
 
-TIMM = REFERENCE / "timm"
 FACTS = sorted(p.stem for p in TIMM.glob("*.json") if p.stem in ZOO)
 WITHOUT_FACTS = sorted(set(ZOO) - set(FACTS))
 # One small model per feature, whose logits the quick run checks: basic blocks and BatchNorm, a deep
@@ -33,30 +34,7 @@ QUICK = {"resnetv2_18", "resnetv2_50d", "resnetv2_50d_evos", "resnetv2_50d_frn",
 
 
 def quick_or_slow(names):
-    return [n if n in QUICK else pytest.param(n, marks=[pytest.mark.slow, pytest.mark.zoo]) for n in names]
-
-
-def timm_keys(name: str) -> list[tuple[str, str]]:
-    lines = (TIMM / f"{name}.keys.tsv").read_text().splitlines()[1:]
-    return [(key, shape) for key, shape, _ in (line.split("\t") for line in lines)]
-
-
-def key_shapes(model: torch.nn.Module) -> list[tuple[str, str]]:
-    return [(k, "x".join(map(str, v.shape)) or "scalar") for k, v in model.state_dict().items()]
-
-
-def on_meta(build):
-    with torch.device("meta"):
-        return build()
-
-
-def recipe_input(shape, batch: int = 2) -> torch.Tensor:
-    n = batch * int(np.prod(shape))
-    return torch.from_numpy(np.sin(0.3 * np.arange(n, dtype=np.float64)).astype(np.float32).reshape(batch, *shape))
-
-
-def relative_error(got: np.ndarray, expected: np.ndarray) -> float:
-    return float(np.abs(got - expected).max() / np.abs(expected).max())
+    return timm_facts.quick_or_slow(names, QUICK)
 
 
 def test_every_model_of_timms_resnetv2_py_is_bundled():

@@ -14,14 +14,15 @@ import json
 
 import numpy as np
 import pytest
+import timm_facts
 import torch
-from conftest import REFERENCE, SPECS
+from conftest import SPECS
 from recipe import fill_module
+from timm_facts import TIMM, key_shapes, on_meta, recipe_input, relative_error, timm_keys
 from timm_resnet import ZOO, create_model, input_size
 
 import resdsl
 
-TIMM = REFERENCE / "timm"
 FACTS = sorted(p.stem for p in TIMM.glob("*.json") if p.stem in ZOO)  # the other families have tests of their own
 WITHOUT_FACTS = sorted(set(ZOO) - set(FACTS))  # timm keeps these back; the compact reference stands in
 # One small model per feature, whose logits the quick run checks: tiered and deep stems, basic blocks,
@@ -46,32 +47,7 @@ QUICK = {
 
 
 def quick_or_slow(names):
-    return [n if n in QUICK else pytest.param(n, marks=[pytest.mark.slow, pytest.mark.zoo]) for n in names]
-
-
-def timm_keys(name: str) -> list[tuple[str, str]]:
-    lines = (TIMM / f"{name}.keys.tsv").read_text().splitlines()[1:]
-    return [(key, shape) for key, shape, _ in (line.split("\t") for line in lines)]
-
-
-def key_shapes(model: torch.nn.Module) -> list[tuple[str, str]]:
-    return [(k, "x".join(map(str, v.shape)) or "scalar") for k, v in model.state_dict().items()]
-
-
-def on_meta(build):
-    """A module built without memory or initialisation: its keys, shapes and parameter count only."""
-    with torch.device("meta"):
-        return build()
-
-
-def recipe_input(shape, batch: int = 2) -> torch.Tensor:
-    n = batch * int(np.prod(shape))
-    x = np.sin(0.3 * np.arange(n, dtype=np.float64)).astype(np.float32)
-    return torch.from_numpy(x.reshape(batch, *shape))
-
-
-def relative_error(got: np.ndarray, expected: np.ndarray) -> float:
-    return float(np.abs(got - expected).max() / np.abs(expected).max())
+    return timm_facts.quick_or_slow(names, QUICK)
 
 
 def test_every_model_of_timms_resnet_py_is_bundled():
