@@ -4,6 +4,9 @@ Global mean → 1×1 conv `fc1` (with bias) to `se_channels(C)` → ReLU → 1×
 conv `fc2` (with bias) back to C → sigmoid, multiplied into the input. The
 squeezed width is timm's: `make_divisible(C * rd_ratio, rd_divisor,
 round_limit=0)`. `reduction=r` is another spelling of `rd_ratio=1/r`.
+`rd_channels=n` gives the squeezed width itself, as timm's `rd_channels`
+(RegNetY squeezes to a quarter of its block's input width, the legacy SENet
+to `C // 16`): a width no ratio of C gives.
 """
 
 from __future__ import annotations
@@ -24,11 +27,12 @@ SOURCE = f'''\
 class {CLASS}(nn.Module):
     """Squeeze-and-excitation (Hu et al. 2018), laid out as timm's SEModule."""
 
-    def __init__(self, channels, rd_ratio=1 / 16, rd_divisor=8):
+    def __init__(self, channels, rd_ratio=1 / 16, rd_divisor=8, rd_channels=None):
         super().__init__()
-        squeezed = max(rd_divisor, int(channels * rd_ratio + rd_divisor / 2) // rd_divisor * rd_divisor)
-        self.fc1 = nn.Conv2d(channels, squeezed, 1)
-        self.fc2 = nn.Conv2d(squeezed, channels, 1)
+        if rd_channels is None:
+            rd_channels = max(rd_divisor, int(channels * rd_ratio + rd_divisor / 2) // rd_divisor * rd_divisor)
+        self.fc1 = nn.Conv2d(channels, rd_channels, 1)
+        self.fc2 = nn.Conv2d(rd_channels, channels, 1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         scale = torch.relu(self.fc1(x.mean((2, 3), keepdim=True)))
@@ -50,18 +54,34 @@ class SqueezeExcite(Op):
     signature: ClassVar[Signature | None] = Signature(
         (
             ArgSpec("reduction", int, None, bound="channels"),
-            ArgSpec("rd_divisor", int, 8, aliases=("divisor",), bound="channels"),
+            ArgSpec("rd_divisor", int, None, aliases=("divisor",), bound="channels"),
             ArgSpec("rd_ratio", float, None, minimum=None, range=Range(0, 1, low_open=True)),
+            ArgSpec("rd_channels", int, None, bound="channels"),
         )
     )
 
     rd_ratio: float = RD_RATIO
     rd_divisor: int = 8
+    rd_channels: int | None = None  # None: from rd_ratio and rd_divisor
 
     @classmethod
     def complete(cls, values: dict[str, Any], exprs: dict[str, Expr], span: Span) -> None:
-        """`rd_ratio` from `reduction` (1 / reduction, symbolically where it is), else timm's 1/16."""
+        """`rd_ratio` from `reduction` (1 / reduction, symbolically where it is), else timm's 1/16; a given
+        `rd_channels` is the width itself, so no ratio or divisor may come with it."""
         reduction = values.pop("reduction")
+        if values["rd_channels"] is not None:
+            others = (("reduction", reduction), ("rd_ratio", values["rd_ratio"]), ("rd_divisor", values["rd_divisor"]))
+            given = [name for name, value in others if value is not None]
+            if given:
+                raise error(
+                    "E0102",
+                    f"`se` takes `rd_channels` or `{given[0]}`, not both",
+                    span,
+                    "two widths given",
+                    "`rd_channels` is the squeezed width itself: no ratio or divisor applies to it",
+                )
+        if values["rd_divisor"] is None:
+            values["rd_divisor"] = 8
         if reduction is not None and values["rd_ratio"] is not None:
             raise error(
                 "E0102",
@@ -78,9 +98,16 @@ class SqueezeExcite(Op):
             values["rd_ratio"] = RD_RATIO
 
     def problems(self) -> list[str]:
-        return super().problems() + ([] if 0 < self.rd_ratio <= 1 else [f"rd_ratio={self.rd_ratio} is not in (0, 1]"])
+        problems = super().problems()
+        if not 0 < self.rd_ratio <= 1:
+            problems.append(f"rd_ratio={self.rd_ratio} is not in (0, 1]")
+        if self.rd_channels is not None and (type(self.rd_channels) is not int or self.rd_channels < 1):
+            problems.append(f"rd_channels={self.rd_channels!r} is not a positive int or None")
+        return problems
 
     def squeezed(self, channels: int) -> int:
+        if self.rd_channels is not None:
+            return self.rd_channels
         return se_channels(channels, self.rd_ratio, self.rd_divisor)
 
     def infer(self, inputs: Sequence[Shape], report: ShapeReport) -> Shape | None:
@@ -103,6 +130,8 @@ class SqueezeExcite(Op):
         return 2 * channels * self.squeezed(channels)
 
     def label(self, channels: bool = True) -> str:
+        if self.rd_channels is not None:
+            return f"squeeze-excite to {self.rd_channels}" if channels else "squeeze-excite"
         reduction = 1 / self.rd_ratio
         if reduction == round(reduction):
             return f"squeeze-excite, reduction {round(reduction)}"
@@ -110,8 +139,9 @@ class SqueezeExcite(Op):
 
     def torch_module(self, w: TorchWriter) -> str:
         args = [w.in_channels()]
-        for name, default in (("rd_ratio", repr(RD_RATIO)), ("rd_divisor", "8")):
-            if w.attr(name) != default:
+        given = self.rd_channels is not None
+        for name, default in (("rd_ratio", repr(RD_RATIO)), ("rd_divisor", "8"), ("rd_channels", "None")):
+            if w.attr(name) != default and not (given and name != "rd_channels"):
                 args.append(f"{name}={w.attr(name)}")
         return f"{w.helper(CLASS)}({', '.join(args)})"
 
