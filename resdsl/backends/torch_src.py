@@ -197,7 +197,7 @@ class _Emitter:
         for node in self.walk:
             helpers.update(node.op.torch_helpers())
         if any(m.kind is ModuleKind.GROUP for m in ir.root.walk()) or (
-            ir.policies.projection_names == "named" and self.chains
+            ir.policies.projection_names != "numbered" and self.chains
         ):
             helpers[GROUP] = GROUP_SOURCE
         self.templates = _dependency_order([t for t in ir.templates.values() if t.instances])
@@ -325,8 +325,17 @@ class _Emitter:
     def _unit_output(self, body: _Body, unit: Unit) -> None:
         """The output channels of a child module, in the class's terms."""
         last = unit.nodes[-1]
+        owner = body.owner.template
         if last.shape is not None and unit.input.shape is not None and last.shape[0] == unit.input.shape[0]:
             body.sym[last] = self.channels(body, unit.input)
+        elif owner is not None and unit.module.name in owner.widths:  # the width an argument of the call gives
+            param = owner.widths[unit.module.name]
+            expr = unit.module.arg_exprs.get(param)
+            if expr is not None and all(n in body.names for n in names_in(expr)):
+                body.used.update(names_in(expr))
+                body.sym[last] = python(expr, body.names)
+            else:
+                body.sym[last] = literal(unit.module.args[param])
         elif unit.module.kind is ModuleKind.SEQUENCE:
             body.sym[last] = body.sym.get(last) or repr(last.shape[0])  # type: ignore[index]
 
@@ -411,7 +420,7 @@ class _Emitter:
         """The module of a projection shortcut, in the class's terms: an nn.Sequential of its numbered
         members, or a `Group` of its named ones (`projection_names = named`)."""
         stride = spec.stride
-        named = self.ir.policies.projection_names == "named"
+        named = self.ir.policies.projection_names != "numbered"
         modules: list[tuple[str, str]] = []
         if self.ir.policies.projection == "avgpool":
             # The pool is `.0` whether or not this use strides: an Identity stands in at stride 1.

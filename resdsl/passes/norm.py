@@ -114,10 +114,14 @@ class _Placer:
         if order not in ("post", "bn_after_add"):
             return
         # Named beside the conv when it lives in the add's module (not inside a `seq`, whose
-        # members are numbered); a `norm=post` conv has its own norm.
+        # members are numbered), or beside the block that holds it when that block is named like a
+        # conv (`conv3 = conv_norm(...)`: `act3`, as timm's RegNet); a `norm=post` conv has its own norm.
+        holder = _child_of(conv.parent, add.parent) if conv is not None and conv.norm is True else None
         if conv is not None and conv.norm is True and conv.parent is add.parent:
             assert conv.path is not None
             bn, act = bn_path(conv.path, self.word), act_path(conv.path)
+        elif holder is not None and holder.kind is ModuleKind.BLOCK and re.fullmatch(r"conv\w*", holder.name):
+            bn, act = bn_path(holder.path, self.word), act_path(holder.path)
         else:  # a branch without a normed conv of its own: number by the add, like `downsample2`
             assert add.residual is not None
             index = add.residual.index
@@ -171,6 +175,13 @@ def _block_end(ir: IR, node: Node) -> Node:
     walk = ir.walk()
     inside = [n for n in walk[walk.index(node) :] if _within(n.parent, outer)]
     return inside[-1]
+
+
+def _child_of(module: Module | None, ancestor: Module) -> Module | None:
+    """The child of `ancestor` that holds `module` (itself or above it), or None."""
+    while module is not None and module.parent is not ancestor:
+        module = module.parent
+    return module
 
 
 def _block_of(module: Module) -> Module | None:

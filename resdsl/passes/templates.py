@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from ..diagnostics import Collector
 from ..ir.graph import IR, VerifyError
-from ..ir.node import Node
+from ..ir.node import Node, Origin
 from ..ir.shape import shape_text
 from ..ir.tree import Module, ModuleKind, ShortcutSlot, Template
 from ..limits import Limits
@@ -41,7 +41,8 @@ def apply(ir: IR, limits: Limits | None = None) -> None:
     for template in ir.templates.values():
         instances = [bodies.get(module, []) for module in template.instances]
         ops = [[n for n in nodes if n.residual is None] for nodes in instances]
-        _same_ops(template, ops)
+        if not _same_ops(template, ops, errors):
+            continue
         _flat_sizes(ir, template, ops, errors)
         _inner_widths(ir, template, inside, errors)
         kept = [{n.residual.index for n in nodes if n.residual is not None} for nodes in instances]
@@ -50,10 +51,27 @@ def apply(ir: IR, limits: Limits | None = None) -> None:
     errors.raise_if_any()
 
 
-def _same_ops(template: Template, instances: list[list[Node]]) -> None:
+def _same_ops(template: Template, instances: list[list[Node]], errors: Collector) -> bool:
+    """One class holds one list of ops: the policies may not place different ones in different uses
+    (E0211: a block called once as a branch's last conv, whose norm gets no activation, and once
+    before it, whose norm does)."""
     kinds = [[n.op.kind for n in nodes] for nodes in instances]
-    if any(k != kinds[0] for k in kinds):
+    odd = next((i for i, k in enumerate(kinds) if k != kinds[0]), None)
+    if odd is None:
+        return True
+    first, other = template.instances[0], template.instances[odd]
+    if all(n.origin is Origin.SPEC for nodes in instances for n in nodes):  # not a policy's doing
         raise VerifyError(f"the instances of block `{template.name}` hold different ops")
+    shown = "; ".join(f"{', '.join(kinds[i])} in `{m.path}`" for i, m in ((0, first), (odd, other)))
+    errors.add(
+        "E0211",
+        f"the uses of block `{template.name}` hold different ops ({shown})",
+        other.span,
+        "the policies place other ops in this use",
+        "the norm policy gives a residual branch's last conv no activation: call a block of its own "
+        "there, or write the norms yourself under `policy norm = none`",
+    )
+    return False
 
 
 def _flat_sizes(ir: IR, template: Template, instances: list[list[Node]], errors: Collector) -> None:
@@ -75,8 +93,11 @@ def _flat_sizes(ir: IR, template: Template, instances: list[list[Node]], errors:
 
 def _inner_widths(ir: IR, template: Template, inside: dict[Module, list[Node]], errors: Collector) -> None:
     """A block called inside a block: the class writes the channels it returns as its input's when
-    they are equal in the first use, else as a number (backends/torch_src.py), so that must hold
-    in every use (E0211 otherwise: `inner(c)` returning `4 * c` channels for different `c`)."""
+    they are equal in the first use, else as the call's argument for a parameter of the inner block
+    that equals them in every use (recorded in `template.widths`), else as a number
+    (backends/torch_src.py), so one of those must hold in every use (E0211 otherwise: `inner(c)`
+    returning `4 * c` channels for different `c`)."""
+    template.widths = {}
     first = template.instances[0]
     for index, child in enumerate(first.children):
         if child.kind not in (ModuleKind.BLOCK, ModuleKind.STAGE):
@@ -95,7 +116,11 @@ def _inner_widths(ir: IR, template: Template, inside: dict[Module, list[Node]], 
             odd = [(path, out) for path, into, out in widths if out != into]
             if not odd:
                 continue
-        elif len({out for _, _, out in widths}) == 1:
+        param = _width_param([module.children[index] for module in template.instances], [w for _, _, w in widths])
+        if param is not None:
+            template.widths[child.name] = param
+            continue
+        if given != returned and len({out for _, _, out in widths}) == 1:
             continue
         shown = ", ".join(f"{out} in `{path}`" for path, _, out in widths[:4])
         errors.add(
@@ -105,6 +130,17 @@ def _inner_widths(ir: IR, template: Template, inside: dict[Module, list[Node]], 
             "one width per block template",
             "return as many channels as the inner block takes, or call the inner block from the network",
         )
+
+
+def _width_param(uses: list[Module], widths: list[int]) -> str | None:
+    """The first parameter of an inner block whose value is the width it returns, in every use."""
+    if uses[0].kind is not ModuleKind.BLOCK or uses[0].template is None:
+        return None
+    for param in uses[0].template.params:
+        if all(use.args.get(param.name) == width for use, width in zip(uses, widths, strict=True)):
+            if all(type(use.args.get(param.name)) is int for use in uses):
+                return param.name
+    return None
 
 
 def branch_stride(nodes: list[Node], add: Node) -> int:
