@@ -124,3 +124,13 @@ def test_regnet_source_names_timms_modules():
     assert "self.act3 = nn.ReLU(inplace=True)" in source
     assert "self.se = SqueezeExcite(w, rd_channels=inp // 4)" in source
     assert source.index("self.conv3 = ConvNorm") < source.index("self.downsample = None")
+
+
+def test_preactivation_of_an_inner_block_belongs_to_the_outer_block():
+    """`--set norm=pre` on RegNetY: the BN and ReLU before each ConvNormAct's conv are the block's own
+    (`bn1`, `act1`, ... as timm's PreBottleneck has them), and the projection reads the pre-activated input."""
+    net = resdsl.compile(SPECS / "regnety_016.res", overrides={"norm": "pre", "input": "3x32x32"})
+    keys = list(net.to_torch().state_dict())
+    assert "s1.b1.bn1.weight" in keys and "s1.b1.bn3.weight" in keys
+    assert not any(key.startswith("s1.b1.conv1.bn") for key in keys)
+    assert "identity = self.downsample(preact)" in net.torch_source
