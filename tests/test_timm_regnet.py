@@ -70,7 +70,9 @@ def test_reference_has_timms_state_dict(name):
     assert sum(p.numel() for p in model.parameters()) == json.loads((TIMM / f"{name}.json").read_text())["num_params"]
 
 
-@pytest.mark.parametrize("name", timm_facts.quick_or_slow(["regnetx_016", "regnetz_005"], {"regnetz_005"}))
+@pytest.mark.parametrize(
+    "name", timm_facts.quick_or_slow(["regnetx_016", "regnety_016", "regnetz_005"], {"regnety_016", "regnetz_005"})
+)
 def test_reference_gives_timms_logits(name):
     model = create_model(name).eval()
     fill_module(model)
