@@ -232,7 +232,8 @@ def test_five_orders_are_five_networks():
 def test_relu_preact_works_on_every_spec(name):
     net = compile_spec(name, norm="relu_preact")
     assert net.ir.policies.norm == "relu_preact"
-    assert net.torch_source.count("nn.ReLU(") > 0
+    managed = [n for n in net.ir if "conv" in n.op.families and n.norm]
+    assert net.torch_source.count("nn.ReLU(") > 0 or not managed  # regnetz_005 writes every norm (norm=false)
 
 
 # -- plain networks ------------------------------------------------------------
