@@ -136,3 +136,14 @@ def test_preactivation_of_an_inner_block_belongs_to_the_outer_block():
     assert "s1.b1.bn1.weight" in keys and "s1.b1.bn3.weight" in keys
     assert not any(key.startswith("s1.b1.conv1.bn") for key in keys)
     assert "identity = self.downsample(preact)" in net.torch_source
+
+
+def test_projections_everywhere_stride_as_the_inner_blocks_conv():
+    """`--set shortcut=C`: every block has a projection, whose stride is the branch's, given to the inner
+    ConvNormAct as `s=stride`: the class writes `stride=stride` (E0211 before inner blocks' strides counted)."""
+    net = resdsl.compile(SPECS / "regnety_016.res", overrides={"shortcut": "C", "input": "3x64x64"})
+    assert "nn.Conv2d(inplanes, w, 1, stride=stride, bias=False)" in net.torch_source
+    model = net.to_torch().eval()
+    assert sum(p.numel() for p in model.parameters()) == net.params
+    with torch.no_grad():
+        assert model(recipe_input((3, 64, 64))).shape == (2, 1000)

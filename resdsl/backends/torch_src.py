@@ -30,6 +30,7 @@ from ..ir.expr import Bool, Expr, Num, Str, Var, names_in, print_expr
 from ..ir.graph import IR
 from ..ir.node import Node
 from ..ir.tree import Module, ModuleKind, ShortcutSlot, Template
+from ..passes.templates import inner_stride
 from ..pysource import docstring_text, literal
 from .torch_layout import INDENT, method_body, statement
 from .torch_network import network_class
@@ -346,7 +347,15 @@ class _Emitter:
         factors = []
         for node in body.nodes:
             if node.branch is add and node.shortcut_of is None and hasattr(node.op, "stride"):
-                text = _OpWriter(self, body, node).attr("stride")
+                if node.block is add.block:
+                    text = _OpWriter(self, body, node).attr("stride")
+                else:  # in a block this class calls: the call's argument (the templates pass checked it)
+                    expr = inner_stride(node, add.block)  # type: ignore[arg-type]
+                    if isinstance(expr, bool) or expr is None or not all(n in body.names for n in names_in(expr)):
+                        text = literal(node.op.stride)  # type: ignore[attr-defined]
+                    else:
+                        body.used.update(names_in(expr))
+                        text = python(expr, body.names)
                 if text != "1":
                     factors.append(text)
         return " * ".join(factors) or "1"

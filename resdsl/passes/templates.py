@@ -15,6 +15,7 @@ them where the shapes differ: a constructor flag too).
 from __future__ import annotations
 
 from ..diagnostics import Collector
+from ..ir.expr import Expr, Var
 from ..ir.graph import IR, VerifyError
 from ..ir.node import Node, Origin
 from ..ir.shape import shape_text
@@ -47,7 +48,8 @@ def apply(ir: IR, limits: Limits | None = None) -> None:
         _inner_widths(ir, template, inside, errors)
         kept = [{n.residual.index for n in nodes if n.residual is not None} for nodes in instances]
         template.skips = set().union(*kept) - (set(kept[0]).intersection(*kept[1:]) if kept else set())
-        template.shortcuts = _shortcuts(ir, template, instances, chains, errors)
+        within = [inside.get(module, []) for module in template.instances]
+        template.shortcuts = _shortcuts(ir, template, instances, within, chains, errors)
     errors.raise_if_any()
 
 
@@ -147,14 +149,37 @@ def branch_stride(nodes: list[Node], add: Node) -> int:
     """The product of the strides on `add`'s residual branch."""
     stride = 1
     for node in nodes:
-        if node.branch is add:
+        if node.branch is add and node.shortcut_of is None:
             stride *= node.op.downsampling()
     return stride
 
 
+def inner_stride(node: Node, owner: Module) -> Expr | None | bool:
+    """The stride of `node`, an op of a block that block instance `owner` calls, as `owner`'s class can
+    write it: the call's argument expression for the inner block's parameter the stride names, None where
+    the call gives a constant (the inner block's own constant stride included), False where it cannot."""
+    inner = node.block
+    if inner is None or inner.parent is not owner:
+        return False
+    expr = node.exprs.get("stride")
+    if expr is None:
+        return None
+    if isinstance(expr, Var) and expr.name in inner.args:
+        return inner.arg_exprs.get(expr.name)
+    return False
+
+
 def _shortcuts(
-    ir: IR, template: Template, instances: list[list[Node]], chains: dict[Node, list[Node]], errors: Collector
+    ir: IR,
+    template: Template,
+    instances: list[list[Node]],
+    within: list[list[Node]],
+    chains: dict[Node, list[Node]],
+    errors: Collector,
 ) -> dict[int, ShortcutSlot]:
+    """Each residual add's shortcut slot. Its stride follows the branch's when, in every use, it is the
+    product of the strides on the branch, the blocks the class calls included where their strides come
+    from the call (`conv2 = conv_norm_act(w, k=3, s=stride)`)."""
     slots: dict[int, ShortcutSlot] = {}
     adds = [{n.residual.index: n for n in nodes if n.residual is not None} for nodes in instances]
     for index in sorted(set().union(*adds)):
@@ -165,7 +190,15 @@ def _shortcuts(
         if not with_module:
             continue
         strides = [chains[a][0].op.downsampling() for _, a in with_module]
-        follows_branch = all(s == branch_stride(nodes, a) for s, (nodes, a) in zip(strides, with_module, strict=True))
+        everything = {id(nodes): all_nodes for nodes, all_nodes in zip(instances, within, strict=True)}
+        follows_branch = all(
+            s == branch_stride(everything[id(nodes)], a) for s, (nodes, a) in zip(strides, with_module, strict=True)
+        ) and all(
+            inner_stride(n, a.block) is not False  # type: ignore[arg-type]
+            for nodes, a in with_module
+            for n in everything[id(nodes)]
+            if n.branch is a and n.shortcut_of is None and n.block is not a.block and hasattr(n.op, "stride")
+        )
         if not follows_branch and len(set(strides)) > 1:
             shown = ", ".join(f"{s} in `{a.parent.path}`" for s, (_, a) in zip(strides, with_module, strict=True))
             errors.add(
