@@ -119,6 +119,10 @@ def network_class(ir: IR, body: _Body, name: str, params: list[str], zeroed_bloc
 
 
 def _forward(body: _Body, end: int) -> list[str]:
+    # A chain of its own, not forward_intermediates: holding every feature map to the end of the forward
+    # pass costs memory, and time at small batches (measured by bench/module_speed.py).
+    statements = body.forward[: _stop(body, end - 1)] if end else []
+    statements.append(f"return {body.variables[end - 1] if end else 'x'}")
     return [
         "",
         f"{INDENT}def forward(self, x: torch.Tensor) -> torch.Tensor:",
@@ -126,7 +130,7 @@ def _forward(body: _Body, end: int) -> list[str]:
         "",
         f"{INDENT}def forward_features(self, x: torch.Tensor) -> torch.Tensor:",
         f'{INDENT * 2}"""The stem and the stages: the last feature map, before the head."""',
-        f"{INDENT * 2}return self.forward_intermediates(x)[-1]" if end else f"{INDENT * 2}return x",
+        *method_body(statements),
     ]
 
 
