@@ -30,6 +30,7 @@ import numpy as np
 
 from ..ir.graph import IR
 from ..ir.node import Node
+from ..ops.base import state_key
 
 if TYPE_CHECKING:
     import onnx
@@ -74,7 +75,7 @@ class _Writer:
     def weight(self, key: str) -> str:
         """Make the state entry `<path>.<key>` an initializer; returns its name."""
         assert self.node is not None
-        name = f"{self.node.path}.{key}"
+        name = state_key(self.node.path, key)
         if name not in self.available:
             raise OnnxEmitError(f"no weights for {name}")
         self.weights.append(name)

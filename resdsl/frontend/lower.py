@@ -532,7 +532,7 @@ class _Lowerer:
     def _seq(self, stmt: ast.SeqStmt, scope: Scope) -> None:
         """A sequence of ops, numbered by the norm pass as nn.Sequential numbers its modules; or of blocks."""
         if not self._numbered_member(stmt.target):
-            check_name(stmt.target.text, stmt.target.span, "layer")
+            check_name(stmt.target.text, stmt.target.span, "layer", self.bind_as is not None)
         if not stmt.body:
             raise error("E0117", f"sequence `{stmt.target.text}` has no ops", stmt.target.span, "empty sequence")
         if any(self._is_block_call(inner) for inner in stmt.body):
@@ -612,7 +612,7 @@ class _Lowerer:
     def _call(self, stmt: ast.CallStmt, scope: Scope) -> None:
         callee = stmt.callee.text
         if stmt.target is not None and not self._numbered_member(stmt.target):
-            check_name(stmt.target.text, stmt.target.span, "layer")
+            check_name(stmt.target.text, stmt.target.span, "layer", self.bind_as is not None)
         if callee in SPEC_OPS:
             if stmt.repeat is not None:
                 raise error(
