@@ -117,6 +117,10 @@ def _node_names(ir: IR) -> dict[Node, str]:
     taken = {n.path for n in ir.graph if n.path} | {INPUT, OUTPUT}
     names: dict[Node, str] = {}
     for node in ir.walk():
+        # A bare parameter's path names its initializer (a layer scale's `gamma`): its output is `<path>.out`.
+        if node.path and node.op.parameter:
+            names[node] = f"{node.path}.out"
+            continue
         if node.path and node.path not in (INPUT, OUTPUT):  # a layer named `output` yields to the graph's
             names[node] = node.path
             continue

@@ -49,5 +49,5 @@ class LayerScale(Op):
 
     def onnx(self, w: OnnxWriter, inputs: list[str]) -> None:
         c = w.shape[0]
-        column = [w.weight(""), w.constant("column", [-1, 1, 1])]
+        column = [w.weight(""), w.constant("column_shape", [-1, 1, 1])]
         w.output("Mul", [inputs[0], w.step("column", "Reshape", column, (c, 1, 1), batched=False)])

@@ -53,7 +53,7 @@ class LayerNorm(Op):
         return 0
 
     def label(self, channels: bool = True) -> str:
-        return "LN"
+        return "LayerNorm"
 
     def torch_module(self, w: TorchWriter) -> str:
         args = [w.in_channels()]
