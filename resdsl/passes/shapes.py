@@ -61,7 +61,7 @@ def _layout(node: Node, operands: list[Node], errors: Collector) -> bool:
     if len(layouts) > 1:
         wanted, got, fix = "operands in one layout", "operands in both", "`channels_first`"
     elif layouts and op.layout != "any" and layouts != {op.layout}:
-        if op.layout == "last":  # a linear layer on a channels-first feature map: it needs flattening first
+        if op.layout == "last" and op.out_layout(True):  # a linear layer on a channels-first map: flatten first?
             errors.add(
                 "E0207",
                 f"`{node.label}` needs a flat or channels-last input, got the channels-first "
@@ -72,7 +72,10 @@ def _layout(node: Node, operands: list[Node], errors: Collector) -> bool:
                 "to the channels at every position",
             )
             return False
-        wanted, got, fix = "a channels-first (N×C×H×W) input", "a channels-last one", "`channels_first`"
+        wanted, got, fix = {
+            "first": ("a channels-first (N×C×H×W) input", "a channels-last one", "`channels_first`"),
+            "last": ("a channels-last (N×H×W×C) input", "a channels-first one", "`channels_last`"),
+        }[op.layout]
     else:
         node.channels_last = bool(spatial) and len(node.shape or ()) == 3 and op.out_layout(spatial[0].channels_last)
         return True
