@@ -170,3 +170,23 @@ def test_a_network_may_not_end_channels_last():
         resdsl.compile("network n {\n  input 8x5x5\n  channels_last\n}\n")
     error = caught.value.diagnostics[0]
     assert error.code == "E0213" and "ends on a channels-last" in error.message
+
+
+def test_a_block_whose_layernorm_sees_both_layouts_cannot_be_one_class():
+    spec = (
+        "network n {\n  input 8x8x8\n  a = ln_block()\n  channels_last\n  b = ln_block()\n  channels_first\n"
+        "  gap\n  flatten\n  fc = linear(10)\n}\nblock ln_block() {\n  norm = layernorm\n}\n"
+    )
+    with pytest.raises(ResdslError) as caught:
+        resdsl.compile(spec)
+    error = caught.value.diagnostics[0]
+    assert error.code == "E0211" and "channels-first feature map in one use" in error.message
+    same = spec.replace("  b = ln_block()\n", "  b = relu\n")  # one layout in every use: fine
+    assert resdsl.compile(same).params == 16 + 90
+
+
+@pytest.mark.parametrize("call", ["layer_scale(init=0)", "layernorm(eps=0)", "layernorm(groups=2)"])
+def test_bad_arguments_of_the_new_ops_are_located_errors(call):
+    with pytest.raises(ResdslError) as caught:
+        network(f"  x1 = {call}", "8x5x5")
+    assert caught.value.diagnostics[0].code in ("E0108", "E0102") and caught.value.diagnostics[0].span is not None

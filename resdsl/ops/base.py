@@ -228,6 +228,9 @@ class Op:
     # per-channel ops that keep their operand's layout: activations, `layernorm`, `add`). Flat operands
     # have no layout. The shapes pass checks it (E0213) and sets `Node.channels_last`.
     layout: ClassVar[str] = "first"
+    # Its PyTorch module depends on its operand's layout and rank (`layernorm`: LayerNorm2d or
+    # nn.LayerNorm), so every use of a block template must give it the same (E0211).
+    layout_module: ClassVar[bool] = False
 
     @classmethod
     def missing_hooks(cls) -> list[str]:

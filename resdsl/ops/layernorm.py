@@ -36,6 +36,7 @@ class LayerNorm(Op):
     kind: ClassVar[str] = "layernorm"
     is_module: ClassVar[bool] = True
     layout: ClassVar[str] = "any"  # per position, over the channels: either layout, and flat vectors
+    layout_module: ClassVar[bool] = True  # LayerNorm2d on N×C×H×W, nn.LayerNorm on N×H×W×C or flat
     signature: ClassVar[Signature | None] = Signature(
         (ArgSpec("eps", float, 1e-6, minimum=None, range=Range(0, low_open=True)),)
     )
