@@ -190,3 +190,13 @@ def test_bad_arguments_of_the_new_ops_are_located_errors(call):
     with pytest.raises(ResdslError) as caught:
         network(f"  x1 = {call}", "8x5x5")
     assert caught.value.diagnostics[0].code in ("E0108", "E0102") and caught.value.diagnostics[0].span is not None
+
+
+@pytest.mark.parametrize(
+    ("body", "code"),
+    [("  s = seq {\n    relu\n    layer_scale\n  }", "E0123"), ("  head.gamma = layer_scale", "E0124")],
+)
+def test_a_layer_scale_is_a_blocks_or_the_networks_parameter_not_a_seq_or_group_member(body, code):
+    with pytest.raises(ResdslError) as caught:
+        network(body, "8x5x5")
+    assert caught.value.diagnostics[0].code == code

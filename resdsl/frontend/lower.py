@@ -398,9 +398,8 @@ class _Lowerer:
                 "a block's modules are its own attributes: give this one a plain name",
             )
         levels = target.text.split(".")
-        functional = isinstance(stmt, ast.MergeStmt) or (
-            isinstance(stmt, ast.CallStmt) and stmt.callee.text in SPEC_OPS and not SPEC_OPS[stmt.callee.text].is_module
-        )
+        op = SPEC_OPS.get(stmt.callee.text) if isinstance(stmt, ast.CallStmt) else None
+        functional = isinstance(stmt, ast.MergeStmt) or (op is not None and (not op.is_module or op.parameter))
         if functional:
             raise error(
                 "E0124",
@@ -547,10 +546,11 @@ class _Lowerer:
                     "not an op call",
                     "write `add`, `mul` and `let` outside the sequence",
                 )
-            if not SPEC_OPS[inner.callee.text].is_module:
+            if not SPEC_OPS[inner.callee.text].is_module or SPEC_OPS[inner.callee.text].parameter:
                 raise error(
                     "E0123",
-                    f"`{inner.callee.text}` cannot be in a `seq`: it is a function, not a module",
+                    f"`{inner.callee.text}` cannot be in a `seq`: it is a "
+                    f"{'parameter' if SPEC_OPS[inner.callee.text].parameter else 'function'}, not a module",
                     inner.callee.span,
                     "not a module",
                     "an nn.Sequential holds modules; put this op after the sequence",
