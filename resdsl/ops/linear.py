@@ -60,11 +60,12 @@ class Linear(Op):
     def onnx(self, w: OnnxWriter, inputs: list[str]) -> None:
         """Gemm on a flat input; on a feature map (N×C×H×W in the graph) a 1×1 Conv whose filter is the
         (out, in) weight reshaped to (out, in, 1, 1)."""
+        weight = w.weight("weight")  # the initializers in state order: weight, then bias
         bias = [w.weight("bias")] if self.bias else []
         if len(w.shape) == 1:
-            w.output("Gemm", [*inputs, w.weight("weight"), *bias], transB=1)
+            w.output("Gemm", [*inputs, weight, *bias], transB=1)
             return
         filt_shape = (self.out_features, w.inputs[0][0], 1, 1)
-        reshape = [w.weight("weight"), w.constant("filter_shape", [0, -1, 1, 1])]
+        reshape = [weight, w.constant("filter_shape", [0, -1, 1, 1])]
         filt = w.step("filter", "Reshape", reshape, filt_shape, batched=False)
         w.output("Conv", [*inputs, filt, *bias], kernel_shape=[1, 1])
