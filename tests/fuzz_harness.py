@@ -88,6 +88,9 @@ STATEMENTS = [
     "eca(k=4)", "eca(k=65537)", "eca(gamma=0)", "drop_path(0.2)", "drop_path(1)", "gelu", "silu", "relu6",
     "sigmoid", "mul input", "se(rd_ratio=0.25)", "se(rd_ratio=0)", "se(16, rd_ratio=0.5)",
     "s = seq { conv(8, k=3); relu }", "s = seq { gap; flatten }", "let EcaModule = 2", "let BlurPool2d = 3",
+    "std_conv(8, k=3)", "std_conv(8, k=3, eps=0)", "std_conv(8, k=1, eps=1e-8)", "pad(1)", "pad(p=65536)",
+    "pad(1, value=-1)", "evonorm_s0", "evonorm_s0(groups=3)", "evonorm_s0(group_size=8, act=false)",
+    "evonorm_s0(eps=0)", "frn", "frn(eps=0)", "frn(act=false)", "let StdConv2d = 2", "let EvoNorm2dS0 = 1",
 ]  # fmt: skip
 USE_PATHS = [
     "std/blocks.res", "/proc/self/environ", "../secret.res", "/etc/passwd", "/dev/zero", "std/" + "x" * 300 + ".res",
@@ -98,7 +101,8 @@ TOKENS = [
     "(", ")", ",", "=", ";", "+", "-", "*", "//", "%", "/", "\n", "3x32x32", "conv", "relu", "gap", "flatten",
     "linear", "maxpool", "avgpool", "batchnorm", "dropout", "se", "basic", "bottleneck", "k", "s", "p", "norm",
     "shortcut", "pre", "B", "A", "C", '"std/blocks.res"', "#", "input", "stride", "planes", "n", "16", "2",
-    "seq", "mul", "groupnorm", "blurpool", "eca", "drop_path", "gelu", "silu", "expansion",
+    "seq", "mul", "groupnorm", "blurpool", "eca", "drop_path", "gelu", "silu", "expansion", "relu6", "std_conv",
+    "pad", "evonorm_s0", "frn", "drop", "value", "eps", "act",
 ]  # fmt: skip
 TOKEN = re.compile(r'\s+|#[^\n]*|"[^"\n]*"|\d+(?:x\d+)+|\d+\.\d*|\d+|[A-Za-z_]\w*|//|.', re.S)
 JUNK = ["\x00", "\x1b[2J", "\x07", "\u202e", "\r", "\t", "\ufeff", "é", "\u0663", "\\", '"', '"""', "{", "}"]
@@ -113,15 +117,19 @@ def _number(rng: random.Random, edge: float = 0.2) -> str:
 
 POLICIES = {
     "norm": ["post", "pre", "none", "bn_after_add", "relu_before_add", "relu_preact"],
-    "shortcut": ["A", "B", "C", "none"],
+    "shortcut": ["A", "B", "C", "drop", "none"],
     "projection": ["conv", "avgpool"],
     "output_stride": ["none", "2", "4", "8", "16"],
     "zero_init_last": ["true", "false"],
-    "norm_op": ["batchnorm", "groupnorm"],
+    "norm_op": ["batchnorm", "groupnorm", "evonorm_s0", "frn", "evonorm_s0(groups=3)"],
     "act": ["relu", "gelu", "silu", "relu6", "sigmoid"],
     "attn": ["none", "se", "eca"],
     "aa": ["none", "blurpool", "avgpool"],
     "down_kernel": ["1", "3", "5", "2"],
+    "norm_name": ["bn", "norm"],
+    "final_norm": ["true", "false"],
+    "projection_names": ["numbered", "named"],
+    "conv_op": ["conv", "std_conv", "std_conv(eps=1e-8)", "std_conv(eps=0)"],
 }
 MUTATIONS = {"number": 4, "statement": 4, "policy": 2, "input": 2, "name": 1, "delete": 1, "duplicate": 1,
              "swap": 1, "insert": 1, "truncate": 0.5, "crlf": 0.5, "tabs": 0.5}  # fmt: skip
@@ -191,7 +199,9 @@ def _mutated(rng: random.Random) -> str | bytes:
 
 BLOCK_ENDS = ["  add input", "  conv(c, k=1)\n  add input", "  add a", "  relu", "  t = add input\n  relu"]
 SPATIAL_OPS = ["conv", "conv", "conv", "batchnorm", "relu", "maxpool", "avgpool", "gap", "flatten", "dropout", "se",
-               "groupnorm", "blurpool", "eca", "drop_path", "gelu", "silu"]  # fmt: skip
+               "groupnorm", "blurpool", "eca", "drop_path", "gelu", "silu", "relu6", "std_conv", "pad", "evonorm_s0",
+               "frn"]  # fmt: skip
+BLOCK_OPS = SPATIAL_OPS[:5] + ["se", "eca", "gelu", "drop_path", "relu6", "std_conv", "evonorm_s0", "frn"]
 FLAT_OPS = ["linear", "linear", "relu", "dropout", "flatten"]
 
 
@@ -228,8 +238,12 @@ def _op(rng: random.Random, kind: str, edge: float) -> str:
     def edgy(usual: list[str], odd: list[str]) -> str:
         return rng.choice(usual if rng.random() >= edge else odd)
 
-    if kind == "conv":
-        return _conv(rng, n)
+    if kind in ("conv", "std_conv"):
+        conv = _conv(rng, n)
+        if kind == "conv":
+            return conv
+        eps = f", eps={edgy(['1e-8', '1e-6', '0.001'], ['0', n()])}" if rng.random() < 0.5 else ""
+        return "std_" + conv[:-1] + eps + ")"
     if kind in ("maxpool", "avgpool"):
         return _pool(rng, n, kind)
     ops = {
@@ -250,6 +264,11 @@ def _op(rng: random.Random, kind: str, edge: float) -> str:
         ),
         "eca": lambda: rng.choice(["eca", f"eca(k={rng.choice(['3', '5', n()])})", "eca(gamma=1, beta=2)"]),
         "drop_path": lambda: f"drop_path({edgy(['0', '0.1', '0.5'], ['1', n()])})",
+        "pad": lambda: rng.choice([f"pad({n()})", f"pad(p={n()}, value={edgy(['0', '0.5', '-1'], [n()])})"]),
+        "evonorm_s0": lambda: rng.choice(
+            ["evonorm_s0", f"evonorm_s0(groups={n()})", f"evonorm_s0(group_size={n()})", "evonorm_s0(act=false)"]
+        ),
+        "frn": lambda: rng.choice(["frn", "frn(act=false)", f"frn(eps={edgy(['0.00001', '0.001'], ['0', n()])})"]),
     }
     return ops[kind]() if kind in ops else kind
 
@@ -266,8 +285,7 @@ def _random_network(rng: random.Random) -> str:
         name = f"b{b}"
         params = ["c", "stride=1"] + (["w=1"] if rng.random() < 0.3 else [])
         body = ["  a = conv(c, k=3, s=stride)"] + [
-            f"  {_op(rng, rng.choice(SPATIAL_OPS[:5] + ['se', 'eca', 'gelu', 'drop_path']), edge)}"
-            for _ in range(rng.randint(0, 3))
+            f"  {_op(rng, rng.choice(BLOCK_OPS), edge)}" for _ in range(rng.randint(0, 3))
         ]
         if rng.random() < 0.2:  # a block calling a block (nested templates)
             body.insert(1, f"  {rng.choice(blocks or ['conv'])}(c)" if blocks else "  conv(c, k=1)")

@@ -339,10 +339,15 @@ class _Emitter:
     # -- shortcuts ------------------------------------------------------------
 
     def _branch_stride_text(self, body: _Body, add: Node) -> str:
-        """The product of the strides on `add`'s residual branch, as source in the class's terms."""
+        """The product of the strides on `add`'s residual branch, as source in the class's terms.
+
+        Only the class's own ops count, as in passes/templates.py: an inner block's arguments are in its own
+        class's terms, and the templates pass gave a shortcut a fixed stride where inner blocks stride.
+        """
         factors = []
         for node in body.nodes:
-            if node.branch is add and node.shortcut_of is None and hasattr(node.op, "stride"):
+            own = node.block is body.owner
+            if own and node.branch is add and node.shortcut_of is None and hasattr(node.op, "stride"):
                 text = _OpWriter(self, body, node).attr("stride")
                 if text != "1":
                     factors.append(text)

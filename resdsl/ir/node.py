@@ -43,6 +43,16 @@ class Residual:
     source: Node | None = None
 
 
+@dataclass(frozen=True)
+class DroppedAdd:
+    """A residual add the shortcut policy removed (`none`, or `drop` where its operands' shapes differ)."""
+
+    span: Span | None  # the spec's `add`
+    where: str  # the block instance's module path, or the network's name
+    main: Shape  # the residual branch's output, which takes the add's place
+    shortcut: Shape  # the tensor the `add` named
+
+
 @dataclass(eq=False, slots=True)
 class Node:
     """One op in the graph. Nodes are the networkx graph's nodes themselves, compared by identity.
