@@ -56,10 +56,19 @@ resnetv2_101x3_bit resnetv2_152 resnetv2_152d resnetv2_152x2_bit resnetv2_152x4_
 """.split()
 # timm's MobileNetV2 (efficientnet.py), at width multipliers 1.0 and 1.4.
 TIMM_MOBILENETV2 = ["mobilenetv2_100", "mobilenetv2_140"]
+# timm's ConvNeXt (convnext.py): the conv_mlp=True form (atto) and the channels-last one (tiny).
+TIMM_CONVNEXT = ["convnext_atto", "convnext_tiny"]
 # timm's RegNets (regnet.py) and its legacy SE-ResNet (senet.py).
 TIMM_REGNET = ["regnetx_016", "regnety_016", "regnety_032", "regnetz_005"]
 TIMM_LEGACY_SENET = ["legacy_seresnet18"]
-TIMM = set(TIMM_RESNET) | set(TIMM_RESNETV2) | set(TIMM_MOBILENETV2) | set(TIMM_REGNET) | set(TIMM_LEGACY_SENET)
+TIMM = (
+    set(TIMM_RESNET)
+    | set(TIMM_RESNETV2)
+    | set(TIMM_MOBILENETV2)
+    | set(TIMM_CONVNEXT)
+    | set(TIMM_REGNET)
+    | set(TIMM_LEGACY_SENET)
+)
 TIMM_SOURCES = (  # the first pattern a name matches
     (r"resnetv2_.*_bit", "Kolesnikov et al. 2020, Big Transfer (BiT): weight standardisation, GroupNorm"),
     (r"resnetv2_.*_evos", "Liu et al. 2020, Evolving Normalization-Activation Layers (EvoNorm-S0)"),
@@ -70,6 +79,7 @@ TIMM_SOURCES = (  # the first pattern a name matches
         "He et al. 2016, Identity Mappings (pre-activation); deep stem, ResNet-D shortcuts",
     ),
     (r"resnetv2_", "He et al. 2016, Identity Mappings (full pre-activation)"),
+    (r"convnext_", "Liu et al. 2022, A ConvNet for the 2020s (ConvNeXt)"),
     (r"mobilenetv2_", "Sandler et al. 2018, MobileNetV2 (inverted residuals, linear bottlenecks)"),
     (r"regnetz", "Dollár et al. 2021, Fast and Accurate Model Scaling (RegNetZ)"),
     (r"regnet", "Radosavovic et al. 2020, Designing Network Design Spaces (RegNet)"),
@@ -108,12 +118,13 @@ linear layers at the spec's input size (FLOPs = 2 × MACs, `resdsl summary
 (projection shortcuts and squeeze-and-excitation excluded). Regenerate with
 `python scripts/model_zoo.py`; a test keeps this table true.
 
-Every model of timm's `resnet.py` and `resnetv2.py`, and its MobileNetV2
-(`mobilenetv2_100`, `mobilenetv2_140`), is here under its timm name (the
-`timm` column): its generated module has timm's state_dict, keys, order and
-shapes, so a timm checkpoint of it loads with `strict=True`, and timm's
-logits (tests/test_timm_zoo.py, tests/test_timm_resnetv2.py,
-tests/test_timm_mobilenetv2.py). The input is timm's default for the model.
+Every model of timm's `resnet.py` and `resnetv2.py`, its MobileNetV2
+(`mobilenetv2_100`, `mobilenetv2_140`) and two ConvNeXts (below), is here
+under its timm name (the `timm` column): its generated module has timm's
+state_dict, keys, order and shapes, so a timm checkpoint of it loads with
+`strict=True`, and timm's logits (tests/test_timm_zoo.py,
+tests/test_timm_resnetv2.py, tests/test_timm_mobilenetv2.py,
+tests/test_timm_convnext.py). The input is timm's default for the model.
 So are four of timm's RegNets (`regnetx_016`, `regnety_016`, `regnety_032`,
 `regnetz_005`) and its legacy SE-ResNet-18 (`legacy_seresnet18`, senet.py)
 (tests/test_timm_regnet.py).
@@ -137,12 +148,28 @@ def row(name: str) -> str:
     )
 
 
+CONVNEXT = """
+## ConvNeXt
+
+timm's ConvNeXt family (`convnext.py`): a 4×4 patch stem, blocks of a 7×7
+depthwise conv, a LayerNorm, an MLP of 4× width with GELU and a layer scale,
+and a LayerNorm with a 2×2 strided conv between stages. `convnext_atto` is
+timm's `conv_mlp=True` form (LayerNorm2d, 1×1 convs); `convnext_tiny` runs its
+norm and MLP channels-last, between two permutes, as timm's blocks do (see
+docs/language.md, "Memory layout").
+
+| spec | timm | input | depth | parameters | MACs | source |
+| --- | --- | --- | ---: | ---: | ---: | --- |
+"""
+
+
 def table() -> str:
     names = sorted(
-        (p.stem for p in (ROOT / "specs").glob("*.res")),
+        (p.stem for p in (ROOT / "specs").glob("*.res") if p.stem not in TIMM_CONVNEXT),
         key=lambda n: (list(SOURCES).index(n) if n in SOURCES else len(SOURCES), n),
     )
-    return HEADER + "\n".join(row(name) for name in names) + "\n"
+    main = HEADER + "\n".join(row(name) for name in names) + "\n"
+    return main + CONVNEXT + "\n".join(row(name) for name in TIMM_CONVNEXT) + "\n"
 
 
 if __name__ == "__main__":

@@ -81,6 +81,18 @@ def test_check_verbose_says_which_projections_read_the_pre_activation(capsys):
     assert all("1×1 conv" in line and ", reading the block's pre-activation (" in line for line in inserted)
 
 
+def test_check_verbose_lists_the_adds_a_policy_dropped(capsys):
+    assert main(["check", str(SPECS / "mobilenetv2_100.res"), "-v"]) == 0
+    dropped = [line.strip() for line in capsys.readouterr().out.splitlines() if "dropped the add" in line]
+    assert [line.split()[4] for line in dropped] == [f"blocks.{i}.0:" for i in range(7)]
+    assert dropped[1].startswith("dropped the add of blocks.1.0: the shortcut's 16×112×112 and the branch's 24×56×56")
+    assert "(shortcut policy drop) at " in dropped[1]
+    assert main(["check", str(SPECS / "resnet18.res"), "--set", "shortcut=none", "-v"]) == 0
+    dropped = [line.strip() for line in capsys.readouterr().out.splitlines() if "dropped the add" in line]
+    assert len(dropped) == 8  # one add in each of resnet18's eight basic blocks
+    assert dropped[0].startswith("dropped the add of layer1.0 (shortcut policy none) at ")
+
+
 def test_check_does_not_import_torch():
     program = (
         "import sys\n"

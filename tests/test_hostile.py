@@ -787,6 +787,17 @@ def test_an_activation_after_flatten_does_not_overwrite_what_autograd_keeps():
     _runs("network n {\n  input 3x4x4\n  conv(8, k=3, norm=false)\n  flatten\n  relu\n  linear(4)\n}\n")
 
 
+def test_an_inner_blocks_arguments_do_not_set_the_outer_shortcuts_stride():
+    # The outer add reads `a` after its stride; the inner block's `stride` (1 here) was written in the
+    # outer class's terms, as the outer `stride` (2), so the projection strode twice.
+    spec = (
+        "block inner(c, stride=1) {\n  conv(c, k=3, s=stride)\n}\n"
+        "block outer(c, stride=1) {\n  a = conv(c, k=3, s=stride)\n  inner(c)\n  conv(2 * c, k=1)\n  add a\n}\n"
+        "network n {\n  input 3x16x16\n  l1 = outer(4, stride=2) x 2\n  gap\n  flatten\n  fc = linear(4)\n}\n"
+    )
+    _runs(spec)
+
+
 @pytest.mark.parametrize(
     "op", ["std_conv(4, k=3, eps=0)", "evonorm_s0(groups=1, eps=-1)", "frn(eps=0)", "pad(p=2147483648)"]
 )

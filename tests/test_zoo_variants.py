@@ -11,6 +11,7 @@ import torch
 import torch.fx
 from conftest import REFERENCE, ROOT, SPEC_SAMPLE, SPECS
 from recipe import fill_module
+from timm_convnext import ARCH as CONVNEXT
 from timm_mobilenetv2 import MULTIPLIERS as MOBILENETV2
 from timm_regnet import CFGS as REGNET
 from timm_resnet import ZOO
@@ -390,8 +391,9 @@ def test_model_zoo_doc_is_current_and_depths_are_the_papers():
     assert set(zoo.TIMM_RESNET) == set(ZOO)  # tests/timm_resnet.py lists the same 80 models
     assert set(zoo.TIMM_RESNETV2) == set(RESNETV2)  # tests/timm_resnetv2.py lists the same 20
     assert set(zoo.TIMM_MOBILENETV2) == set(MOBILENETV2)  # tests/timm_mobilenetv2.py lists the same 2
+    assert set(zoo.TIMM_CONVNEXT) == set(CONVNEXT)  # and tests/timm_convnext.py the same 2 ConvNeXts
     assert set(zoo.TIMM_REGNET) == set(REGNET)  # tests/timm_regnet.py lists the same 4
-    timm = set(ZOO) | set(RESNETV2) | set(MOBILENETV2) | set(REGNET) | {"legacy_seresnet18"}
+    timm = set(ZOO) | set(RESNETV2) | set(MOBILENETV2) | set(CONVNEXT) | set(REGNET) | {"legacy_seresnet18"}
     assert {row[0] for row in cells if row[1]} == timm
     assert all(row[1] in ("", row[0]) for row in cells)
     named_by_depth = 0

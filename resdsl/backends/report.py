@@ -27,4 +27,9 @@ def inserted(ir: IR) -> list[str]:
             f"{shape_text(source.shape)} → {shape_text(add.shape)}{reads}"
             f" (shortcut policy {ir.policies.shortcut}) at {add.span.location}"
         )
+    for dropped in ir.dropped:
+        differ = f": the shortcut's {shape_text(dropped.shortcut)} and the branch's {shape_text(dropped.main)} differ"
+        why = "" if ir.policies.shortcut == "none" else differ
+        at = f" at {dropped.span.location}" if dropped.span is not None else ""
+        lines.append(f"dropped the add of {dropped.where}{why} (shortcut policy {ir.policies.shortcut}){at}")
     return lines

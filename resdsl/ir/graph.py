@@ -21,7 +21,7 @@ import networkx as nx
 
 from ..diagnostics import Span
 from ..ops.base import Op
-from .node import Node, Origin, Residual
+from .node import DroppedAdd, Node, Origin, Residual
 from .policies import Policies
 from .shape import Shape
 from .tree import Module, ModuleKind, Template
@@ -42,6 +42,7 @@ class IR:
         self.graph = nx.DiGraph()
         self.root = Module(name, ModuleKind.NETWORK, span=span)
         self.templates: dict[str, Template] = {}  # by name, in first-use order
+        self.dropped: list[DroppedAdd] = []  # the adds the shortcut policy removed, in walk order
         self._ids = itertools.count()
         # The last walk, kept until the graph changes (`_changes` counts the changes).
         self._changes = 0

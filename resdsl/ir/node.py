@@ -43,6 +43,16 @@ class Residual:
     source: Node | None = None
 
 
+@dataclass(frozen=True)
+class DroppedAdd:
+    """A residual add the shortcut policy removed (`none`, or `drop` where its operands' shapes differ)."""
+
+    span: Span | None  # the spec's `add`
+    where: str  # the block instance's module path, or the network's name
+    main: Shape  # the residual branch's output, which takes the add's place
+    shortcut: Shape  # the tensor the `add` named
+
+
 @dataclass(eq=False, slots=True)
 class Node:
     """One op in the graph. Nodes are the networkx graph's nodes themselves, compared by identity.
@@ -69,6 +79,7 @@ class Node:
     shortcut_of: Node | None = None  # ops the projections pass inserted: the add whose shortcut they form
     residual: Residual | None = None  # residual adds only
     zero_init: bool = False  # BatchNorms: γ starts at zero (the zero_init_last policy)
+    channels_last: bool = False  # its output is a channels-last (N×H×W×C) feature map; set by the shapes pass
     block: Module | None = field(init=False)  # the block instance `parent` is or lies in; None at network level
 
     def __post_init__(self) -> None:

@@ -30,7 +30,7 @@ from __future__ import annotations
 
 from ..diagnostics import Collector, Diagnostic, Label
 from ..ir.graph import IR
-from ..ir.node import Node, Origin, ShortcutKind
+from ..ir.node import DroppedAdd, Node, Origin, ShortcutKind
 from ..ir.shape import Shape, shape_text
 from ..ir.tree import ModuleKind
 from ..limits import Limits
@@ -90,6 +90,8 @@ def apply(ir: IR, limits: Limits | None = None) -> None:
 
 def _remove(ir: IR, add: Node, main: Node, short: Node) -> None:
     """Policy none (or drop, where the shapes differ): the add goes, and with it the branch it closed."""
+    assert main.shape is not None and short.shape is not None
+    ir.dropped.append(DroppedAdd(add.span, add.block.path if add.block else ir.name, main.shape, short.shape))
     for node in ir:
         if node.branch is add:
             node.branch = None
