@@ -111,6 +111,8 @@ def test_features_only_taps_the_members_of_a_group_one_by_one():
         torch.testing.assert_close(maps[-1], whole.forward_features(x))
     assert [tuple(m.shape) for m in maps] == [(1, 64, 32, 32), (1, 256, 16, 16), (1, 512, 8, 8), (1, 1024, 4, 4),
                                               (1, 2048, 2, 2)]  # fmt: skip
+    regnet = resdsl.create_model("regnety_016", features_only=True, input="3x64x64")
+    assert [f["module"] for f in regnet.feature_info] == ["stem", "s1", "s2", "s3", "s4"]  # timm's, groups whole
 
 
 def test_checkpoint_path_loads_torchvision_keys_strictly(tmp_path):

@@ -69,7 +69,14 @@ def taps(ir: IR, body: _Body, end: int) -> list[Tap]:
             if shape is not None and len(shape) == 3:
                 reduction = max(1, round(height / shape[1]))
                 found[reduction] = Tap(index, shape[0], reduction, module, member)
-    return [found[r] for r in sorted(found)]
+    tapped = [found[r] for r in sorted(found)]
+    for tap in tapped:  # a group whose only tap is its last member is tapped whole (timm's RegNet: `s1`, not `s1.b2`)
+        inside = [t.member for t in tapped if t.step == tap.step]
+        step = body.steps[tap.step]
+        if tap.member is not None and not isinstance(step, Node):
+            if inside == [len(group_members(step.module, step.nodes)) - 1]:
+                tap.module, tap.member = step.module.name, None
+    return tapped
 
 
 def group_members(group: Module, nodes: list[Node]) -> list[tuple[str, Node]]:
