@@ -87,8 +87,8 @@ def parse(source: Source) -> ast.Module:
 def _describe_expected(expected: set[str], terminals) -> list[str]:
     described = set()
     for name in expected:
-        if name == "MERGE":  # one terminal for both merging keywords
-            described |= {"`add`", "`mul`"}
+        if name == "MERGE":  # one terminal for the merging keywords
+            described |= {"`add`", "`mul`", "`concat`"}
         elif name in _TERMINAL_TEXT:
             described.add(_TERMINAL_TEXT[name])
         elif name in terminals and terminals[name].pattern.type == "str":

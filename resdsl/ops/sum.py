@@ -26,12 +26,20 @@ class Sum(Op):
         main, other = inputs
         if main == other:
             return main
-        coarser = "the named tensor" if len(other) == 3 and len(main) == 3 and other[1] < main[1] else "the main one"
+        if len(main) == len(other) == 3 and main[1:] != other[1:]:
+            coarse, fine = (other, main) if other[1] * other[2] < main[1] * main[2] else (main, other)
+            which = "the named one" if coarse is other else "the main one"
+            hint = (
+                f"upsample the coarser tensor ({which}, {coarse[1]}×{coarse[2]}) to {fine[1]}×{fine[2]} first: "
+                "`upsample(to=NAME)` takes NAME's height and width"
+            )
+        else:
+            hint = "match the channels with a 1×1 conv (an FPN's lateral conv) on one of them"
         report.error(
             "E0231",
             f"`add` of two separate paths needs equal shapes: main {shape_text(main)}, named {shape_text(other)}",
             "neither tensor is upstream of the other: no shortcut to project",
-            f"upsample the coarser tensor ({coarser}) with `upsample(to=NAME)`, and match the channels with a 1×1 conv",
+            hint,
         )
         return None
 
