@@ -233,9 +233,10 @@ def to_dot(diagram: Diagram, rankdir: str = "TB") -> str:
             node(dot, unit, 0)
     else:
         _columns(dot, diagram, node, rankdir)
-    last = column_of[diagram.edges[-1].tail]
-    dot.node("output", "output", group=f"main{last}", **STYLE["output"])
-    column_of["output"] = last
+    if diagram.edges[-1].head == "output":  # one output; named ones (`output p2, p3`) are units of their own
+        last = column_of[diagram.edges[-1].tail]
+        dot.node("output", "output", group=f"main{last}", **STYLE["output"])
+        column_of["output"] = last
     for lane, partner in [*beside.items(), *((f"{add}_bypass", p) for add, p in identity.items())]:
         with dot.subgraph() as same:  # the shortcut runs beside the branch: right of it (under LR, above)
             same.attr(rank="same")
