@@ -233,7 +233,7 @@ def to_dot(diagram: Diagram, rankdir: str = "TB") -> str:
             node(dot, unit, 0)
     else:
         _columns(dot, diagram, node, rankdir)
-    if diagram.edges[-1].head == "output":  # one output; named ones (`output p2, p3`) are units of their own
+    if diagram.edges[-1].head == "output":  # one output; named ones (`return p2, p3`) are units of their own
         last = column_of[diagram.edges[-1].tail]
         dot.node("output", "output", group=f"main{last}", **STYLE["output"])
         column_of["output"] = last

@@ -80,7 +80,7 @@ def _model(nest: Nesting, ir: IR, level: str) -> dict:
                 }
             )
     ops = nest.levels["op"]
-    sink = ops.edges[-1].head == "output"  # one output; named outputs (`output p2, p3`) are units
+    sink = ops.edges[-1].head == "output"  # one output; named outputs (`return p2, p3`) are units
     drawn = ops.edges[:-1] if sink else ops.edges
     edges = [[PREFIX["op"] + e.tail, PREFIX["op"] + e.head, e.style == "identity"] for e in drawn]
     colors = {kind: {"fill": style.get("fillcolor", "white"), "line": style["color"]} for kind, style in STYLE.items()}

@@ -334,7 +334,7 @@ def _model(
 def _graph_outputs(ir: IR, writer: _Writer, walk: list[Node]) -> dict[Node, Node | None]:
     """The graph's outputs, in order, each to the node that writes it (None: no node, its operand's tensor).
 
-    One output, `output`, for a network with one; else one per name of the spec's `output` statement,
+    One output, `output`, for a network with one; else one per name of the spec's `return` statement,
     named so: an output whose operand's tensor has its name is that tensor (`p2 = conv(...)`); else an
     Identity writes it, and a tensor that had the name is renamed `<name>.inner`.
     """

@@ -126,7 +126,7 @@ def _outputs_class(ir: IR, body: _Body, name: str, params: list[str], zeroed_blo
     lines += [
         "",
         f"{INDENT}def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:",
-        f'{INDENT * 2}"""The named outputs, in the order of the spec\'s `output` statement."""',
+        f'{INDENT * 2}"""The named outputs, in the order of the spec\'s `return` statement."""',
         f"{INDENT * 2}return self.forward_features(x)",
         "",
         f"{INDENT}def forward_features(self, x: torch.Tensor) -> dict[str, torch.Tensor]:",

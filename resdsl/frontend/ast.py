@@ -112,7 +112,7 @@ class PolicyStmt:
 
 @dataclass(frozen=True)
 class OutputStmt:
-    """`output NAME, ...`: the network's named outputs, in order (several: an FPN's P2…P5)."""
+    """`return NAME, ...`: the network's named outputs, in order (several: an FPN's P2…P5)."""
 
     names: tuple[Ident, ...]
     span: Span

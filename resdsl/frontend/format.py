@@ -153,7 +153,7 @@ class _Formatter:
         if isinstance(stmt, ast.LetStmt):
             return f"let {stmt.name.text} = {self.expr(stmt.value)}"
         if isinstance(stmt, ast.OutputStmt):
-            return "output " + ", ".join(name.text for name in stmt.names)
+            return "return " + ", ".join(name.text for name in stmt.names)
         target = f"{stmt.target.text} = " if stmt.target is not None else ""
         source = f" from {stmt.source.text}" if stmt.source is not None else ""
         if isinstance(stmt, ast.MergeStmt):

@@ -275,14 +275,22 @@ class _Lowerer:
         return ir
 
     def _outputs(self, scope: Scope) -> None:
-        """The `output` statement's nodes; and no tensor left unread (a `from` can leave one behind)."""
+        """The `return` statement's nodes; and no tensor left unread (a `from` can leave one behind)."""
         ends: list[Node] = [scope.current]
         if self.outputs is not None:
             ends = []
             for ident in self.outputs.names:
-                node = self._tensor(ident, scope, "output")
+                if ident.text == "input":
+                    raise error(
+                        "E0131",
+                        "the network's input cannot be one of its outputs",
+                        ident.span,
+                        "the input",
+                        "return tensors the network computes",
+                    )
+                node = self._tensor(ident, scope, "return")
                 if any(n.name == ident.text for n in ends):
-                    raise error("E0131", f"`{ident.text}` is listed twice in `output`", ident.span, "listed twice")
+                    raise error("E0131", f"`{ident.text}` is listed twice in `return`", ident.span, "listed twice")
                 ends.append(self.ir.add(Output(), [node], parent=self.ir.root, span=ident.span, name=ident.text))
         unread = [n for n in self.ir if n not in ends and self.ir.graph.out_degree(n) == 0]
         for node in unread:
@@ -292,15 +300,15 @@ class _Lowerer:
                 f"{what} is never used",
                 node.span,
                 "nothing reads this tensor",
-                "read it with `from`, `add`, `mul` or `concat`, or list it in the network's `output` statement"
+                "read it with `from`, `add`, `mul` or `concat`, or list it in the network's `return` statement"
                 if self.outputs is not None
                 else "read it with `from`, `add`, `mul` or `concat`; a network with several outputs names them "
-                "in an `output` statement",
+                "in a `return` statement",
             )
         self.errors.raise_if_any()
 
     def _tensor(self, ident: ast.Ident, scope: Scope, what: str) -> Node:
-        """The tensor a statement names (`from NAME`, `concat NAME`, `to=NAME`, `output NAME`)."""
+        """The tensor a statement names (`from NAME`, `concat NAME`, `to=NAME`, `return NAME`)."""
         if ident.text == "input":
             return scope.input
         if ident.text in scope.names:
@@ -421,11 +429,11 @@ class _Lowerer:
         self._call(stmt, scope)
 
     def _output_stmt(self, stmt: ast.OutputStmt, scope: Scope) -> None:
-        """`output NAME, ...`: read after the body (lowering's `_outputs`), once per network."""
+        """`return NAME, ...`: read after the body (lowering's `_outputs`), once per network."""
         if scope.in_template:
             raise error(
                 "E0114",
-                "`output` belongs in a network, not in a block",
+                "`return` belongs in a network, not in a block",
                 stmt.span,
                 "network setting inside a block",
                 "a block's output is its last statement's tensor",
@@ -433,9 +441,9 @@ class _Lowerer:
         if self.outputs is not None:
             raise error(
                 "E0131",
-                "a network has one `output` statement",
+                "a network has one `return` statement",
                 stmt.span,
-                "a second `output`",
+                "a second `return`",
                 f"list every output in the first, at {self.outputs.span.location}",
             )
         self.outputs = stmt

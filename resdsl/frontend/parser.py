@@ -31,7 +31,7 @@ KEYWORDS = (
     "mul",
     "concat",
     "from",
-    "output",
+    "return",
     "seq",
     "x",
     "first",

@@ -190,7 +190,7 @@ class IR:
         return walk
 
     def outputs(self) -> list[Node]:
-        """The network's named outputs (`output p2, p3`), in the statement's order; empty for a network
+        """The network's named outputs (`return p2, p3`), in the statement's order; empty for a network
         with one output, its last op."""
         return [node for node in self if node.op.kind == "output"]
 

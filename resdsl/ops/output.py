@@ -1,6 +1,6 @@
-"""`output`: one of a network's named outputs (spec: `output p2, p3, p4, p5`), a sink of the graph.
+"""`output`: one of a network's named outputs (spec: `return p2, p3, p4, p5`), a sink of the graph.
 
-A network without an `output` statement has one output, the last statement's
+A network without a `return` statement has one output, the last statement's
 tensor, and no output nodes. With one, each name becomes an output node
 reading that tensor: the generated forward returns them as a dict in the
 statement's order, and the ONNX graph has one output of that name each.

@@ -103,11 +103,26 @@ class Upsample(Op):
             attrs = dict(mode="nearest", coordinate_transformation_mode="asymmetric", nearest_mode="floor")
         else:
             attrs = dict(mode="linear", coordinate_transformation_mode="pytorch_half_pixel")
-        if not self.sized:
-            scales = w.float_constant("scales", [1.0, 1.0, float(self.scale), float(self.scale)], (4,))
-            w.output("Resize", [inputs[0], "", scales], **attrs)
+        channels, h, width = w.inputs[0]
+        _, out_h, out_w = w.shape
+        whole = out_h % h == 0 and out_w % width == 0
+        if whole and self.mode == "nearest":
+            # Each value repeated k times in each direction: unsqueeze, expand and reshape, which ONNX
+            # shape inference follows to the symbolic batch (Resize's scales would lose it).
+            kh, kw = out_h // h, out_w // width
+            spread = w.step("spread", "Unsqueeze", [inputs[0], w.constant("axes", [3, 5])], (channels, h, 1, width, 1))
+            tiled = w.step(
+                "tiled", "Expand", [spread, w.constant("repeat", [1, 1, 1, kh, 1, kw])], (channels, h, kh, width, kw)
+            )
+            w.output("Reshape", [tiled, w.constant("shape", [0, channels, out_h, out_w])])
             return
-        # Sizes, batch included: the batch is the graph's one dynamic dimension, the rest is known.
+        if whole:
+            # A whole factor (`upsample(2)`, or `to=` a map k times larger): constant scales, which ONNX
+            # shape inference follows, and which map positions as PyTorch's size does (dst / k).
+            factors = [1.0, 1.0, float(out_h // h), float(out_w // width)]
+            w.output("Resize", [inputs[0], "", w.float_constant("scales", factors, (4,))], **attrs)
+            return
+        # Any other size: sizes, batch included (the graph's one dynamic dimension; the rest is known).
         shape = w.int_step("shape", "Shape", [inputs[0]], 4)
         batch = w.int_step("batch", "Slice", [shape, w.constant("start", [0]), w.constant("end", [1])], 1)
         sizes = w.int_step("sizes", "Concat", [batch, w.constant("chw", list(w.shape))], 4, axis=0)

@@ -85,7 +85,7 @@
         else nodes.push(block);
       }
     }
-    if (model.output) nodes.push(OUTPUT); // named outputs (`output p2, p3`) are units of their own
+    if (model.output) nodes.push(OUTPUT); // named outputs (`return p2, p3`) are units of their own
     const edges = [];
     const seen = new Set();
     for (const [t, h, identity] of model.edges) {
