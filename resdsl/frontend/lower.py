@@ -814,6 +814,9 @@ class _Lowerer:
         kind.complete(values, exprs, stmt.span)
         self._check_sizes(callee, signature, values, given, stmt)
         node_fields = {name: values.pop(name) for name in signature.node_args}
+        for spec in signature.args:  # a named tensor is an operand (`refs`), not a field of the node
+            if spec.type is TensorRef:
+                node_fields.pop(spec.name, None)
         op = kind(**values)
         if callee == "conv" and node_fields["norm"] is not False:
             op = self.ir.policies.conv(op)  # `policy conv_op = std_conv(...)`
@@ -824,8 +827,6 @@ class _Lowerer:
             path = parent.prefix() + (member or name or scope.auto_name(callee))
         if not scope.in_template:
             self._stride(op, scope, stmt)
-        for ref in refs:
-            node_fields = {k: v for k, v in node_fields.items() if v is not ref}
         return self._new(
             scope,
             op,
