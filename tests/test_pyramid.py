@@ -313,6 +313,7 @@ NET = "network n {{\n  input 4x8x8\n{}\n}}\n"
         ("  a = conv(4, k=1)\n  return b", "E0205"),
         ("  a = conv(4, k=1)\n  b = conv(4, k=1) from input\n  return b", "E0133"),
         ("  a = conv(8, k=1)\n  b = conv(4, k=1) from input\n  add a", "E0231"),
+        ("  a = conv(4, k=1)\n  stem.conv = conv(4, k=3) from input\n  add a", "E0124"),
     ],
 )
 def test_misuse_is_a_located_error(body, code):
@@ -335,3 +336,11 @@ def test_syntax_round_trips_through_the_formatter():
     assert format_source(text, "n.res") == text
     net = resdsl.compile(text)
     assert net.outputs == {"up": (12, 8, 8), "a": (4, 8, 8)}
+
+
+def test_names_that_begin_with_a_keyword_are_names():
+    net = resdsl.compile(
+        "network n {\n  input 3x8x8\n  adder = conv(4, k=1)\n  concat1 = relu\n  fromx = conv(4, k=1)\n"
+        "  returned = relu\n  multi = add adder\n}\n"
+    )
+    assert [n.name for n in net.ir.walk() if n.name] == ["x", "adder", "concat1", "fromx", "returned", "multi"]

@@ -37,7 +37,24 @@ class Tap:
 
 
 def head_start(ir: IR, body: _Body) -> int:
-    """The index of the head's first step (len(steps) when there is no head)."""
+    """The index of the head's first step (len(steps) when there is no head, or when the steps after the
+    features would read another tensor of them than the last: a network whose statements read named
+    tensors, which `forward_head(x)` could not be given)."""
+    start = _head_start(body)
+    if 0 < start < len(body.steps):
+        reads = {p for step in body.steps[start:] for p in _reads(ir, step)}
+        if reads - set(body.outputs[start - 1 :]):
+            return len(body.steps)
+    return start
+
+
+def _reads(ir: IR, step) -> list[Node]:
+    if isinstance(step, Node):
+        return ir.operands(step)
+    return [step.input]
+
+
+def _head_start(body: _Body) -> int:
     steps = body.steps
     for index in range(len(steps) - 1, -1, -1):
         step = steps[index]

@@ -480,6 +480,14 @@ class _Lowerer:
                 "a block's modules are its own attributes: give this one a plain name",
             )
         levels = target.text.split(".")
+        if getattr(stmt, "source", None) is not None:
+            raise error(
+                "E0124",
+                f"`{target.text}`: a group runs its members in order, so a member cannot read a named tensor",
+                stmt.source.span,
+                "`from` in a group",
+                "put the statement outside the group, or read the tensor before the group starts",
+            )
         functional = isinstance(stmt, ast.MergeStmt) or (
             isinstance(stmt, ast.CallStmt) and stmt.callee.text in SPEC_OPS and not SPEC_OPS[stmt.callee.text].is_module
         )
