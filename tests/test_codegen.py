@@ -91,6 +91,30 @@ def test_features_only_returns_the_stage_outputs_with_their_info():
     assert len(scripted(torch.randn(1, 3, 64, 64))) == 3
 
 
+def test_features_only_taps_the_members_of_a_group_one_by_one():
+    # timm's ResNetV2 taps stem.conv and each of stages.0 ... inside the groups `stem` and `stages`.
+    model = resdsl.create_model("resnetv2_50", features_only=True, input="3x64x64").eval()
+    assert [(f["module"], f["num_chs"], f["reduction"]) for f in model.feature_info] == [
+        ("stem.conv", 64, 2),
+        ("stages.0", 256, 4),
+        ("stages.1", 512, 8),
+        ("stages.2", 1024, 16),
+        ("act", 2048, 32),
+    ]
+    whole = resdsl.create_model("resnetv2_50", input="3x64x64").eval()
+    whole.load_state_dict(model.state_dict(), strict=False)
+    x = torch.randn(1, 3, 64, 64)
+    with torch.no_grad():
+        maps = model(x)
+        stem = whole.stem.conv(x)
+        stage0 = whole.stages[0](whole.stem.pool(stem))
+        torch.testing.assert_close(maps[0], stem)
+        torch.testing.assert_close(maps[1], stage0)
+        torch.testing.assert_close(maps[-1], whole.forward_features(x))
+    assert [tuple(m.shape) for m in maps] == [(1, 64, 32, 32), (1, 256, 16, 16), (1, 512, 8, 8), (1, 1024, 4, 4),
+                                              (1, 2048, 2, 2)]  # fmt: skip
+
+
 def test_checkpoint_path_loads_torchvision_keys_strictly(tmp_path):
     source = resdsl.create_model("resnet18")
     torch.save({"state_dict": source.state_dict()}, tmp_path / "w.pth")  # a training checkpoint's wrapping

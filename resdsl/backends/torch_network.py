@@ -4,7 +4,9 @@ The network's forward steps split into features and a head. The head is
 everything from the network's last global pooling (`gap`) on; without one, the
 flat layers at its end. The features are tapped, as timm's `features_only`
 taps them, at the last tensor of each reduction before the head (ResNet:
-`act1` at 2, `layer1` at 4, ..., `layer4` at 32). The class gets
+`act1` at 2, `layer1` at 4, ..., `layer4` at 32); a group's members are
+tapped one by one (timm's ResNetV2: `stem.conv` at 2, `stages.0` at 4, ...),
+so `forward_intermediates` calls a tapped group member by member. The class gets
 `forward_features`, `forward_head(x, pre_logits=False)`,
 `forward_intermediates`, `get_classifier`, `reset_classifier`,
 `feature_info` and `num_features`, and a `...Features` subclass that drops the
@@ -18,7 +20,7 @@ from typing import TYPE_CHECKING
 
 from ..ir.graph import IR
 from ..ir.node import Node
-from ..ir.tree import ModuleKind
+from ..ir.tree import Module, ModuleKind
 from ..pysource import docstring_text
 from .torch_layout import INDENT, line, method_body, statement
 
@@ -34,6 +36,7 @@ class Tap:
     channels: int
     reduction: int
     module: str
+    member: int | None = None  # inside a group step: the position of the member whose output this is
 
 
 def head_start(ir: IR, body: _Body) -> int:
@@ -71,13 +74,35 @@ def taps(ir: IR, body: _Body, end: int) -> list[Tap]:
     height = ir.input_shape[1]
     found: dict[int, Tap] = {}
     for index in range(end):
-        output = body.outputs[index]
-        shape = output.shape
-        if shape is None or len(shape) != 3:
-            continue
-        reduction = max(1, round(height / shape[1]))
-        found[reduction] = Tap(index, shape[0], reduction, _module_of(body, index))
+        step = body.steps[index]
+        outputs: list[tuple[Node, str, int | None]]
+        if isinstance(step, Node) or step.module.kind is not ModuleKind.GROUP:
+            outputs = [(body.outputs[index], _module_of(body, index), None)]
+        else:
+            members = group_members(step.module, step.nodes)
+            outputs = [(node, f"{step.module.name}.{name}", at) for at, (name, node) in enumerate(members)]
+        for output, module, member in outputs:
+            shape = output.shape
+            if shape is not None and len(shape) == 3:
+                reduction = max(1, round(height / shape[1]))
+                found[reduction] = Tap(index, shape[0], reduction, module, member)
     return [found[r] for r in sorted(found)]
+
+
+def group_members(group: Module, nodes: list[Node]) -> list[tuple[str, Node]]:
+    """A group's members in the order it runs them (its ops with modules, its child modules), with their outputs."""
+    members: dict[str, Node] = {}
+    for node in nodes:
+        module = node.parent
+        if module is group:
+            if node.op.is_module and node.path is not None:
+                members[node.path.rpartition(".")[2]] = node
+            continue
+        while module.parent is not group:
+            assert module.parent is not None
+            module = module.parent
+        members[module.name] = node  # the last op inside a child module is its output
+    return list(members.items())
 
 
 def _module_of(body: _Body, index: int) -> str:
@@ -193,13 +218,35 @@ def _intermediates(body: _Body, end: int, tapped: list[Tap]) -> list[str]:
         f"{INDENT * 2}features: list[torch.Tensor] = []",
     ]
     statements = []
-    points = {t.step for t in tapped}
+    points = {t.step: t for t in tapped if t.member is None}
+    members = {(t.step, t.member) for t in tapped if t.member is not None}
     for index in range(end):
+        inside = sorted(member for step, member in members if step == index)
+        if inside:
+            statements += _member_calls(body, index, inside)
+            continue
         statements += body.forward[body.starts[index] : _stop(body, index)]
         if index in points:
             statements.append(f"features.append({body.variables[index]})")
     statements.append("return features")
     return lines + method_body(statements)
+
+
+def _member_calls(body: _Body, index: int, tapped: list[int]) -> list[str]:
+    """A group step called member by member, appending the tapped members' outputs."""
+    step = body.steps[index]
+    assert not isinstance(step, Node)
+    (call,) = body.forward[body.starts[index] : _stop(body, index)]  # `out = self.group(x)`
+    target, _, rest = call.partition(" = ")
+    source = rest.rpartition("(")[2].rstrip(")")
+    lines = []
+    for at, (name, _) in enumerate(group_members(step.module, step.nodes)):
+        member = f"self.{step.module.name}.{name}" if name.isidentifier() else f"self.{step.module.name}[{at}]"
+        lines.append(f"{target} = {member}({source})")
+        source = target
+        if at in tapped:
+            lines.append(f"features.append({target})")
+    return lines
 
 
 def _stop(body: _Body, index: int) -> int:
