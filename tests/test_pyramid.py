@@ -97,6 +97,30 @@ def test_fpn_module_returns_a_dict_of_its_outputs():
     assert [tuple(m.shape) for m in maps] == [(1, 256, 28, 28), (1, 256, 7, 7)]
 
 
+def test_fpn_computes_torchvisions_feature_pyramid():
+    """torchvision's FeaturePyramidNetwork.forward, written out over the generated module's own layers."""
+    model = resdsl.compile(FPN, {"input": "3x96x96"}).to_torch().eval()
+    x = torch.randn(2, 3, 96, 96)
+    with torch.no_grad():
+        c = model.maxpool(model.act1(model.bn1(model.conv1(x))))
+        stages = []
+        for layer in (model.layer1, model.layer2, model.layer3, model.layer4):
+            c = layer(c)
+            stages.append(c)
+        inner = [lat(f) for lat, f in zip((model.lat2, model.lat3, model.lat4, model.lat5), stages, strict=True)]
+        blocks = (model.p2, model.p3, model.p4, model.p5)
+        last = inner[-1]
+        results = [blocks[-1](last)]
+        for idx in range(len(inner) - 2, -1, -1):
+            top_down = torch.nn.functional.interpolate(last, size=inner[idx].shape[-2:], mode="nearest")
+            last = inner[idx] + top_down
+            results.insert(0, blocks[idx](last))
+        got = model(x)
+    assert list(got) == ["p2", "p3", "p4", "p5"]
+    for want, have in zip(results, got.values(), strict=True):
+        torch.testing.assert_close(have, want)
+
+
 def test_fpn_pytorch_and_onnx_agree():
     net = resdsl.compile(FPN, {"input": "3x128x128"})
     out = outputs_agree(net)
@@ -119,7 +143,7 @@ def test_fpn_summary_diagram_and_format():
     stage = net.to_dot(level="stage")
     for name in ("p2", "p3", "p4", "p5"):
         assert f"output {name}" in stage
-    assert stage.count("upsample") == 3 and "lat5" in stage
+    assert stage.count(">upsample<") == 3 and "lat5" in stage and "dotted = the size to upsample to" in stage
     assert '"output" [' not in stage and "\toutput [" not in stage  # no single sink besides the named ones
     assert "output p2" in net.to_dot(level="block") and "output p2" in net.to_dot(level="op")
     assert "output p2" in net.to_html()

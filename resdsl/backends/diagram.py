@@ -77,7 +77,7 @@ class Edge:
     tail: str
     head: str
     shape: Shape  # the tensor on the edge
-    style: str  # "main", "identity", "projection" or "pad"
+    style: str  # "main", "identity", "projection", "pad", or "size" (a tensor read for its size only)
 
 
 @dataclass
@@ -309,6 +309,18 @@ def build(ir: IR, level: str = "block") -> Diagram:
     units.units.sort(key=lambda u: u.key)
     for unit in units.units:
         _describe(ir, unit, segments)
+    edges = _edges(ir, walk, units)
+    last = walk[-1]
+    assert last.shape is not None
+    if not ir.outputs():  # one output: the edge into the diagram's `output`; named ones are units
+        edges.append(Edge(units.unit_of[last].id, "output", last.shape, "main"))
+    total_params = sum(unit.params for unit in units.units)
+    total_macs = sum(unit.macs for unit in units.units)
+    return Diagram(ir.name, level, units.units, edges, segments, total_params, total_macs, ir.policies)
+
+
+def _edges(ir: IR, walk: list[Node], units: _Units) -> list[Edge]:
+    """One edge per pair of units an IR edge joins, in walk order, styled by what it carries."""
     edges: list[Edge] = []
     seen: set[tuple[str, str]] = set()
     for node in walk:
@@ -318,15 +330,11 @@ def build(ir: IR, level: str = "block") -> Diagram:
                 continue
             seen.add((tail.id, head.id))
             style = edge_style(tail.kind, head.kind, ir.is_shortcut_edge(node, user))
+            if ir.graph.get_edge_data(node, user)["pos"] >= user.op.value_operands():
+                style = "size"  # `upsample(to=NAME)`: NAME lends its height and width only
             assert node.shape is not None
             edges.append(Edge(tail.id, head.id, node.shape, style))
-    last = walk[-1]
-    assert last.shape is not None
-    if not ir.outputs():  # one output: the edge into the diagram's `output`; named ones are units
-        edges.append(Edge(units.unit_of[last].id, "output", last.shape, "main"))
-    total_params = sum(unit.params for unit in units.units)
-    total_macs = sum(unit.macs for unit in units.units)
-    return Diagram(ir.name, level, units.units, edges, segments, total_params, total_macs, ir.policies)
+    return edges
 
 
 def _stage_units(ir: IR, walk: list[Node], segments: list[Segment], segment_of: dict[Node, int], units: _Units) -> None:
