@@ -368,3 +368,33 @@ def test_names_that_begin_with_a_keyword_are_names():
         "  returned = relu\n  multi = add adder\n}\n"
     )
     assert [n.name for n in net.ir.walk() if n.name] == ["x", "adder", "concat1", "fromx", "returned", "multi"]
+
+
+def test_new_ops_in_a_block_class_written_in_its_terms():
+    spec = """
+block up(c, s=2) {
+  u = conv_transpose(c, k=s, s=s)
+  bn = batchnorm
+  v = upsample(s, mode=bilinear) from input
+  concat bn
+  fuse = conv(c, k=1)
+}
+network n {
+  input 4x4x4
+  policy norm = none
+  a = up(6) x 2 first(s=3)
+  b = up(3, s=1)
+  gap
+  flatten
+}
+"""
+    net = resdsl.compile(spec)
+    source = net.torch_source
+    assert "self.u = nn.ConvTranspose2d(inplanes, c, s, stride=s, bias=False)" in source
+    assert "F.interpolate(x, scale_factor=float(self._upsample1_scale)" in source
+    assert "self.fuse = nn.Conv2d(inplanes + c, c, 1, bias=False)" in source
+    outputs_agree(net)
+    broken = spec.replace("concat bn", "concat u")
+    with pytest.raises(ResdslError) as info:
+        resdsl.compile(broken)
+    assert [d.code for d in info.value.diagnostics] == ["E0133"]  # once, not once per instance

@@ -293,7 +293,11 @@ class _Lowerer:
                     raise error("E0131", f"`{ident.text}` is listed twice in `return`", ident.span, "listed twice")
                 ends.append(self.ir.add(Output(), [node], parent=self.ir.root, span=ident.span, name=ident.text))
         unread = [n for n in self.ir if n not in ends and self.ir.graph.out_degree(n) == 0]
+        spans = set()
         for node in unread:
+            if node.span in spans:  # a block's statement: once, whatever the instances
+                continue
+            spans.add(node.span)
             what = f"`{node.name}`" if node.name else "the output of this statement"
             self.errors.add(
                 "E0133",
