@@ -398,3 +398,10 @@ network n {
     with pytest.raises(ResdslError) as info:
         resdsl.compile(broken)
     assert [d.code for d in info.value.diagnostics] == ["E0133"]  # once, not once per instance
+
+
+def test_formatter_keeps_a_comment_after_a_seq_read_from_a_tensor():
+    messy = "network n {\n  input 3x8x8\n  a = conv(8,k=3)\n  s = seq {\n    conv(8, k=3)\n  }   from a  # note\n}\n"
+    tidy = "network n {\n  input 3x8x8\n  a = conv(8, k=3)\n  s = seq {\n    conv(8, k=3)\n  } from a  # note\n}\n"
+    assert format_source(messy, "n.res") == tidy
+    assert format_source(tidy, "n.res") == tidy

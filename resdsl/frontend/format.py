@@ -91,12 +91,13 @@ class _Formatter:
         for stmt in stmts:
             if isinstance(stmt, ast.SeqStmt):
                 self.body(stmt, f"{stmt.target.text} = seq", indent + INDENT)
-                if stmt.source is not None:
-                    self.lines[-1] += f" from {stmt.source.text}"
             else:
                 self.element(stmt.span.start, stmt.span.end, self.stmt(stmt), indent + INDENT, keep_blank=True)
         self.leading(close, indent + INDENT, keep_blank=True)
-        self.element(close, close + 1, "}", indent)
+        if isinstance(item, ast.SeqStmt) and item.source is not None:  # `} from NAME`
+            self.element(close, item.span.end, f"}} from {item.source.text}", indent)
+        else:
+            self.element(close, close + 1, "}", indent)
 
     def _brace(self, before: int) -> int:
         """The position of the body's `{`: the last one before `before` outside comments."""
