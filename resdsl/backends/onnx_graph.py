@@ -6,7 +6,8 @@ One ONNX node per IR op (plus `Constant`s, and a `Slice` or `Pad` where
 its output tensor are named by its module path (`layer2.0.conv1`), a
 functional op by its block and kind (`layer2.0.relu_1`); initializers are the
 PyTorch state_dict keys. The graph input is `input` (batch×C×H×W), the output
-`output`; the batch dimension is the symbol `batch`. Every other tensor gets a
+`output` (or, for a network with named outputs, one output per name); the batch
+dimension is the symbol `batch`. Every other tensor gets a
 `value_info` entry with the IR's inferred shape.
 
 The model is encoded here, field by field, as ONNX's protobuf schema lays it
