@@ -19,7 +19,9 @@ sides of a ratio alike. Time is the process's CPU time by default
 time the process waits for a core, which wall-clock time (`--clock wall`)
 counts for whichever side happened to be waiting. With one thread (the
 default), all of PyTorch's work runs in the calling thread, so CPU time is
-the work each model makes PyTorch do. Reported: the median ratio over the
+the work each model makes PyTorch do. On a shared machine, give it a core of
+its own: `nice -n -20 taskset -c 1 .venv/bin/python bench/module_speed.py`
+(as root); the table records the niceness and the core. Reported: the median ratio over the
 rounds and its range, with each side's median time. `--write` puts the table in
 docs/benchmarks.md; without it the table is only printed.
 """
@@ -29,6 +31,7 @@ from __future__ import annotations
 import argparse
 import copy
 import json
+import os
 import statistics
 import sys
 import time
@@ -135,6 +138,9 @@ def run(models: list[str], rounds: int, threads: int, train_batch: int, clock: s
         "command": command,
         "threads": threads,
         "clock": clock,
+        # How the process was scheduled: `nice -n -20 taskset -c 1 ...` keeps one core for it on a shared machine.
+        "niceness": os.getpriority(os.PRIO_PROCESS, 0),
+        "cores_allowed": sorted(os.sched_getaffinity(0)),
         "rounds": rounds,
         "train_batch": train_batch,
         "models": [],
@@ -186,8 +192,9 @@ def render(results: dict) -> str:
         "",
         (
             f"Measured {m['date']} on {m['cpu']}, {m['cores']} cores, {results['threads']} threads (torch "
-            f"{m['torch']}, Python {m['python']}), by `{results['command']}`; the machine was shared, so the "
-            "spreads carry that noise."
+            f"{m['torch']}, Python {m['python']}), by `{results['command']}`"
+            + _scheduling(results)
+            + "; the machine was shared, so the spreads carry that noise."
         ),
         "",
         "| model | reference | setting | generated | reference | generated ÷ reference, median [range] |",
@@ -221,6 +228,16 @@ def render(results: dict) -> str:
         + ".",
     ]
     return "\n".join(out) + "\n"
+
+
+def _scheduling(results: dict) -> str:
+    """How the run was scheduled, when not as usual: its niceness and the cores it was allowed."""
+    parts = []
+    if results["niceness"]:
+        parts.append(f"niceness {results['niceness']}")
+    if len(results["cores_allowed"]) < results["machine"]["cores"]:
+        parts.append(f"pinned to core {', '.join(map(str, results['cores_allowed']))}")
+    return f" ({' and '.join(parts)}, so other work waits for this process)" if parts else ""
 
 
 def _agreement(model: dict) -> str:

@@ -22,14 +22,16 @@ from .ir.cost import in_shapes
 from .ir.graph import IR
 from .ir.node import Node
 from .ir.tree import Module
-from .ops.base import StateEntry
+from .ops.base import StateEntry, state_key
 
 FORMATS = (".pt", ".pth", ".safetensors", ".npz")
 
 
 def _module_order(ir: IR) -> list[Node]:
     nodes = _grouped([node for node in ir.walk() if node.op.is_module])
-    if ir.policies.projection_names != "named":
+    named = ir.policies.projection_names == "named"
+    bare = {node for node in nodes if node.op.parameter}
+    if not named and not bare:
         return nodes
     first: dict[object, int] = {}  # module → the position of the first node inside it
     for index, node in enumerate(nodes):
@@ -40,7 +42,9 @@ def _module_order(ir: IR) -> list[Node]:
 
     def key(item: tuple[int, Node]) -> tuple[int, int, int]:
         index, node = item
-        if node.shortcut_of is not None:
+        if node in bare:  # PyTorch's state_dict holds a module's own parameters before its submodules'
+            return (first[node.parent], -1, index)
+        if named and node.shortcut_of is not None:
             return (first[node.shortcut_of.parent], 0, index)
         return (index, 1, 0)
 
@@ -80,7 +84,7 @@ def entries(ir: IR) -> dict[str, tuple[Node, StateEntry]]:
     for node in _module_order(ir):
         if node.op.is_module:
             for entry in node.op.state(in_shapes(ir, node)):
-                keys[f"{node.path}.{entry.name}"] = (node, entry)
+                keys[state_key(node.path, entry.name)] = (node, entry)
     return keys
 
 

@@ -60,7 +60,9 @@ resnetv2_101x3_bit resnetv2_152 resnetv2_152d resnetv2_152x2_bit resnetv2_152x4_
 """.split()
 # timm's MobileNetV2 (efficientnet.py), at width multipliers 1.0 and 1.4.
 TIMM_MOBILENETV2 = ["mobilenetv2_100", "mobilenetv2_140"]
-TIMM = set(TIMM_RESNET) | set(TIMM_RESNETV2) | set(TIMM_MOBILENETV2)
+# timm's ConvNeXt (convnext.py): the conv_mlp=True form (atto) and the channels-last one (tiny).
+TIMM_CONVNEXT = ["convnext_atto", "convnext_tiny"]
+TIMM = set(TIMM_RESNET) | set(TIMM_RESNETV2) | set(TIMM_MOBILENETV2) | set(TIMM_CONVNEXT)
 TIMM_SOURCES = (  # the first pattern a name matches
     (r"resnetv2_.*_bit", "Kolesnikov et al. 2020, Big Transfer (BiT): weight standardisation, GroupNorm"),
     (r"resnetv2_.*_evos", "Liu et al. 2020, Evolving Normalization-Activation Layers (EvoNorm-S0)"),
@@ -71,6 +73,7 @@ TIMM_SOURCES = (  # the first pattern a name matches
         "He et al. 2016, Identity Mappings (pre-activation); deep stem, ResNet-D shortcuts",
     ),
     (r"resnetv2_", "He et al. 2016, Identity Mappings (full pre-activation)"),
+    (r"convnext_", "Liu et al. 2022, A ConvNet for the 2020s (ConvNeXt)"),
     (r"mobilenetv2_", "Sandler et al. 2018, MobileNetV2 (inverted residuals, linear bottlenecks)"),
     (r"resnetrs", "Bello et al. 2021, Revisiting ResNets (ResNet-RS)"),
     (r".*_pruned", "Aflalo et al. 2020, knapsack pruning, of ECA-ResNet-D"),
@@ -106,12 +109,13 @@ linear layers at the spec's input size (FLOPs = 2 × MACs, `resdsl summary
 (projection shortcuts and squeeze-and-excitation excluded). Regenerate with
 `python scripts/model_zoo.py`; a test keeps this table true.
 
-Every model of timm's `resnet.py` and `resnetv2.py`, and its MobileNetV2
-(`mobilenetv2_100`, `mobilenetv2_140`), is here under its timm name (the
-`timm` column): its generated module has timm's state_dict, keys, order and
-shapes, so a timm checkpoint of it loads with `strict=True`, and timm's
-logits (tests/test_timm_zoo.py, tests/test_timm_resnetv2.py,
-tests/test_timm_mobilenetv2.py). The input is timm's default for the model.
+Every model of timm's `resnet.py` and `resnetv2.py`, its MobileNetV2
+(`mobilenetv2_100`, `mobilenetv2_140`) and two ConvNeXts (below), is here
+under its timm name (the `timm` column): its generated module has timm's
+state_dict, keys, order and shapes, so a timm checkpoint of it loads with
+`strict=True`, and timm's logits (tests/test_timm_zoo.py,
+tests/test_timm_resnetv2.py, tests/test_timm_mobilenetv2.py,
+tests/test_timm_convnext.py). The input is timm's default for the model.
 
 Variants of any spec are a `--set` away: `--set norm=full_preact` (the five
 activation orders), `--set shortcut=none` (plain networks: plain-34 has
@@ -132,12 +136,28 @@ def row(name: str) -> str:
     )
 
 
+CONVNEXT = """
+## ConvNeXt
+
+timm's ConvNeXt family (`convnext.py`): a 4×4 patch stem, blocks of a 7×7
+depthwise conv, a LayerNorm, an MLP of 4× width with GELU and a layer scale,
+and a LayerNorm with a 2×2 strided conv between stages. `convnext_atto` is
+timm's `conv_mlp=True` form (LayerNorm2d, 1×1 convs); `convnext_tiny` runs its
+norm and MLP channels-last, between two permutes, as timm's blocks do (see
+docs/language.md, "Memory layout").
+
+| spec | timm | input | depth | parameters | MACs | source |
+| --- | --- | --- | ---: | ---: | ---: | --- |
+"""
+
+
 def table() -> str:
     names = sorted(
-        (p.stem for p in (ROOT / "specs").glob("*.res")),
+        (p.stem for p in (ROOT / "specs").glob("*.res") if p.stem not in TIMM_CONVNEXT),
         key=lambda n: (list(SOURCES).index(n) if n in SOURCES else len(SOURCES), n),
     )
-    return HEADER + "\n".join(row(name) for name in names) + "\n"
+    main = HEADER + "\n".join(row(name) for name in names) + "\n"
+    return main + CONVNEXT + "\n".join(row(name) for name in TIMM_CONVNEXT) + "\n"
 
 
 if __name__ == "__main__":

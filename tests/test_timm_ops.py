@@ -117,6 +117,12 @@ class LiteralWriter:
     def inplace(self) -> bool:
         return self._inplace
 
+    def channels_last(self) -> bool:
+        return False
+
+    def rank(self) -> int:
+        return 3
+
     def helper(self, name: str) -> str:
         return name  # helper classes keep their own names here
 

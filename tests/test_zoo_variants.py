@@ -11,6 +11,7 @@ import torch
 import torch.fx
 from conftest import REFERENCE, ROOT, SPEC_SAMPLE, SPECS
 from recipe import fill_module
+from timm_convnext import ARCH as CONVNEXT
 from timm_mobilenetv2 import MULTIPLIERS as MOBILENETV2
 from timm_resnet import ZOO
 from timm_resnetv2 import ZOO as RESNETV2
@@ -388,7 +389,8 @@ def test_model_zoo_doc_is_current_and_depths_are_the_papers():
     assert set(zoo.TIMM_RESNET) == set(ZOO)  # tests/timm_resnet.py lists the same 80 models
     assert set(zoo.TIMM_RESNETV2) == set(RESNETV2)  # tests/timm_resnetv2.py lists the same 20
     assert set(zoo.TIMM_MOBILENETV2) == set(MOBILENETV2)  # tests/timm_mobilenetv2.py lists the same 2
-    assert {row[0] for row in cells if row[1]} == set(ZOO) | set(RESNETV2) | set(MOBILENETV2)
+    assert set(zoo.TIMM_CONVNEXT) == set(CONVNEXT)  # and tests/timm_convnext.py the same 2 ConvNeXts
+    assert {row[0] for row in cells if row[1]} == set(ZOO) | set(RESNETV2) | set(MOBILENETV2) | set(CONVNEXT)
     assert all(row[1] in ("", row[0]) for row in cells)
     named_by_depth = 0
     for name, _, _, depth, *_ in cells:

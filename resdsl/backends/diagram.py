@@ -118,12 +118,14 @@ def edge_style(tail_kind: str, head_kind: str, shortcut: bool) -> str:
 def holder(node: Node) -> Module | None:
     """The module that is a child of the network or of a stage and holds `node`; None at network level.
 
-    A block instance (the blocks it calls lie inside it), or a network-level `seq`.
+    A block instance (the blocks it calls lie inside it), or a network-level `seq`, also one in a group
+    (`stages.1.downsample`: each stage's is its own), or the group that holds an op itself.
     """
     module = node.parent
     if module.kind is ModuleKind.NETWORK:
         return None
-    while module.parent is not None and module.parent.kind not in (ModuleKind.NETWORK, ModuleKind.STAGE):
+    outer = (ModuleKind.NETWORK, ModuleKind.STAGE, ModuleKind.GROUP)
+    while module.parent is not None and module.parent.kind not in outer:
         module = module.parent
     return module
 

@@ -31,6 +31,7 @@ import numpy as np
 
 from ..ir.graph import IR
 from ..ir.node import Node
+from ..ops.base import state_key
 
 if TYPE_CHECKING:
     import onnx
@@ -75,7 +76,7 @@ class _Writer:
     def weight(self, key: str) -> str:
         """Make the state entry `<path>.<key>` an initializer; returns its name."""
         assert self.node is not None
-        name = f"{self.node.path}.{key}"
+        name = state_key(self.node.path, key)
         if name not in self.available:
             raise OnnxEmitError(f"no weights for {name}")
         self.weights.append(name)
@@ -123,6 +124,10 @@ def _node_names(ir: IR) -> dict[Node, str]:
     taken = {n.path for n in ir.graph if n.path} | {INPUT, OUTPUT}
     names: dict[Node, str] = {}
     for node in ir.walk():
+        # A bare parameter's path names its initializer (a layer scale's `gamma`): its output is `<path>.out`.
+        if node.path and node.op.parameter:
+            names[node] = f"{node.path}.out"
+            continue
         if node.path and node.path not in (INPUT, OUTPUT):  # a layer named `output` yields to the graph's
             names[node] = node.path
             continue

@@ -199,6 +199,10 @@ def _outputs_class(ir: IR, body: _Body, name: str, params: list[str], zeroed_blo
 
 
 def _forward(body: _Body, end: int) -> list[str]:
+    # A chain of its own, not forward_intermediates: holding every feature map to the end of the forward
+    # pass costs memory, and time at small batches (measured by bench/module_speed.py).
+    statements = body.forward[: _stop(body, end - 1)] if end else []
+    statements.append(f"return {body.variables[end - 1] if end else 'x'}")
     return [
         "",
         f"{INDENT}def forward(self, x: torch.Tensor) -> torch.Tensor:",
@@ -206,7 +210,7 @@ def _forward(body: _Body, end: int) -> list[str]:
         "",
         f"{INDENT}def forward_features(self, x: torch.Tensor) -> torch.Tensor:",
         f'{INDENT * 2}"""The stem and the stages: the last feature map, before the head."""',
-        f"{INDENT * 2}return self.forward_intermediates(x)[-1]" if end else f"{INDENT * 2}return x",
+        *method_body(statements),
     ]
 
 
@@ -265,6 +269,15 @@ def _head(body: _Body, end: int) -> list[str]:
         statements.append(f"{source} = x")
     classifier = _classifier_step(body, end)
     for index in range(end, len(body.steps)):
+        grouped = _group_classifier(body, index) if index == classifier else None
+        if grouped is not None:  # timm's NormMlpClassifierHead: the head's members one by one
+            source, target = body.variables[index - 1] if index else "x", body.variables[index]
+            for member in body.steps[index].nodes:  # type: ignore[union-attr]  # a group's unit
+                if member is grouped:
+                    statements += ["if pre_logits:", f"{INDENT}return {source}"]
+                statements.append(f"{target} = {member.op.torch_apply(f'self.{member.path}', source)}")
+                source = target
+            continue
         if index == classifier:
             features = body.variables[index - 1]
             if isinstance(body.steps[index], Node):
@@ -285,7 +298,21 @@ def _classifier_step(body: _Body, end: int) -> int | None:
         return last
     if isinstance(step, Node) and step.op.kind == "flatten" and last - 1 >= end and _conv_classifier(body, last - 1):
         return last - 1
+    if last >= end and _group_classifier(body, last) is not None:
+        return last
     return None
+
+
+def _group_classifier(body: _Body, index: int) -> Node | None:
+    """The linear layer that ends group step `index` when the group holds only ops (`head.norm`,
+    `head.fc`: timm's NormMlpClassifierHead), if it does."""
+    step = body.steps[index]
+    if isinstance(step, Node) or step.module.kind is not ModuleKind.GROUP:
+        return None
+    last = step.nodes[-1]
+    if last.op.kind != "linear" or any(node.parent is not step.module or not node.op.is_module for node in step.nodes):
+        return None
+    return last
 
 
 def _conv_classifier(body: _Body, index: int) -> Node | None:
@@ -305,9 +332,13 @@ def _classifier(body: _Body, end: int) -> list[str]:
         return []
     step = body.steps[index]
     conv = _conv_classifier(body, index)
+    grouped = _group_classifier(body, index)
     if conv is not None:
         assert conv.path is not None
         attr, new = conv.path, "nn.Conv2d(self.num_features, num_classes, 1)"
+    elif grouped is not None:
+        assert grouped.path is not None
+        attr, new = grouped.path, "nn.Linear(self.num_features, num_classes)"
     else:
         assert isinstance(step, Node) and step.path is not None
         attr, new = step.path, "nn.Linear(self.num_features, num_classes)"

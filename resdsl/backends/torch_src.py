@@ -181,6 +181,12 @@ class _OpWriter:
             return self.overrides["in_channels"]
         return self.emitter.channels(self.body, self.emitter.ir.operands(self.node)[0])
 
+    def channels_last(self) -> bool:
+        return self.emitter.ir.operands(self.node)[0].channels_last
+
+    def rank(self) -> int:
+        return len(self.emitter.ir.operands(self.node)[0].shape or ())
+
     def inplace(self) -> bool:
         return self.emitter.overwritable(self.body, self.emitter.ir.operands(self.node)[0])
 
@@ -280,16 +286,16 @@ class _Emitter:
     def _unit_init(self, body: _Body, unit: Unit) -> str:
         """The constructor statement of a child module."""
         module = unit.module
-        if module.kind is ModuleKind.SEQUENCE:
-            members = [n for n in unit.nodes if n.op.is_module]
-            for node in members:
-                self._track(body, node)
-            args = [node.op.torch_module(_OpWriter(self, body, node)) for node in members]
-            return f"self.{module.name} = nn.Sequential({', '.join(args)})"
         return f"self.{module.name} = {self._module_expr(body, module, unit.nodes)}"
 
     def _module_expr(self, body: _Body, module: Module, nodes: list[Node]) -> str:
-        """The expression that builds a stage, a block instance or a group (a sequence is built above)."""
+        """The expression that builds a sequence, a stage, a block instance or a group."""
+        if module.kind is ModuleKind.SEQUENCE:
+            members = [n for n in nodes if n.op.is_module]
+            for node in members:
+                self._track(body, node)
+            args = [node.op.torch_module(_OpWriter(self, body, node)) for node in members]
+            return f"nn.Sequential({', '.join(args)})"
         if module.kind is ModuleKind.STAGE:
             # One block a line, kept so by the trailing comma whatever the length.
             calls = "".join(f"\n{INDENT}{self._instance_call(body, block)}," for block in module.children)
@@ -568,7 +574,7 @@ class _Emitter:
             template, add = body.owner.template, node.branch
             if template is not None and add is not None and add.residual and add.residual.index in template.skips:
                 body.zero_guards[local] = skip_flag(add.residual.index)  # only where the add is kept
-        return [f"{target} = self.{local}({args[0]})"]
+        return [f"{target} = {node.op.torch_apply(f'self.{local}', args[0])}"]
 
     # -- classes ----------------------------------------------------------------
 

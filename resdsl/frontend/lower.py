@@ -492,9 +492,8 @@ class _Lowerer:
                 "`from` in a group",
                 "put the statement outside the group, or read the tensor before the group starts",
             )
-        functional = isinstance(stmt, ast.MergeStmt) or (
-            isinstance(stmt, ast.CallStmt) and stmt.callee.text in SPEC_OPS and not SPEC_OPS[stmt.callee.text].is_module
-        )
+        op = SPEC_OPS.get(stmt.callee.text) if isinstance(stmt, ast.CallStmt) else None
+        functional = isinstance(stmt, ast.MergeStmt) or (op is not None and (not op.is_module or op.parameter))
         if functional:
             raise error(
                 "E0124",
@@ -652,7 +651,7 @@ class _Lowerer:
     def _seq(self, stmt: ast.SeqStmt, scope: Scope) -> None:
         """A sequence of ops, numbered by the norm pass as nn.Sequential numbers its modules; or of blocks."""
         if not self._numbered_member(stmt.target):
-            check_name(stmt.target.text, stmt.target.span, "layer")
+            check_name(stmt.target.text, stmt.target.span, "layer", self.bind_as is not None)
         if not stmt.body:
             raise error("E0117", f"sequence `{stmt.target.text}` has no ops", stmt.target.span, "empty sequence")
         if any(self._is_block_call(inner) for inner in stmt.body):
@@ -667,10 +666,11 @@ class _Lowerer:
                     "not an op call",
                     "write `add`, `mul` and `let` outside the sequence",
                 )
-            if not SPEC_OPS[inner.callee.text].is_module:
+            if not SPEC_OPS[inner.callee.text].is_module or SPEC_OPS[inner.callee.text].parameter:
                 raise error(
                     "E0123",
-                    f"`{inner.callee.text}` cannot be in a `seq`: it is a function, not a module",
+                    f"`{inner.callee.text}` cannot be in a `seq`: it is a "
+                    f"{'parameter' if SPEC_OPS[inner.callee.text].parameter else 'function'}, not a module",
                     inner.callee.span,
                     "not a module",
                     "an nn.Sequential holds modules; put this op after the sequence",
@@ -732,7 +732,7 @@ class _Lowerer:
     def _call(self, stmt: ast.CallStmt, scope: Scope) -> None:
         callee = stmt.callee.text
         if stmt.target is not None and not self._numbered_member(stmt.target):
-            check_name(stmt.target.text, stmt.target.span, "layer")
+            check_name(stmt.target.text, stmt.target.span, "layer", self.bind_as is not None)
         if callee in SPEC_OPS:
             if stmt.repeat is not None:
                 raise error(

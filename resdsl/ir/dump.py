@@ -16,7 +16,7 @@ def dump(ir: IR) -> str:
         label = node.path or node.name or ""
         line = f"  %{index} = {node.op.kind}({attrs})"
         line += f"({args})" if args else ""
-        line += f" -> {shape}"
+        line += f" -> {shape}" + (" channels-last" if node.channels_last else "")
         if label:
             line += f"  [{label}]"
         line += f"  # {node.origin.value}"

@@ -77,20 +77,24 @@ RESERVED = _MODULE_ATTRS | _GENERATED_NAMES
 _GENERATED_PATTERN = re.compile(r"(downsample|identity|has_skip)\d*")
 
 
-def allowed(name: str) -> bool:
-    """Whether `name` may be a spec name or one part of a module path."""
+def allowed(name: str, group_member: bool = False) -> bool:
+    """Whether `name` may be a spec name or one part of a module path.
+
+    A member of a group (`stages.1.downsample`) may take the names generated for shortcuts: a
+    group holds modules and no residual adds, so none of its own is generated there.
+    """
     return not (
         not name.isidentifier()
         or keyword.iskeyword(name)
         or name in RESERVED
         or name.startswith("_")
-        or _GENERATED_PATTERN.fullmatch(name)
+        or (not group_member and _GENERATED_PATTERN.fullmatch(name))
     )
 
 
-def check_name(name: str, span: Span, what: str) -> None:
+def check_name(name: str, span: Span, what: str, group_member: bool = False) -> None:
     """Raise E0106 unless the spec's name `name` (written at `span`) is allowed."""
-    if not allowed(name):
+    if not allowed(name, group_member):
         reason = "a Python keyword" if keyword.iskeyword(name) else "reserved in generated code"
         raise error(
             "E0106",

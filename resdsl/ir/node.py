@@ -79,6 +79,7 @@ class Node:
     shortcut_of: Node | None = None  # ops the projections pass inserted: the add whose shortcut they form
     residual: Residual | None = None  # residual adds only
     zero_init: bool = False  # BatchNorms: γ starts at zero (the zero_init_last policy)
+    channels_last: bool = False  # its output is a channels-last (N×H×W×C) feature map; set by the shapes pass
     block: Module | None = field(init=False)  # the block instance `parent` is or lies in; None at network level
 
     def __post_init__(self) -> None:

@@ -102,7 +102,8 @@ def _show(value: object) -> str:
 class StateEntry:
     """One state_dict entry of an op's module, and how PyTorch starts it.
 
-    `name` follows the op's module path (`weight`, `fc1.bias`). An entry starts
+    `name` follows the op's module path (`weight`, `fc1.bias`); empty, the
+    op's module path is the key itself (a bare parameter: a layer scale's `gamma`). An entry starts
     uniform in ±`bound` when `bound` is set, else every element is `value`.
     """
 
@@ -118,6 +119,11 @@ class StateEntry:
     @property
     def size(self) -> int:
         return math.prod(self.shape)
+
+
+def state_key(path: str | None, name: str) -> str:
+    """The state_dict key of entry `name` of the module at `path` (an empty name: the path itself)."""
+    return f"{path}.{name}" if name else str(path)
 
 
 def fan_in_bound(weight_shape: Shape) -> float:
@@ -150,6 +156,14 @@ class TorchWriter(Protocol):
 
     def in_channels(self) -> str:
         """The channel count of the first operand, in the class's terms."""
+        ...
+
+    def channels_last(self) -> bool:
+        """Whether the first operand is a channels-last (N×H×W×C) feature map."""
+        ...
+
+    def rank(self) -> int:
+        """The first operand's number of dimensions, the batch left out (3: a feature map; 1: flat)."""
         ...
 
     def inplace(self) -> bool:
@@ -205,6 +219,9 @@ class Op:
     arity: ClassVar[int] = 1
     signature: ClassVar[Signature | None] = None  # set for ops a spec can call
     is_module: ClassVar[bool] = False  # a submodule in PyTorch, with a module path
+    # A bare parameter of its module rather than a submodule (a layer scale's `gamma`): its path is
+    # its state_dict key, and PyTorch's state_dict holds it before the module's submodules.
+    parameter: ClassVar[bool] = False
     spatial: ClassVar[bool] = False  # its operands must be C×H×W feature maps (checked before `infer`)
     # The choices a policy makes among ops: "norm" ops are what the norm policy places
     # (`policy norm_op`), "act" the activations (`policy act`), "attn" the attention a branch
@@ -214,6 +231,15 @@ class Op:
     saves_output: ClassVar[bool] = False
     # Its output is a view of its first operand's memory (flatten): overwriting it overwrites that too.
     view: ClassVar[bool] = False
+    # The memory layout its C×H×W operands may have (shapes stay C×H×W in the IR whatever the layout;
+    # `channels_last` and `channels_first` change it): "first" (N×C×H×W: convs, pools, BatchNorm),
+    # "last" (N×H×W×C: a linear layer over the channels at every position), "any" (elementwise or
+    # per-channel ops that keep their operand's layout: activations, `layernorm`, `add`). Flat operands
+    # have no layout. The shapes pass checks it (E0213) and sets `Node.channels_last`.
+    layout: ClassVar[str] = "first"
+    # Its PyTorch module depends on its operand's layout and rank (`layernorm`: LayerNorm2d or
+    # nn.LayerNorm), so every use of a block template must give it the same (E0211).
+    layout_module: ClassVar[bool] = False
 
     @classmethod
     def missing_hooks(cls) -> list[str]:
@@ -238,6 +264,10 @@ class Op:
 
     def attrs(self) -> dict[str, Any]:
         return {f.name: getattr(self, f.name) for f in fields(self)}
+
+    def out_layout(self, channels_last: bool) -> bool:
+        """Whether the output is channels-last, given whether the first operand is (the permutes change it)."""
+        return channels_last
 
     def downsampling(self) -> int:
         """The factor by which the op strides over its input's height and width (1 for most)."""
@@ -284,6 +314,11 @@ class Op:
     def torch_call(self, w: TorchWriter, args: list[str]) -> str:
         """Functional ops: the forward expression over the operands' variables."""
         raise NotImplementedError
+
+    def torch_apply(self, attribute: str, arg: str) -> str:
+        """Modules: the forward expression that applies attribute `self.NAME` to the operand's variable
+        (a module is called; a bare parameter such as a layer scale's `gamma` is not)."""
+        return f"{attribute}({arg})"
 
     def torch_helpers(self) -> Mapping[str, str]:
         """Classes the generated file must define for this op (name → source)."""

@@ -42,6 +42,7 @@ class {CLASS}(nn.Module):
 @dataclass(frozen=True)
 class DropPath(Op):
     kind: ClassVar[str] = "drop_path"
+    layout: ClassVar[str] = "any"  # elementwise: either memory layout
     is_module: ClassVar[bool] = True  # a module without state, as timm's `drop_path` in each block
     # In eval mode (or at p = 0) its output is its input, which autograd may keep for the op before (a ReLU):
     # nothing may overwrite it in place.

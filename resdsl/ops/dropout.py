@@ -12,6 +12,7 @@ from .base import ArgSpec, OnnxWriter, Op, Range, Shape, ShapeReport, Signature,
 @dataclass(frozen=True)
 class Dropout(Op):
     kind: ClassVar[str] = "dropout"
+    layout: ClassVar[str] = "any"  # elementwise: either memory layout
     # In eval mode (or at p = 0) F.dropout returns its input itself, which autograd may keep for the op before
     # (a ReLU): nothing may overwrite it in place.
     saves_output: ClassVar[bool] = True

@@ -15,6 +15,7 @@ GELU_OPSET = 20  # the first ONNX opset with a Gelu operator
 @dataclass(frozen=True)
 class GELU(Op):
     kind: ClassVar[str] = "gelu"
+    layout: ClassVar[str] = "any"  # elementwise: either memory layout
     signature: ClassVar[Signature | None] = Signature(())
     is_module: ClassVar[bool] = True  # nn.GELU (no in-place form); autograd keeps its input, not its output
     families: ClassVar[tuple[str, ...]] = ("act",)

@@ -17,6 +17,7 @@ from .base import OnnxWriter, Op, Shape, ShapeReport, TorchWriter
 @dataclass(frozen=True)
 class Mul(Op):
     kind: ClassVar[str] = "mul"
+    layout: ClassVar[str] = "any"  # elementwise: either memory layout
     arity: ClassVar[int] = 2
 
     def infer(self, inputs: Sequence[Shape], report: ShapeReport) -> Shape | None:

@@ -12,6 +12,7 @@ from .base import OnnxWriter, Op, Shape, ShapeReport, Signature, TorchWriter
 @dataclass(frozen=True)
 class Sigmoid(Op):
     kind: ClassVar[str] = "sigmoid"
+    layout: ClassVar[str] = "any"  # elementwise: either memory layout
     signature: ClassVar[Signature | None] = Signature(())  # `sigmoid`, no arguments
     is_module: ClassVar[bool] = True  # nn.Sigmoid, as timm's gates
     families: ClassVar[tuple[str, ...]] = ("act",)

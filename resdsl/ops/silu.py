@@ -12,6 +12,7 @@ from .base import OnnxWriter, Op, Shape, ShapeReport, Signature, TorchWriter
 @dataclass(frozen=True)
 class SiLU(Op):
     kind: ClassVar[str] = "silu"
+    layout: ClassVar[str] = "any"  # elementwise: either memory layout
     signature: ClassVar[Signature | None] = Signature(())
     is_module: ClassVar[bool] = True
     families: ClassVar[tuple[str, ...]] = ("act",)

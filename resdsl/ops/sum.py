@@ -20,6 +20,7 @@ from .base import OnnxWriter, Op, Shape, ShapeReport, TorchWriter
 @dataclass(frozen=True)
 class Sum(Op):
     kind: ClassVar[str] = "sum"
+    layout: ClassVar[str] = "any"  # elementwise: either memory layout (its operands share one)
     arity: ClassVar[int] = 2
 
     def infer(self, inputs: Sequence[Shape], report: ShapeReport) -> Shape | None:

@@ -5,7 +5,8 @@ Guarantees: the instances of a template hold the same ops in the same order
 apart from their inserted shortcuts (a resdsl invariant: VerifyError if
 not); every size a template's class must write as a number is the same in
 all its instances (E0211 otherwise: a `flatten`'s input size, a shortcut's
-stride that the branch's own strides do not give); each template's
+stride that the branch's own strides do not give, the memory layout a
+`layernorm` reads); each template's
 `shortcuts` records, per residual add, whether only some instances have a
 shortcut module (a constructor flag) and the stride the class writes, and
 in `skips` the adds that only some instances keep (`shortcut = drop` removed
@@ -43,6 +44,7 @@ def apply(ir: IR, limits: Limits | None = None) -> None:
         ops = [[n for n in nodes if n.residual is None] for nodes in instances]
         _same_ops(template, ops)
         _flat_sizes(ir, template, ops, errors)
+        _layouts(ir, template, ops, errors)
         _inner_widths(ir, template, inside, errors)
         kept = [{n.residual.index for n in nodes if n.residual is not None} for nodes in instances]
         template.skips = set().union(*kept) - (set(kept[0]).intersection(*kept[1:]) if kept else set())
@@ -70,6 +72,27 @@ def _flat_sizes(ir: IR, template: Template, instances: list[list[Node]], errors:
                 node.span,
                 "one size per block template",
                 "put `gap` before `flatten`, or flatten outside the block",
+            )
+
+
+def _layouts(ir: IR, template: Template, instances: list[list[Node]], errors: Collector) -> None:
+    """An op whose module depends on its input's layout and rank (`layernorm`: LayerNorm2d on N×C×H×W,
+    nn.LayerNorm on N×H×W×C or flat features) must see one of them in every use of its block."""
+    for position, node in enumerate(instances[0]):
+        if not node.op.layout_module:
+            continue
+        seen = set()
+        for nodes in instances:
+            operand = ir.operands(nodes[position])[0]
+            seen.add((operand.channels_last, len(operand.shape or ())))
+        if len(seen) > 1:
+            errors.add(
+                "E0211",
+                f"`{node.op.kind}` in block `{template.name}` reads a channels-first feature map in one use "
+                "and a channels-last map or flat features in another",
+                node.span,
+                "one layout per block template",
+                "use the block in one layout: put `channels_last` or `channels_first` around its calls",
             )
 
 

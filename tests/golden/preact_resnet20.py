@@ -81,7 +81,13 @@ class PreactResnet164(nn.Module):
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         """The stem and the stages: the last feature map, before the head."""
-        return self.forward_intermediates(x)[-1]
+        x = self.conv1(x)
+        x = self.layer1(x)
+        x = self.layer2(x)
+        x = self.layer3(x)
+        x = self.bn_final(x)
+        x = self.act_final(x)
+        return x
 
     def forward_intermediates(self, x: torch.Tensor) -> list[torch.Tensor]:
         """Every feature map `feature_info` describes, from the finest to the coarsest."""
