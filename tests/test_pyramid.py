@@ -405,3 +405,26 @@ def test_formatter_keeps_a_comment_after_a_seq_read_from_a_tensor():
     tidy = "network n {\n  input 3x8x8\n  a = conv(8, k=3)\n  s = seq {\n    conv(8, k=3)\n  } from a  # note\n}\n"
     assert format_source(messy, "n.res") == tidy
     assert format_source(tidy, "n.res") == tidy
+
+
+def test_run_saves_every_named_output_to_npz(tmp_path, capsys):
+    from resdsl.cli import main
+
+    spec = tmp_path / "two.res"
+    spec.write_text(
+        "network two {\n  input 3x16x16\n  a = conv(4, k=3)\n  allow_pickle = conv(2, k=3, s=2)\n"
+        "  b = upsample(to=a)\n  return a, allow_pickle, b\n}\n"
+    )
+    model, x, out = tmp_path / "two.onnx", tmp_path / "x.npy", tmp_path / "y.npz"
+    assert main(["build", str(spec), "--emit", "onnx", "-o", str(model)]) == 0
+    batch = np.random.default_rng(0).standard_normal((2, 3, 16, 16)).astype(np.float32)
+    np.save(x, batch)
+    assert main(["run", str(model), "--input", str(x), "-o", str(out)]) == 0
+    assert "outputs a 2x4x16x16, allow_pickle 2x2x8x8, b 2x2x16x16" in capsys.readouterr().err
+    expected = ort.InferenceSession(str(model), providers=["CPUExecutionProvider"]).run(None, {"input": batch})
+    saved = np.load(out)
+    assert list(saved) == ["a", "allow_pickle", "b"]
+    for name, want in zip(saved, expected, strict=True):
+        np.testing.assert_array_equal(saved[name], want)
+    assert main(["run", str(model), "--input", str(x), "-o", str(tmp_path / "first.npy")]) == 0
+    np.testing.assert_array_equal(np.load(tmp_path / "first.npy"), expected[0])
