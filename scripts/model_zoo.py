@@ -62,7 +62,17 @@ resnetv2_101x3_bit resnetv2_152 resnetv2_152d resnetv2_152x2_bit resnetv2_152x4_
 TIMM_MOBILENETV2 = ["mobilenetv2_100", "mobilenetv2_140"]
 # timm's ConvNeXt (convnext.py): the conv_mlp=True form (atto) and the channels-last one (tiny).
 TIMM_CONVNEXT = ["convnext_atto", "convnext_tiny"]
-TIMM = set(TIMM_RESNET) | set(TIMM_RESNETV2) | set(TIMM_MOBILENETV2) | set(TIMM_CONVNEXT)
+# timm's RegNets (regnet.py) and its legacy SE-ResNet (senet.py).
+TIMM_REGNET = ["regnetx_016", "regnety_016", "regnety_032", "regnetz_005"]
+TIMM_LEGACY_SENET = ["legacy_seresnet18"]
+TIMM = (
+    set(TIMM_RESNET)
+    | set(TIMM_RESNETV2)
+    | set(TIMM_MOBILENETV2)
+    | set(TIMM_CONVNEXT)
+    | set(TIMM_REGNET)
+    | set(TIMM_LEGACY_SENET)
+)
 TIMM_SOURCES = (  # the first pattern a name matches
     (r"resnetv2_.*_bit", "Kolesnikov et al. 2020, Big Transfer (BiT): weight standardisation, GroupNorm"),
     (r"resnetv2_.*_evos", "Liu et al. 2020, Evolving Normalization-Activation Layers (EvoNorm-S0)"),
@@ -75,6 +85,9 @@ TIMM_SOURCES = (  # the first pattern a name matches
     (r"resnetv2_", "He et al. 2016, Identity Mappings (full pre-activation)"),
     (r"convnext_", "Liu et al. 2022, A ConvNet for the 2020s (ConvNeXt)"),
     (r"mobilenetv2_", "Sandler et al. 2018, MobileNetV2 (inverted residuals, linear bottlenecks)"),
+    (r"regnetz", "Dollár et al. 2021, Fast and Accurate Model Scaling (RegNetZ)"),
+    (r"regnet", "Radosavovic et al. 2020, Designing Network Design Spaces (RegNet)"),
+    (r"legacy_se", "Hu et al. 2018, Squeeze-and-Excitation (timm's legacy senet.py)"),
     (r"resnetrs", "Bello et al. 2021, Revisiting ResNets (ResNet-RS)"),
     (r".*_pruned", "Aflalo et al. 2020, knapsack pruning, of ECA-ResNet-D"),
     (r"eca", "Wang et al. 2020, ECA-Net"),
@@ -116,6 +129,9 @@ state_dict, keys, order and shapes, so a timm checkpoint of it loads with
 `strict=True`, and timm's logits (tests/test_timm_zoo.py,
 tests/test_timm_resnetv2.py, tests/test_timm_mobilenetv2.py,
 tests/test_timm_convnext.py). The input is timm's default for the model.
+So are four of timm's RegNets (`regnetx_016`, `regnety_016`, `regnety_032`,
+`regnetz_005`) and its legacy SE-ResNet-18 (`legacy_seresnet18`, senet.py)
+(tests/test_timm_regnet.py).
 
 Variants of any spec are a `--set` away: `--set norm=full_preact` (the five
 activation orders), `--set shortcut=none` (plain networks: plain-34 has

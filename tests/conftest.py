@@ -62,15 +62,20 @@ TIMM_SAMPLE = (
 # BiT's weight-standardised convs, GroupNorm and zero-padded stem (resnetv2_50x1_bit).
 RESNETV2_SAMPLE = ("resnetv2_50d", "resnetv2_50d_evos", "resnetv2_50x1_bit")
 
+# timm's RegNets (tests/timm_regnet.py, test_timm_regnet.py): RegNetY (inner ConvNormAct blocks, SE to a given
+# width, projections after the branch) and RegNetZ (SiLU, no projections) stand for RegNetX and regnety_032.
+REGNET_SAMPLE = ("regnety_016", "regnetz_005")
+
 
 def spec_sample() -> list[Path]:
-    """The bundled specs but the timm zoos', plus TIMM_SAMPLE and RESNETV2_SAMPLE (and torchvision's, which
-    timm shares)."""
+    """The bundled specs but the timm zoos', plus TIMM_SAMPLE, RESNETV2_SAMPLE and REGNET_SAMPLE (and
+    torchvision's, which timm shares)."""
+    from timm_regnet import CFGS as REGNET
     from timm_resnet import ZOO
     from timm_resnetv2 import ZOO as RESNETV2
 
-    keep = set(TIMM_SAMPLE) | set(RESNETV2_SAMPLE) | set(TORCHVISION_MODELS)
-    zoos = set(ZOO) | set(RESNETV2)
+    keep = set(TIMM_SAMPLE) | set(RESNETV2_SAMPLE) | set(REGNET_SAMPLE) | set(TORCHVISION_MODELS)
+    zoos = set(ZOO) | set(RESNETV2) | set(REGNET)
     return [p for p in sorted(SPECS.glob("*.res")) if p.stem not in zoos or p.stem in keep]
 
 

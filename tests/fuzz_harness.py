@@ -87,6 +87,7 @@ STATEMENTS = [
     "groupnorm(groups=3)", "groupnorm(eps=0)", "blurpool", "blurpool(s=1, filt=2)", "blurpool(s=65536)", "eca",
     "eca(k=4)", "eca(k=65537)", "eca(gamma=0)", "drop_path(0.2)", "drop_path(1)", "gelu", "silu", "relu6",
     "sigmoid", "mul input", "se(rd_ratio=0.25)", "se(rd_ratio=0)", "se(16, rd_ratio=0.5)",
+    "se(rd_channels=4, act=silu)", "se(rd_channels=0)", "se(rd_channels=4, divisor=4)", "se(act=gelu)",
     "s = seq { conv(8, k=3); relu }", "s = seq { gap; flatten }", "let EcaModule = 2", "let BlurPool2d = 3",
     "std_conv(8, k=3)", "std_conv(8, k=3, eps=0)", "std_conv(8, k=1, eps=1e-8)", "pad(1)", "pad(p=65536)",
     "pad(1, value=-1)", "evonorm_s0", "evonorm_s0(groups=3)", "evonorm_s0(group_size=8, act=false)",
@@ -128,7 +129,7 @@ POLICIES = {
     "down_kernel": ["1", "3", "5", "2"],
     "norm_name": ["bn", "norm"],
     "final_norm": ["true", "false"],
-    "projection_names": ["numbered", "named"],
+    "projection_names": ["numbered", "named", "named_last"],
     "conv_op": ["conv", "std_conv", "std_conv(eps=1e-8)", "std_conv(eps=0)"],
 }
 MUTATIONS = {"number": 4, "statement": 4, "policy": 2, "input": 2, "name": 1, "delete": 1, "duplicate": 1,
@@ -254,7 +255,13 @@ def _op(rng: random.Random, kind: str, edge: float) -> str:
         "linear": lambda: f"linear({n()}{', bias=false' if rng.random() < 0.3 else ''})",
         "dropout": lambda: f"dropout(p={edgy(['0', '0.1', '0.5', '0.99'], ['1', n()])})",
         "se": lambda: rng.choice(
-            ["se", f"se(reduction={n()})", f"se(reduction={n()}, divisor={n()})", "se(rd_ratio=0.25)"]
+            [
+                "se",
+                f"se(reduction={n()})",
+                f"se(reduction={n()}, divisor={n()})",
+                "se(rd_ratio=0.25)",
+                f"se(rd_channels={n()}, act={rng.choice(['relu', 'silu'])})",
+            ]
         ),
         "groupnorm": lambda: rng.choice(
             ["groupnorm", f"groupnorm(groups={n()})", f"groupnorm(groups={n()}, eps=0.001)"]

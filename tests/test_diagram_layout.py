@@ -20,7 +20,7 @@ from pathlib import Path
 
 import geometry
 import pytest
-from conftest import RESNETV2_SAMPLE
+from conftest import REGNET_SAMPLE, RESNETV2_SAMPLE
 
 import resdsl
 from resdsl.backends import diagram, dot
@@ -31,12 +31,14 @@ SPECS = sorted(p.stem for p in (ROOT / "specs").glob("*.res"))
 HUGE = ("cifar_resnet1202", "preact_resnet1001")
 # timm's resnetv2.py family draws as resnet.py's does; the quick run lays out its sample (conftest), the
 # slow run every model of it.
-RESNETV2_SLOW = {s for s in SPECS if s.startswith("resnetv2_") and s not in RESNETV2_SAMPLE}
+ZOO_SLOW = {s for s in SPECS if s.startswith("resnetv2_") and s not in RESNETV2_SAMPLE}
+# timm's RegNets likewise: regnetx_016 and regnety_032 draw as regnety_016 does.
+ZOO_SLOW |= {s for s in SPECS if s.startswith("regnet") and s not in REGNET_SAMPLE}
 pytestmark = pytest.mark.skipif(shutil.which("dot") is None, reason="Graphviz's dot is not installed")
 
 
 def _slow(spec: str, level: str) -> bool:
-    return (spec in HUGE and level == "op") or spec in RESNETV2_SLOW
+    return (spec in HUGE and level == "op") or spec in ZOO_SLOW
 
 
 CASES = [

@@ -84,7 +84,7 @@ def test_format_of_grammar_strings(text):
 
 
 @pytest.mark.parametrize(
-    "path", sorted((ROOT / "specs").glob("*.res")) + [ROOT / "resdsl/std/blocks.res"], ids=lambda p: p.name
+    "path", sorted((ROOT / "specs").glob("*.res")) + sorted((ROOT / "resdsl/std").glob("*.res")), ids=lambda p: p.name
 )
 def test_bundled_specs_are_formatted(path):
     assert main(["fmt", "--check", str(path)]) == 0

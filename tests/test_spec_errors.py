@@ -122,6 +122,29 @@ CASES = {
         "  has_skip = conv(16, k=3)",
         "  ^^^^^^^^ choose another name",
     ),
+    "se_width_given_twice": (
+        HEADER + "  c = conv(16, k=3)\n  se = se(rd_channels=4, rd_ratio=0.25)\n}\n",
+        "E0102",
+        "`se` takes `rd_channels` or `rd_ratio`, not both",
+        "  se = se(rd_channels=4, rd_ratio=0.25)",
+        "  " + "^" * 37 + " two widths given",
+    ),
+    "se_act_not_a_choice": (
+        HEADER + "  c = conv(16, k=3)\n  se = se(act=gelu)\n}\n",
+        "E0107",
+        "`se` argument `act` is relu or silu, got `gelu`",
+        "  se = se(act=gelu)",
+        " " * 14 + "^^^^ not one of its choices",
+    ),
+    "inner_block_gets_other_norms": (
+        'use "std/regnet.res"\nnetwork net {\n  input 3x32x32\n  b = twice(16)\n}\n'
+        "block twice(w) {\n  conv1 = conv_norm(w)\n  conv2 = conv_norm(w)\n  add input\n}\n",
+        "E0211",
+        "the uses of block `conv_norm` hold different ops (conv, batchnorm, relu in `b.conv1`; conv, batchnorm in "
+        "`b.conv2`)",
+        "  conv2 = conv_norm(w)",
+        "  " + "^" * 20 + " the policies place other ops in this use",
+    ),
 }
 
 
@@ -151,6 +174,8 @@ def test_spec_error_is_located_with_a_caret(cli, tmp_path, case):
         ("preact_means_pre", "= help: did you mean `pre`? choose one of post, original,"),
         ("drop_misspelled", "= help: did you mean `drop`? choose one of A, B, C, drop, none"),
         ("numbered_single_block", "a stage (`x N`, a `seq` of blocks) may be numbered"),
+        ("se_width_given_twice", "= help: `rd_channels` is the squeezed width itself: no ratio or divisor applies"),
+        ("inner_block_gets_other_norms", "= help: the norm policy gives a residual branch's last conv no activation"),
     ],
 )
 def test_common_stumbles_get_the_fix_in_the_help(cli, tmp_path, case, hint):

@@ -410,7 +410,51 @@ def test_se_widths_follow_make_divisible():
             assert shapes(net)["se.fc1.weight"][0] == make_divisible(channels * ratio, divisor, round_limit=0.0)
 
 
-@pytest.mark.parametrize(("call", "code"), [("se(4, rd_ratio=0.25)", "E0102"), ("se(rd_ratio=0)", "E0108")])
+def test_se_to_a_given_width_with_silu_in_every_backend():
+    """timm's SEModule(C, rd_channels=n, act_layer=SiLU), as RegNetZ builds it: the width is n whatever C is."""
+    net = network("  c = conv(48, k=3, norm=false)\n  se = se(rd_channels=12, act=silu)", "3x6x6")
+    assert shapes(net)["se.fc1.weight"] == (12, 48, 1, 1) and shapes(net)["se.fc2.bias"] == (48,)
+    assert "self.se = SqueezeExcite(48, rd_channels=12, act_layer=nn.SiLU)" in net.torch_source
+    assert "squeeze-excite to 12, silu" in net.to_dot(level="op")
+    layers = {layer["name"]: layer for layer in json.loads(net.summary("json"))["layers"]}
+    assert layers["se"]["macs"] == 2 * 48 * 12  # fc1 and fc2 on the pooled 1×1 map
+    assert layers["se"]["params"] == 12 * 48 + 12 + 48 * 12 + 48
+    x = torch.randn(2, 3, 6, 6, generator=torch.Generator().manual_seed(1))
+    model, _ = onnx_agrees(net, x)
+    reference = TimmSE(48)
+    reference.fc1, reference.fc2, reference.act = nn.Conv2d(48, 12, 1), nn.Conv2d(12, 48, 1), nn.SiLU()
+    reference.load_state_dict(model.se.state_dict())
+    with torch.no_grad():
+        torch.testing.assert_close(model.se(model.c(x)), reference(model.c(x)))
+
+
+def test_se_width_can_follow_a_block_parameter():
+    """RegNetY's rule, a quarter of the block's input width, written with the block's `inp` parameter."""
+    net = resdsl.compile(
+        "network n {\n  input 3x8x8\n  b1 = sq(3, 32)\n  b2 = sq(32, 32)\n}\n"
+        "block sq(inp, w) {\n  conv1 = conv(w, k=1)\n  se = se(rd_channels=inp // 4 + 1)\n}\n"
+    )
+    assert shapes(net)["b1.se.fc1.weight"] == (1, 32, 1, 1) and shapes(net)["b2.se.fc1.weight"] == (9, 32, 1, 1)
+    assert "self.se = SqueezeExcite(w, rd_channels=inp // 4 + 1)" in net.torch_source
+    with torch.device("meta"):
+        state = net.to_torch().state_dict()
+    assert {k: tuple(v.shape) for k, v in state.items()} == shapes(net)
+
+
+@pytest.mark.parametrize(
+    ("call", "code"),
+    [
+        ("se(4, rd_ratio=0.25)", "E0102"),
+        ("se(rd_ratio=0)", "E0108"),
+        ("se(rd_channels=8, rd_ratio=0.25)", "E0102"),
+        ("se(16, rd_channels=8)", "E0102"),
+        ("se(rd_channels=8, divisor=4)", "E0102"),
+        ("se(rd_channels=0)", "E0108"),
+        ("se(rd_channels=2.5)", "E0107"),
+        ("se(act=gelu)", "E0107"),
+        ("se(act=1)", "E0107"),
+    ],
+)
 def test_se_width_mistakes(call, code):
     with pytest.raises(resdsl.ResdslError) as caught:
         network(f"  se = {call}", "64x4x4")

@@ -336,7 +336,9 @@ def _module_cluster(target: Digraph, path: str, units: list[Unit], depth: int, n
         first = next((u for u in units if u.kind not in SHORTCUT_KINDS), None)
         if rankdir == "TB" and first is not None:
             width = _title_width(path, BLOCK_FONT)
-            _clear_title(cluster, first, width, unit_width(first) / 2, f"_block{suffix}_spacer")
+            # A nested cluster's title is centred above its first unit, where the path enters: always clear it.
+            room = unit_width(first) / 2 if depth == 0 else 0.0
+            _clear_title(cluster, first, width, room, f"_block{suffix}_spacer")
         inner: dict[str, list[Unit]] = {}  # the modules one level down, in the order their first op comes
         for unit in units:
             if len(unit.nest) > depth:

@@ -31,6 +31,7 @@ from ..ir.expr import Bool, Expr, Num, Str, Var, names_in, print_expr
 from ..ir.graph import IR
 from ..ir.node import Node
 from ..ir.tree import Module, ModuleKind, ShortcutSlot, Template
+from ..passes.templates import inner_stride
 from ..pysource import docstring_text, literal
 from .torch_layout import INDENT, method_body, statement
 from .torch_network import network_class
@@ -204,7 +205,7 @@ class _Emitter:
         for node in self.walk:
             helpers.update(node.op.torch_helpers())
         if any(m.kind is ModuleKind.GROUP for m in ir.root.walk()) or (
-            ir.policies.projection_names == "named" and self.chains
+            ir.policies.projection_names != "numbered" and self.chains
         ):
             helpers[GROUP] = GROUP_SOURCE
         self.templates = _dependency_order([t for t in ir.templates.values() if t.instances])
@@ -336,8 +337,17 @@ class _Emitter:
     def _unit_output(self, body: _Body, unit: Unit) -> None:
         """The output channels of a child module, in the class's terms."""
         last = unit.nodes[-1]
+        owner = body.owner.template
         if last.shape is not None and unit.input.shape is not None and last.shape[0] == unit.input.shape[0]:
             body.sym[last] = self.channels(body, unit.input)
+        elif owner is not None and unit.module.name in owner.widths:  # the width an argument of the call gives
+            param = owner.widths[unit.module.name]
+            expr = unit.module.arg_exprs.get(param)
+            if expr is not None and all(n in body.names for n in names_in(expr)):
+                body.used.update(names_in(expr))
+                body.sym[last] = python(expr, body.names)
+            else:
+                body.sym[last] = literal(unit.module.args[param])
         elif unit.module.kind is ModuleKind.SEQUENCE:
             body.sym[last] = body.sym.get(last) or repr(last.shape[0])  # type: ignore[index]
 
@@ -346,14 +356,21 @@ class _Emitter:
     def _branch_stride_text(self, body: _Body, add: Node) -> str:
         """The product of the strides on `add`'s residual branch, as source in the class's terms.
 
-        Only the class's own ops count, as in passes/templates.py: an inner block's arguments are in its own
-        class's terms, and the templates pass gave a shortcut a fixed stride where inner blocks stride.
+        The class's own ops write their stride; an op of a block the class calls counts through the call's
+        argument for it, as passes/templates.py checked (`conv2 = conv_norm_act(w, k=3, s=stride)`: `stride`).
         """
         factors = []
         for node in body.nodes:
-            own = node.block is body.owner
-            if own and node.branch is add and node.shortcut_of is None and hasattr(node.op, "stride"):
-                text = _OpWriter(self, body, node).attr("stride")
+            if node.branch is add and node.shortcut_of is None and hasattr(node.op, "stride"):
+                if node.block is add.block:
+                    text = _OpWriter(self, body, node).attr("stride")
+                else:  # in a block this class calls: the call's argument (the templates pass checked it)
+                    expr = inner_stride(node, add.block)  # type: ignore[arg-type]
+                    if isinstance(expr, bool) or expr is None or not all(n in body.names for n in names_in(expr)):
+                        text = literal(node.op.stride)  # type: ignore[attr-defined]
+                    else:
+                        body.used.update(names_in(expr))
+                        text = python(expr, body.names)
                 if text != "1":
                     factors.append(text)
         return " * ".join(factors) or "1"
@@ -427,7 +444,7 @@ class _Emitter:
         """The module of a projection shortcut, in the class's terms: an nn.Sequential of its numbered
         members, or a `Group` of its named ones (`projection_names = named`)."""
         stride = spec.stride
-        named = self.ir.policies.projection_names == "named"
+        named = self.ir.policies.projection_names != "numbered"
         modules: list[tuple[str, str]] = []
         if self.ir.policies.projection == "avgpool":
             # The pool is `.0` whether or not this use strides: an Identity stands in at stride 1.

@@ -888,13 +888,13 @@ class _Lowerer:
     def _typed(self, expr: ast.Expr, env, spec: ArgSpec, callee: str):
         if isinstance(expr, ast.Var) and expr.name in spec.words and expr.name not in env:
             return expr.name
-        if spec.type is str:  # a word argument (`upsample`'s mode): one of `spec.words`
-            shown = expr.name if isinstance(expr, ast.Var) else describe(evaluate(expr, env))
+        if spec.type is str:  # one of its words only (`se`'s `act`)
+            given = f"`{expr.name}`" if isinstance(expr, ast.Var) else describe(evaluate(expr, env))
             raise error(
                 "E0107",
-                f"`{callee}` argument `{spec.name}` is {_or(', '.join(spec.words))}, got {shown}",
+                f"`{callee}` argument `{spec.name}` is {_or(', '.join(spec.words))}, got {given}",
                 expr.span,
-                "not one of the choices",
+                "not one of its choices",
             )
         value = evaluate(expr, env)
         if spec.type is bool:

@@ -9,7 +9,9 @@ NORM_ORDERS = ("post", "bn_after_add", "relu_before_add", "relu_preact", "pre", 
 SHORTCUTS = ("A", "B", "C", "drop", "none")
 PROJECTIONS = ("conv", "avgpool")
 NORM_NAMES = ("bn", "norm")  # the word a placed norm is named with: `bn2` (torchvision) or `norm2` (timm's v2)
-PROJECTION_NAMES = ("numbered", "named")  # `downsample.0`, `.1` (nn.Sequential) or `downsample.conv`, `.norm`
+# `downsample.0`, `.1` (nn.Sequential) or `downsample.conv`, `.norm`: `named` builds the projection first in
+# its block (timm's resnetv2.py), `named_last` after the branch (regnet.py).
+PROJECTION_NAMES = ("numbered", "named", "named_last")
 
 
 @dataclass(frozen=True)

@@ -68,6 +68,12 @@ class _Placer:
 
     def __init__(self, ir: IR):
         self.ir = ir
+        self.first: dict[Module, Node] = {}  # module → the first op inside it (walk order, before placing)
+        for node in ir.walk():
+            module: Module | None = node.parent
+            while module is not None:
+                self.first.setdefault(module, node)
+                module = module.parent
         self.norm = make(ir.policies.norm_op.kind, dict(ir.policies.norm_op.args))
         self.act = make(ir.policies.act.kind, dict(ir.policies.act.args))
         # Where no activation follows, a norm with a nonlinearity of its own goes without it (timm's
@@ -86,8 +92,21 @@ class _Placer:
             return node  # the norm before it is its own activation
         return self.ir.insert_after(node, op, **self._fields(node, path, **extra))
 
-    def before(self, node: Node, op: Op, path: str) -> Node:
-        return self.ir.insert_before(node, op, **self._fields(node, path))
+    def before(self, node: Node, op: Op, path: str, parent: Module | None = None) -> Node:
+        fields = self._fields(node, path)
+        if parent is not None:
+            fields["parent"] = parent
+        return self.ir.insert_before(node, op, **fields)
+
+    def holder(self, conv: Node) -> Module | None:
+        """The outermost block inside the branch's block that `conv` opens (`conv1 = conv_norm_act(w)`): what
+        precedes the conv belongs to the branch's block, which reads it as the block's pre-activated input."""
+        assert conv.branch is not None
+        outer = conv.branch.parent
+        held = _child_of(conv.parent, outer) if conv.parent is not outer else None
+        if held is None or held.kind is not ModuleKind.BLOCK:
+            return None
+        return held if self.first.get(held) is conv else None
 
     def conv(self, conv: Node, order: str, final: bool) -> None:
         assert conv.path is not None  # convs are modules
@@ -101,23 +120,35 @@ class _Placer:
             normed = self.after(conv, self.norm if activated else self.plain, bn)
             if activated:
                 self.after(normed, self.act, act)
-        elif order == "relu_preact":
-            self.before(conv, self.act, act)
-            self.after(conv, self.plain, bn)
-        elif order == "pre":
-            self.before(conv, self.norm, bn)
-            if not self.norm.includes_act():  # EvoNorm-S0, FRN: the norm is the activation too
-                self.before(conv, self.act, act)
+        elif order in ("relu_preact", "pre"):
+            # Before a conv that opens an inner block, the norm and activation go in the outer block,
+            # named after the inner one (`conv1 = conv_norm_act(w)`: `bn1`, `act1`, as timm's PreBottleneck).
+            holder = self.holder(conv)
+            parent = holder.parent if holder is not None else None
+            before_bn, before_act = (
+                (bn_path(holder.path, self.word), act_path(holder.path)) if holder is not None else (bn, act)
+            )
+            if order == "relu_preact":
+                self.before(conv, self.act, before_act, parent)
+                self.after(conv, self.plain, bn)
+            else:
+                self.before(conv, self.norm, before_bn, parent)
+                if not self.norm.includes_act():  # EvoNorm-S0, FRN: the norm is the activation too
+                    self.before(conv, self.act, before_act, parent)
 
     def add(self, add: Node, order: str, conv: Node | None) -> None:
         """The norm and activation an order places after a residual add, named after the branch's last conv."""
         if order not in ("post", "bn_after_add"):
             return
         # Named beside the conv when it lives in the add's module (not inside a `seq`, whose
-        # members are numbered); a `norm=post` conv has its own norm.
+        # members are numbered), or beside the block that holds it when that block is named like a
+        # conv (`conv3 = conv_norm(...)`: `act3`, as timm's RegNet); a `norm=post` conv has its own norm.
+        holder = _child_of(conv.parent, add.parent) if conv is not None and conv.norm is True else None
         if conv is not None and conv.norm is True and conv.parent is add.parent:
             assert conv.path is not None
             bn, act = bn_path(conv.path, self.word), act_path(conv.path)
+        elif holder is not None and holder.kind is ModuleKind.BLOCK and re.fullmatch(r"conv\w*", holder.name):
+            bn, act = bn_path(holder.path, self.word), act_path(holder.path)
         else:  # a branch without a normed conv of its own: number by the add, like `downsample2`
             assert add.residual is not None
             index = add.residual.index
@@ -171,6 +202,13 @@ def _block_end(ir: IR, node: Node) -> Node:
     walk = ir.walk()
     inside = [n for n in walk[walk.index(node) :] if _within(n.parent, outer)]
     return inside[-1]
+
+
+def _child_of(module: Module | None, ancestor: Module) -> Module | None:
+    """The child of `ancestor` that holds `module` (itself or above it), or None."""
+    while module is not None and module.parent is not ancestor:
+        module = module.parent
+    return module
 
 
 def _block_of(module: Module) -> Module | None:

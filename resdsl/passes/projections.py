@@ -108,7 +108,7 @@ def _chain(ir: IR, add: Node, main_shape: Shape, short_shape: Shape, stride: int
         return [(PadShortcut(stride, extra // 2, extra - extra // 2), None)]
     add.residual.kind = ShortcutKind.PROJECTION
     chain: list[tuple[Op, str | None]]
-    named = ir.policies.projection_names == "named"  # timm's DownsampleConv/DownsampleAvg: pool, conv, norm
+    named = ir.policies.projection_names != "numbered"  # timm's DownsampleConv/DownsampleAvg: pool, conv, norm
     if ir.policies.projection == "avgpool":
         # timm writes an Identity in place of the pool at stride 1, so the conv is `.1` either way.
         pool_op = AvgPool(stride, stride, 0, ceil_mode=True, count_include_pad=False)

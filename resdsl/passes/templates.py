@@ -16,8 +16,9 @@ them where the shapes differ: a constructor flag too).
 from __future__ import annotations
 
 from ..diagnostics import Collector
+from ..ir.expr import Expr, Var
 from ..ir.graph import IR, VerifyError
-from ..ir.node import Node
+from ..ir.node import Node, Origin
 from ..ir.shape import shape_text
 from ..ir.tree import Module, ModuleKind, ShortcutSlot, Template
 from ..limits import Limits
@@ -42,20 +43,39 @@ def apply(ir: IR, limits: Limits | None = None) -> None:
     for template in ir.templates.values():
         instances = [bodies.get(module, []) for module in template.instances]
         ops = [[n for n in nodes if n.residual is None] for nodes in instances]
-        _same_ops(template, ops)
+        if not _same_ops(template, ops, errors):
+            continue
         _flat_sizes(ir, template, ops, errors)
         _layouts(ir, template, ops, errors)
         _inner_widths(ir, template, inside, errors)
         kept = [{n.residual.index for n in nodes if n.residual is not None} for nodes in instances]
         template.skips = set().union(*kept) - (set(kept[0]).intersection(*kept[1:]) if kept else set())
-        template.shortcuts = _shortcuts(ir, template, instances, chains, errors)
+        within = [inside.get(module, []) for module in template.instances]
+        template.shortcuts = _shortcuts(ir, template, instances, within, chains, errors)
     errors.raise_if_any()
 
 
-def _same_ops(template: Template, instances: list[list[Node]]) -> None:
+def _same_ops(template: Template, instances: list[list[Node]], errors: Collector) -> bool:
+    """One class holds one list of ops: the policies may not place different ones in different uses
+    (E0211: a block called once as a branch's last conv, whose norm gets no activation, and once
+    before it, whose norm does)."""
     kinds = [[n.op.kind for n in nodes] for nodes in instances]
-    if any(k != kinds[0] for k in kinds):
+    odd = next((i for i, k in enumerate(kinds) if k != kinds[0]), None)
+    if odd is None:
+        return True
+    first, other = template.instances[0], template.instances[odd]
+    if all(n.origin is Origin.SPEC for nodes in instances for n in nodes):  # not a policy's doing
         raise VerifyError(f"the instances of block `{template.name}` hold different ops")
+    shown = "; ".join(f"{', '.join(kinds[i])} in `{m.path}`" for i, m in ((0, first), (odd, other)))
+    errors.add(
+        "E0211",
+        f"the uses of block `{template.name}` hold different ops ({shown})",
+        other.span,
+        "the policies place other ops in this use",
+        "the norm policy gives a residual branch's last conv no activation: call a block of its own "
+        "there, or write the norms yourself under `policy norm = none`",
+    )
+    return False
 
 
 def _flat_sizes(ir: IR, template: Template, instances: list[list[Node]], errors: Collector) -> None:
@@ -98,8 +118,11 @@ def _layouts(ir: IR, template: Template, instances: list[list[Node]], errors: Co
 
 def _inner_widths(ir: IR, template: Template, inside: dict[Module, list[Node]], errors: Collector) -> None:
     """A block called inside a block: the class writes the channels it returns as its input's when
-    they are equal in the first use, else as a number (backends/torch_src.py), so that must hold
-    in every use (E0211 otherwise: `inner(c)` returning `4 * c` channels for different `c`)."""
+    they are equal in the first use, else as the call's argument for a parameter of the inner block
+    that equals them in every use (recorded in `template.widths`), else as a number
+    (backends/torch_src.py), so one of those must hold in every use (E0211 otherwise: `inner(c)`
+    returning `4 * c` channels for different `c`)."""
+    template.widths = {}
     first = template.instances[0]
     for index, child in enumerate(first.children):
         if child.kind not in (ModuleKind.BLOCK, ModuleKind.STAGE):
@@ -118,7 +141,11 @@ def _inner_widths(ir: IR, template: Template, inside: dict[Module, list[Node]], 
             odd = [(path, out) for path, into, out in widths if out != into]
             if not odd:
                 continue
-        elif len({out for _, _, out in widths}) == 1:
+        param = _width_param([module.children[index] for module in template.instances], [w for _, _, w in widths])
+        if param is not None:
+            template.widths[child.name] = param
+            continue
+        if given != returned and len({out for _, _, out in widths}) == 1:
             continue
         shown = ", ".join(f"{out} in `{path}`" for path, _, out in widths[:4])
         errors.add(
@@ -130,18 +157,52 @@ def _inner_widths(ir: IR, template: Template, inside: dict[Module, list[Node]], 
         )
 
 
+def _width_param(uses: list[Module], widths: list[int]) -> str | None:
+    """The first parameter of an inner block whose value is the width it returns, in every use."""
+    if uses[0].kind is not ModuleKind.BLOCK or uses[0].template is None:
+        return None
+    for param in uses[0].template.params:
+        if all(use.args.get(param.name) == width for use, width in zip(uses, widths, strict=True)):
+            if all(type(use.args.get(param.name)) is int for use in uses):
+                return param.name
+    return None
+
+
 def branch_stride(nodes: list[Node], add: Node) -> int:
     """The product of the strides on `add`'s residual branch."""
     stride = 1
     for node in nodes:
-        if node.branch is add:
+        if node.branch is add and node.shortcut_of is None:
             stride *= node.op.downsampling()
     return stride
 
 
+def inner_stride(node: Node, owner: Module) -> Expr | None | bool:
+    """The stride of `node`, an op of a block that block instance `owner` calls, as `owner`'s class can
+    write it: the call's argument expression for the inner block's parameter the stride names, None where
+    the call gives a constant (the inner block's own constant stride included), False where it cannot."""
+    inner = node.block
+    if inner is None or inner.parent is not owner:
+        return False
+    expr = node.exprs.get("stride")
+    if expr is None:
+        return None
+    if isinstance(expr, Var) and expr.name in inner.args:
+        return inner.arg_exprs.get(expr.name)
+    return False
+
+
 def _shortcuts(
-    ir: IR, template: Template, instances: list[list[Node]], chains: dict[Node, list[Node]], errors: Collector
+    ir: IR,
+    template: Template,
+    instances: list[list[Node]],
+    within: list[list[Node]],
+    chains: dict[Node, list[Node]],
+    errors: Collector,
 ) -> dict[int, ShortcutSlot]:
+    """Each residual add's shortcut slot. Its stride follows the branch's when, in every use, it is the
+    product of the strides on the branch, the blocks the class calls included where their strides come
+    from the call (`conv2 = conv_norm_act(w, k=3, s=stride)`)."""
     slots: dict[int, ShortcutSlot] = {}
     adds = [{n.residual.index: n for n in nodes if n.residual is not None} for nodes in instances]
     for index in sorted(set().union(*adds)):
@@ -152,7 +213,15 @@ def _shortcuts(
         if not with_module:
             continue
         strides = [chains[a][0].op.downsampling() for _, a in with_module]
-        follows_branch = all(s == branch_stride(nodes, a) for s, (nodes, a) in zip(strides, with_module, strict=True))
+        everything = {id(nodes): all_nodes for nodes, all_nodes in zip(instances, within, strict=True)}
+        follows_branch = all(
+            s == branch_stride(everything[id(nodes)], a) for s, (nodes, a) in zip(strides, with_module, strict=True)
+        ) and all(
+            inner_stride(n, a.block) is not False  # type: ignore[arg-type]
+            for nodes, a in with_module
+            for n in everything[id(nodes)]
+            if n.branch is a and n.shortcut_of is None and n.block is not a.block and hasattr(n.op, "stride")
+        )
         if not follows_branch and len(set(strides)) > 1:
             shown = ", ".join(f"{s} in `{a.parent.path}`" for s, (_, a) in zip(strides, with_module, strict=True))
             errors.add(

@@ -10,14 +10,16 @@ from torch import nn
 class SqueezeExcite(nn.Module):
     """Squeeze-and-excitation (Hu et al. 2018), laid out as timm's SEModule."""
 
-    def __init__(self, channels, rd_ratio=1 / 16, rd_divisor=8):
+    def __init__(self, channels, rd_ratio=1 / 16, rd_divisor=8, rd_channels=None, act_layer=nn.ReLU):
         super().__init__()
-        squeezed = max(rd_divisor, int(channels * rd_ratio + rd_divisor / 2) // rd_divisor * rd_divisor)
-        self.fc1 = nn.Conv2d(channels, squeezed, 1)
-        self.fc2 = nn.Conv2d(squeezed, channels, 1)
+        if rd_channels is None:
+            rd_channels = max(rd_divisor, int(channels * rd_ratio + rd_divisor / 2) // rd_divisor * rd_divisor)
+        self.fc1 = nn.Conv2d(channels, rd_channels, 1)
+        self.act = act_layer(inplace=True)
+        self.fc2 = nn.Conv2d(rd_channels, channels, 1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        scale = torch.relu(self.fc1(x.mean((2, 3), keepdim=True)))
+        scale = self.act(self.fc1(x.mean((2, 3), keepdim=True)))
         return x * torch.sigmoid(self.fc2(scale))
 
 
