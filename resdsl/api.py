@@ -47,10 +47,16 @@ class Compiled:
 
     @property
     def output_shape(self) -> tuple[int, ...]:
-        """The shape of one output, batch left out: (classes,) for a classifier."""
+        """The shape of one output, batch left out: (classes,) for a classifier (named outputs: `outputs`)."""
         shape = self.ir.walk()[-1].shape
         assert shape is not None  # every shape is inferred
         return shape
+
+    @property
+    def outputs(self) -> dict[str, tuple[int, ...]]:
+        """A network's named outputs (`return p2, p3`) and their shapes, batch left out, in order; empty for a
+        network with one output (`output_shape`)."""
+        return {node.name or "": tuple(node.shape or ()) for node in self.ir.outputs()}
 
     @cached_property
     def totals(self) -> tuple[int, int]:

@@ -173,7 +173,9 @@ def _parser() -> argparse.ArgumentParser:
     )
     run.add_argument("model", metavar="MODEL", help="an .onnx file")
     run.add_argument("--input", required=True, metavar="X.npy", help="N×C×H×W (or one C×H×W) float array")
-    run.add_argument("-o", "--output", metavar="OUT.npy", help="save the output array here")
+    run.add_argument(
+        "-o", "--output", metavar="OUT.npy", help="save the output array here (OUT.npz: every output, by name)"
+    )
     run.add_argument(
         "--device",
         choices=("auto", "cpu", "cuda"),
@@ -478,16 +480,21 @@ def cmd_run(args) -> int:
     require("resdsl run", ("numpy", "onnxruntime"), "onnx")
     import numpy as np
 
-    from .runner import RunError, run
+    from .runner import RunError, run_all
 
     if args.output:
         _check_output(args.output, [args.model, args.input])
     try:
         batch = np.load(args.input, allow_pickle=False)
-        output, provider = run(args.model, batch, args.device)
+        outputs, provider = run_all(args.model, batch, args.device)
     except (OSError, ValueError, RunError) as exc:
         raise _UsageError(str(exc)) from None
-    _note(f"ran {Path(args.model).name} on {provider}: output {'x'.join(map(str, output.shape))}")
+    output = next(iter(outputs.values()))
+    if len(outputs) == 1:
+        _note(f"ran {Path(args.model).name} on {provider}: output {'x'.join(map(str, output.shape))}")
+    else:  # named outputs (a feature pyramid): `-o OUT.npz` saves them all
+        shown = ", ".join(f"{name} {'x'.join(map(str, array.shape))}" for name, array in outputs.items())
+        _note(f"ran {Path(args.model).name} on {provider}: outputs {shown}")
     if output.ndim == 2:
         for row, scores in enumerate(output):
             print(f"{row}: class {int(scores.argmax())} ({float(scores.max()):.6g})")
@@ -495,7 +502,15 @@ def cmd_run(args) -> int:
         import io
 
         buffer = io.BytesIO()
-        np.save(buffer, output)
+        if str(args.output).endswith(".npz"):  # every output, by its name: np.savez's format, written here
+            import zipfile  # so that an output named `allow_pickle` is an array, not savez's keyword
+
+            with zipfile.ZipFile(buffer, "w") as archive:
+                for name, array in outputs.items():
+                    with archive.open(f"{name}.npy", "w") as member:
+                        np.lib.format.write_array(member, np.asarray(array), allow_pickle=False)
+        else:
+            np.save(buffer, output)
         _write(args.output, buffer.getvalue(), "output array")
     return EXIT_OK
 

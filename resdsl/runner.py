@@ -42,6 +42,13 @@ def session(model: str | Path, device: str = "auto"):
 
 def run(model: str | Path, batch: np.ndarray, device: str = "auto") -> tuple[np.ndarray, str]:
     """The model's first output on `batch` (N×C×H×W, or one C×H×W image), and the provider that ran it."""
+    outputs, provider = run_all(model, batch, device)
+    return next(iter(outputs.values())), provider
+
+
+def run_all(model: str | Path, batch: np.ndarray, device: str = "auto") -> tuple[dict[str, np.ndarray], str]:
+    """Every output of the model on `batch`, by name in the graph's order (a feature pyramid's P2…P5), and
+    the provider that ran it."""
     sess = session(model, device)
     inputs = sess.get_inputs()
     if len(inputs) != 1:
@@ -62,7 +69,8 @@ def run(model: str | Path, batch: np.ndarray, device: str = "auto") -> tuple[np.
         want = "x".join(str(d) if isinstance(d, int) else "N" for d in expected)
         raise RunError(f"the input is {'x'.join(map(str, batch.shape))}; the model needs {want}")
     try:
-        (output,) = sess.run(None, {entry.name: batch.astype(dtype)})[:1]
+        arrays = sess.run(None, {entry.name: batch.astype(dtype)})
     except Exception as exc:  # noqa: BLE001 - onnxruntime reports a model it cannot run as a generic failure
         raise RunError(f"onnxruntime could not run {Path(model).name}: {exc}") from None
-    return output, sess.get_providers()[0]
+    names = [output.name for output in sess.get_outputs()]
+    return dict(zip(names, arrays, strict=True)), sess.get_providers()[0]

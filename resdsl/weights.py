@@ -28,7 +28,7 @@ FORMATS = (".pt", ".pth", ".safetensors", ".npz")
 
 
 def _module_order(ir: IR) -> list[Node]:
-    nodes = [node for node in ir.walk() if node.op.is_module]
+    nodes = _grouped([node for node in ir.walk() if node.op.is_module])
     named = ir.policies.projection_names == "named"
     bare = {node for node in nodes if node.op.parameter}
     if not named and not bare:
@@ -47,6 +47,29 @@ def _module_order(ir: IR) -> list[Node]:
         if named and node.shortcut_of is not None:
             return (first[node.shortcut_of.parent], 0, index)
         return (index, 1, 0)
+
+    return [node for _, node in sorted(enumerate(nodes), key=key)]
+
+
+def _grouped(nodes: list[Node]) -> list[Node]:
+    """Walk order, with the nodes of each module together at the place of its first node: the order in
+    which a generated class builds its children (a network whose statements read named tensors with
+    `from` interleaves the walks of its stages and its other layers). A chain's walk is already so."""
+    first: dict[Module, int] = {}
+    for index, node in enumerate(nodes):
+        module: Module | None = node.parent
+        while module is not None:
+            first.setdefault(module, index)
+            module = module.parent
+
+    def key(item: tuple[int, Node]) -> tuple[int, ...]:
+        index, node = item
+        levels: list[int] = [index]
+        module: Module | None = node.parent
+        while module is not None and module.parent is not None:
+            levels.append(first[module])
+            module = module.parent
+        return tuple(reversed(levels))
 
     return [node for _, node in sorted(enumerate(nodes), key=key)]
 

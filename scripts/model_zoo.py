@@ -31,6 +31,10 @@ SOURCES = {
     "cifar_resnet1202": "He et al. 2015, §4.2",
     "preact_resnet164": "He et al. 2016, Identity Mappings (full pre-activation)",
     "preact_resnet1001": "He et al. 2016, Identity Mappings",
+    "fpn_resnet50": (
+        f"Lin et al. 2017, Feature Pyramid Networks; {TORCHVISION}'s resnet_fpn_backbone without its extra "
+        "max-pooled level: outputs `p2`…`p5`, 256 channels at strides 4…32"
+    ),
 }
 
 # The models of timm's resnet.py (all but its test_resnet), bundled under timm's names; the rest of each

@@ -43,7 +43,9 @@ def test_backward_runs_through_every_spec_under_every_norm_policy(spec, norm):
     if "let n =" in spec.read_text():  # the CIFAR depths: one block a stage shows the same code
         settings["n"] = "1"
     model = resdsl.compile(spec, settings).to_torch().train()
-    loss = model(torch.randn(2, 3, 32, 32)).square().mean()
+    out = model(torch.randn(2, 3, 32, 32))
+    outputs = out.values() if isinstance(out, dict) else [out]  # a network's named outputs (an FPN): all of them
+    loss = sum(o.square().mean() for o in outputs)
     loss.backward()
     assert all(p.grad is not None for p in model.parameters())
 

@@ -77,7 +77,7 @@ class Edge:
     tail: str
     head: str
     shape: Shape  # the tensor on the edge
-    style: str  # "main", "identity", "projection" or "pad"
+    style: str  # "main", "identity", "projection", "pad", or "size" (a tensor read for its size only)
 
 
 @dataclass
@@ -311,6 +311,18 @@ def build(ir: IR, level: str = "block") -> Diagram:
     units.units.sort(key=lambda u: u.key)
     for unit in units.units:
         _describe(ir, unit, segments)
+    edges = _edges(ir, walk, units)
+    last = walk[-1]
+    assert last.shape is not None
+    if not ir.outputs():  # one output: the edge into the diagram's `output`; named ones are units
+        edges.append(Edge(units.unit_of[last].id, "output", last.shape, "main"))
+    total_params = sum(unit.params for unit in units.units)
+    total_macs = sum(unit.macs for unit in units.units)
+    return Diagram(ir.name, level, units.units, edges, segments, total_params, total_macs, ir.policies)
+
+
+def _edges(ir: IR, walk: list[Node], units: _Units) -> list[Edge]:
+    """One edge per pair of units an IR edge joins, in walk order, styled by what it carries."""
     edges: list[Edge] = []
     seen: set[tuple[str, str]] = set()
     for node in walk:
@@ -320,14 +332,11 @@ def build(ir: IR, level: str = "block") -> Diagram:
                 continue
             seen.add((tail.id, head.id))
             style = edge_style(tail.kind, head.kind, ir.is_shortcut_edge(node, user))
+            if ir.graph.get_edge_data(node, user)["pos"] >= user.op.value_operands():
+                style = "size"  # `upsample(to=NAME)`: NAME lends its height and width only
             assert node.shape is not None
             edges.append(Edge(tail.id, head.id, node.shape, style))
-    last = walk[-1]
-    assert last.shape is not None
-    edges.append(Edge(units.unit_of[last].id, "output", last.shape, "main"))
-    total_params = sum(unit.params for unit in units.units)
-    total_macs = sum(unit.macs for unit in units.units)
-    return Diagram(ir.name, level, units.units, edges, segments, total_params, total_macs, ir.policies)
+    return edges
 
 
 def _stage_units(ir: IR, walk: list[Node], segments: list[Segment], segment_of: dict[Node, int], units: _Units) -> None:
@@ -337,12 +346,31 @@ def _stage_units(ir: IR, walk: list[Node], segments: list[Segment], segment_of: 
             source = [n for n in nodes if n.op.kind == "input"]
             if source:
                 units.new("input", source, rows=[f"input {shape_text(ir.input_shape)}"], path="input")
-            rest = [n for n in nodes if n not in source]
-            if rest:
+            outputs = [n for n in nodes if n.op.kind == "output"]
+            rest = [n for n in nodes if n not in source and n not in outputs]
+            if rest and ir.outputs() and segment.name != "stem":
+                _network_ops(ir, rest, units)  # a network that branches (an FPN): each layer drawn, not one box
+            elif rest:
                 units.new("op", rest, title=segment.name, path=segment.name)
+            for node in outputs:
+                units.new("output", [node], rows=[f"output {node.name}"], path=node.name or "")
         else:
             rows = _stage_rows(ir, segment, nodes)
             units.new("stage", nodes, title=segment.name, rows=rows, path=segment.name, item=segment.name)
+
+
+def _network_ops(ir: IR, nodes: list[Node], units: _Units) -> None:
+    """Stage level, in a network with named outputs: its network-level layers one unit each (norms and
+    activations folded in), so that the paths between the stages (an FPN's pyramid) show."""
+    group = fold(ir, ir.walk())
+    members: dict[Node, list[Node]] = {}
+    for node in nodes:
+        members.setdefault(group[node], []).append(node)
+    for first, inside in members.items():
+        kind = "add" if first.op.kind in ("add", "sum") else "op"
+        name = first.path or first.name or ""
+        rows = [" · ".join(op_label(n.op) for n in inside)]
+        units.new(kind, inside, rows=rows, path=name, title=name if kind == "op" else "")
 
 
 def _op_units(ir: IR, level: str, members: dict[Node, list[Node]], units: _Units, label) -> None:
@@ -354,12 +382,14 @@ def _op_units(ir: IR, level: str, members: dict[Node, list[Node]], units: _Units
         nest = [(m.path, m.template.name if m.template else "") for m in _nest(first, holder(first))]
         if "input" in kinds:
             units.new("input", nodes, rows=[f"input {shape_text(ir.input_shape)}"], path="input")
+        elif "output" in kinds:
+            units.new("output", nodes, rows=[f"output {first.name}"], path=first.name or "")
         elif first.shortcut_of is not None:
             if level == "op":
                 note = _inserted_note(nodes, ir.policies)
                 rows = [label(nodes), first.path or ""]
                 units.new(_shortcut_kind(first), nodes, note=note, item=item, rows=rows, nest=nest)
-        elif "add" in kinds:
+        elif "add" in kinds or "sum" in kinds:
             units.new("add", nodes, item=item, nest=nest if level == "op" else [])
         elif _top_block(first) is None or level == "op":
             extra = [first.path] if level == "op" and first.path else []

@@ -103,6 +103,9 @@ def _title(diagram: Diagram) -> Html:
         f'<FONT POINT-SIZE="10" COLOR="{GREY}">norm policy {_html(policies.norm)} · '
         f"shortcut policy {_html(policies.shortcut)}</FONT>",
     ]
+    sized = any(edge.style == "size" for edge in diagram.edges)
+    if diagram.level == "stage" and sized:
+        lines.append(f'<FONT POINT-SIZE="10" COLOR="{GREY}">dotted = the size to upsample to</FONT>')
     if diagram.level != "stage":
         kinds = {unit.kind for unit in diagram.units}
         legend = ["shortcuts: plain line = identity"]
@@ -110,6 +113,7 @@ def _title(diagram: Diagram) -> Html:
         legend += ["blue = subsample and zero-pad"] * ("pad" in kinds)
         if any(unit.note for unit in diagram.units if unit.kind in SHORTCUT_KINDS):
             legend.append("dashed = inserted by the compiler")
+        legend += ["dotted = the size to upsample to"] * sized
         lines.append(f'<FONT POINT-SIZE="10" COLOR="{GREY}">{_html("; ".join(legend))}</FONT>')
     return _table(lines)
 
@@ -233,9 +237,10 @@ def to_dot(diagram: Diagram, rankdir: str = "TB") -> str:
             node(dot, unit, 0)
     else:
         _columns(dot, diagram, node, rankdir)
-    last = column_of[diagram.edges[-1].tail]
-    dot.node("output", "output", group=f"main{last}", **STYLE["output"])
-    column_of["output"] = last
+    if diagram.edges[-1].head == "output":  # one output; named ones (`return p2, p3`) are units of their own
+        last = column_of[diagram.edges[-1].tail]
+        dot.node("output", "output", group=f"main{last}", **STYLE["output"])
+        column_of["output"] = last
     for lane, partner in [*beside.items(), *((f"{add}_bypass", p) for add, p in identity.items())]:
         with dot.subgraph() as same:  # the shortcut runs beside the branch: right of it (under LR, above)
             same.attr(rank="same")
@@ -263,6 +268,8 @@ def _edges(
         attrs: dict[str, str] = {"label": _edge_label(edge.shape)}
         if edge.style in SHORTCUT_COLOR:
             attrs.update(color=SHORTCUT_COLOR[edge.style], penwidth="1.4")
+        elif edge.style == "size":  # `upsample(to=NAME)` reads NAME's size, not its values
+            attrs.update(style="dotted", color=GREY)
         tail, head = edge.tail, edge.head
         if column_of[tail] != column_of[head]:
             column = column_of[head]

@@ -80,7 +80,9 @@ def _model(nest: Nesting, ir: IR, level: str) -> dict:
                 }
             )
     ops = nest.levels["op"]
-    edges = [[PREFIX["op"] + e.tail, PREFIX["op"] + e.head, e.style == "identity"] for e in ops.edges[:-1]]
+    sink = ops.edges[-1].head == "output"  # one output; named outputs (`return p2, p3`) are units
+    drawn = ops.edges[:-1] if sink else ops.edges
+    edges = [[PREFIX["op"] + e.tail, PREFIX["op"] + e.head, e.style == "identity"] for e in drawn]
     colors = {kind: {"fill": style.get("fillcolor", "white"), "line": style["color"]} for kind, style in STYLE.items()}
     return {
         "name": ops.name,
@@ -90,7 +92,7 @@ def _model(nest: Nesting, ir: IR, level: str) -> dict:
         "level": LEVELS.index(level),
         "units": units,
         "edges": edges,
-        "output": PREFIX["op"] + ops.edges[-1].tail,
+        "output": PREFIX["op"] + ops.edges[-1].tail if sink else None,
         "shortcutKinds": list(SHORTCUT_KINDS),
         "colors": colors,
         "shortcutColors": SHORTCUT_COLOR,

@@ -6,7 +6,8 @@ One ONNX node per IR op (plus `Constant`s, and a `Slice` or `Pad` where
 its output tensor are named by its module path (`layer2.0.conv1`), a
 functional op by its block and kind (`layer2.0.relu_1`); initializers are the
 PyTorch state_dict keys. The graph input is `input` (batch×C×H×W), the output
-`output`; the batch dimension is the symbol `batch`. Every other tensor gets a
+`output` (or, for a network with named outputs, one output per name); the batch
+dimension is the symbol `batch`. Every other tensor gets a
 `value_info` entry with the IR's inferred shape.
 
 The model is encoded here, field by field, as ONNX's protobuf schema lays it
@@ -105,6 +106,12 @@ class _Writer:
         name = f"{self.name}.{label}"
         self.nodes.append(_node(op_type, inputs, [name], name, attrs))
         self.inner.append(_tensor(name, shape) if batched else _value_info(name, FLOAT, list(shape)))
+        return name
+
+    def int_step(self, label: str, op_type: str, inputs: list[str], length: int, **attrs: Any) -> str:
+        name = f"{self.name}.{label}"
+        self.nodes.append(_node(op_type, inputs, [name], name, attrs))
+        self.inner.append(_value_info(name, INT64, [length]))
         return name
 
     def output(self, op_type: str, inputs: list[str], **attrs: Any) -> None:
@@ -296,21 +303,25 @@ def _model(
         raise ValueError(f"opset {opset} is not supported; choose one of {', '.join(map(str, OPSETS))}")
     writer = _Writer(ir, available, opset)
     walk = ir.walk()
-    last = walk[-1]
-    writer.tensors[last] = OUTPUT
+    finals = _graph_outputs(ir, writer, walk)
     value_info = []
     for node in walk[1:]:  # the input is the graph's
+        if node in finals and finals[node] is None:
+            continue  # an output whose tensor is its operand's
         writer.start(node)
         node.op.onnx(writer, [writer.tensors[p] for p in ir.operands(node)])
-        if node is not last:
+        if node not in finals:
             value_info.append(_tensor(writer.tensors[node], writer.shape))
     value_info += writer.inner
     value_info += [_value_info(name, dtype, list(shape)) for name, (shape, dtype) in writer.constants.items()]
+    outputs = [_tensor(writer.tensors[node], node.shape) for node in finals]  # type: ignore[arg-type]
+    produced = {writer.tensors[node] for node in finals}
+    value_info = [info for info in value_info if _info_name(info) not in produced]
     graph = (  # GraphProto: node 1, name 2, input 11, output 12, value_info 13
         b"".join(_bytes(1, node) for node in writer.nodes)
         + _string(2, ir.name)
         + _bytes(11, _tensor(INPUT, ir.input_shape))
-        + _bytes(12, _tensor(OUTPUT, writer.shape))
+        + b"".join(_bytes(12, output) for output in outputs)
         + b"".join(_bytes(13, info) for info in value_info)
     )
     properties = {"network": ir.name, **(metadata or {})}
@@ -324,6 +335,52 @@ def _model(
         + b"".join(_bytes(14, _string(1, key) + _string(2, value)) for key, value in properties.items())
     )
     return model, writer.weights
+
+
+def _graph_outputs(ir: IR, writer: _Writer, walk: list[Node]) -> dict[Node, Node | None]:
+    """The graph's outputs, in order, each to the node that writes it (None: no node, its operand's tensor).
+
+    One output, `output`, for a network with one; else one per name of the spec's `return` statement,
+    named so: an output whose operand's tensor has its name is that tensor (`p2 = conv(...)`); else an
+    Identity writes it, and a tensor that had the name is renamed `<name>.inner`.
+    """
+    named = ir.outputs()
+    if not named:
+        writer.tensors[walk[-1]] = OUTPUT
+        return {walk[-1]: walk[-1]}
+    finals: dict[Node, Node | None] = {}
+    taken = set(writer.tensors.values())
+    for node in named:
+        assert node.name is not None
+        (operand,) = ir.operands(node)
+        if writer.tensors[operand] == node.name:
+            finals[node] = None
+            writer.tensors[node] = node.name
+            continue
+        for other, tensor in list(writer.tensors.items()):
+            if tensor == node.name:
+                renamed, n = f"{tensor}.inner", 1
+                while renamed in taken:
+                    renamed, n = f"{tensor}.inner{n}", n + 1
+                taken.add(renamed)
+                writer.tensors[other] = renamed
+        writer.tensors[node] = node.name
+        finals[node] = node
+    return finals
+
+
+def _info_name(info: bytes) -> str:
+    """The name of an encoded ValueInfoProto (field 1, written first by `_value_info`)."""
+    length, start = 0, 1
+    shift = 0
+    while True:
+        byte = info[start]
+        length |= (byte & 0x7F) << shift
+        start += 1
+        if not byte & 0x80:
+            break
+        shift += 7
+    return info[start : start + length].decode()
 
 
 def _tensor(name: str, shape: tuple[int, ...]) -> bytes:

@@ -35,6 +35,9 @@ def as_dict(ir: IR, flops: bool = False) -> dict:
         "macs": sum(r["macs"] for r in layers),
         "layers": layers,
     }
+    named = ir.outputs()
+    if named:  # a network's named outputs (`return p2, p3`), in order
+        result["outputs"] = {node.name: list(node.shape or ()) for node in named}
     if flops:
         result["flops"] = 2 * result["macs"]
     return result
@@ -69,6 +72,9 @@ def emit(ir: IR, fmt: str = "table", flops: bool = False) -> str:
     total_ops = factor * data["macs"]
     lines.append("")
     lines.append(f"network {data['network']}: input {'×'.join(map(str, data['input']))}")
+    if "outputs" in data:
+        shown = ", ".join(f"{name} {shape_text(shape)}" for name, shape in data["outputs"].items())
+        lines.append(f"  outputs     {shown}")
     lines.append(f"  parameters  {data['params']:,} ({data['params'] / 1e6:.3f} M)")
     what = "floating-point operations (2 × MACs)" if flops else "multiply-accumulates (MACs; FLOPs = 2 × MACs: --flops)"
     lines.append(f"  {unit:<10}  {total_ops:,} ({total_ops / 1e9:.3f} G) {what}")

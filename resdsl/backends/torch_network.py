@@ -40,7 +40,24 @@ class Tap:
 
 
 def head_start(ir: IR, body: _Body) -> int:
-    """The index of the head's first step (len(steps) when there is no head)."""
+    """The index of the head's first step (len(steps) when there is no head, or when the steps after the
+    features would read another tensor of them than the last: a network whose statements read named
+    tensors, which `forward_head(x)` could not be given)."""
+    start = _head_start(body)
+    if 0 < start < len(body.steps):
+        reads = {p for step in body.steps[start:] for p in _reads(ir, step)}
+        if reads - set(body.outputs[start - 1 :]):
+            return len(body.steps)
+    return start
+
+
+def _reads(ir: IR, step) -> list[Node]:
+    if isinstance(step, Node):
+        return ir.operands(step)
+    return [step.input]
+
+
+def _head_start(body: _Body) -> int:
     steps = body.steps
     for index in range(len(steps) - 1, -1, -1):
         step = steps[index]
@@ -104,6 +121,8 @@ def _module_of(body: _Body, index: int) -> str:
 
 def network_class(ir: IR, body: _Body, name: str, params: list[str], zeroed_blocks: bool) -> str:
     """The network's class and its `Features` subclass, as source."""
+    if ir.outputs():
+        return _outputs_class(ir, body, name, params, zeroed_blocks)
     end = head_start(ir, body)
     tapped = taps(ir, body, end)
     shape = "x".join(map(str, ir.input_shape))
@@ -122,6 +141,67 @@ def network_class(ir: IR, body: _Body, name: str, params: list[str], zeroed_bloc
     lines += _classifier(body, end)
     lines += _init_weights(body, zeroed_blocks)
     lines += ["", "", *_features_class(body, name, end, tapped, params)]
+    return "\n".join(lines)
+
+
+def _outputs_class(ir: IR, body: _Body, name: str, params: list[str], zeroed_blocks: bool) -> str:
+    """A network with named outputs (an FPN's P2…P5): forward returns them as a dict, in the spec's order.
+
+    A dict, as torchvision's FeaturePyramidNetwork and BackboneWithFPN return theirs: the names a
+    detection head reads are the spec's, and TorchScript, torch.compile and ONNX (one graph output
+    per name) keep them. It has no head, so timm's classifier methods do not apply; `feature_info`
+    lists the outputs, and the `Features` subclass returns them as a list (timm's features_only).
+    """
+    height = ir.input_shape[1]
+    shape = "x".join(map(str, ir.input_shape))
+    outputs = ir.outputs()
+    info = []
+    for node in outputs:
+        assert node.shape is not None
+        reduction = max(1, round(height / node.shape[1])) if len(node.shape) == 3 else 0
+        info.append(f'dict(num_chs={node.shape[0]}, reduction={reduction}, module="{node.name}")')
+    names = ", ".join(f"`{docstring_text(node.name or '')}`" for node in outputs)
+    lines = [
+        f"class {name}(nn.Module):",
+        f'    """Network `{docstring_text(ir.name)}`: input {shape}, outputs {names}."""',
+        "",
+    ]
+    lines += statement(INDENT, "feature_info = [", info, "]")
+    lines.append("")
+    lines += statement(INDENT, "def __init__(", ["self", *params], ") -> None:")
+    lines.append(f"{INDENT * 2}super().__init__()")
+    lines += method_body(body.init)
+    lines.append(f"{INDENT * 2}self.init_weights()")
+    lines += [
+        "",
+        f"{INDENT}def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:",
+        f'{INDENT * 2}"""The named outputs, in the order of the spec\'s `return` statement."""',
+        f"{INDENT * 2}return self.forward_features(x)",
+        "",
+        f"{INDENT}def forward_features(self, x: torch.Tensor) -> dict[str, torch.Tensor]:",
+        *method_body(body.forward),
+    ]
+    lines += _init_weights(body, zeroed_blocks)
+    every = tuple(range(len(outputs)))
+    inherited = [p for p in params if p.startswith("in_chans")]
+    passed = ", ".join(f"{p.split('=')[0]}={p.split('=')[0]}" for p in inherited)
+    lines += [
+        "",
+        "",
+        f"class {name}Features({name}):",
+        f'    """`{name}` returning its outputs at `out_indices` as a list (timm\'s features_only)."""',
+        "",
+        *statement(
+            INDENT, "def __init__(", ["self", f"out_indices: tuple[int, ...] = {every!r}", *inherited], ") -> None:"
+        ),
+        f"{INDENT * 2}super().__init__({passed})",
+        f"{INDENT * 2}self.out_indices = list(out_indices)",
+        f"{INDENT * 2}self.feature_info = [{name}.feature_info[i] for i in self.out_indices]",
+        "",
+        f"{INDENT}def forward(self, x: torch.Tensor) -> list[torch.Tensor]:",
+        f"{INDENT * 2}outputs = list(self.forward_features(x).values())",
+        f"{INDENT * 2}return [outputs[i] for i in self.out_indices]",
+    ]
     return "\n".join(lines)
 
 

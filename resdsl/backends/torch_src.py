@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import hashlib
 import itertools
+import json
 import keyword
 import linecache
 import sys
@@ -243,6 +244,8 @@ class _Emitter:
         """Whether an op may overwrite `node`'s tensor: nothing else reads it, and autograd does not need it."""
         if node is body.input or self.ir.graph.out_degree(node) != 1 or node.op.saves_output:
             return False
+        if any(user.op.kind == "output" for user in self.ir.users(node)):
+            return False
         # A view shares its operand's memory: the operand must be free to overwrite too.
         return not node.op.view or self.overwritable(body, self.ir.operands(node)[0])
 
@@ -250,8 +253,10 @@ class _Emitter:
         """Record the output channel count of `node` in the class's terms."""
         preds = self.ir.operands(node)
         writer = _OpWriter(self, body, node)
-        if "conv" in node.op.families:
+        if "conv" in node.op.families or node.op.kind == "conv_transpose":
             body.sym[node] = writer.attr("out_channels")
+        elif node.op.kind == "concat":
+            body.sym[node] = " + ".join(self.channels(body, operand) for operand in preds)
         elif node.op.kind == "linear":
             body.sym[node] = writer.attr("out_features")
         elif node.op.kind == "flatten" and len(preds[0].shape or ()) == 3:
@@ -268,7 +273,7 @@ class _Emitter:
         steps: list[Node | Unit] = []
         units: dict[Module, Unit] = {}
         for node in body.nodes:
-            if node is body.input or node.shortcut_of is not None:
+            if node is body.input or node.shortcut_of is not None or node.op.kind == "output":
                 continue
             child = _child_of(node.parent, body.owner)
             if child is None:
@@ -507,6 +512,13 @@ class _Emitter:
     def _emit(self, body: _Body) -> None:
         steps, _ = self._steps(body)
         consumers, preacts = self._consumers(body, steps)
+        # The network's named outputs: read after the last step, so kept in variables of their own.
+        finals = (
+            [(node.name, self.ir.operands(node)[0]) for node in self.ir.outputs()] if body.owner.parent is None else []
+        )
+        returned = {operand: name for name, operand in reversed(finals)}
+        for _, operand in finals:
+            consumers.setdefault(operand, set()).add(-1)  # not the step after any other
         names = {body.input: "x"}
         outputs = [step.nodes[-1] if isinstance(step, Unit) else step for step in steps]
         labels = {n.name for n in outputs if n.name} | {s.module.name for s in steps if isinstance(s, Unit)}
@@ -515,8 +527,9 @@ class _Emitter:
 
         def var(index: int, label: str | None) -> str:
             users = consumers.get(outputs[index], set())
-            if index == len(steps) - 1 or users == {index + 1}:
+            if (index == len(steps) - 1 and not finals) or users == {index + 1}:
                 return body.chain
+            label = label or returned.get(outputs[index])
             if label and label not in ("x", body.chain):
                 return label
             name = next(t for t in temporaries if t not in taken)
@@ -540,7 +553,11 @@ class _Emitter:
             body.forward += self._step(body, step, names, target)
             names[step] = target
         body.variables = [names[output] for output in outputs]
-        body.forward.append(f"return {names[outputs[-1]]}")
+        if finals:
+            items = [f"{json.dumps(name)}: {names[operand]}" for name, operand in finals]
+            body.forward += statement("", "return {", items, "}")
+        else:
+            body.forward.append(f"return {names[outputs[-1]]}")
 
     def _step(self, body: _Body, node: Node, names: dict[Node, str], target: str) -> list[str]:
         """Write one op: its module into __init__ (modules), and its forward lines."""

@@ -50,20 +50,25 @@ class CallStmt:
     args: tuple[Arg, ...]
     repeat: Repeat | None
     span: Span
+    source: Ident | None = None  # `from NAME`: the tensor it reads, instead of the previous statement's
 
 
 @dataclass(frozen=True)
 class MergeStmt:
-    """`[target =] add NAME` or `mul NAME`: combine the current tensor with a named one (or the block input).
+    """`[target =] add NAME`, `mul NAME` or `concat NAME, ...`: combine the current tensor with named ones.
 
-    `add` is a residual add (the named tensor is the shortcut); `mul` multiplies
-    elementwise, broadcasting a C×1×1 gate over C×H×W (attention modules).
+    `add` is a residual add (the named tensor is the shortcut) when the named
+    tensor is upstream of the current one, else a plain sum of equal shapes;
+    `mul` multiplies elementwise, broadcasting a C×1×1 gate over C×H×W
+    (attention modules); `concat` joins along the channels.
     """
 
-    op: str  # "add" or "mul"
+    op: str  # "add", "mul" or "concat"
     target: Ident | None
     operand: Ident
     span: Span
+    rest: tuple[Ident, ...] = ()  # `concat`'s further tensors
+    source: Ident | None = None  # `from NAME`: the first operand, instead of the current tensor
 
 
 @dataclass(frozen=True)
@@ -73,6 +78,7 @@ class SeqStmt:
     target: Ident
     body: tuple[CallStmt, ...]
     span: Span
+    source: Ident | None = None  # `from NAME`
 
 
 @dataclass(frozen=True)
@@ -104,7 +110,15 @@ class PolicyStmt:
     span: Span
 
 
-Stmt = CallStmt | MergeStmt | SeqStmt | LetStmt | InputStmt | ClassesStmt | PolicyStmt
+@dataclass(frozen=True)
+class OutputStmt:
+    """`return NAME, ...`: the network's named outputs, in order (several: an FPN's P2…P5)."""
+
+    names: tuple[Ident, ...]
+    span: Span
+
+
+Stmt = OutputStmt | CallStmt | MergeStmt | SeqStmt | LetStmt | InputStmt | ClassesStmt | PolicyStmt
 
 
 # -- top level ---------------------------------------------------------------

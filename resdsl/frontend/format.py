@@ -83,6 +83,8 @@ class _Formatter:
 
     def body(self, item: ast.BlockDef | ast.NetworkDef | ast.SeqStmt, header: str, indent: str = "") -> None:
         close = item.span.end - 1  # the span ends just after the closing `}`
+        if isinstance(item, ast.SeqStmt) and item.source is not None:  # or its `from NAME`
+            close = self.text.rindex("}", 0, item.source.span.start)
         stmts = [s for s in item.body if s is not None]
         opening = self._brace(stmts[0].span.start if stmts else close)
         self.element(item.span.start, opening + 1, header + " {", indent, keep_blank=True)
@@ -92,7 +94,10 @@ class _Formatter:
             else:
                 self.element(stmt.span.start, stmt.span.end, self.stmt(stmt), indent + INDENT, keep_blank=True)
         self.leading(close, indent + INDENT, keep_blank=True)
-        self.element(close, close + 1, "}", indent)
+        if isinstance(item, ast.SeqStmt) and item.source is not None:  # `} from NAME`
+            self.element(close, item.span.end, f"}} from {item.source.text}", indent)
+        else:
+            self.element(close, close + 1, "}", indent)
 
     def _brace(self, before: int) -> int:
         """The position of the body's `{`: the last one before `before` outside comments."""
@@ -148,9 +153,12 @@ class _Formatter:
             return f"policy {stmt.name.text} = {stmt.value.text}{args}"
         if isinstance(stmt, ast.LetStmt):
             return f"let {stmt.name.text} = {self.expr(stmt.value)}"
+        if isinstance(stmt, ast.OutputStmt):
+            return "return " + ", ".join(name.text for name in stmt.names)
         target = f"{stmt.target.text} = " if stmt.target is not None else ""
+        source = f" from {stmt.source.text}" if stmt.source is not None else ""
         if isinstance(stmt, ast.MergeStmt):
-            return f"{target}{stmt.op} {stmt.operand.text}"
+            return f"{target}{stmt.op} {', '.join(n.text for n in (stmt.operand, *stmt.rest))}{source}"
         assert isinstance(stmt, ast.CallStmt)  # sequences are written by `body`
         text = target + stmt.callee.text
         if stmt.args is not None:
@@ -159,7 +167,7 @@ class _Formatter:
             text += f" x {self.expr(stmt.repeat.count)}"
             if stmt.repeat.first:
                 text += f" first({self.args(stmt.repeat.first)})"
-        return text
+        return text + source
 
     def args(self, args: tuple[ast.Arg, ...]) -> str:
         return ", ".join(self.expr(a.value) if a.name is None else f"{a.name.text}={self.expr(a.value)}" for a in args)

@@ -23,8 +23,12 @@ from ..ir.tree import Module, ModuleKind, Param, Template
 from ..limits import Limits
 from ..ops import REQUIRED, SPEC_OPS, ArgSpec, Op, Signature
 from ..ops.add import Add
+from ..ops.base import TensorRef
+from ..ops.concat import Concat
 from ..ops.input import Input
 from ..ops.mul import Mul
+from ..ops.output import Output
+from ..ops.sum import Sum
 from . import ast
 from .expr import describe, evaluate
 from .loader import Program
@@ -68,6 +72,7 @@ class Scope:
     total_stride: int = 1
     dilation: int = 1
     explicit: set[str] = field(default_factory=set)  # every name the body's statements give
+    branched: bool = False  # a statement read a named tensor with `from`: the body is not one chain
 
     def __post_init__(self) -> None:
         self.current = self.input
@@ -255,6 +260,7 @@ class _Lowerer:
         self._check_size(network.body, settings.env)
         start = ir.add(Input(), [], parent=ir.root, span=network.name.span, name="x")
         scope = Scope(ir.root, dict(settings.env), start)
+        self.outputs: ast.OutputStmt | None = None
         self._body(network.body, scope)
         self.errors.raise_if_any()
         if scope.current is start:
@@ -265,7 +271,60 @@ class _Lowerer:
                 "nothing after `input`",
                 "add ops such as `conv1 = conv(64, k=7, s=2)`",
             )
+        self._outputs(scope)
         return ir
+
+    def _outputs(self, scope: Scope) -> None:
+        """The `return` statement's nodes; and no tensor left unread (a `from` can leave one behind)."""
+        ends: list[Node] = [scope.current]
+        if self.outputs is not None:
+            ends = []
+            for ident in self.outputs.names:
+                if ident.text == "input":
+                    raise error(
+                        "E0131",
+                        "the network's input cannot be one of its outputs",
+                        ident.span,
+                        "the input",
+                        "return tensors the network computes",
+                    )
+                node = self._tensor(ident, scope, "return")
+                if any(n.name == ident.text for n in ends):
+                    raise error("E0131", f"`{ident.text}` is listed twice in `return`", ident.span, "listed twice")
+                ends.append(self.ir.add(Output(), [node], parent=self.ir.root, span=ident.span, name=ident.text))
+        unread = [n for n in self.ir if n not in ends and self.ir.graph.out_degree(n) == 0]
+        spans = set()
+        for node in unread:
+            if node.span in spans:  # a block's statement: once, whatever the instances
+                continue
+            spans.add(node.span)
+            what = f"`{node.name}`" if node.name else "the output of this statement"
+            self.errors.add(
+                "E0133",
+                f"{what} is never used",
+                node.span,
+                "nothing reads this tensor",
+                "read it with `from`, `add`, `mul` or `concat`, or list it in the network's `return` statement"
+                if self.outputs is not None
+                else "read it with `from`, `add`, `mul` or `concat`; a network with several outputs names them "
+                "in a `return` statement",
+            )
+        self.errors.raise_if_any()
+
+    def _tensor(self, ident: ast.Ident, scope: Scope, what: str) -> Node:
+        """The tensor a statement names (`from NAME`, `concat NAME`, `to=NAME`, `return NAME`)."""
+        if ident.text == "input":
+            return scope.input
+        if ident.text in scope.names:
+            return scope.names[ident.text]
+        close = difflib.get_close_matches(ident.text, [*scope.names, "input"], n=1)
+        raise error(
+            "E0205",
+            f"no tensor named `{ident.text}` to {what}",
+            ident.span,
+            "unknown tensor",
+            f"did you mean `{close[0]}`?" if close else "name `input` or a tensor defined earlier in this body",
+        )
 
     def _check_size(self, body, env: dict[str, Value]) -> None:
         """Refuse a network over the `blocks` or `nodes` limit before any block is expanded.
@@ -352,6 +411,13 @@ class _Lowerer:
                 check_name(stmt.name.text, stmt.name.span, "value")
                 scope.env[stmt.name.text] = evaluate(stmt.value, scope.env)
             return
+        if isinstance(stmt, ast.OutputStmt):
+            self._output_stmt(stmt, scope)
+            return
+        source = getattr(stmt, "source", None)
+        if source is not None and self.bind_as is None:  # a grouped statement's source is read once, outside
+            scope.current = self._tensor(source, scope, "read")
+            scope.branched = True
         target = getattr(stmt, "target", None)
         if scope.module is self.ir.root:
             self._regroup(stmt, target)
@@ -366,11 +432,31 @@ class _Lowerer:
             return
         self._call(stmt, scope)
 
+    def _output_stmt(self, stmt: ast.OutputStmt, scope: Scope) -> None:
+        """`return NAME, ...`: read after the body (lowering's `_outputs`), once per network."""
+        if scope.in_template:
+            raise error(
+                "E0114",
+                "`return` belongs in a network, not in a block",
+                stmt.span,
+                "network setting inside a block",
+                "a block's output is its last statement's tensor",
+            )
+        if self.outputs is not None:
+            raise error(
+                "E0131",
+                "a network has one `return` statement",
+                stmt.span,
+                "a second `return`",
+                f"list every output in the first, at {self.outputs.span.location}",
+            )
+        self.outputs = stmt
+
     # -- groups: network statements named by module paths of several levels --------
 
     def _regroup(self, stmt, target: ast.Ident | None) -> None:
         """Close the groups a network statement leaves: a group's members are consecutive statements."""
-        if isinstance(stmt, (ast.InputStmt, ast.ClassesStmt, ast.PolicyStmt, ast.LetStmt)):
+        if isinstance(stmt, (ast.InputStmt, ast.ClassesStmt, ast.PolicyStmt, ast.LetStmt, ast.OutputStmt)):
             return
         levels = target.text.split(".")[:-1] if target is not None else []
         prefixes = tuple(".".join(levels[: i + 1]) for i in range(len(levels)))
@@ -398,6 +484,14 @@ class _Lowerer:
                 "a block's modules are its own attributes: give this one a plain name",
             )
         levels = target.text.split(".")
+        if getattr(stmt, "source", None) is not None:
+            raise error(
+                "E0124",
+                f"`{target.text}`: a group runs its members in order, so a member cannot read a named tensor",
+                stmt.source.span,
+                "`from` in a group",
+                "put the statement outside the group, or read the tensor before the group starts",
+            )
         op = SPEC_OPS.get(stmt.callee.text) if isinstance(stmt, ast.CallStmt) else None
         functional = isinstance(stmt, ast.MergeStmt) or (op is not None and (not op.is_module or op.parameter))
         if functional:
@@ -488,6 +582,17 @@ class _Lowerer:
         return node
 
     def _merge(self, stmt: ast.MergeStmt, scope: Scope) -> None:
+        if stmt.op == "concat":
+            self._concat(stmt, scope)
+            return
+        if stmt.rest:
+            raise error(
+                "E0102",
+                f"`{stmt.op}` takes one tensor, got {1 + len(stmt.rest)}",
+                stmt.rest[0].span,
+                "extra tensor",
+                "only `concat` joins several tensors",
+            )
         name = stmt.operand.text
         if name == "input":
             other = scope.input
@@ -516,9 +621,14 @@ class _Lowerer:
         target = stmt.target and stmt.target.text
         if stmt.op == "mul":
             node = self._new(scope, Mul(), [scope.current, other], stmt.span, name=target)
+        elif not _upstream(self.ir, other, scope.current):
+            # Two separate paths (an FPN's top-down add): no shortcut to project, shapes must match.
+            node = self._new(scope, Sum(), [scope.current, other], stmt.span, name=target)
         else:
             start = scope.created.index(other) + 1 if other in scope.created else 0
             branch = scope.created[start:]
+            if scope.branched:  # only the ops on the way from the shortcut's source to the add
+                branch = _between(self.ir, branch, scope.current)
             node = self._new(
                 scope, Add(), [scope.current, other], stmt.span, name=target, residual=Residual(scope.adds)
             )
@@ -526,6 +636,16 @@ class _Lowerer:
             for member in branch:
                 if member.branch is None:
                     member.branch = node
+        self._bind_target(stmt.target, node, scope)
+
+    def _concat(self, stmt: ast.MergeStmt, scope: Scope) -> None:
+        """`concat NAME, ...`: the current tensor and the named ones, joined along the channels."""
+        others = [self._tensor(ident, scope, "concat") for ident in (stmt.operand, *stmt.rest)]
+        if stmt.target is not None:
+            check_name(stmt.target.text, stmt.target.span, "tensor")
+        operands = [scope.current, *others]
+        target = stmt.target and stmt.target.text
+        node = self._new(scope, Concat(len(operands)), operands, stmt.span, name=target)
         self._bind_target(stmt.target, node, scope)
 
     def _seq(self, stmt: ast.SeqStmt, scope: Scope) -> None:
@@ -672,8 +792,23 @@ class _Lowerer:
         )
         values: dict[str, object] = {}
         exprs: dict[str, Expr] = {}
+        refs: list[Node] = []  # tensors the call names as arguments (`upsample(to=lat4)`): further operands
         for spec in signature.args:
-            if spec.name in given:
+            if spec.name in given and spec.type is TensorRef:
+                arg = given[spec.name]
+                if not isinstance(arg.value, ast.Var):
+                    raise error(
+                        "E0107",
+                        f"`{callee}` argument `{spec.name}` names a tensor, got {describe(evaluate(arg.value, {}))}"
+                        if not names_in(arg.value)
+                        else f"`{callee}` argument `{spec.name}` names a tensor, not an expression",
+                        arg.value.span,
+                        "not a tensor name",
+                        f"for example `{callee}({spec.name}=lat4)`",
+                    )
+                refs.append(self._tensor(ast.Ident(arg.value.name, arg.value.span), scope, "resize to"))
+                values[spec.name] = refs[-1]
+            elif spec.name in given:
                 arg = given[spec.name]
                 values[spec.name] = self._typed(arg.value, scope.env, spec, callee)
                 if self._symbolic(arg.value, scope) and spec.name not in signature.node_args:
@@ -691,6 +826,9 @@ class _Lowerer:
         kind.complete(values, exprs, stmt.span)
         self._check_sizes(callee, signature, values, given, stmt)
         node_fields = {name: values.pop(name) for name in signature.node_args}
+        for spec in signature.args:  # a named tensor is an operand (`refs`), not a field of the node
+            if spec.type is TensorRef:
+                node_fields.pop(spec.name, None)
         op = kind(**values)
         if callee == "conv" and node_fields["norm"] is not False:
             op = self.ir.policies.conv(op)  # `policy conv_op = std_conv(...)`
@@ -702,7 +840,15 @@ class _Lowerer:
         if not scope.in_template:
             self._stride(op, scope, stmt)
         return self._new(
-            scope, op, [scope.current], stmt.span, parent=parent, name=name, path=path, exprs=exprs, **node_fields
+            scope,
+            op,
+            [scope.current, *refs],
+            stmt.span,
+            parent=parent,
+            name=name,
+            path=path,
+            exprs=exprs,
+            **node_fields,
         )
 
     @staticmethod
@@ -947,6 +1093,32 @@ class _Lowerer:
             raise error("E0117", f"block `{block.name.text}` has no ops", block.name.span, "empty block")
         outer.created.extend(inner.created)
         outer.current = inner.current
+
+
+def _upstream(ir: IR, source: Node, end: Node) -> bool:
+    """Whether `end` is computed from `source` (a tensor that only lends its size does not count)."""
+    seen, stack = {end}, [end]
+    while stack:
+        node = stack.pop()
+        if node is source:
+            return True
+        for operand in ir.operands(node)[: node.op.value_operands()]:
+            if operand.id >= source.id and operand not in seen:  # an older node cannot be computed from it
+                seen.add(operand)
+                stack.append(operand)
+    return False
+
+
+def _between(ir: IR, candidates: list[Node], end: Node) -> list[Node]:
+    """The nodes of `candidates` that `end` reads, directly or through others of them."""
+    pool = set(candidates)
+    found, stack = {end} & pool, [end]
+    while stack:
+        for operand in ir.operands(stack.pop()):
+            if operand in pool and operand not in found:
+                found.add(operand)
+                stack.append(operand)
+    return [node for node in candidates if node in found]
 
 
 def _key(diag: Diagnostic) -> tuple:

@@ -29,6 +29,9 @@ KEYWORDS = (
     "let",
     "add",
     "mul",
+    "concat",
+    "from",
+    "return",
     "seq",
     "x",
     "first",
@@ -84,8 +87,8 @@ def parse(source: Source) -> ast.Module:
 def _describe_expected(expected: set[str], terminals) -> list[str]:
     described = set()
     for name in expected:
-        if name == "MERGE":  # one terminal for both merging keywords
-            described |= {"`add`", "`mul`"}
+        if name == "MERGE":  # one terminal for the merging keywords
+            described |= {"`add`", "`mul`", "`concat`"}
         elif name in _TERMINAL_TEXT:
             described.add(_TERMINAL_TEXT[name])
         elif name in terminals and terminals[name].pattern.type == "str":
@@ -264,20 +267,37 @@ class _ToAst(Transformer):
         return ast.Repeat(count, first or (), self._span(meta))
 
     def call_stmt(self, meta, children):
-        if len(children) == 2:
-            target, callee = children
+        if len(children) == 3:
+            target, callee, source = children
             args, repeat = None, None
         else:
-            target, callee, args, repeat = children
-        return ast.CallStmt(self._ident(target), self._ident(callee), args, repeat, self._span(meta))
+            target, callee, args, repeat, source = children
+        span = self._span(meta)
+        return ast.CallStmt(self._ident(target), self._ident(callee), args, repeat, span, source)
+
+    def from_clause(self, meta, children):
+        return self._ident(children[0])
 
     def merge_stmt(self, meta, children):
-        target, op, operand = children
-        return ast.MergeStmt(str(op), self._ident(target), self._ident(operand), self._span(meta))
+        target, op, operand, *rest = children
+        source = rest.pop() if rest else None
+        return ast.MergeStmt(
+            str(op),
+            self._ident(target),
+            self._ident(operand),
+            self._span(meta),
+            tuple(self._ident(name) for name in rest),  # type: ignore[misc]  # tokens give identifiers
+            source,
+        )
 
     def seq_stmt(self, meta, children):
         name, *body = children
-        return ast.SeqStmt(self._ident(name), tuple(s for s in body if s is not None), self._span(meta))
+        source = body.pop() if body and isinstance(body[-1], ast.Ident) else None
+        stmts = tuple(s for s in body if s is not None)
+        return ast.SeqStmt(self._ident(name), stmts, self._span(meta), source)
+
+    def output_stmt(self, meta, children):
+        return ast.OutputStmt(tuple(self._ident(name) for name in children), self._span(meta))  # type: ignore[misc]
 
     def let_stmt(self, meta, children):
         return ast.LetStmt(self._ident(children[0]), children[1], self._span(meta))

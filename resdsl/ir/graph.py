@@ -189,6 +189,11 @@ class IR:
             raise VerifyError("the graph has a cycle")
         return walk
 
+    def outputs(self) -> list[Node]:
+        """The network's named outputs (`return p2, p3`), in the statement's order; empty for a network
+        with one output, its last op."""
+        return [node for node in self if node.op.kind == "output"]
+
     def input_node(self) -> Node:
         return next(node for node in self.graph if node.op.arity == 0)
 

@@ -2,7 +2,8 @@
 
 A failure is a bug in resdsl, never a mistake in the spec: it raises
 VerifyError. The checks are
-  graph   a DAG with one input node (the only source) and one output (the only sink)
+  graph   a DAG with one input node (the only source) and one output (the only sink), or
+          several `output` nodes (the network's named outputs) as its only sinks
   ops     each node has exactly its op's arity of operands, at positions 0…n-1,
           and attributes of its op's types and ranges (`Op.problems`)
   shapes  once set, each shape is what the op's shape rule gives for its operands'
@@ -95,16 +96,19 @@ class Verifier:
         sources = [node for node in walk if not self.operands[node]]
         if len(sources) != 1 or sources[0].op.kind != "input":
             problems.append(f"expected one input, found {sources}")
-        if len(sinks) != 1:
-            problems.append(f"expected one output, found {sinks}")
+        outputs = [node for node in sinks if node.op.kind == "output"]
+        if len(sinks) != 1 and (not outputs or len(outputs) != len(sinks)):
+            problems.append(f"expected one output, or output nodes only, found {sinks}")
+        if any(self.operands[node] and node.op.kind == "output" and node not in sinks for node in walk):
+            problems.append("an output node has users")
         self.present, self.graph_problems, self.structure = present, problems, ir.structure()
 
     def _node(self, ir: IR, node: Node, inputs: list, modules: set, present: set, problems: list[str]) -> None:
         """Every check about one node."""
         op = node.op
         positions = [pos for pos, _ in inputs]
-        if positions != _POSITIONS[op.arity]:
-            problems.append(f"{node} has operand positions {positions}; {op.kind} takes {op.arity}")
+        if positions != list(range(op.operand_count())):
+            problems.append(f"{node} has operand positions {positions}; {op.kind} takes {op.operand_count()}")
         if id(op) not in self.sound_ops:
             wrong = op.problems()
             problems.extend(f"{node}: {problem}" for problem in wrong)
@@ -149,9 +153,6 @@ def _operands(ir: IR, walk: list[Node]) -> tuple[dict[Node, list[tuple[int, Node
         if len(inputs) > 1:
             inputs.sort(key=_position)
     return operands, sinks
-
-
-_POSITIONS = [list(range(arity)) for arity in range(8)]  # the operand positions of an op of each arity
 
 
 def _position(entry: tuple[int, Node]) -> int:

@@ -26,6 +26,11 @@ from ..ir.shape import Shape
 REQUIRED: Any = object()  # the default of an argument a call must give
 
 
+class TensorRef:
+    """The type of an argument that names a tensor of the body (`upsample(to=inner4)`): lowering makes
+    the named tensor an extra operand of the op rather than an attribute."""
+
+
 @dataclass(frozen=True)
 class Range:
     """The interval a number argument must lie in, each end included unless open."""
@@ -197,6 +202,10 @@ class OnnxWriter(Protocol):
         """An int64 constant tensor; returns its name."""
         ...
 
+    def int_step(self, label: str, op_type: str, inputs: list[str], length: int, **attrs: Any) -> str:
+        """An inner node whose output is a 1-D int64 tensor of `length` (a `Shape`, a `Slice` of one)."""
+        ...
+
     def float_constant(self, label: str, values: Sequence[float], shape: Shape) -> str:
         """A float32 constant tensor of `shape`, values row-major (not an initializer: those are the state_dict)."""
         ...
@@ -242,6 +251,16 @@ class Op:
         """
         hooks = ["infer", "macs", "label", "torch_module" if cls.is_module else "torch_call", "onnx"]
         return [name for name in hooks if getattr(cls, name) is getattr(Op, name)]
+
+    def operand_count(self) -> int:
+        """How many operands this op takes: its kind's `arity`, unless its attributes say otherwise
+        (`concat` of n tensors, `upsample` to another tensor's size)."""
+        return self.arity
+
+    def value_operands(self) -> int:
+        """How many of the leading operands it computes with; the rest only lend their sizes
+        (`upsample(to=NAME)`): lowering does not count those as the path a residual add closes."""
+        return self.operand_count()
 
     def attrs(self) -> dict[str, Any]:
         return {f.name: getattr(self, f.name) for f in fields(self)}

@@ -85,7 +85,7 @@
         else nodes.push(block);
       }
     }
-    nodes.push(OUTPUT);
+    if (model.output) nodes.push(OUTPUT); // named outputs (`return p2, p3`) are units of their own
     const edges = [];
     const seen = new Set();
     for (const [t, h, identity] of model.edges) {
@@ -95,8 +95,10 @@
       seen.add(tail.id + ">" + head.id);
       edges.push({ tail, head, shape: units.get(t).output, style: edgeStyle(tail, head, identity) });
     }
-    const last = units.get(model.output);
-    edges.push({ tail: visibleOf(last), head: OUTPUT, shape: last.output, style: "main" });
+    if (model.output) {
+      const last = units.get(model.output);
+      edges.push({ tail: visibleOf(last), head: OUTPUT, shape: last.output, style: "main" });
+    }
     return { nodes, edges };
   }
 
