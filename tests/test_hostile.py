@@ -787,6 +787,15 @@ def test_an_activation_after_flatten_does_not_overwrite_what_autograd_keeps():
     _runs("network n {\n  input 3x4x4\n  conv(8, k=3, norm=false)\n  flatten\n  relu\n  linear(4)\n}\n")
 
 
+def test_a_numbered_group_inside_a_group_follows_0_1_2():
+    # `stages.93.blocks` made a group member `93` that the class wrote as the keyword argument `93=...`.
+    spec = "network n {\n  input 3x16x16\n  stages.0.blocks = conv(8, k=3)\n  stages.93.blocks = conv(8, k=3)\n}\n"
+    (diag,) = _diagnostics(spec)
+    assert diag.code == "E0124" and "the next stage of group `stages` is `stages.1`" in diag.message
+    assert codes(spec.replace("stages.0.", "stages.a.")) == ["E0124"]  # a number among names
+    _runs(spec.replace("93", "1"))
+
+
 def test_an_inner_blocks_arguments_do_not_set_the_outer_shortcuts_stride():
     # The outer add reads `a` after its stride; the inner block's `stride` (1 here) was written in the
     # outer class's terms, as the outer `stride` (2), so the projection strode twice.

@@ -472,6 +472,33 @@ class _Lowerer:
                 )
         self.open_groups = prefixes
 
+    def _check_member(self, group: Module, levels: list[str], target: ast.Ident) -> None:
+        """`levels[-1]`, a new member of `group` (a group itself, or the statement's module): not taken, and
+        numbered 0, 1, 2, … in order or named, as its siblings are (the class writes an nn.Sequential or a Group)."""
+        name, shown = levels[-1], ".".join(levels)
+        taken = {child.name for child in group.children} | {
+            n.path.rpartition(".")[2] for n in self.ir if n.parent is group and n.path
+        }
+        if name in taken:
+            raise error("E0104", f"`{target.text}` is defined twice", target.span, "second definition")
+        if taken and name.isdigit() != all(member.isdigit() for member in taken):
+            raise error(
+                "E0124",
+                f"`{shown}`: a group's members are all numbered or all named",
+                target.span,
+                "a number among names" if name.isdigit() else "a name among numbers",
+                "number a group's stages 0, 1, 2, … in order, or give every member a name",
+            )
+        if name.isdigit() and name != str(len(taken)):
+            group_path = ".".join(levels[:-1])
+            raise error(
+                "E0124",
+                f"`{shown}`: the next stage of group `{group_path}` is `{group_path}.{len(taken)}`",
+                target.span,
+                f"expected `{group_path}.{len(taken)}`",
+                "number a group's stages 0, 1, 2, … in order",
+            )
+
     def _grouped(self, stmt, target: ast.Ident, scope: Scope) -> None:
         """`stem.conv = conv(...)`: the statement's module, named by the last level, inside nested groups
         (the others), each group a module of the network that runs its members in order."""
@@ -519,31 +546,11 @@ class _Lowerer:
             if path not in self.groups:
                 if parent.kind is not ModuleKind.GROUP and parent is not scope.module:
                     raise error("E0124", f"`{path}` is not a group", target.span, "not a group")
+                if parent.kind is ModuleKind.GROUP:  # a new member of an enclosing group
+                    self._check_member(parent, levels[: i + 1], target)
                 self.groups[path] = self.ir.module(level, ModuleKind.GROUP, parent, target.span)
             parent = self.groups[path]
-        taken = {child.name for child in parent.children} | {
-            n.path.rpartition(".")[2] for n in self.ir if n.parent is parent and n.path
-        }
-        if levels[-1] in taken:
-            raise error("E0104", f"`{target.text}` is defined twice", target.span, "second definition")
-        numbered = [name.isdigit() for name in taken]
-        if taken and levels[-1].isdigit() != all(numbered):
-            raise error(
-                "E0124",
-                f"`{target.text}`: a group's members are all numbered or all named",
-                target.span,
-                "a number among names" if levels[-1].isdigit() else "a name among numbers",
-                "number a group's stages 0, 1, 2, … in order, or give every member a name",
-            )
-        if levels[-1].isdigit() and levels[-1] != str(len(taken)):
-            group = ".".join(levels[:-1])
-            raise error(
-                "E0124",
-                f"`{target.text}`: the next stage of group `{group}` is `{group}.{len(taken)}`",
-                target.span,
-                f"expected `{group}.{len(taken)}`",
-                "number a group's stages 0, 1, 2, … in order",
-            )
+        self._check_member(parent, levels, target)
         inner = dataclasses.replace(stmt, target=ast.Ident(levels[-1], target.span))
         outer = scope.module
         scope.module, self.bind_as = parent, (scope, target.text)  # the output's name is the whole path
