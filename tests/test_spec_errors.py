@@ -136,6 +136,13 @@ CASES = {
         "  se = se(act=gelu)",
         " " * 14 + "^^^^ not one of its choices",
     ),
+    "activation_takes_no_arguments": (
+        HEADER + "  c = conv(16, k=3)\n  act = hard_swish(2)\n}\n",
+        "E0102",
+        "`hard_swish` takes at most 0 positional arguments, got 1",
+        "  act = hard_swish(2)",
+        " " * 19 + "^ extra argument",
+    ),
     "inner_block_gets_other_norms": (
         'use "std/regnet.res"\nnetwork net {\n  input 3x32x32\n  b = twice(16)\n}\n'
         "block twice(w) {\n  conv1 = conv_norm(w)\n  conv2 = conv_norm(w)\n  add input\n}\n",

@@ -155,7 +155,19 @@ def both_written(cls: type[Op]) -> bool:
 
 def test_parameterless_ops_have_a_module_and_a_functional_form_that_agree():
     """Activations and pools are modules, as timm holds them, and keep a functional form: the two agree."""
-    assert {"relu", "relu6", "gelu", "silu", "sigmoid", "maxpool", "avgpool", "gap", "blurpool", "drop_path"} <= {
+    assert {
+        "relu",
+        "relu6",
+        "gelu",
+        "silu",
+        "hard_swish",
+        "sigmoid",
+        "maxpool",
+        "avgpool",
+        "gap",
+        "blurpool",
+        "drop_path",
+    } <= {  # fmt: skip
         kind for kind, cls in SPEC_OPS.items() if both_written(cls)
     }
     x = torch.randn(2, 8, 10, 10) * 4
@@ -171,11 +183,13 @@ def test_parameterless_ops_have_a_module_and_a_functional_form_that_agree():
 # -- activations ---------------------------------------------------------------------------------------------------
 
 # The module each activation is, here where it may work in place (its operand is a bare conv's output).
-MODULES = {"relu6": "nn.ReLU6(inplace=True)", "gelu": "nn.GELU()", "silu": "nn.SiLU(inplace=True)"}
-ACTIVATIONS = {"relu6": F.relu6, "gelu": F.gelu, "silu": F.silu, "sigmoid": torch.sigmoid, "relu": F.relu}
+MODULES = {"relu6": "nn.ReLU6(inplace=True)", "gelu": "nn.GELU()", "silu": "nn.SiLU(inplace=True)",
+           "hard_swish": "nn.Hardswish(inplace=True)"}  # fmt: skip
+ACTIVATIONS = {"relu6": F.relu6, "gelu": F.gelu, "silu": F.silu, "hard_swish": F.hardswish, "sigmoid": torch.sigmoid,
+               "relu": F.relu}  # fmt: skip
 
 
-@pytest.mark.parametrize("kind", ["relu6", "gelu", "silu"])
+@pytest.mark.parametrize("kind", ["relu6", "gelu", "silu", "hard_swish"])
 def test_activation_in_every_backend(kind):
     net = network(f"  c = conv(8, k=3, norm=false)\n  {kind}")
     (node,) = [n for n in net.ir.walk() if n.op.kind == kind]
@@ -191,7 +205,7 @@ def test_activation_in_every_backend(kind):
     np.testing.assert_allclose(expected, reference, rtol=1e-5, atol=1e-6)
 
 
-@pytest.mark.parametrize("kind", ["relu6", "gelu", "silu", "sigmoid", "relu"])
+@pytest.mark.parametrize("kind", ["relu6", "gelu", "silu", "hard_swish", "sigmoid", "relu"])
 def test_activation_forms_are_pytorchs(kind):
     x = torch.linspace(-10, 10, 2 * 8 * 5).reshape(2, 8, 5, 1)
     as_module, as_call = both_forms(KINDS[kind](), x)
@@ -203,6 +217,15 @@ def test_relu6_is_a_clip_in_onnx():
     relu6 = network("  relu6")
     assert "Clip" in node_types(relu6, 13)
     onnx_agrees(relu6, torch.linspace(-12, 12, 2 * 8 * 10 * 10).reshape(2, 8, 10, 10))
+
+
+def test_hard_swish_is_x_times_relu6_of_x_plus_3_over_6_and_its_onnx_operator_from_opset_14():
+    x = torch.tensor([-4.0, -3.0, -1.5, 0.0, 1.5, 3.0, 4.5])
+    torch.testing.assert_close(F.hardswish(x), torch.tensor([0.0, 0.0, -0.375, 0.0, 1.125, 3.0, 4.5]))
+    hard_swish = network("  hard_swish")
+    assert "HardSwish" in node_types(hard_swish, 14) and "HardSigmoid" not in node_types(hard_swish, 14)
+    assert "HardSwish" not in node_types(hard_swish, 13) and "HardSigmoid" in node_types(hard_swish, 13)
+    onnx_agrees(hard_swish, torch.linspace(-8, 8, 2 * 8 * 10 * 10).reshape(2, 8, 10, 10))
 
 
 def test_gelu_uses_the_onnx_operator_from_opset_20_and_the_erf_formula_before():

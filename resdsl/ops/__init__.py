@@ -13,7 +13,7 @@ from typing import Any
 
 from .base import REQUIRED, ArgSpec, Op, Range, Signature, StateEntry
 
-_HELPERS = {"base", "window"}  # modules of shared code, not op definitions
+_HELPERS = {"activation", "base", "window"}  # modules of shared code, not op definitions
 
 
 def _discover() -> dict[str, type[Op]]:

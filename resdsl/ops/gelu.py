@@ -3,37 +3,21 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import ClassVar
 
-from .base import OnnxWriter, Op, Shape, ShapeReport, Signature, TorchWriter
+from .activation import Activation
+from .base import OnnxWriter
 
 GELU_OPSET = 20  # the first ONNX opset with a Gelu operator
 
 
 @dataclass(frozen=True)
-class GELU(Op):
+class GELU(Activation):
     kind: ClassVar[str] = "gelu"
-    layout: ClassVar[str] = "any"  # elementwise: either memory layout
-    signature: ClassVar[Signature | None] = Signature(())
-    is_module: ClassVar[bool] = True  # nn.GELU (no in-place form); autograd keeps its input, not its output
-    families: ClassVar[tuple[str, ...]] = ("act",)
-
-    def infer(self, inputs: Sequence[Shape], report: ShapeReport) -> Shape | None:
-        return inputs[0]
-
-    def macs(self, inputs: Sequence[Shape], output: Shape) -> int:
-        return 0
-
-    def label(self, channels: bool = True) -> str:
-        return "GELU"
-
-    def torch_module(self, w: TorchWriter) -> str:
-        return "nn.GELU()"
-
-    def torch_call(self, w: TorchWriter, args: list[str]) -> str:
-        return f"F.gelu({args[0]})"
+    module: ClassVar[str] = "GELU"  # no in-place form; autograd keeps its input, not its output
+    function: ClassVar[str] = "F.gelu"
+    title: ClassVar[str] = "GELU"
 
     def onnx(self, w: OnnxWriter, inputs: list[str]) -> None:
         if w.opset >= GELU_OPSET:

@@ -2,36 +2,21 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import ClassVar
 
-from .base import OnnxWriter, Op, Shape, ShapeReport, Signature, TorchWriter
+from .activation import Activation
+from .base import OnnxWriter
 
 
 @dataclass(frozen=True)
-class ReLU6(Op):
+class ReLU6(Activation):
     kind: ClassVar[str] = "relu6"
-    layout: ClassVar[str] = "any"  # elementwise: either memory layout
-    signature: ClassVar[Signature | None] = Signature(())
-    is_module: ClassVar[bool] = True
-    families: ClassVar[tuple[str, ...]] = ("act",)
+    module: ClassVar[str] = "ReLU6"
+    function: ClassVar[str] = "F.relu6"
+    in_place: ClassVar[bool] = True
+    title: ClassVar[str] = "ReLU6"
     saves_output: ClassVar[bool] = False  # autograd keeps its input (in place too), so its output may be overwritten
-
-    def infer(self, inputs: Sequence[Shape], report: ShapeReport) -> Shape | None:
-        return inputs[0]
-
-    def macs(self, inputs: Sequence[Shape], output: Shape) -> int:
-        return 0
-
-    def label(self, channels: bool = True) -> str:
-        return "ReLU6"
-
-    def torch_module(self, w: TorchWriter) -> str:
-        return "nn.ReLU6(inplace=True)" if w.inplace() else "nn.ReLU6()"
-
-    def torch_call(self, w: TorchWriter, args: list[str]) -> str:
-        return f"F.relu6({args[0]})"
 
     def onnx(self, w: OnnxWriter, inputs: list[str]) -> None:
         # Clip takes its bounds as inputs from opset 11 on.

@@ -2,36 +2,21 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import ClassVar
 
-from .base import OnnxWriter, Op, Shape, ShapeReport, Signature, TorchWriter
+from .activation import Activation
+from .base import OnnxWriter
 
 
 @dataclass(frozen=True)
-class SiLU(Op):
+class SiLU(Activation):
     kind: ClassVar[str] = "silu"
-    layout: ClassVar[str] = "any"  # elementwise: either memory layout
-    signature: ClassVar[Signature | None] = Signature(())
-    is_module: ClassVar[bool] = True
-    families: ClassVar[tuple[str, ...]] = ("act",)
+    module: ClassVar[str] = "SiLU"
+    function: ClassVar[str] = "F.silu"
+    in_place: ClassVar[bool] = True
+    title: ClassVar[str] = "SiLU"
     saves_output: ClassVar[bool] = False  # autograd keeps its input (in place too), so its output may be overwritten
-
-    def infer(self, inputs: Sequence[Shape], report: ShapeReport) -> Shape | None:
-        return inputs[0]
-
-    def macs(self, inputs: Sequence[Shape], output: Shape) -> int:
-        return 0
-
-    def label(self, channels: bool = True) -> str:
-        return "SiLU"
-
-    def torch_module(self, w: TorchWriter) -> str:
-        return "nn.SiLU(inplace=True)" if w.inplace() else "nn.SiLU()"
-
-    def torch_call(self, w: TorchWriter, args: list[str]) -> str:
-        return f"F.silu({args[0]})"
 
     def onnx(self, w: OnnxWriter, inputs: list[str]) -> None:
         # ONNX has no SiLU (Swish) operator up to opset 21.
