@@ -92,6 +92,9 @@ STATEMENTS = [
     "std_conv(8, k=3)", "std_conv(8, k=3, eps=0)", "std_conv(8, k=1, eps=1e-8)", "pad(1)", "pad(p=65536)",
     "pad(1, value=-1)", "evonorm_s0", "evonorm_s0(groups=3)", "evonorm_s0(group_size=8, act=false)",
     "evonorm_s0(eps=0)", "frn", "frn(eps=0)", "frn(act=false)", "let StdConv2d = 2", "let EvoNorm2dS0 = 1",
+    "layernorm", "layernorm(eps=0)", "channels_last", "channels_first", "channels_last\n  linear(8)\n  channels_first",
+    "channels_last\n  layernorm\n  channels_first", "gamma = layer_scale", "layer_scale(init=0)", "layer_scale(1e-6)",
+    "let LayerNorm2d = 1", "let gamma = 2", "hard_swish", "hard_swish(2)",
 ]  # fmt: skip
 USE_PATHS = [
     "std/blocks.res", "/proc/self/environ", "../secret.res", "/etc/passwd", "/dev/zero", "std/" + "x" * 300 + ".res",
@@ -103,7 +106,8 @@ TOKENS = [
     "linear", "maxpool", "avgpool", "batchnorm", "dropout", "se", "basic", "bottleneck", "k", "s", "p", "norm",
     "shortcut", "pre", "B", "A", "C", '"std/blocks.res"', "#", "input", "stride", "planes", "n", "16", "2",
     "seq", "mul", "groupnorm", "blurpool", "eca", "drop_path", "gelu", "silu", "expansion", "relu6", "std_conv",
-    "pad", "evonorm_s0", "frn", "drop", "value", "eps", "act",
+    "pad", "evonorm_s0", "frn", "drop", "value", "eps", "act", "layernorm", "layer_scale", "channels_last",
+    "channels_first", "gamma", "init",
 ]  # fmt: skip
 TOKEN = re.compile(r'\s+|#[^\n]*|"[^"\n]*"|\d+(?:x\d+)+|\d+\.\d*|\d+|[A-Za-z_]\w*|//|.', re.S)
 JUNK = ["\x00", "\x1b[2J", "\x07", "\u202e", "\r", "\t", "\ufeff", "é", "\u0663", "\\", '"', '"""', "{", "}"]
@@ -123,7 +127,7 @@ POLICIES = {
     "output_stride": ["none", "2", "4", "8", "16"],
     "zero_init_last": ["true", "false"],
     "norm_op": ["batchnorm", "groupnorm", "evonorm_s0", "frn", "evonorm_s0(groups=3)"],
-    "act": ["relu", "gelu", "silu", "relu6", "sigmoid"],
+    "act": ["relu", "gelu", "silu", "relu6", "sigmoid", "hard_swish"],
     "attn": ["none", "se", "eca"],
     "aa": ["none", "blurpool", "avgpool"],
     "down_kernel": ["1", "3", "5", "2"],
@@ -201,8 +205,9 @@ def _mutated(rng: random.Random) -> str | bytes:
 BLOCK_ENDS = ["  add input", "  conv(c, k=1)\n  add input", "  add a", "  relu", "  t = add input\n  relu"]
 SPATIAL_OPS = ["conv", "conv", "conv", "batchnorm", "relu", "maxpool", "avgpool", "gap", "flatten", "dropout", "se",
                "groupnorm", "blurpool", "eca", "drop_path", "gelu", "silu", "relu6", "std_conv", "pad", "evonorm_s0",
-               "frn"]  # fmt: skip
-BLOCK_OPS = SPATIAL_OPS[:5] + ["se", "eca", "gelu", "drop_path", "relu6", "std_conv", "evonorm_s0", "frn"]
+               "frn", "layernorm", "layer_scale", "channels_last", "channels_first", "hard_swish"]  # fmt: skip
+BLOCK_OPS = SPATIAL_OPS[:5] + ["se", "eca", "gelu", "drop_path", "relu6", "std_conv", "evonorm_s0", "frn", "layernorm",
+                               "layer_scale", "channels_last", "channels_first"]  # fmt: skip
 FLAT_OPS = ["linear", "linear", "relu", "dropout", "flatten"]
 
 
@@ -276,6 +281,10 @@ def _op(rng: random.Random, kind: str, edge: float) -> str:
             ["evonorm_s0", f"evonorm_s0(groups={n()})", f"evonorm_s0(group_size={n()})", "evonorm_s0(act=false)"]
         ),
         "frn": lambda: rng.choice(["frn", "frn(act=false)", f"frn(eps={edgy(['0.00001', '0.001'], ['0', n()])})"]),
+        "layernorm": lambda: rng.choice(["layernorm", f"layernorm(eps={edgy(['0.000001', '0.001'], ['0', n()])})"]),
+        "layer_scale": lambda: rng.choice(
+            ["gamma = layer_scale", f"layer_scale(init={edgy(['0.000001', '0.1', '1'], ['0', n()])})"]
+        ),
     }
     return ops[kind]() if kind in ops else kind
 
