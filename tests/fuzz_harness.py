@@ -94,7 +94,10 @@ STATEMENTS = [
     "evonorm_s0(eps=0)", "frn", "frn(eps=0)", "frn(act=false)", "let StdConv2d = 2", "let EvoNorm2dS0 = 1",
     "layernorm", "layernorm(eps=0)", "channels_last", "channels_first", "channels_last\n  linear(8)\n  channels_first",
     "channels_last\n  layernorm\n  channels_first", "gamma = layer_scale", "layer_scale(init=0)", "layer_scale(1e-6)",
-    "let LayerNorm2d = 1", "let gamma = 2", "hard_swish", "hard_swish(2)",
+    "let LayerNorm2d = 1", "let gamma = 2", "hard_swish", "hard_swish(2)", "upsample(2)",
+    "upsample(2, mode=bilinear)", "upsample(65536)", "upsample(to=input)", "conv_transpose(8, k=2, s=2)",
+    "conv_transpose(8, k=3, s=65536)", "concat input", "c = concat input", "lat = conv(8, k=1) from input",
+    "add input from input", "return input", "let upsample = 2",
 ]  # fmt: skip
 USE_PATHS = [
     "std/blocks.res", "/proc/self/environ", "../secret.res", "/etc/passwd", "/dev/zero", "std/" + "x" * 300 + ".res",
@@ -107,7 +110,7 @@ TOKENS = [
     "shortcut", "pre", "B", "A", "C", '"std/blocks.res"', "#", "input", "stride", "planes", "n", "16", "2",
     "seq", "mul", "groupnorm", "blurpool", "eca", "drop_path", "gelu", "silu", "expansion", "relu6", "std_conv",
     "pad", "evonorm_s0", "frn", "drop", "value", "eps", "act", "layernorm", "layer_scale", "channels_last",
-    "channels_first", "gamma", "init",
+    "channels_first", "gamma", "init", "from", "return", "concat", "upsample", "conv_transpose", "to", "mode",
 ]  # fmt: skip
 TOKEN = re.compile(r'\s+|#[^\n]*|"[^"\n]*"|\d+(?:x\d+)+|\d+\.\d*|\d+|[A-Za-z_]\w*|//|.', re.S)
 JUNK = ["\x00", "\x1b[2J", "\x07", "\u202e", "\r", "\t", "\ufeff", "é", "\u0663", "\\", '"', '"""', "{", "}"]
@@ -202,7 +205,8 @@ def _mutated(rng: random.Random) -> str | bytes:
     )
 
 
-BLOCK_ENDS = ["  add input", "  conv(c, k=1)\n  add input", "  add a", "  relu", "  t = add input\n  relu"]
+BLOCK_ENDS = ["  add input", "  conv(c, k=1)\n  add input", "  add a", "  relu", "  t = add input\n  relu",
+              "  concat input", "  u = upsample(2) from a\n  d = conv(c, k=3, s=2)"]  # fmt: skip
 SPATIAL_OPS = ["conv", "conv", "conv", "batchnorm", "relu", "maxpool", "avgpool", "gap", "flatten", "dropout", "se",
                "groupnorm", "blurpool", "eca", "drop_path", "gelu", "silu", "relu6", "std_conv", "pad", "evonorm_s0",
                "frn", "layernorm", "layer_scale", "channels_last", "channels_first", "hard_swish"]  # fmt: skip
