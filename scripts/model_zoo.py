@@ -112,6 +112,59 @@ def source(name: str) -> str:
     return next(text for pattern, text in TIMM_SOURCES if re.match(pattern, name)) + "; timm"
 
 
+# The families of bundled specs: (family, its specs, what they are tested against).
+FAMILIES = [
+    (
+        "ResNet, ResNeXt, Wide ResNet (He et al. 2015; Xie et al. 2017; Zagoruyko & Komodakis 2016)",
+        "`resnet18` … `resnet152`, `resnext50_32x4d` …, `wide_resnet50_2`, `wide_resnet101_2`, and "
+        "the `_v1` variants (stride on the first 1×1)",
+        "torchvision's keys, parameters, published GMACs and logits (tests/test_parity.py)",
+    ),
+    (
+        "timm's `resnet.py` (ResNet-C/D/S/T, SE-ResNe(X)t, SENet-154, ECA-ResNets, pruned, "
+        "anti-aliased, GroupNorm, ResNet-RS)",
+        "all 80 of its models",
+        "timm's facts or a reference written from timm's arguments (tests/test_timm_zoo.py)",
+    ),
+    (
+        "CIFAR ResNets and pre-activation ResNets (He et al. 2015, §4.2; He et al. 2016)",
+        "`cifar_resnet20` … `cifar_resnet1202`, `preact_resnet164`, `preact_resnet1001`",
+        "the papers' parameter counts, and the structure of the papers' reference code "
+        "(tests/test_preact_reference.py)",
+    ),
+    (
+        "timm's ResNetV2 and BiT (`resnetv2.py`: pre-activation, GroupNorm, EvoNorm, FRN, weight-standardised convs)",
+        "all 20 of its models",
+        "timm's facts or a reference (tests/test_timm_resnetv2.py)",
+    ),
+    (
+        "MobileNetV2 (Sandler et al. 2018; timm's `efficientnet.py`)",
+        "`mobilenetv2_100`, `mobilenetv2_140`",
+        "timm's facts and a reference (tests/test_timm_mobilenetv2.py)",
+    ),
+    (
+        "RegNetX, RegNetY, RegNetZ (Radosavovic et al. 2020; Dollár et al. 2021; timm's `regnet.py`)",
+        "`regnetx_016`, `regnety_016`, `regnety_032`, `regnetz_005`",
+        "timm's facts and a reference (tests/test_timm_regnet.py)",
+    ),
+    (
+        "SENet, timm's legacy form (Hu et al. 2018; `senet.py`)",
+        "`legacy_seresnet18`",
+        "timm's facts (tests/test_timm_regnet.py)",
+    ),
+    (
+        "ConvNeXt (Liu et al. 2022; timm's `convnext.py`)",
+        "`convnext_atto`, `convnext_tiny` (below)",
+        "timm's facts and a reference (tests/test_timm_convnext.py)",
+    ),
+    (
+        "Feature pyramid (Lin et al. 2017)",
+        "`fpn_resnet50`: ResNet-50 with a 4-level FPN, outputs P2–P5",
+        "torchvision's FPN forward over the generated layers, output shapes, ONNX (tests/test_pyramid.py)",
+    ),
+]
+
+
 HEADER = """\
 # Model zoo
 
@@ -122,16 +175,12 @@ linear layers at the spec's input size (FLOPs = 2 × MACs, `resdsl summary
 (projection shortcuts and squeeze-and-excitation excluded). Regenerate with
 `python scripts/model_zoo.py`; a test keeps this table true.
 
-Every model of timm's `resnet.py` and `resnetv2.py`, its MobileNetV2
-(`mobilenetv2_100`, `mobilenetv2_140`) and two ConvNeXts (below), is here
-under its timm name (the `timm` column): its generated module has timm's
-state_dict, keys, order and shapes, so a timm checkpoint of it loads with
-`strict=True`, and timm's logits (tests/test_timm_zoo.py,
-tests/test_timm_resnetv2.py, tests/test_timm_mobilenetv2.py,
-tests/test_timm_convnext.py). The input is timm's default for the model.
-So are four of timm's RegNets (`regnetx_016`, `regnety_016`, `regnety_032`,
-`regnetz_005`) and its legacy SE-ResNet-18 (`legacy_seresnet18`, senet.py)
-(tests/test_timm_regnet.py).
+The families, and what each is tested against (a model under its timm name,
+the `timm` column, has timm's state_dict keys, order and shapes, so a timm
+checkpoint of it loads with `strict=True`, and timm's logits; its input is
+timm's default for the model):
+
+{families}
 
 Variants of any spec are a `--set` away: `--set norm=full_preact` (the five
 activation orders), `--set shortcut=none` (plain networks: plain-34 has
@@ -172,7 +221,11 @@ def table() -> str:
         (p.stem for p in (ROOT / "specs").glob("*.res") if p.stem not in TIMM_CONVNEXT),
         key=lambda n: (list(SOURCES).index(n) if n in SOURCES else len(SOURCES), n),
     )
-    main = HEADER + "\n".join(row(name) for name in names) + "\n"
+    families = "\n".join(
+        ["| family | specs | tested against |", "| --- | --- | --- |"]
+        + [f"| {f} | {n} | {t} |" for f, n, t in FAMILIES]
+    )
+    main = HEADER.replace("{families}", families) + "\n".join(row(name) for name in names) + "\n"
     return main + CONVNEXT + "\n".join(row(name) for name in TIMM_CONVNEXT) + "\n"
 
 
