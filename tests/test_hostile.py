@@ -787,6 +787,13 @@ def test_an_activation_after_flatten_does_not_overwrite_what_autograd_keeps():
     _runs("network n {\n  input 3x4x4\n  conv(8, k=3, norm=false)\n  flatten\n  relu\n  linear(4)\n}\n")
 
 
+@pytest.mark.parametrize("statement", ["c = concat input", "upsample(to=input)"])
+def test_an_op_reading_one_tensor_twice_is_refused(statement):
+    # The graph holds one edge per pair of tensors: `concat input` on the input was an internal error.
+    (diag,) = _diagnostics(f"network n {{\n  input 3x8x8\n  {statement}\n  conv(4, k=3)\n}}\n")
+    assert diag.code == "E0206" and "reads one tensor twice" in diag.message and diag.span.location.endswith(":3:3")
+
+
 def test_a_numbered_group_inside_a_group_follows_0_1_2():
     # `stages.93.blocks` made a group member `93` that the class wrote as the keyword argument `93=...`.
     spec = "network n {\n  input 3x16x16\n  stages.0.blocks = conv(8, k=3)\n  stages.93.blocks = conv(8, k=3)\n}\n"

@@ -583,6 +583,14 @@ class _Lowerer:
         self, scope: Scope, op: Op, operands: list[Node], span: Span, parent: Module | None = None, **fields
     ) -> Node:
         self.limits.check("nodes", len(self.ir) + 1, "the number of ops", span)
+        if len(set(operands)) < len(operands):  # `concat input` right after the input; `upsample(to=x)` on x
+            raise error(
+                "E0206",
+                f"`{op.kind}` reads one tensor twice",
+                span,
+                "the same tensor twice",
+                "an op reads a tensor once: name another tensor, or put ops between the two",
+            )
         node = self.ir.add(op, operands, parent=parent or scope.module, span=span, **fields)
         scope.created.append(node)
         scope.current = node
