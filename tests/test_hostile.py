@@ -445,8 +445,10 @@ def test_fmt_on_a_symlink_formats_the_file_and_keeps_the_link(tmp_path, capsys):
 
 
 WRITER = """
-import sys, time
+import signal, sys, time
 from resdsl.io import write_atomic
+
+signal.signal(signal.SIGHUP, signal.SIG_DFL)  # a suite started under nohup would have its children ignore it
 
 def chunks():
     for i in range(400):  # 100 MB, slowly
