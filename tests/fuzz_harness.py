@@ -476,16 +476,21 @@ def _run_forward(source: str, compiled) -> dict:
     exec(compile(source, "model.py", "exec"), namespace)  # noqa: S102 - the generated module, as importing it
     model = namespace["Model"]().eval()
     x = torch.randn(2, *compiled.input_shape)
+
+    def outputs(y) -> list:  # a network with named outputs (`return p2, p3`) returns them in a dict
+        return list(y.values()) if isinstance(y, dict) else [y]
+
     with torch.no_grad():
-        y = model(x)
-    finite = bool(torch.isfinite(y).all())
+        ys = outputs(model(x))
+    finite = all(bool(torch.isfinite(y).all()) for y in ys)
     if size["macs"] < 500_000_000:  # training mode too, when cheap: BatchNorm's batch statistics, dropout, autograd
         model.train()
-        y_train = model(x)
-        if y_train.requires_grad:  # a network without parameters has nothing to differentiate
-            y_train.sum().backward()
-    if y.shape[0] != 2:
-        return {"outcome": "broken", "why": f"the output has shape {tuple(y.shape)} for a batch of 2"}
+        trained = outputs(model(x))
+        if all(y.requires_grad for y in trained):  # a network without parameters has nothing to differentiate
+            sum(y.sum() for y in trained).backward()
+    for y in ys:
+        if y.shape[0] != 2:
+            return {"outcome": "broken", "why": f"an output has shape {tuple(y.shape)} for a batch of 2"}
     return {"outcome": "ran", "finite": finite}
 
 
