@@ -796,6 +796,39 @@ def test_an_op_reading_one_tensor_twice_is_refused(statement):
     assert diag.code == "E0206" and "reads one tensor twice" in diag.message and diag.span.location.endswith(":3:3")
 
 
+def test_an_activation_after_an_add_that_some_uses_drop_keeps_what_autograd_needs():
+    # Under `shortcut = drop` the first use has no add: `out` stayed the ReLU's output (which its backward
+    # reads), and the in-place ReLU after the add overwrote it.
+    spec = (
+        "block b(c, stride=1) {\n  a = conv(c, k=3, s=stride)\n  relu\n  t = add input\n  relu\n}\n"
+        "network n {\n  input 4x16x16\n  policy shortcut = drop\n  c = conv(8, k=3)\n"
+        "  l = b(8) x 3 first(stride=2)\n}\n"
+    )
+    _runs(spec)
+
+
+def test_a_shortcut_that_no_stride_maps_is_refused_without_searching_every_stride():
+    # A transposed conv of stride 65536 made sides of millions, then of trillions in the next block; the
+    # projections pass tried every stride up to the side (a fuzz hang). Now each add is E0203 at once.
+    import signal
+
+    spec = (
+        "block b(c) {\n  conv(c, k=3)\n  conv_transpose(8, k=3, s=65536)\n  add input\n}\n"
+        "network n {\n  input 8x56x56\n  l = b(8) x 3\n}\n"
+    )
+
+    def expire(signum, frame):
+        raise TimeoutError("the check took more than 20 s")
+
+    previous = signal.signal(signal.SIGALRM, expire)
+    signal.alarm(20)
+    try:
+        assert set(codes(spec)) == {"E0203"}
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, previous)
+
+
 def test_a_numbered_group_inside_a_group_follows_0_1_2():
     # `stages.93.blocks` made a group member `93` that the class wrote as the keyword argument `93=...`.
     spec = "network n {\n  input 3x16x16\n  stages.0.blocks = conv(8, k=3)\n  stages.93.blocks = conv(8, k=3)\n}\n"

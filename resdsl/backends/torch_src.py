@@ -246,8 +246,11 @@ class _Emitter:
             return False
         if any(user.op.kind == "output" for user in self.ir.users(node)):
             return False
-        # A view shares its operand's memory: the operand must be free to overwrite too.
-        return not node.op.view or self.overwritable(body, self.ir.operands(node)[0])
+        # A view shares its operand's memory: the operand must be free to overwrite too. So does an add that
+        # `shortcut = drop` removes in some uses of the class: there its output is its main operand itself.
+        template = body.owner.template
+        dropped = node.residual is not None and template is not None and node.residual.index in template.skips
+        return not (node.op.view or dropped) or self.overwritable(body, self.ir.operands(node)[0])
 
     def _track(self, body: _Body, node: Node) -> None:
         """Record the output channel count of `node` in the class's terms."""

@@ -47,13 +47,24 @@ NAME = "projections"
 
 
 def shortcut_stride(source: Shape, target: Shape) -> int | None:
-    """The stride s for which a 1×1, stride-s window maps source H×W onto target H×W."""
+    """The smallest stride s for which a 1×1, stride-s window maps source H×W onto target H×W.
+
+    Computed, not searched: a side of n maps onto (n - 1) // s + 1, so each side allows an interval
+    of strides, and sides of millions (an error upstream) must not cost millions of steps.
+    """
     _, h, w = source
     _, th, tw = target
-    for stride in range(1, max(h, w) + 1):
-        if conv_out(h, 1, stride, 0) == th and conv_out(w, 1, stride, 0) == tw:
-            return stride
-    return None
+    low, high = 1, max(h, w)
+    for n, m in ((h, th), (w, tw)):
+        if not 1 <= m <= n:
+            return None
+        low = max(low, (n - 1) // m + 1)
+        if m > 1:
+            high = min(high, (n - 1) // (m - 1))
+    if low > high:
+        return None
+    assert conv_out(h, 1, low, 0) == th and conv_out(w, 1, low, 0) == tw
+    return low
 
 
 def module_name(add: Node) -> str:
