@@ -378,7 +378,7 @@ def _init_weights(body: _Body, zeroed_blocks: bool) -> list[str]:
             f'{INDENT * 3}if hasattr(m, "zero_init_last"):',
             f"{INDENT * 4}m.zero_init_last()",
         ]
-    lines += [f"{INDENT * 2}nn.init.zeros_(self.{local}.weight)" for local in body.zeroed]
+    lines += [f"{INDENT * 2}nn.init.zeros_({attribute}.weight)" for attribute in body.zeroed]
     return lines
 
 

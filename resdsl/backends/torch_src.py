@@ -31,7 +31,8 @@ from ..ir.expr import Bool, Expr, Num, Str, Var, names_in, print_expr
 from ..ir.graph import IR
 from ..ir.node import Node
 from ..ir.tree import Module, ModuleKind, ShortcutSlot, Template
-from ..passes.templates import inner_stride
+from ..ops.chunk import Chunk
+from ..passes.templates import branch_path, inner_stride
 from ..pysource import docstring_text, literal
 from .torch_layout import INDENT, method_body, statement
 from .torch_network import network_class
@@ -124,9 +125,11 @@ class _Body:
     outputs: list[Node] = field(default_factory=list)
     variables: list[str] = field(default_factory=list)
     starts: list[int] = field(default_factory=list)
-    zeroed: list[str] = field(default_factory=list)  # norms whose scale starts at zero (zero_init_last)
+    zeroed: list[str] = field(default_factory=list)  # norms whose scale starts at zero (zero_init_last): `self.bn3`
     zero_guards: dict[str, str] = field(default_factory=dict)  # zeroed norm -> the flag of its add (drop)
     leading: int = 0  # how many lines at the start of `init` build shortcuts that lead the state_dict
+    # A block's groups (`convs`): the `init` line that builds each, and its members' names and modules.
+    lists: dict[Module, tuple[int, list[tuple[str, str]]]] = field(default_factory=dict)
 
     @property
     def relative(self) -> int:
@@ -258,8 +261,18 @@ class _Emitter:
         writer = _OpWriter(self, body, node)
         if "conv" in node.op.families or node.op.kind == "conv_transpose":
             body.sym[node] = writer.attr("out_channels")
+        elif isinstance(node.op, Chunk):
+            whole, count = self.channels(body, preds[0]), node.op.count
+            simple = not any(sign in whole for sign in "+-(")
+            body.sym[node] = (
+                whole.removesuffix(f" * {count}")
+                if simple and whole.endswith(f" * {count}")
+                else (f"{whole} // {count}" if simple else f"({whole}) // {count}")
+            )
         elif node.op.kind == "concat":
-            body.sym[node] = " + ".join(self.channels(body, operand) for operand in preds)
+            terms = [self.channels(body, operand) for operand in preds]
+            alike = len(set(terms)) == 1 and not any(sign in terms[0] for sign in "+-")
+            body.sym[node] = f"{terms[0]} * {len(terms)}" if alike else " + ".join(terms)
         elif node.op.kind == "linear":
             body.sym[node] = writer.attr("out_features")
         elif node.op.kind == "flatten" and len(preds[0].shape or ()) == 3:
@@ -279,6 +292,8 @@ class _Emitter:
             if node is body.input or node.shortcut_of is not None or node.op.kind == "output":
                 continue
             child = _child_of(node.parent, body.owner)
+            if child is not None and child.kind is ModuleKind.LIST:  # a member of a block's group: on its own
+                child = _child_of(node.parent, child)
             if child is None:
                 steps.append(node)
             elif child not in units:
@@ -287,10 +302,33 @@ class _Emitter:
                 steps.append(units[child])
         return steps, {unit.nodes[-1]: unit for unit in units.values()}
 
-    def _unit_init(self, body: _Body, unit: Unit) -> str:
-        """The constructor statement of a child module."""
+    def _unit_init(self, body: _Body, unit: Unit) -> None:
+        """The constructor statement of a child module (a member of a group: its place in the group's)."""
         module = unit.module
-        return f"self.{module.name} = {self._module_expr(body, module, unit.nodes)}"
+        expr = self._module_expr(body, module, unit.nodes)
+        if module.parent is not None and module.parent.kind is ModuleKind.LIST:
+            self._list_member(body, module.parent, module.name, expr)
+        else:
+            body.init.append(f"self.{module.name} = {expr}")
+
+    def _list_member(self, body: _Body, group: Module, name: str, expr: str) -> None:
+        """Member `name` of a block's group: the group's constructor statement goes where its first member
+        would be (so the state_dict holds `convs.0`, `convs.1`, … before `bns.0`, as timm's), written once
+        every member is known (`_close_lists`)."""
+        if group not in body.lists:
+            body.lists[group] = (len(body.init), [])
+            body.init.append("")
+        body.lists[group][1].append((name, expr))
+
+    def _close_lists(self, body: _Body) -> None:
+        """Write each group's constructor: an nn.ModuleList of numbered members, an nn.ModuleDict of named."""
+        for group, (line, members) in body.lists.items():
+            if all(name.isdigit() for name, _ in members):
+                items = "".join(f"\n{INDENT}{expr}," for _, expr in members)
+                body.init[line] = f"self.{group.name} = nn.ModuleList([{items}\n])"
+            else:
+                items = "".join(f"\n{INDENT}{json.dumps(name)}: {expr}," for name, expr in members)
+                body.init[line] = f"self.{group.name} = nn.ModuleDict({{{items}\n}})"
 
     def _module_expr(self, body: _Body, module: Module, nodes: list[Node]) -> str:
         """The expression that builds a sequence, a stage, a block instance or a group."""
@@ -343,8 +381,9 @@ class _Emitter:
         owner = body.owner.template
         if last.shape is not None and unit.input.shape is not None and last.shape[0] == unit.input.shape[0]:
             body.sym[last] = self.channels(body, unit.input)
-        elif owner is not None and unit.module.name in owner.widths:  # the width an argument of the call gives
-            param = owner.widths[unit.module.name]
+        elif owner is not None and unit.module.path[body.relative :] in owner.widths:
+            # the width an argument of the call gives
+            param = owner.widths[unit.module.path[body.relative :]]
             expr = unit.module.arg_exprs.get(param)
             if expr is not None and all(n in body.names for n in names_in(expr)):
                 body.used.update(names_in(expr))
@@ -363,8 +402,8 @@ class _Emitter:
         argument for it, as passes/templates.py checked (`conv2 = conv_norm_act(w, k=3, s=stride)`: `stride`).
         """
         factors = []
-        for node in body.nodes:
-            if node.branch is add and node.shortcut_of is None and hasattr(node.op, "stride"):
+        for node in reversed(branch_path(self.ir, add)):
+            if hasattr(node.op, "stride"):
                 if node.block is add.block:
                     text = _OpWriter(self, body, node).attr("stride")
                 else:  # in a block this class calls: the call's argument (the templates pass checked it)
@@ -524,7 +563,8 @@ class _Emitter:
             consumers.setdefault(operand, set()).add(-1)  # not the step after any other
         names = {body.input: "x"}
         outputs = [step.nodes[-1] if isinstance(step, Unit) else step for step in steps]
-        labels = {n.name for n in outputs if n.name} | {s.module.name for s in steps if isinstance(s, Unit)}
+        spec_labels = [_label(body, step) for step in steps]
+        labels = {label for label in spec_labels if label}
         taken: set[str] = {"x", body.chain} | labels
         temporaries = (f"t{k}" for k in itertools.count(1))
 
@@ -543,18 +583,31 @@ class _Emitter:
         for index, step in enumerate(steps):
             body.starts.append(len(body.forward))
             if isinstance(step, Unit):
-                body.init.append(self._unit_init(body, step))
+                self._unit_init(body, step)
                 self._unit_output(body, step)
-                names[outputs[index]] = var(index, step.module.name)
-                body.forward.append(f"{names[outputs[index]]} = self.{step.module.name}({names[step.input]})")
+                names[outputs[index]] = var(index, spec_labels[index])
+                call = _attribute(step.module.path[body.relative :])
+                body.forward.append(f"{names[outputs[index]]} = {call}({names[step.input]})")
                 continue
-            label = step.name
+            if isinstance(step.op, Chunk) and step in names:
+                continue  # written with the first piece of its split
+            label = spec_labels[index]
             if step in preacts and label is None and "preact" not in taken:
                 label = "preact"
                 taken.add(label)
+            pieces = _pieces(steps, index)
+            if pieces:  # a split: its pieces in one statement, `a, b = x.chunk(2, 1)`
+                for offset, piece in enumerate(pieces):
+                    self._track(body, piece)
+                    names[piece] = var(index + offset, spec_labels[index + offset])
+                source = names[self.ir.operands(step)[0]]
+                targets = ", ".join(names[piece] for piece in pieces)
+                body.forward.append(f"{targets} = {source}.chunk({len(pieces)}, 1)")
+                continue
             target = var(index, label)
             body.forward += self._step(body, step, names, target)
             names[step] = target
+        self._close_lists(body)
         body.variables = [names[output] for output in outputs]
         if finals:
             items = [f"{json.dumps(name)}: {names[operand]}" for name, operand in finals]
@@ -585,16 +638,19 @@ class _Emitter:
             return [f"{target} = {node.op.torch_call(_OpWriter(self, body, node), args)}"]
         assert node.path is not None
         local = node.path[body.relative :]
-        if not local.isidentifier():
+        if not local.replace(".", "_").isidentifier():
             raise GenerationError(f"module path {node.path} is not an attribute name")
         module = node.op.torch_module(_OpWriter(self, body, node))
-        body.init.append(f"self.{local} = {module}")
+        if node.parent.kind is ModuleKind.LIST:
+            self._list_member(body, node.parent, local.rpartition(".")[2], module)
+        else:
+            body.init.append(f"self.{local} = {module}")
         if node.zero_init:
-            body.zeroed.append(local)
+            body.zeroed.append(_attribute(local))
             template, add = body.owner.template, node.branch
             if template is not None and add is not None and add.residual and add.residual.index in template.skips:
-                body.zero_guards[local] = skip_flag(add.residual.index)  # only where the add is kept
-        return [f"{target} = {node.op.torch_apply(f'self.{local}', args[0])}"]
+                body.zero_guards[_attribute(local)] = skip_flag(add.residual.index)  # only where the add is kept
+        return [f"{target} = {node.op.torch_apply(_attribute(local), args[0])}"]
 
     # -- classes ----------------------------------------------------------------
 
@@ -633,7 +689,7 @@ class _Emitter:
                 f'{INDENT * 2}"""Start the residual branch at zero: its last norm\'s scale is 0 (zero_init_last)."""'
             )
             for local in body.zeroed:
-                zero = f"nn.init.zeros_(self.{local}.weight)"
+                zero = f"nn.init.zeros_({local}.weight)"
                 guard = body.zero_guards.get(local)
                 lines += [f"{INDENT * 2}if self.{guard}:", f"{INDENT * 3}{zero}"] if guard else [f"{INDENT * 2}{zero}"]
         return "\n".join(lines)
@@ -724,6 +780,39 @@ def _child_of(module: Module, owner: Module) -> Module | None:
             raise GenerationError(f"{module.path} is not inside {owner.path or 'the network'}")
         child, module = module, module.parent
     return child
+
+
+def _label(body: _Body, step: Node | Unit) -> str | None:
+    """The variable name a step's spec name gives its output: `convs_0` for the member `convs.0`."""
+    if isinstance(step, Unit):
+        local = step.module.path[body.relative :]
+    elif step.parent.kind is ModuleKind.LIST and step.path is not None:
+        local = step.path[body.relative :]
+    else:
+        return step.name
+    return local.replace(".", "_")
+
+
+def _pieces(steps: list[Node | Unit], index: int) -> list[Node]:
+    """The pieces of a split starting at `steps[index]`, when they are its steps from there on in order."""
+    first = steps[index]
+    if not isinstance(first, Node) or not isinstance(first.op, Chunk) or first.op.index:
+        return []
+    pieces = steps[index : index + first.op.count]
+    if len(pieces) < first.op.count or not all(
+        isinstance(p, Node) and isinstance(p.op, Chunk) and p.op.index == i for i, p in enumerate(pieces)
+    ):
+        return []
+    return pieces  # type: ignore[return-value]
+
+
+def _attribute(module_path: str) -> str:
+    """The attribute expression of a module at `module_path` in a class: `self.conv1`, `self.convs[0]`
+    (a numbered member of a block's group), `self.attn.fc` (a named one)."""
+    head, _, last = module_path.partition(".")
+    if not last:
+        return f"self.{head}"
+    return f"self.{head}[{last}]" if last.isdigit() else f"self.{head}.{last}"
 
 
 def _template_names(template: Template) -> dict[str, str]:

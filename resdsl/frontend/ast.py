@@ -60,15 +60,25 @@ class MergeStmt:
     `add` is a residual add (the named tensor is the shortcut) when the named
     tensor is upstream of the current one, else a plain sum of equal shapes;
     `mul` multiplies elementwise, broadcasting a C×1×1 gate over C×H×W
-    (attention modules); `concat` joins along the channels.
+    (attention modules); `concat` joins along the channels; `select` sums the
+    named tensors weighted by the current one's chunks (selective kernels).
     """
 
-    op: str  # "add", "mul" or "concat"
+    op: str  # "add", "mul", "concat" or "select"
     target: Ident | None
     operand: Ident
     span: Span
-    rest: tuple[Ident, ...] = ()  # `concat`'s further tensors
+    rest: tuple[Ident, ...] = ()  # `concat`'s and `select`'s further tensors
     source: Ident | None = None  # `from NAME`: the first operand, instead of the current tensor
+
+
+@dataclass(frozen=True)
+class SplitStmt:
+    """`a, b, ... = split`: the current tensor cut along the channels into one equal piece per name."""
+
+    targets: tuple[Ident, ...]
+    span: Span
+    source: Ident | None = None  # `from NAME`: the tensor it cuts
 
 
 @dataclass(frozen=True)
@@ -118,7 +128,7 @@ class OutputStmt:
     span: Span
 
 
-Stmt = OutputStmt | CallStmt | MergeStmt | SeqStmt | LetStmt | InputStmt | ClassesStmt | PolicyStmt
+Stmt = OutputStmt | CallStmt | MergeStmt | SplitStmt | SeqStmt | LetStmt | InputStmt | ClassesStmt | PolicyStmt
 
 
 # -- top level ---------------------------------------------------------------

@@ -155,6 +155,9 @@ class _Formatter:
             return f"let {stmt.name.text} = {self.expr(stmt.value)}"
         if isinstance(stmt, ast.OutputStmt):
             return "return " + ", ".join(name.text for name in stmt.names)
+        if isinstance(stmt, ast.SplitStmt):
+            source = f" from {stmt.source.text}" if stmt.source is not None else ""
+            return f"{', '.join(t.text for t in stmt.targets)} = split{source}"
         target = f"{stmt.target.text} = " if stmt.target is not None else ""
         source = f" from {stmt.source.text}" if stmt.source is not None else ""
         if isinstance(stmt, ast.MergeStmt):

@@ -24,10 +24,12 @@ from ..limits import Limits
 from ..ops import REQUIRED, SPEC_OPS, ArgSpec, Op, Signature
 from ..ops.add import Add
 from ..ops.base import TensorRef
+from ..ops.chunk import Chunk
 from ..ops.concat import Concat
 from ..ops.input import Input
 from ..ops.mul import Mul
 from ..ops.output import Output
+from ..ops.select import Select
 from ..ops.sum import Sum
 from . import ast
 from .expr import describe, evaluate
@@ -73,6 +75,7 @@ class Scope:
     dilation: int = 1
     explicit: set[str] = field(default_factory=set)  # every name the body's statements give
     branched: bool = False  # a statement read a named tensor with `from`: the body is not one chain
+    lists: dict[str, Module] = field(default_factory=dict)  # a block's groups (`convs` of `convs.0`), by name
 
     def __post_init__(self) -> None:
         self.current = self.input
@@ -335,8 +338,8 @@ class _Lowerer:
         """
         blocks = nodes = 0
         for stmt in body:
-            if isinstance(stmt, ast.MergeStmt):
-                nodes += 1
+            if isinstance(stmt, (ast.MergeStmt, ast.SplitStmt)):
+                nodes += len(stmt.targets) if isinstance(stmt, ast.SplitStmt) else 1
                 self.limits.check("nodes", nodes, "the number of ops", stmt.span)
             calls = [(s, stmt.span) for s in stmt.body] if isinstance(stmt, ast.SeqStmt) else [(stmt, stmt.span)]
             for call, span in calls:
@@ -373,6 +376,8 @@ class _Lowerer:
             for call in stmt.body if isinstance(stmt, ast.SeqStmt) else (stmt,):
                 if isinstance(call, ast.MergeStmt):
                     ops += 1
+                elif isinstance(call, ast.SplitStmt):
+                    ops += len(call.targets)
                 elif isinstance(call, ast.CallStmt):
                     if call.callee.text in self.program.blocks:
                         inner_blocks, inner_ops = self._template_size(call.callee.text, expanding)
@@ -385,6 +390,7 @@ class _Lowerer:
 
     def _body(self, stmts, scope: Scope) -> None:
         scope.explicit |= {s.target.text for s in stmts if getattr(s, "target", None) is not None}
+        scope.explicit |= {t.text for s in stmts if isinstance(s, ast.SplitStmt) for t in s.targets}
         for stmt in stmts:
             try:
                 self._stmt(stmt, scope)
@@ -421,8 +427,14 @@ class _Lowerer:
         target = getattr(stmt, "target", None)
         if scope.module is self.ir.root:
             self._regroup(stmt, target)
+        if isinstance(stmt, ast.SplitStmt):
+            self._split(stmt, scope)
+            return
         if target is not None and "." in target.text:
-            self._grouped(stmt, target, scope)
+            if scope.in_template:
+                self._listed(stmt, target, scope)
+            else:
+                self._grouped(stmt, target, scope)
             return
         if isinstance(stmt, ast.MergeStmt):
             self._merge(stmt, scope)
@@ -502,14 +514,6 @@ class _Lowerer:
     def _grouped(self, stmt, target: ast.Ident, scope: Scope) -> None:
         """`stem.conv = conv(...)`: the statement's module, named by the last level, inside nested groups
         (the others), each group a module of the network that runs its members in order."""
-        if scope.in_template:
-            raise error(
-                "E0124",
-                f"`{target.text}`: a module path of several levels names a network statement only",
-                target.span,
-                "a path inside a block",
-                "a block's modules are its own attributes: give this one a plain name",
-            )
         levels = target.text.split(".")
         if getattr(stmt, "source", None) is not None:
             raise error(
@@ -519,16 +523,7 @@ class _Lowerer:
                 "`from` in a group",
                 "put the statement outside the group, or read the tensor before the group starts",
             )
-        op = SPEC_OPS.get(stmt.callee.text) if isinstance(stmt, ast.CallStmt) else None
-        functional = isinstance(stmt, ast.MergeStmt) or (op is not None and (not op.is_module or op.parameter))
-        if functional:
-            raise error(
-                "E0124",
-                f"`{target.text}`: only modules can be in a group, and this op has no module form",
-                target.span,
-                "a function in a group",
-                "put it before or after the group",
-            )
+        self._check_module_form(stmt, target)
         for level in levels[:-1]:
             if not level.isdigit():
                 check_name(level, target.span, "group")
@@ -558,6 +553,101 @@ class _Lowerer:
             self._stmt(inner, scope)
         finally:
             scope.module, self.bind_as = outer, None
+
+    @staticmethod
+    def _check_module_form(stmt, target: ast.Ident) -> None:
+        """A group holds modules: not a function (`flatten`, `add`) or a bare parameter (`layer_scale`)."""
+        op = SPEC_OPS.get(stmt.callee.text) if isinstance(stmt, ast.CallStmt) else None
+        if isinstance(stmt, ast.MergeStmt) or (op is not None and (not op.is_module or op.parameter)):
+            raise error(
+                "E0124",
+                f"`{target.text}`: only modules can be in a group, and this op has no module form",
+                target.span,
+                "a function in a group",
+                "put it before or after the group",
+            )
+
+    def _listed(self, stmt, target: ast.Ident, scope: Scope) -> None:
+        """`convs.0 = conv(...)` in a block: a member of the block's group `convs`, a module of the block
+        that holds its members (numbered 0, 1, … in order, or named) wherever they are in the body; each
+        member is called on its own and may read any tensor (Res2Net's `convs`, SKNet's `paths`)."""
+        levels = target.text.split(".")
+        if len(levels) != 2:
+            raise error(
+                "E0124",
+                f"`{target.text}`: a block's group has one level, `GROUP.MEMBER`",
+                target.span,
+                "a path of several levels in a block",
+                "name the member `convs.0` or `attn.fc`; nest deeper with a block of its own",
+            )
+        self._check_module_form(stmt, target)
+        group_name, member = levels
+        check_name(group_name, target.span, "group")
+        if not member.isdigit():
+            check_name(member, target.span, "layer", group_member=True)
+        group = scope.lists.get(group_name)
+        if group is None:
+            if group_name in scope.names or any(child.name == group_name for child in scope.module.children):
+                raise error("E0104", f"`{group_name}` is defined twice in this scope", target.span, "taken")
+            group = self.ir.module(group_name, ModuleKind.LIST, scope.module, target.span)
+            scope.lists[group_name] = group
+        taken = [key.rpartition(".")[2] for key in scope.names if key.startswith(group_name + ".")]
+        if member in taken:
+            raise error("E0104", f"`{target.text}` is defined twice in this scope", target.span, "second definition")
+        if taken and member.isdigit() != taken[0].isdigit():
+            raise error(
+                "E0124",
+                f"`{target.text}`: a group's members are all numbered or all named",
+                target.span,
+                "a number among names" if member.isdigit() else "a name among numbers",
+                "number a group's members 0, 1, 2, … in order, or give every member a name",
+            )
+        if member.isdigit() and member != str(len(taken)):
+            raise error(
+                "E0124",
+                f"`{target.text}`: the next member of group `{group_name}` is `{group_name}.{len(taken)}`",
+                target.span,
+                f"expected `{group_name}.{len(taken)}`",
+                "number a group's members 0, 1, 2, … in order",
+            )
+        inner = dataclasses.replace(stmt, target=ast.Ident(member, target.span))
+        outer = scope.module
+        scope.module, self.bind_as = group, (scope, target.text)  # the output's name is the whole path
+        try:
+            self._stmt(inner, scope)
+        finally:
+            scope.module, self.bind_as = outer, None
+
+    def _split(self, stmt: ast.SplitStmt, scope: Scope) -> None:
+        """`a, b = split`: one `chunk` node per name, each reading the split tensor; the first is current."""
+        if len(stmt.targets) < 2:
+            raise error(
+                "E0126",
+                "`split` cuts a tensor into two or more pieces, one per name",
+                stmt.span,
+                "one name",
+                "name every piece: `a, b = split` halves the channels",
+            )
+        for ident in stmt.targets:
+            if "." in ident.text:
+                raise error(
+                    "E0126",
+                    f"`{ident.text}`: the pieces of a `split` are tensors, named by plain names",
+                    ident.span,
+                    "a module path",
+                    "name the piece `a`, and the module that reads it `convs.0`",
+                )
+            check_name(ident.text, ident.span, "tensor")
+        source = scope.current
+        count = len(stmt.targets)
+        pieces = [
+            self._new(scope, Chunk(i, count), [source], stmt.span, name=ident.text)
+            for i, ident in enumerate(stmt.targets)
+        ]
+        for ident, piece in zip(stmt.targets, pieces, strict=True):
+            self._bind_target(ident, piece, scope)
+        scope.current = pieces[0]
+        scope.branched = True
 
     def _numbered_member(self, target: ast.Ident) -> bool:
         """A stage numbered in its group (`blocks.0`): `_grouped` has checked its number."""
@@ -597,8 +687,8 @@ class _Lowerer:
         return node
 
     def _merge(self, stmt: ast.MergeStmt, scope: Scope) -> None:
-        if stmt.op == "concat":
-            self._concat(stmt, scope)
+        if stmt.op in ("concat", "select"):
+            self._join(stmt, scope)
             return
         if stmt.rest:
             raise error(
@@ -606,7 +696,7 @@ class _Lowerer:
                 f"`{stmt.op}` takes one tensor, got {1 + len(stmt.rest)}",
                 stmt.rest[0].span,
                 "extra tensor",
-                "only `concat` joins several tensors",
+                "only `concat` and `select` take several tensors",
             )
         name = stmt.operand.text
         if name == "input":
@@ -653,14 +743,24 @@ class _Lowerer:
                     member.branch = node
         self._bind_target(stmt.target, node, scope)
 
-    def _concat(self, stmt: ast.MergeStmt, scope: Scope) -> None:
-        """`concat NAME, ...`: the current tensor and the named ones, joined along the channels."""
-        others = [self._tensor(ident, scope, "concat") for ident in (stmt.operand, *stmt.rest)]
+    def _join(self, stmt: ast.MergeStmt, scope: Scope) -> None:
+        """`concat NAME, ...`: the current tensor and the named ones, joined along the channels;
+        `select NAME, NAME, ...`: the named tensors weighed by the current one's chunks."""
+        others = [self._tensor(ident, scope, stmt.op) for ident in (stmt.operand, *stmt.rest)]
+        if stmt.op == "select" and len(others) < 2:
+            raise error(
+                "E0102",
+                "`select` weighs two or more tensors, got 1",
+                stmt.operand.span,
+                "one branch",
+                "name every branch (`select a, b`); `mul NAME` multiplies by one tensor",
+            )
         if stmt.target is not None:
             check_name(stmt.target.text, stmt.target.span, "tensor")
         operands = [scope.current, *others]
         target = stmt.target and stmt.target.text
-        node = self._new(scope, Concat(len(operands)), operands, stmt.span, name=target)
+        op = Concat(len(operands)) if stmt.op == "concat" else Select(len(others))
+        node = self._new(scope, op, operands, stmt.span, name=target)
         self._bind_target(stmt.target, node, scope)
 
     def _seq(self, stmt: ast.SeqStmt, scope: Scope) -> None:

@@ -290,6 +290,10 @@ class _ToAst(Transformer):
             source,
         )
 
+    def split_stmt(self, meta, children):
+        *targets, _, source = children
+        return ast.SplitStmt(tuple(self._ident(t) for t in targets), self._span(meta), source)  # type: ignore[misc]
+
     def seq_stmt(self, meta, children):
         name, *body = children
         source = body.pop() if body and isinstance(body[-1], ast.Ident) else None

@@ -21,6 +21,9 @@ class ModuleKind(Enum):
     BLOCK = "block"  # one use of a block template: a class of its own
     SEQUENCE = "sequence"  # ops numbered 0, 1, ... as nn.Sequential numbers them (a projection shortcut)
     GROUP = "group"  # network statements named by a path of several levels (`stem.conv`): run in order
+    # A block's statements named `convs.0` or `attn.fc`: modules held together (an nn.ModuleList when
+    # numbered, an nn.ModuleDict when named), each called on its own wherever the block's forward reads it.
+    LIST = "list"
 
 
 @dataclass(eq=False)

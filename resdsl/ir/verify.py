@@ -187,6 +187,8 @@ def _tree(ir: IR, problems: list[str]):
             listed = template is not None and module in instances[template.name]
             if template is None or ir.templates.get(template.name) is not template or not listed:
                 problems.append(f"block {module.path} is not an instance of a known template")
+        if module.kind is ModuleKind.LIST and (module.parent is None or module.parent.kind is not ModuleKind.BLOCK):
+            problems.append(f"list {module.path} is not a block's")
         if module.kind is ModuleKind.SEQUENCE and module.children:
             problems.append(f"sequence {module.path} holds modules; it numbers ops")
 

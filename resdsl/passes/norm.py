@@ -108,33 +108,52 @@ class _Placer:
             return None
         return held if self.first.get(held) is conv else None
 
-    def conv(self, conv: Node, order: str, final: bool) -> None:
+    def beside(self, conv: Node, word: str) -> tuple[str, Module]:
+        """The path and module of the norm (`word` "bn" or "norm") or activation ("act") placed beside `conv`.
+
+        Beside a member of a block's group they are members of a group of their own, with the member's
+        name: `convs.0` → `bns.0`, `acts.0` (timm's Res2Net), `paths.1` → `paths_bn.1`.
+        """
         assert conv.path is not None  # convs are modules
-        bn, act = bn_path(conv.path, self.word), act_path(conv.path)
+        group = conv.parent
+        if group.kind is not ModuleKind.LIST:
+            return _beside(conv.path, word), group
+        assert group.parent is not None
+        name = _beside(group.name, word)
+        sibling = next((m for m in group.parent.children if m.name == name and m.kind is ModuleKind.LIST), None)
+        if sibling is None:
+            sibling = self.ir.module(name, ModuleKind.LIST, group.parent, group.span)
+        return sibling.prefix() + conv.path.rpartition(".")[2], sibling
+
+    def conv(self, conv: Node, order: str, final: bool) -> None:
+        (bn, bn_parent), (act, act_parent) = self.beside(conv, self.word), self.beside(conv, "act")
         if conv.norm == "post" or (conv.branch is None and order != "pre"):
-            self.after(self.after(conv, self.norm, bn), self.act, act)
+            normed = self.after(conv, self.norm, bn, parent=bn_parent)
+            self.after(normed, self.act, act, parent=act_parent)
         elif conv.branch is None:
             return  # under `pre`, the first block's pre-activation normalises the stem
         elif order in ("post", "relu_before_add") or (order == "bn_after_add" and not final):
             activated = not final or order == "relu_before_add"
-            normed = self.after(conv, self.norm if activated else self.plain, bn)
+            normed = self.after(conv, self.norm if activated else self.plain, bn, parent=bn_parent)
             if activated:
-                self.after(normed, self.act, act)
+                self.after(normed, self.act, act, parent=act_parent)
         elif order in ("relu_preact", "pre"):
             # Before a conv that opens an inner block, the norm and activation go in the outer block,
             # named after the inner one (`conv1 = conv_norm_act(w)`: `bn1`, `act1`, as timm's PreBottleneck).
             holder = self.holder(conv)
-            parent = holder.parent if holder is not None else None
-            before_bn, before_act = (
-                (bn_path(holder.path, self.word), act_path(holder.path)) if holder is not None else (bn, act)
-            )
-            if order == "relu_preact":
-                self.before(conv, self.act, before_act, parent)
-                self.after(conv, self.plain, bn)
+            if holder is not None:
+                assert holder.parent is not None
+                before_bn, before_act = bn_path(holder.path, self.word), act_path(holder.path)
+                bn_before = act_before = holder.parent
             else:
-                self.before(conv, self.norm, before_bn, parent)
+                before_bn, before_act, bn_before, act_before = bn, act, bn_parent, act_parent
+            if order == "relu_preact":
+                self.before(conv, self.act, before_act, act_before)
+                self.after(conv, self.plain, bn, parent=bn_parent)
+            else:
+                self.before(conv, self.norm, before_bn, bn_before)
                 if not self.norm.includes_act():  # EvoNorm-S0, FRN: the norm is the activation too
-                    self.before(conv, self.act, before_act, parent)
+                    self.before(conv, self.act, before_act, act_before)
 
     def add(self, add: Node, order: str, conv: Node | None) -> None:
         """The norm and activation an order places after a residual add, named after the branch's last conv."""

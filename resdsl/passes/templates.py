@@ -50,8 +50,7 @@ def apply(ir: IR, limits: Limits | None = None) -> None:
         _inner_widths(ir, template, inside, errors)
         kept = [{n.residual.index for n in nodes if n.residual is not None} for nodes in instances]
         template.skips = set().union(*kept) - (set(kept[0]).intersection(*kept[1:]) if kept else set())
-        within = [inside.get(module, []) for module in template.instances]
-        template.shortcuts = _shortcuts(ir, template, instances, within, chains, errors)
+        template.shortcuts = _shortcuts(ir, template, instances, chains, errors)
     errors.raise_if_any()
 
 
@@ -124,37 +123,48 @@ def _inner_widths(ir: IR, template: Template, inside: dict[Module, list[Node]], 
     returning `4 * c` channels for different `c`)."""
     template.widths = {}
     first = template.instances[0]
-    for index, child in enumerate(first.children):
-        if child.kind not in (ModuleKind.BLOCK, ModuleKind.STAGE):
-            continue
+    for index, child in enumerate(_callees(first)):
         widths = []
-        for module in template.instances:
-            nodes = inside.get(module.children[index], [])
+        uses = [_callees(module)[index] for module in template.instances]
+        for use in uses:
+            nodes = inside.get(use, [])
             if not nodes:
                 return
             members = set(nodes)
             source = next(o for n in nodes for o in ir.operands(n) if o not in members)
             assert source.shape is not None and nodes[-1].shape is not None
-            widths.append((module.children[index].path, source.shape[0], nodes[-1].shape[0]))
+            widths.append((use.path, source.shape[0], nodes[-1].shape[0]))
         _, given, returned = widths[0]
         if given == returned:
             odd = [(path, out) for path, into, out in widths if out != into]
             if not odd:
                 continue
-        param = _width_param([module.children[index] for module in template.instances], [w for _, _, w in widths])
+        param = _width_param(uses, [w for _, _, w in widths])
+        local = child.path[len(first.prefix()) :]
         if param is not None:
-            template.widths[child.name] = param
+            template.widths[local] = param
             continue
         if given != returned and len({out for _, _, out in widths}) == 1:
             continue
         shown = ", ".join(f"{out} in `{path}`" for path, _, out in widths[:4])
         errors.add(
             "E0211",
-            f"block `{template.name}` calls `{child.name}`, which returns different channel counts ({shown})",
+            f"block `{template.name}` calls `{local}`, which returns different channel counts ({shown})",
             child.span,
             "one width per block template",
             "return as many channels as the inner block takes, or call the inner block from the network",
         )
+
+
+def _callees(instance: Module) -> list[Module]:
+    """The blocks and stages a block instance calls itself, those in its groups (`paths.0`) included."""
+    found = []
+    for child in instance.children:
+        if child.kind in (ModuleKind.BLOCK, ModuleKind.STAGE):
+            found.append(child)
+        elif child.kind is ModuleKind.LIST:
+            found += [member for member in child.children if member.kind is ModuleKind.BLOCK]
+    return found
 
 
 def _width_param(uses: list[Module], widths: list[int]) -> str | None:
@@ -168,35 +178,68 @@ def _width_param(uses: list[Module], widths: list[int]) -> str | None:
     return None
 
 
-def branch_stride(nodes: list[Node], add: Node) -> int:
-    """The product of the strides on `add`'s residual branch."""
+def branch_path(ir: IR, add: Node) -> list[Node]:
+    """The ops of `add`'s residual branch on one path back from the add to the shortcut's source.
+
+    A branch may fork and join (Res2Net's pieces, SKNet's paths and the weights that select them);
+    at a join the path follows the operand in the branch with the largest feature map, so it never
+    takes the pooled weights for the way the feature map went.
+    """
+    path: list[Node] = []
+    node = ir.operands(add)[0]
+    while node.branch is add and node.shortcut_of is None:
+        path.append(node)
+        operands = ir.operands(node)[: node.op.value_operands()]
+        if not operands:
+            break
+        node = max(operands, key=lambda o: (o.branch is add, _area(o)))
+    return path
+
+
+def _area(node: Node) -> int:
+    shape = node.shape or ()
+    return shape[1] * shape[2] if len(shape) == 3 else 0
+
+
+def branch_stride(ir: IR, add: Node) -> int:
+    """The product of the strides on `add`'s residual branch, along one path through it."""
     stride = 1
-    for node in nodes:
-        if node.branch is add and node.shortcut_of is None:
-            stride *= node.op.downsampling()
+    for node in branch_path(ir, add):
+        stride *= node.op.downsampling()
     return stride
 
 
 def inner_stride(node: Node, owner: Module) -> Expr | None | bool:
-    """The stride of `node`, an op of a block that block instance `owner` calls, as `owner`'s class can
-    write it: the call's argument expression for the inner block's parameter the stride names, None where
-    the call gives a constant (the inner block's own constant stride included), False where it cannot."""
+    """The stride of `node`, an op of a block that block instance `owner` calls (directly, or through
+    blocks it calls), as `owner`'s class can write it: the call's argument expression for the inner
+    block's parameter the stride names (followed through each call), None where a call gives a constant
+    (an inner block's own constant stride included), False where it cannot."""
     inner = node.block
-    if inner is None or inner.parent is not owner:
-        return False
     expr = node.exprs.get("stride")
-    if expr is None:
-        return None
-    if isinstance(expr, Var) and expr.name in inner.args:
-        return inner.arg_exprs.get(expr.name)
-    return False
+    while inner is not None and inner is not owner:
+        if expr is None:
+            return None
+        if not (isinstance(expr, Var) and expr.name in inner.args):
+            return False
+        expr = inner.arg_exprs.get(expr.name)
+        inner = _block_above(inner)
+    return expr if inner is owner else False
+
+
+def _block_above(module: Module) -> Module | None:
+    """The block instance that holds block instance `module` (through a group of its members), if any."""
+    above = module.parent
+    while above is not None and above.kind is not ModuleKind.BLOCK:
+        if above.kind is not ModuleKind.LIST:
+            return None
+        above = above.parent
+    return above
 
 
 def _shortcuts(
     ir: IR,
     template: Template,
     instances: list[list[Node]],
-    within: list[list[Node]],
     chains: dict[Node, list[Node]],
     errors: Collector,
 ) -> dict[int, ShortcutSlot]:
@@ -213,14 +256,11 @@ def _shortcuts(
         if not with_module:
             continue
         strides = [chains[a][0].op.downsampling() for _, a in with_module]
-        everything = {id(nodes): all_nodes for nodes, all_nodes in zip(instances, within, strict=True)}
-        follows_branch = all(
-            s == branch_stride(everything[id(nodes)], a) for s, (nodes, a) in zip(strides, with_module, strict=True)
-        ) and all(
+        follows_branch = all(s == branch_stride(ir, a) for s, (_, a) in zip(strides, with_module, strict=True)) and all(
             inner_stride(n, a.block) is not False  # type: ignore[arg-type]
-            for nodes, a in with_module
-            for n in everything[id(nodes)]
-            if n.branch is a and n.shortcut_of is None and n.block is not a.block and hasattr(n.op, "stride")
+            for _, a in with_module
+            for n in branch_path(ir, a)
+            if n.block is not a.block and hasattr(n.op, "stride")
         )
         if not follows_branch and len(set(strides)) > 1:
             shown = ", ".join(f"{s} in `{a.parent.path}`" for s, (_, a) in zip(strides, with_module, strict=True))
