@@ -379,17 +379,17 @@ class _Emitter:
         """The output channels of a child module, in the class's terms."""
         last = unit.nodes[-1]
         owner = body.owner.template
-        if last.shape is not None and unit.input.shape is not None and last.shape[0] == unit.input.shape[0]:
-            body.sym[last] = self.channels(body, unit.input)
-        elif owner is not None and unit.module.path[body.relative :] in owner.widths:
-            # the width an argument of the call gives
-            param = owner.widths[unit.module.path[body.relative :]]
+        local = unit.module.path[body.relative :]
+        if owner is not None and local in owner.widths:  # the width an argument of the call gives, in every use
+            param = owner.widths[local]
             expr = unit.module.arg_exprs.get(param)
             if expr is not None and all(n in body.names for n in names_in(expr)):
                 body.used.update(names_in(expr))
                 body.sym[last] = python(expr, body.names)
             else:
                 body.sym[last] = literal(unit.module.args[param])
+        elif last.shape is not None and unit.input.shape is not None and last.shape[0] == unit.input.shape[0]:
+            body.sym[last] = self.channels(body, unit.input)
         elif unit.module.kind is ModuleKind.SEQUENCE:
             body.sym[last] = body.sym.get(last) or repr(last.shape[0])  # type: ignore[index]
 
