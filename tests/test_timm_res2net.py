@@ -1,9 +1,13 @@
-"""tests/timm_res2net.py, a compact PyTorch Res2Net written from timm's source, against timm's facts.
+"""timm's Res2Nets (`res2net50_26w_4s`, `res2net50d`, `res2next50`), key-exact: each is a bundled spec of the
+same name, built from std/res2net.res; and tests/timm_res2net.py, a compact PyTorch Res2Net written from
+timm's source.
 
-`res2net50_26w_4s` and `res2net50d` have facts in tests/reference/timm: the reference has their state_dict
-keys, order and shapes and their parameter counts (read on the meta device), and their logits under the fill
-recipe (res2net50_26w_4s's in the quick suite, res2net50d's with `--zoo`). `res2next50` has none: its
-parameter count is worked out from timm's arguments.
+`res2net50_26w_4s` and `res2net50d` have facts in tests/reference/timm: the specs and the reference have
+their state_dict keys, order and shapes and their parameter counts (read on the meta device), and their
+logits under the fill recipe (res2net50_26w_4s's in the quick suite, res2net50d's with `--zoo`).
+`res2next50` has none: the reference's parameter count is worked out from timm's arguments, and the spec is
+checked against the reference (keys and parameters on the meta device, logits at 3x96x96 in the quick suite
+and at its own size with `--zoo`). res2net50_26w_4s's spec also runs under onnxruntime at 3x64x64.
 """
 
 from __future__ import annotations
@@ -14,9 +18,12 @@ import numpy as np
 import pytest
 import timm_facts
 import torch
+from conftest import SPECS
 from recipe import fill_module
 from timm_facts import TIMM, key_shapes, on_meta, recipe_input, relative_error, timm_keys
 from timm_res2net import create_model
+
+import resdsl
 
 FACTS = ["res2net50_26w_4s", "res2net50d"]
 
@@ -67,3 +74,90 @@ def test_first_blocks_pool_the_last_split():
     firsts = [name for name, m in model.named_modules() if getattr(m, "pool", None) is not None]
     assert firsts == ["layer1.0", "layer2.0", "layer3.0", "layer4.0"]
     assert model.layer1[0].pool.stride == 1 and model.layer2[0].pool.stride == 2
+
+
+# -- the bundled specs ----------------------------------------------------------------------------------
+
+
+def test_all_eight_are_bundled():
+    """Res2Net, ResNeSt and SK-ResNet: the eight timm models std/res2net.res, std/resnest.res and
+    std/sknet.res build."""
+    names = ["res2net50_26w_4s", "res2net50d", "res2next50", "resnest14d", "resnest50d", "skresnet18", "skresnet50"]
+    assert set(names + ["skresnext50_32x4d"]) <= set(resdsl.list_models())
+
+
+@pytest.mark.parametrize("name", FACTS)
+def test_spec_has_timms_state_dict_parameters_and_input_size(name):
+    facts = json.loads((TIMM / f"{name}.json").read_text())
+    net = resdsl.compile(SPECS / f"{name}.res")
+    assert list(net.input_shape) == facts["input_size"]
+    assert net.params == facts["num_params"]
+    assert key_shapes(on_meta(net.to_torch)) == timm_keys(name)
+
+
+@pytest.mark.parametrize("name", timm_facts.quick_or_slow(FACTS, {"res2net50_26w_4s"}))
+def test_spec_gives_timms_logits(name):
+    facts = json.loads((TIMM / f"{name}.json").read_text())
+    model = resdsl.compile(SPECS / f"{name}.res").to_torch().eval()
+    fill_module(model)
+    with torch.no_grad():
+        logits = model(recipe_input(facts["input_size"])).numpy()
+    expected = np.load(TIMM / f"{name}.out.npy")
+    assert logits.shape == expected.shape
+    assert relative_error(logits, expected) <= 1e-4
+
+
+def test_res2next50_spec_is_the_reference():
+    """No facts: the spec's state_dict (keys, order, shapes) and parameters are the reference's."""
+    net = resdsl.compile(SPECS / "res2next50.res")
+    reference = on_meta(lambda: create_model("res2next50"))
+    assert key_shapes(on_meta(net.to_torch)) == key_shapes(reference)
+    assert net.params == n_params(reference) == 24_671_464
+
+
+@pytest.mark.parametrize("size", [pytest.param(224, marks=[pytest.mark.slow, pytest.mark.zoo]), 96])
+def test_res2next50_spec_gives_the_references_logits(size):
+    net = resdsl.compile(SPECS / "res2next50.res", overrides={"input": f"3x{size}x{size}"})
+    model = net.to_torch().eval()
+    fill_module(model)
+    reference = create_model("res2next50").eval()
+    reference.load_state_dict(model.state_dict())  # strict: the same keys and shapes
+    x = recipe_input((3, size, size))
+    with torch.no_grad():
+        assert relative_error(model(x).numpy(), reference(x).numpy()) <= 1e-4
+
+
+def test_onnxruntime_gives_the_modules_logits():
+    """res2net50_26w_4s exported with the recipe's weights at 3x64x64: onnxruntime agrees with the generated
+    module (chunks along the channels, the splits' chain, the concatenation, the first blocks' pool)."""
+    import onnxruntime as ort
+
+    net = resdsl.compile(SPECS / "res2net50_26w_4s.res", overrides={"input": "3x64x64"})
+    model = net.to_torch().eval()
+    fill_module(model)
+    x = recipe_input(net.input_shape)
+    with torch.no_grad():
+        expected = model(x).numpy()
+    state = {k: v.numpy() for k, v in model.state_dict().items()}
+    session = ort.InferenceSession(net.to_onnx(weights=state).SerializeToString(), providers=["CPUExecutionProvider"])
+    (got,) = session.run(None, {session.get_inputs()[0].name: x.numpy()})
+    assert relative_error(got, expected) <= 1e-4
+
+
+def test_res2net_source_has_timms_groups_and_splits():
+    """The generated blocks hold timm's `convs`, `bns` and `acts` as nn.ModuleLists (three, for four
+    scales), cut the first conv's output into four splits, and chain them only in the blocks that do not
+    start a stage: those add each conv's output to the next split; the first blocks pool the last split."""
+    source = resdsl.compile(SPECS / "res2net50_26w_4s.res").torch_source
+    first = source[source.index("class Bottle2neckFirst(") : source.index("class Bottle2neck(")]
+    chained = source[source.index("class Bottle2neck(") : source.index("class Res2net5026w4s(")]
+    for block in (first, chained):
+        assert "self.convs = nn.ModuleList([" in block
+        assert "self.bns = nn.ModuleList([" in block and "self.acts = nn.ModuleList([" in block
+        assert block.count("nn.Conv2d(width, width, 3, ") == 3
+        assert "sp1, sp2, sp3, sp4 = t1.chunk(4, 1)" in block
+        assert "self.convs[0](sp1)" in block and "self.convs[3]" not in block
+    assert "pool = self.pool(sp4)" in first and "self.pool" not in chained
+    assert "torch.cat([acts_0, acts_1, out, pool], 1)" in first
+    assert "out = acts_0 + sp2" in chained and "self.convs[1](out)" in chained
+    assert "torch.cat([acts_0, acts_1, out, sp4], 1)" in chained

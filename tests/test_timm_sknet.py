@@ -1,10 +1,13 @@
-"""tests/timm_sknet.py, the compact SK-ResNet reference, against timm's facts.
+"""timm's SK-ResNets (`skresnet18`, `skresnet50`, `skresnext50_32x4d`), key-exact: each is a bundled spec of
+the same name, built from std/sknet.res; and tests/timm_sknet.py, the compact SK-ResNet reference.
 
-skresnet18 and skresnet50 have facts in tests/reference/timm: the reference has their state_dict keys
-(read on the meta device), parameter count and logits under the fill recipe (skresnet50's only with
-`--zoo`). skresnext50_32x4d has none: its parameter count and the shapes that tell its selective kernels
-apart (grouped paths reading the whole input, attention widths rounded to multiples of 32) are the ones
-timm's constructor arguments give.
+skresnet18 and skresnet50 have facts in tests/reference/timm: the specs and the reference have their
+state_dict keys (read on the meta device), parameter count and logits under the fill recipe (skresnet50's
+only with `--zoo`). skresnext50_32x4d has none: the reference's parameter count and the shapes that tell its
+selective kernels apart (grouped paths reading the whole input, attention widths rounded to multiples of 32)
+are the ones timm's constructor arguments give, and the spec is checked against the reference (keys and
+parameters on the meta device, logits at 3x96x96 in the quick suite and at its own size with `--zoo`).
+skresnet18's spec also runs under onnxruntime at 3x64x64.
 """
 
 from __future__ import annotations
@@ -15,9 +18,12 @@ import numpy as np
 import pytest
 import timm_facts
 import torch
+from conftest import SPECS
 from recipe import fill_module
 from timm_facts import TIMM, key_shapes, on_meta, recipe_input, relative_error, timm_keys
 from timm_sknet import create_model, make_divisible
+
+import resdsl
 
 FACTS = ["skresnet18", "skresnet50"]
 
@@ -80,3 +86,89 @@ def test_split_input_halves_the_paths_inputs():
         ((1, 1), (1, 1), (2, 2)),
         ((2, 2), (2, 2), (2, 2)),
     ]
+
+
+# -- the bundled specs ----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", FACTS)
+def test_spec_has_timms_state_dict_parameters_and_input_size(name):
+    facts = json.loads((TIMM / f"{name}.json").read_text())
+    net = resdsl.compile(SPECS / f"{name}.res")
+    assert list(net.input_shape) == facts["input_size"]
+    assert net.params == facts["num_params"]
+    assert key_shapes(on_meta(net.to_torch)) == timm_keys(name)
+
+
+@pytest.mark.parametrize("name", timm_facts.quick_or_slow(FACTS, {"skresnet18"}))
+def test_spec_gives_timms_logits(name):
+    facts = json.loads((TIMM / f"{name}.json").read_text())
+    model = resdsl.compile(SPECS / f"{name}.res").to_torch().eval()
+    fill_module(model)
+    with torch.no_grad():
+        logits = model(recipe_input(facts["input_size"])).numpy()
+    expected = np.load(TIMM / f"{name}.out.npy")
+    assert logits.shape == expected.shape
+    assert relative_error(logits, expected) <= 1e-4
+
+
+def test_skresnext50_32x4d_spec_is_the_reference():
+    """No facts: the spec's state_dict (keys, order, shapes) and parameters are the reference's."""
+    net = resdsl.compile(SPECS / "skresnext50_32x4d.res")
+    reference = on_meta(lambda: create_model("skresnext50_32x4d"))
+    assert key_shapes(on_meta(net.to_torch)) == key_shapes(reference)
+    assert net.params == n_params(reference) == 27_479_784
+
+
+@pytest.mark.parametrize("size", [pytest.param(224, marks=[pytest.mark.slow, pytest.mark.zoo]), 96])
+def test_skresnext50_32x4d_spec_gives_the_references_logits(size):
+    net = resdsl.compile(SPECS / "skresnext50_32x4d.res", overrides={"input": f"3x{size}x{size}"})
+    model = net.to_torch().eval()
+    fill_module(model)
+    reference = create_model("skresnext50_32x4d").eval()
+    reference.load_state_dict(model.state_dict())  # strict: the same keys and shapes
+    x = recipe_input((3, size, size))
+    with torch.no_grad():
+        assert relative_error(model(x).numpy(), reference(x).numpy()) <= 1e-4
+
+
+def test_onnxruntime_gives_the_modules_logits():
+    """skresnet18 exported with the recipe's weights at 3x64x64: onnxruntime agrees with the generated module
+    (the input split between the paths, the softmax across them, their weighted sum)."""
+    import onnxruntime as ort
+
+    net = resdsl.compile(SPECS / "skresnet18.res", overrides={"input": "3x64x64"})
+    model = net.to_torch().eval()
+    fill_module(model)
+    x = recipe_input(net.input_shape)
+    with torch.no_grad():
+        expected = model(x).numpy()
+    state = {k: v.numpy() for k, v in model.state_dict().items()}
+    session = ort.InferenceSession(net.to_onnx(weights=state).SerializeToString(), providers=["CPUExecutionProvider"])
+    (got,) = session.run(None, {session.get_inputs()[0].name: x.numpy()})
+    assert relative_error(got, expected) <= 1e-4
+
+
+def test_sknet_source_has_timms_paths_and_attention():
+    """The selective kernel is a class of its own holding timm's `paths` (an nn.ModuleList of two
+    ConvNormActs, the second dilated 2) and `attn` (an nn.ModuleDict, called by name): skresnet18's paths
+    read one half of the input each, skresnext50_32x4d's the whole input in 32 groups; a softmax across the
+    two paths weighs them."""
+    source = resdsl.compile(SPECS / "skresnet18.res").torch_source
+    sk = source[source.index("class SelectiveKernel(") : source.index("class ConvNorm(")]
+    assert "self.paths = nn.ModuleList([" in sk
+    assert "ConvNormAct(inplanes // 2, c, k=3, s=stride, groups=groups, dilation=2)," in sk
+    assert "self.attn = nn.ModuleDict({" in sk
+    assert '"fc_reduce": nn.Conv2d(c, rd, 1, bias=False),' in sk
+    assert '"fc_select": nn.Conv2d(rd, c * 2, 1, bias=False),' in sk
+    assert "x1, x2 = x.chunk(2, 1)" in sk
+    assert "paths_0 = self.paths[0](x1)" in sk and "paths_1 = self.paths[1](x2)" in sk
+    assert "out = self.attn.fc_reduce(out)" in sk
+    assert "out = out.unflatten(1, (2, -1)).softmax(1).flatten(1, 2)" in sk
+    assert "out = (torch.stack([paths_0, paths_1], 1) * out.unflatten(1, (2, -1))).sum(1)" in sk
+    assert "self.conv1 = SelectiveKernel(inplanes, planes, rd, stride=stride)" in source
+
+    whole = resdsl.compile(SPECS / "skresnext50_32x4d.res").torch_source
+    assert "paths_0 = self.paths[0](x)" in whole and "paths_1 = self.paths[1](x)" in whole
+    assert ".chunk(" not in whole
+    assert "self.conv2 = SelectiveKernelWhole(width, width, rd, stride=stride, groups=cardinality)" in whole
