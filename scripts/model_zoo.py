@@ -65,6 +65,17 @@ TIMM_CONVNEXT = ["convnext_atto", "convnext_tiny"]
 # timm's RegNets (regnet.py) and its legacy SE-ResNet (senet.py).
 TIMM_REGNET = ["regnetx_016", "regnety_016", "regnety_032", "regnetz_005"]
 TIMM_LEGACY_SENET = ["legacy_seresnet18"]
+# timm's Res2Net (res2net.py), ResNeSt (resnest.py) and SK-ResNets (sknet.py).
+TIMM_SPLIT = [
+    "res2net50_26w_4s",
+    "res2net50d",
+    "res2next50",
+    "resnest14d",
+    "resnest50d",
+    "skresnet18",
+    "skresnet50",
+    "skresnext50_32x4d",
+]
 TIMM = (
     set(TIMM_RESNET)
     | set(TIMM_RESNETV2)
@@ -72,6 +83,7 @@ TIMM = (
     | set(TIMM_CONVNEXT)
     | set(TIMM_REGNET)
     | set(TIMM_LEGACY_SENET)
+    | set(TIMM_SPLIT)
 )
 TIMM_SOURCES = (  # the first pattern a name matches
     (r"resnetv2_.*_bit", "Kolesnikov et al. 2020, Big Transfer (BiT): weight standardisation, GroupNorm"),
@@ -85,6 +97,9 @@ TIMM_SOURCES = (  # the first pattern a name matches
     (r"resnetv2_", "He et al. 2016, Identity Mappings (full pre-activation)"),
     (r"convnext_", "Liu et al. 2022, A ConvNet for the 2020s (ConvNeXt)"),
     (r"mobilenetv2_", "Sandler et al. 2018, MobileNetV2 (inverted residuals, linear bottlenecks)"),
+    (r"res2", "Gao et al. 2019, Res2Net (multi-scale splits in the bottleneck)"),
+    (r"resnest", "Zhang et al. 2020, ResNeSt (split attention); deep stem, ResNet-D shortcuts"),
+    (r"sk", "Li et al. 2019, Selective Kernel Networks"),
     (r"regnetz", "Dollár et al. 2021, Fast and Accurate Model Scaling (RegNetZ)"),
     (r"regnet", "Radosavovic et al. 2020, Designing Network Design Spaces (RegNet)"),
     (r"legacy_se", "Hu et al. 2018, Squeeze-and-Excitation (timm's legacy senet.py)"),
@@ -151,6 +166,13 @@ FAMILIES = [
         "SENet, timm's legacy form (Hu et al. 2018; `senet.py`)",
         "`legacy_seresnet18`",
         "timm's facts (tests/test_timm_regnet.py)",
+    ),
+    (
+        "Res2Net, ResNeSt, SK-ResNets (Gao et al. 2019; Zhang et al. 2020; Li et al. 2019; timm's `res2net.py`, "
+        "`resnest.py`, `sknet.py`)",
+        "`res2net50_26w_4s`, `res2net50d`, `res2next50`, `resnest14d`, `resnest50d`, `skresnet18`, `skresnet50`, "
+        "`skresnext50_32x4d`",
+        "timm's facts and references (tests/test_timm_res2net.py, test_timm_resnest.py, test_timm_sknet.py)",
     ),
     (
         "ConvNeXt (Liu et al. 2022; timm's `convnext.py`)",

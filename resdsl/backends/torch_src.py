@@ -568,9 +568,12 @@ class _Emitter:
         taken: set[str] = {"x", body.chain} | labels
         temporaries = (f"t{k}" for k in itertools.count(1))
 
-        def var(index: int, label: str | None) -> str:
+        def var(index: int, label: str | None, named: bool = False) -> str:
+            """The variable of step `index`'s output: the running one where only the next step reads it
+            (unless the spec's name is to be kept: a split's pieces), else its label or a temporary."""
             users = consumers.get(outputs[index], set())
-            if (index == len(steps) - 1 and not finals) or users == {index + 1}:
+            chained = (index == len(steps) - 1 and not finals) or users == {index + 1}
+            if chained and not (named and label and label not in ("x", body.chain)):
                 return body.chain
             label = label or returned.get(outputs[index])
             if label and label not in ("x", body.chain):
@@ -599,7 +602,7 @@ class _Emitter:
             if pieces:  # a split: its pieces in one statement, `a, b = x.chunk(2, 1)`
                 for offset, piece in enumerate(pieces):
                     self._track(body, piece)
-                    names[piece] = var(index + offset, spec_labels[index + offset])
+                    names[piece] = var(index + offset, spec_labels[index + offset], named=True)
                 source = names[self.ir.operands(step)[0]]
                 targets = ", ".join(names[piece] for piece in pieces)
                 body.forward.append(f"{targets} = {source}.chunk({len(pieces)}, 1)")
