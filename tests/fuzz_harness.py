@@ -97,7 +97,9 @@ STATEMENTS = [
     "let LayerNorm2d = 1", "let gamma = 2", "hard_swish", "hard_swish(2)", "upsample(2)",
     "upsample(2, mode=bilinear)", "upsample(65536)", "upsample(to=input)", "conv_transpose(8, k=2, s=2)",
     "conv_transpose(8, k=3, s=65536)", "concat input", "c = concat input", "lat = conv(8, k=1) from input",
-    "add input from input", "return input", "let upsample = 2",
+    "add input from input", "return input", "let upsample = 2", "a, b = split", "a, b, c = split", "a = split",
+    "x1, x2 = split from input", "softmax(2)", "softmax(3)", "softmax(65536)", "select input, input",
+    "s = select a, b", "convs.0 = conv(8, k=1)", "attn.fc = conv(8, k=1)", "let chunk = 2",
 ]  # fmt: skip
 USE_PATHS = [
     "std/blocks.res", "/proc/self/environ", "../secret.res", "/etc/passwd", "/dev/zero", "std/" + "x" * 300 + ".res",
@@ -111,6 +113,7 @@ TOKENS = [
     "seq", "mul", "groupnorm", "blurpool", "eca", "drop_path", "gelu", "silu", "expansion", "relu6", "std_conv",
     "pad", "evonorm_s0", "frn", "drop", "value", "eps", "act", "layernorm", "layer_scale", "channels_last",
     "channels_first", "gamma", "init", "from", "return", "concat", "upsample", "conv_transpose", "to", "mode",
+    "split", "select", "softmax", "convs.0", "paths.1", "attn.fc",
 ]  # fmt: skip
 TOKEN = re.compile(r'\s+|#[^\n]*|"[^"\n]*"|\d+(?:x\d+)+|\d+\.\d*|\d+|[A-Za-z_]\w*|//|.', re.S)
 JUNK = ["\x00", "\x1b[2J", "\x07", "\u202e", "\r", "\t", "\ufeff", "é", "\u0663", "\\", '"', '"""', "{", "}"]
@@ -206,7 +209,13 @@ def _mutated(rng: random.Random) -> str | bytes:
 
 
 BLOCK_ENDS = ["  add input", "  conv(c, k=1)\n  add input", "  add a", "  relu", "  t = add input\n  relu",
-              "  concat input", "  u = upsample(2) from a\n  d = conv(c, k=3, s=2)"]  # fmt: skip
+              "  concat input", "  u = upsample(2) from a\n  d = conv(c, k=3, s=2)",
+              # Res2Net's hierarchy of pieces, a selective kernel's weighted paths, a named group's members.
+              "  s1, s2 = split\n  convs.0 = conv(c // 2, k=3)\n  add s2\n  convs.1 = conv(c // 2, k=3)\n"
+              "  concat convs.0\n  add input",
+              "  x1, x2 = split\n  paths.0 = conv(c, k=3)\n  paths.1 = conv(c, k=3, d=2) from x2\n  add paths.0\n"
+              "  gap\n  attn.fc = conv(c * 2, k=1)\n  softmax(2)\n  select paths.0, paths.1",
+              "  gap\n  attn.fc1 = conv(c, k=1, bias=true)\n  attn.gate = sigmoid\n  mul input"]  # fmt: skip
 SPATIAL_OPS = ["conv", "conv", "conv", "batchnorm", "relu", "maxpool", "avgpool", "gap", "flatten", "dropout", "se",
                "groupnorm", "blurpool", "eca", "drop_path", "gelu", "silu", "relu6", "std_conv", "pad", "evonorm_s0",
                "frn", "layernorm", "layer_scale", "channels_last", "channels_first", "hard_swish"]  # fmt: skip
