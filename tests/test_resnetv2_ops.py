@@ -204,8 +204,10 @@ def test_group_mistakes(body, message):
     assert message in caught.value.diagnostics[0].message
 
 
-def test_a_block_cannot_name_a_module_with_levels():
-    spec = "block b(c) {\n  x.conv = conv(c, k=3)\n}\nnetwork n {\n  input 3x8x8\n  b(4)\n}\n"
+def test_a_block_cannot_name_a_module_with_several_levels_of_groups():
+    """In a block, `convs.0` is a member of the block's group `convs` (tests/test_split_ops.py); groups
+    in a block have one level."""
+    spec = "block b(c) {\n  stem.x.conv = conv(c, k=3)\n}\nnetwork n {\n  input 3x8x8\n  b(4)\n}\n"
     with pytest.raises(resdsl.ResdslError) as caught:
         resdsl.compile(spec)
     assert caught.value.diagnostics[0].code == "E0124"

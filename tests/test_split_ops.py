@@ -78,6 +78,8 @@ def test_adds_of_pieces_are_plain_sums():
     ("body", "code"),
     [
         ("  a = split", "E0126"),
+        ("  split", "E0126"),
+        ("  a, b = conv(4, k=1)", "E0126"),  # several names take a split's pieces only
         ("  a, b.c = split", "E0126"),
         ("  a, b, c = split\n  concat b, c from a", "E0204"),  # 8 channels into 3
         ("  a, a = split", "E0104"),

@@ -79,6 +79,7 @@ class SplitStmt:
     targets: tuple[Ident, ...]
     span: Span
     source: Ident | None = None  # `from NAME`: the tensor it cuts
+    word: Ident | None = None  # what follows `=`: lowering checks that it is `split`
 
 
 @dataclass(frozen=True)

@@ -620,13 +620,13 @@ class _Lowerer:
 
     def _split(self, stmt: ast.SplitStmt, scope: Scope) -> None:
         """`a, b = split`: one `chunk` node per name, each reading the split tensor; the first is current."""
-        if len(stmt.targets) < 2:
+        if stmt.word is not None and stmt.word.text != "split":
             raise error(
                 "E0126",
-                "`split` cuts a tensor into two or more pieces, one per name",
-                stmt.span,
-                "one name",
-                "name every piece: `a, b = split` halves the channels",
+                f"several names take the pieces of a `split`, not the output of `{stmt.word.text}`",
+                stmt.word.span,
+                "not `split`",
+                "write `a, b = split` to cut the channels in two; an op or block call names one output",
             )
         for ident in stmt.targets:
             if "." in ident.text:
@@ -846,6 +846,14 @@ class _Lowerer:
 
     def _call(self, stmt: ast.CallStmt, scope: Scope) -> None:
         callee = stmt.callee.text
+        if callee == "split" and callee not in self.program.blocks:
+            raise error(
+                "E0126",
+                "`split` cuts a tensor into two or more pieces, one per name",
+                stmt.span,
+                "one name" if stmt.target is not None else "no names",
+                "name every piece: `a, b = split` halves the channels",
+            )
         if stmt.target is not None and not self._numbered_member(stmt.target):
             check_name(stmt.target.text, stmt.target.span, "layer", self.bind_as is not None)
         if callee in SPEC_OPS:

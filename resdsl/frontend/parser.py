@@ -291,8 +291,13 @@ class _ToAst(Transformer):
         )
 
     def split_stmt(self, meta, children):
-        *targets, _, source = children
-        return ast.SplitStmt(tuple(self._ident(t) for t in targets), self._span(meta), source)  # type: ignore[misc]
+        *targets, word, source = children
+        return ast.SplitStmt(
+            tuple(self._ident(t) for t in targets),  # type: ignore[misc]  # tokens give identifiers
+            self._span(meta),
+            source,
+            self._ident(word),  # type: ignore[arg-type]
+        )
 
     def seq_stmt(self, meta, children):
         name, *body = children
