@@ -80,6 +80,7 @@ class SplitStmt:
     span: Span
     source: Ident | None = None  # `from NAME`: the tensor it cuts
     word: Ident | None = None  # what follows `=`: lowering checks that it is `split`
+    called: bool = False  # arguments followed the word (`a, b = conv(8, k=1)`): a mistake lowering reports
 
 
 @dataclass(frozen=True)

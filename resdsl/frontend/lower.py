@@ -620,10 +620,12 @@ class _Lowerer:
 
     def _split(self, stmt: ast.SplitStmt, scope: Scope) -> None:
         """`a, b = split`: one `chunk` node per name, each reading the split tensor; the first is current."""
-        if stmt.word is not None and stmt.word.text != "split":
+        if stmt.word is not None and (stmt.word.text != "split" or stmt.called):
             raise error(
                 "E0126",
-                f"several names take the pieces of a `split`, not the output of `{stmt.word.text}`",
+                "`split` takes no arguments: it cuts into one equal piece per name"
+                if stmt.word.text == "split"
+                else f"several names take the pieces of a `split`, not the output of `{stmt.word.text}`",
                 stmt.word.span,
                 "not `split`",
                 "write `a, b = split` to cut the channels in two; an op or block call names one output",

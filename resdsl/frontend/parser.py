@@ -291,12 +291,13 @@ class _ToAst(Transformer):
         )
 
     def split_stmt(self, meta, children):
-        *targets, word, source = children
+        *targets, word, args, source = children
         return ast.SplitStmt(
             tuple(self._ident(t) for t in targets),  # type: ignore[misc]  # tokens give identifiers
             self._span(meta),
             source,
             self._ident(word),  # type: ignore[arg-type]
+            args is not None,
         )
 
     def seq_stmt(self, meta, children):
