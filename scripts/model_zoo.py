@@ -31,6 +31,7 @@ SOURCES = {
     "cifar_resnet1202": "He et al. 2015, §4.2",
     "preact_resnet164": "He et al. 2016, Identity Mappings (full pre-activation)",
     "preact_resnet1001": "He et al. 2016, Identity Mappings",
+    "cifar_preact_resnet18": "He et al. 2016, as pytorch-cifar's PreActResNet18 (its state_dict keys)",
     "fpn_resnet50": (
         f"Lin et al. 2017, Feature Pyramid Networks; {TORCHVISION}'s resnet_fpn_backbone without its extra "
         "max-pooled level: outputs `p2`…`p5`, 256 channels at strides 4…32"
@@ -143,9 +144,9 @@ FAMILIES = [
     ),
     (
         "CIFAR ResNets and pre-activation ResNets (He et al. 2015, §4.2; He et al. 2016)",
-        "`cifar_resnet20` … `cifar_resnet1202`, `preact_resnet164`, `preact_resnet1001`",
-        "the papers' parameter counts, and the structure of the papers' reference code "
-        "(tests/test_preact_reference.py)",
+        "`cifar_resnet20` … `cifar_resnet1202`, `preact_resnet164`, `preact_resnet1001`, `cifar_preact_resnet18`",
+        "the papers' parameter counts, the structure of the papers' reference code, and the widely copied "
+        "pytorch-cifar PreActResNet18's keys and function (tests/test_preact_reference.py)",
     ),
     (
         "timm's ResNetV2 and BiT (`resnetv2.py`: pre-activation, GroupNorm, EvoNorm, FRN, weight-standardised convs)",

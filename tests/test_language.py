@@ -214,7 +214,8 @@ def test_norm_post_applies_under_every_order_and_no_bundled_spec_warns():
         net = resdsl.compile(DEEP_STEM.format(first=", norm=post", second="").replace("= pre", "= " + order_name))
         assert _stem(net)[:3] == ["conv", "batchnorm", "relu"], order_name
     for spec in sorted(SPECS.glob("*.res")):
-        assert resdsl.compile(spec, {"n": "1"} if "preact" in spec.name else None).warnings == [], spec.name
+        deep = spec.name.startswith("preact_resnet")  # ResNet-164 and -1001: one block a stage is enough here
+        assert resdsl.compile(spec, {"n": "1"} if deep else None).warnings == [], spec.name
     with pytest.warns(resdsl.ResdslWarning):
         # timm's deep stem: conv1.0 and conv1.3 meet with nothing between; conv1.6 says norm=false.
         assert [w.code for w in resdsl.compile(SPECS / "resnet50d.res", {"norm": "pre"}).warnings] == ["W0001"]

@@ -198,7 +198,7 @@ def test_a_blocks_numbered_group_is_a_module_list_with_its_norms_beside_it():
         "layer1.0.bns.0.bias",
     ]
     source = net.torch_source
-    assert "self.convs = nn.ModuleList([" in source and "self.acts = nn.ModuleList([" in source
+    assert "self.convs = nn.ModuleList(\n            [\n" in source and "self.acts = nn.ModuleList(" in source
     assert "sp1, sp2 = t1.chunk(2, 1)" in source
     assert "self.convs[0](sp1)" in source
     # The conv reading the sum of two pieces' paths is built on the piece's width, in the class's terms.
@@ -221,7 +221,7 @@ block attention(c) {
     keys = list(net.to_torch().state_dict())
     assert keys[1:3] == ["se.0.attn.fc.weight", "se.0.attn.fc.bias"]
     source = net.torch_source
-    assert "self.attn = nn.ModuleDict({" in source and '"gate": nn.Sigmoid()' in source
+    assert "self.attn = nn.ModuleDict(\n            {\n" in source and '"gate": nn.Sigmoid()' in source
     assert "self.attn.fc(" in source and "self.attn.gate(" in source
     agrees_with_onnxruntime(net)
 

@@ -152,8 +152,11 @@ def test_res2net_source_has_timms_groups_and_splits():
     first = source[source.index("class Bottle2neckFirst(") : source.index("class Bottle2neck(")]
     chained = source[source.index("class Bottle2neck(") : source.index("class Res2net5026w4s(")]
     for block in (first, chained):
-        assert "self.convs = nn.ModuleList([" in block
-        assert "self.bns = nn.ModuleList([" in block and "self.acts = nn.ModuleList([" in block
+        assert "self.convs = nn.ModuleList(\n            [\n" in block
+        assert (
+            "self.bns = nn.ModuleList(\n            [\n" in block
+            and "self.acts = nn.ModuleList(\n            [\n" in block
+        )
         assert block.count("nn.Conv2d(width, width, 3, ") == 3
         assert "sp1, sp2, sp3, sp4 = t1.chunk(4, 1)" in block
         assert "self.convs[0](sp1)" in block and "self.convs[3]" not in block

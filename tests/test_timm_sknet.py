@@ -156,9 +156,9 @@ def test_sknet_source_has_timms_paths_and_attention():
     two paths weighs them."""
     source = resdsl.compile(SPECS / "skresnet18.res").torch_source
     sk = source[source.index("class SelectiveKernel(") : source.index("class ConvNorm(")]
-    assert "self.paths = nn.ModuleList([" in sk
+    assert "self.paths = nn.ModuleList(\n            [\n" in sk
     assert "ConvNormAct(inplanes // 2, c, k=3, s=stride, groups=groups, dilation=2)," in sk
-    assert "self.attn = nn.ModuleDict({" in sk
+    assert "self.attn = nn.ModuleDict(\n            {\n" in sk
     assert '"fc_reduce": nn.Conv2d(c, rd, 1, bias=False),' in sk
     assert '"fc_select": nn.Conv2d(rd, c * 2, 1, bias=False),' in sk
     assert "x1, x2 = x.chunk(2, 1)" in sk

@@ -394,15 +394,16 @@ def test_model_zoo_doc_is_current_and_depths_are_the_papers():
     assert set(zoo.TIMM_CONVNEXT) == set(CONVNEXT)  # and tests/timm_convnext.py the same 2 ConvNeXts
     assert set(zoo.TIMM_REGNET) == set(REGNET)  # tests/timm_regnet.py lists the same 4
     timm = set(ZOO) | set(RESNETV2) | set(MOBILENETV2) | set(CONVNEXT) | set(REGNET) | {"legacy_seresnet18"}
+    timm |= set(zoo.TIMM_SPLIT)  # Res2Net, ResNeSt, SK-ResNets: tests/test_timm_res2net.py and its siblings
     assert {row[0] for row in cells if row[1]} == timm
     assert all(row[1] in ("", row[0]) for row in cells)
     named_by_depth = 0
     for name, _, _, depth, *_ in cells:
-        match = re.fullmatch(r"(?:cifar_|preact_)?resnet(\d+)(?:_v1)?", name)
+        match = re.fullmatch(r"(?:cifar_|preact_|cifar_preact_)?resnet(\d+)(?:_v1)?", name)
         if match:
             named_by_depth += 1
             assert depth == match.group(1), name
-    assert named_by_depth == 18
+    assert named_by_depth == 19
 
 
 def test_diagrams_name_the_new_ops():

@@ -222,6 +222,15 @@ class _Emitter:
         }
         self.classes = {t.name: class_name(t.name, taken) for t in self.templates}
         self.top_name = class_name(ir.name, taken)
+        # Blocks' groups whose members are not numbered 0, 1, …: an nn.ModuleDict, read by key.
+        members: dict[Module, set[str]] = {}
+        for group in ir.root.walk():
+            if group.kind is ModuleKind.LIST:
+                members[group] = {child.name for child in group.children}
+        for node in self.walk:
+            if node.parent.kind is ModuleKind.LIST and node.path is not None:
+                members[node.parent].add(node.path.rpartition(".")[2])
+        self.keyed = {group.path for group, names in members.items() if names != {str(i) for i in range(len(names))}}
         self.inside: dict[Module, list[Node]] = {}  # module → the ops in it and below, in walk order
         for node in self.walk:
             module: Module | None = node.parent
@@ -320,15 +329,27 @@ class _Emitter:
             body.init.append("")
         body.lists[group][1].append((name, expr))
 
+    def _attribute(self, body: _Body, local: str) -> str:
+        """The attribute expression of the class's module at path `local`: `self.conv1`, `self.convs[0]` (a
+        member of a block's group numbered 0, 1, …), `self.attn.fc` or `self.paths_bn["1"]` (one keyed by name)."""
+        head, _, last = local.partition(".")
+        if not last:
+            return f"self.{head}"
+        if body.owner.prefix() + head in self.keyed:
+            return f"self.{head}.{last}" if last.isidentifier() else f'self.{head}["{last}"]'
+        return f"self.{head}[{last}]"
+
     def _close_lists(self, body: _Body) -> None:
-        """Write each group's constructor: an nn.ModuleList of numbered members, an nn.ModuleDict of named."""
+        """Write each group's constructor: an nn.ModuleList of members numbered 0, 1, …, else an nn.ModuleDict
+        (named members; or numbers with gaps, where the norm policy placed norms beside some members only)."""
         for group, (line, members) in body.lists.items():
-            if all(name.isdigit() for name, _ in members):
-                items = "".join(f"\n{INDENT}{expr}," for _, expr in members)
-                body.init[line] = f"self.{group.name} = nn.ModuleList([{items}\n])"
+            # The layout `ruff format` gives: one member a line, kept so by the trailing comma.
+            if group.path not in self.keyed:
+                items = "".join(f"\n{INDENT * 2}{_nested(expr)}," for _, expr in members)
+                body.init[line] = f"self.{group.name} = nn.ModuleList(\n{INDENT}[{items}\n{INDENT}]\n)"
             else:
-                items = "".join(f"\n{INDENT}{json.dumps(name)}: {expr}," for name, expr in members)
-                body.init[line] = f"self.{group.name} = nn.ModuleDict({{{items}\n}})"
+                items = "".join(f"\n{INDENT * 2}{json.dumps(name)}: {_nested(expr)}," for name, expr in members)
+                body.init[line] = f"self.{group.name} = nn.ModuleDict(\n{INDENT}{{{items}\n{INDENT}}}\n)"
 
     def _module_expr(self, body: _Body, module: Module, nodes: list[Node]) -> str:
         """The expression that builds a sequence, a stage, a block instance or a group."""
@@ -435,7 +456,8 @@ class _Emitter:
         flag = ("downsample" + suffix) if slot is not None and slot.optional else None
         pools = (n for owner in owners for n in self.chains[owner] if n.op.kind == "avgpool")
         pool = next(pools, None)
-        return Shortcut("downsample" + suffix, "identity" + suffix, chain, pool, stride, flag, preact)
+        attr = self.ir.policies.shortcut_module + suffix  # `downsample`, or `shortcut` (CIFAR ResNets)
+        return Shortcut(attr, "identity" + suffix, chain, pool, stride, flag, preact)
 
     def _shortcut_code(self, body: _Body, add: Node, names: dict[Node, str]) -> str:
         """Write the shortcut of `add` into the body; returns the variable holding it."""
@@ -589,7 +611,7 @@ class _Emitter:
                 self._unit_init(body, step)
                 self._unit_output(body, step)
                 names[outputs[index]] = var(index, spec_labels[index])
-                call = _attribute(step.module.path[body.relative :])
+                call = self._attribute(body, step.module.path[body.relative :])
                 body.forward.append(f"{names[outputs[index]]} = {call}({names[step.input]})")
                 continue
             if isinstance(step.op, Chunk) and step in names:
@@ -649,11 +671,12 @@ class _Emitter:
         else:
             body.init.append(f"self.{local} = {module}")
         if node.zero_init:
-            body.zeroed.append(_attribute(local))
+            body.zeroed.append(self._attribute(body, local))
             template, add = body.owner.template, node.branch
             if template is not None and add is not None and add.residual and add.residual.index in template.skips:
-                body.zero_guards[_attribute(local)] = skip_flag(add.residual.index)  # only where the add is kept
-        return [f"{target} = {node.op.torch_apply(_attribute(local), args[0])}"]
+                # only where the add is kept
+                body.zero_guards[self._attribute(body, local)] = skip_flag(add.residual.index)
+        return [f"{target} = {node.op.torch_apply(self._attribute(body, local), args[0])}"]
 
     # -- classes ----------------------------------------------------------------
 
@@ -785,6 +808,11 @@ def _child_of(module: Module, owner: Module) -> Module | None:
     return child
 
 
+def _nested(expr: str) -> str:
+    """A member's expression two levels into a group's constructor: its own lines indented to match."""
+    return expr.replace("\n", "\n" + INDENT * 2)
+
+
 def _label(body: _Body, step: Node | Unit) -> str | None:
     """The variable name a step's spec name gives its output: `convs_0` for the member `convs.0`."""
     if isinstance(step, Unit):
@@ -807,15 +835,6 @@ def _pieces(steps: list[Node | Unit], index: int) -> list[Node]:
     ):
         return []
     return pieces  # type: ignore[return-value]
-
-
-def _attribute(module_path: str) -> str:
-    """The attribute expression of a module at `module_path` in a class: `self.conv1`, `self.convs[0]`
-    (a numbered member of a block's group), `self.attn.fc` (a named one)."""
-    head, _, last = module_path.partition(".")
-    if not last:
-        return f"self.{head}"
-    return f"self.{head}[{last}]" if last.isdigit() else f"self.{head}.{last}"
 
 
 def _template_names(template: Template) -> dict[str, str]:

@@ -11,7 +11,15 @@ import re
 
 from ..diagnostics import error
 from ..ir.expr import Value
-from ..ir.policies import NORM_NAMES, PROJECTION_NAMES, PROJECTIONS, SHORTCUTS, OpChoice, Policies
+from ..ir.policies import (
+    NORM_NAMES,
+    PROJECTION_NAMES,
+    PROJECTIONS,
+    SHORTCUT_MODULES,
+    SHORTCUTS,
+    OpChoice,
+    Policies,
+)
 from ..ops import KINDS
 
 # Numbers on the command line are written as in a spec: ASCII digits only (Python's int() and float()
@@ -54,6 +62,7 @@ POLICY_VALUES = {
     "norm_name": NORM_NAMES,  # placed norms named bn2 (torchvision, timm's resnet.py) or norm2 (timm's resnetv2.py)
     "final_norm": ("true", "false"),  # under `pre`: a norm and activation after the last add, or not (CIFAR's)
     "projection_names": PROJECTION_NAMES,  # downsample.0, .1 or downsample.conv, .norm (timm's resnetv2.py)
+    "shortcut_module": SHORTCUT_MODULES,  # layer2.0.downsample.0 or layer2.0.shortcut.0 (CIFAR ResNets)
     "conv_op": family("conv"),  # std_conv: weight-standardised (BiT); a spec's `norm=false` convs stay
 }
 OP_POLICIES = ("norm_op", "act", "attn", "aa", "conv_op")  # policies whose value is an op, maybe with arguments
@@ -98,7 +107,7 @@ def resolve(chosen: dict[str, str], ops: dict[str, OpChoice]) -> Policies:
     values: dict[str, object] = {}
     if "norm" in chosen:
         values["norm"] = NORM_ORDERS[chosen["norm"]]
-    for name in ("shortcut", "projection", "norm_name", "projection_names"):
+    for name in ("shortcut", "projection", "norm_name", "projection_names", "shortcut_module"):
         if name in chosen:
             values[name] = chosen[name]
     for name in OP_POLICIES:

@@ -12,6 +12,9 @@ NORM_NAMES = ("bn", "norm")  # the word a placed norm is named with: `bn2` (torc
 # `downsample.0`, `.1` (nn.Sequential) or `downsample.conv`, `.norm`: `named` builds the projection first in
 # its block (timm's resnetv2.py), `named_last` after the branch (regnet.py).
 PROJECTION_NAMES = ("numbered", "named", "named_last")
+# The attribute of a block's projection: `downsample` (torchvision, timm) or `shortcut` (the widely copied CIFAR
+# ResNets of pytorch-cifar, whose checkpoints hold `layer2.0.shortcut.0.weight`).
+SHORTCUT_MODULES = ("downsample", "shortcut")
 
 
 @dataclass(frozen=True)
@@ -42,6 +45,7 @@ class Policies:
     norm_name: str = "bn"  # one of NORM_NAMES: `conv2`'s norm is `bn2` or `norm2`, the final one `bn_final` or `norm`
     final_norm: bool = True  # `pre` ends with one norm and activation after the last add
     projection_names: str = "numbered"  # one of PROJECTION_NAMES
+    shortcut_module: str = "downsample"  # one of SHORTCUT_MODULES: a projection's attribute in its block
     conv_op: OpChoice = OpChoice("conv")  # the conv of the convs the norm policy manages and of projections
 
     def conv(self, conv: Any) -> Any:

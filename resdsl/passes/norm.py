@@ -80,6 +80,7 @@ class _Placer:
         # `apply_act=False`): EvoNorm-S0, FRN.
         self.plain = plain_norm(ir)
         self.word = ir.policies.norm_name
+        self.preacts: set[Node] = set()  # the pre-activations placed before a conv that opens a block
 
     def _fields(self, node: Node, path: str, **extra) -> dict:
         """Beside `node`: its span, module and branch."""
@@ -99,14 +100,33 @@ class _Placer:
         return self.ir.insert_before(node, op, **fields)
 
     def holder(self, conv: Node) -> Module | None:
-        """The outermost block inside the branch's block that `conv` opens (`conv1 = conv_norm_act(w)`): what
-        precedes the conv belongs to the branch's block, which reads it as the block's pre-activated input."""
+        """The outermost block inside the branch's block that `conv` opens (`conv1 = conv_norm_act(w)`; or
+        `paths.0 = conv_norm_act(c)` in a block the branch calls): what precedes the conv belongs to the
+        block around it, which reads it as its pre-activated input, so every use of the inner template
+        holds the same ops."""
         assert conv.branch is not None
         outer = conv.branch.parent
-        held = _child_of(conv.parent, outer) if conv.parent is not outer else None
-        if held is None or held.kind is not ModuleKind.BLOCK:
-            return None
-        return held if self.first.get(held) is conv else None
+        found, module = None, conv.block
+        while module is not None and module is not outer and self.first.get(module) is conv:
+            found, module = module, _block_above(module)
+        return found
+
+    def before_paths(self, holder: Module, word: str) -> tuple[str, Module]:
+        """The path and module of the norm or activation placed before the conv that opens `holder`: beside
+        it in the block around it (`conv1` → `bn1`), or beside it in its group (`paths.0` → `paths_bn.0`)."""
+        parent = holder.parent
+        assert parent is not None
+        if parent.kind is not ModuleKind.LIST:
+            return _beside(holder.path, word), parent
+        return self._sibling(parent, word).prefix() + holder.name, self._sibling(parent, word)
+
+    def _sibling(self, group: Module, word: str) -> Module:
+        """The group beside block group `group` that holds the norms (`word` "bn"/"norm") or activations
+        ("act") placed for its members: `convs` → `bns`, `acts`; `paths` → `paths_bn`, `paths_act`."""
+        assert group.parent is not None
+        name = _beside(group.name, word)
+        sibling = next((m for m in group.parent.children if m.name == name and m.kind is ModuleKind.LIST), None)
+        return sibling or self.ir.module(name, ModuleKind.LIST, group.parent, group.span)
 
     def beside(self, conv: Node, word: str) -> tuple[str, Module]:
         """The path and module of the norm (`word` "bn" or "norm") or activation ("act") placed beside `conv`.
@@ -118,11 +138,7 @@ class _Placer:
         group = conv.parent
         if group.kind is not ModuleKind.LIST:
             return _beside(conv.path, word), group
-        assert group.parent is not None
-        name = _beside(group.name, word)
-        sibling = next((m for m in group.parent.children if m.name == name and m.kind is ModuleKind.LIST), None)
-        if sibling is None:
-            sibling = self.ir.module(name, ModuleKind.LIST, group.parent, group.span)
+        sibling = self._sibling(group, word)
         return sibling.prefix() + conv.path.rpartition(".")[2], sibling
 
     def conv(self, conv: Node, order: str, final: bool) -> None:
@@ -138,22 +154,29 @@ class _Placer:
             if activated:
                 self.after(normed, self.act, act, parent=act_parent)
         elif order in ("relu_preact", "pre"):
-            # Before a conv that opens an inner block, the norm and activation go in the outer block,
-            # named after the inner one (`conv1 = conv_norm_act(w)`: `bn1`, `act1`, as timm's PreBottleneck).
-            holder = self.holder(conv)
-            if holder is not None:
-                assert holder.parent is not None
-                before_bn, before_act = bn_path(holder.path, self.word), act_path(holder.path)
-                bn_before = act_before = holder.parent
-            else:
-                before_bn, before_act, bn_before, act_before = bn, act, bn_parent, act_parent
+            if self.ir.operands(conv)[0] not in self.preacts:  # else the block its neighbour opens reads one
+                self._preactivate(conv, order, (bn, bn_parent), (act, act_parent))
             if order == "relu_preact":
-                self.before(conv, self.act, before_act, act_before)
                 self.after(conv, self.plain, bn, parent=bn_parent)
-            else:
-                self.before(conv, self.norm, before_bn, bn_before)
-                if not self.norm.includes_act():  # EvoNorm-S0, FRN: the norm is the activation too
-                    self.before(conv, self.act, before_act, act_before)
+
+    def _preactivate(self, conv: Node, order: str, bn: tuple[str, Module], act: tuple[str, Module]) -> None:
+        """The norm (`pre`) and activation placed before `conv`. Before a conv that opens an inner block they
+        go in the block around it, named after the inner one (`conv1 = conv_norm_act(w)`: `bn1`, `act1`, as
+        timm's PreBottleneck), and everything in that block that read the raw input reads them instead."""
+        holder = self.holder(conv)
+        if holder is not None:
+            bn, act = self.before_paths(holder, self.word), self.before_paths(holder, "act")
+        (raw,) = self.ir.operands(conv)
+        if order == "pre":
+            self.before(conv, self.norm, *bn)
+        if order == "relu_preact" or not self.norm.includes_act():  # EvoNorm-S0, FRN: the norm is the activation
+            self.before(conv, self.act, *act)
+        (preact,) = self.ir.operands(conv)
+        self.preacts.add(preact)
+        if holder is not None:
+            for user in self.ir.users(raw):
+                if _within(user.parent, holder):
+                    self.ir.replace_operand(user, raw, preact)
 
     def add(self, add: Node, order: str, conv: Node | None) -> None:
         """The norm and activation an order places after a residual add, named after the branch's last conv."""
@@ -228,6 +251,14 @@ def _child_of(module: Module | None, ancestor: Module) -> Module | None:
     while module is not None and module.parent is not ancestor:
         module = module.parent
     return module
+
+
+def _block_above(module: Module) -> Module | None:
+    """The block instance that holds block instance `module`, through a group of its members; None at the top."""
+    above = module.parent
+    while above is not None and above.kind is ModuleKind.LIST:
+        above = above.parent
+    return above if above is not None and above.kind is ModuleKind.BLOCK else None
 
 
 def _block_of(module: Module) -> Module | None:

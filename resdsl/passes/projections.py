@@ -67,11 +67,12 @@ def shortcut_stride(source: Shape, target: Shape) -> int | None:
     return low
 
 
-def module_name(add: Node) -> str:
-    """`downsample` for a body's first add, `downsample2` for its second."""
+def module_name(add: Node, word: str = "downsample") -> str:
+    """`downsample` for a body's first add, `downsample2` for its second (`shortcut`, `shortcut2` under
+    `policy shortcut_module = shortcut`)."""
     assert add.residual is not None
     index = add.residual.index
-    return "downsample" + (str(index + 1) if index else "")
+    return word + (str(index + 1) if index else "")
 
 
 def apply(ir: IR, limits: Limits | None = None) -> None:
@@ -146,7 +147,7 @@ def _insert(ir: IR, add: Node, short: Node, chain: list[tuple[Op, str | None]]) 
     node = (ir.preactivation(short, add) if ir.policies.norm == "pre" else None) or short
     parent = add.parent
     if any(name is not None for _, name in chain):
-        parent = ir.module(module_name(add), ModuleKind.SEQUENCE, add.parent, add.span)
+        parent = ir.module(module_name(add, ir.policies.shortcut_module), ModuleKind.SEQUENCE, add.parent, add.span)
     inserted = []
     for op, name in chain:
         path = None if name is None else parent.prefix() + name
