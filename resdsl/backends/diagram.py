@@ -87,6 +87,17 @@ class Segment:
     name: str
     template: str = ""
     instances: list[str] = field(default_factory=list)
+    templates: list[str] = field(default_factory=list)  # each instance's template, in order
+
+    def blocks(self) -> str:
+        """`bottleneck ×6`; a stage whose blocks differ by runs: `bottle2neck_first, bottle2neck ×3`."""
+        runs: list[list] = []
+        for name in self.templates:
+            if runs and runs[-1][0] == name:
+                runs[-1][1] += 1
+            else:
+                runs.append([name, 1])
+        return ", ".join(f"{name} ×{count}" if count > 1 or len(runs) == 1 else name for name, count in runs)
 
 
 @dataclass
@@ -227,6 +238,7 @@ def _segments(walk: list[Node]) -> tuple[list[Segment], dict[Node, int]]:
         segment = segments[by_name[name]]
         if block.path not in segment.instances:
             segment.instances.append(block.path)
+            segment.templates.append(block.template.name)
         of_node[node] = by_name[name]
     blocks = [i for i, s in enumerate(segments) if s.instances]
     for index, segment in enumerate(segments):
@@ -297,6 +309,8 @@ def build(ir: IR, level: str = "block") -> Diagram:
             called = [m for m in _nest(node, _top_block(node)) if m.kind is ModuleKind.BLOCK] if calls else []
             if called:
                 shown.setdefault(called[0], _call_text(called[0]))
+            elif node.op.kind == "chunk" and calls:  # a split's pieces: one row
+                shown.setdefault(("split", *ir.operands(node)), f"split into {node.op.count}")  # type: ignore[attr-defined]
             elif group[node] not in shown:
                 shown[group[node]] = label(members[group[node]])
         return list(shown.values())
@@ -389,7 +403,8 @@ def _op_units(ir: IR, level: str, members: dict[Node, list[Node]], units: _Units
                 note = _inserted_note(nodes, ir.policies)
                 rows = [label(nodes), first.path or ""]
                 units.new(_shortcut_kind(first), nodes, note=note, item=item, rows=rows, nest=nest)
-        elif "add" in kinds or "sum" in kinds:
+        elif "add" in kinds or ("sum" in kinds and (_top_block(first) is None or level == "op")):
+            # A plain sum inside a block (Res2Net's piece plus the conv before) is part of its body.
             units.new("add", nodes, item=item, nest=nest if level == "op" else [])
         elif _top_block(first) is None or level == "op":
             extra = [first.path] if level == "op" and first.path else []
@@ -439,7 +454,7 @@ def _stage_rows(ir: IR, segment: Segment, nodes: list[Node]) -> list[str]:
     def change(a, b) -> str:
         return a if a == b else f"{a}→{b}"
 
-    parts = [f"{segment.template} ×{len(segment.instances)}"]
+    parts = [segment.blocks()]
     if len(source) == len(result) == 3:
         parts += [change(str(source[0]), str(result[0])), change(shape_text(source[1:]), shape_text(result[1:]))]
     else:

@@ -344,7 +344,8 @@ class _Emitter:
         (named members; or numbers with gaps, where the norm policy placed norms beside some members only)."""
         for group, (line, members) in body.lists.items():
             # The layout `ruff format` gives: one member a line, kept so by the trailing comma.
-            if group.path not in self.keyed:
+            if group.path not in self.keyed:  # numbered 0, 1, …: in that order, whatever order the forward met them
+                members = sorted(members, key=lambda member: int(member[0]))
                 items = "".join(f"\n{INDENT * 2}{_nested(expr)}," for _, expr in members)
                 body.init[line] = f"self.{group.name} = nn.ModuleList(\n{INDENT}[{items}\n{INDENT}]\n)"
             else:
