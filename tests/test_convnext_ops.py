@@ -49,6 +49,23 @@ def test_layernorm_channels_first_is_timms_layernorm2d_in_every_backend():
     onnx_agrees_with(net, model, x)
 
 
+def test_layernorm_is_a_norm_policy_value():
+    """`policy norm_op = layernorm`: LayerNorm2d wherever the norm policy puts BatchNorm, projections included,
+    with BatchNorm's parameter count (a scale and a shift per channel) and no running statistics."""
+    from conftest import SPECS
+
+    net = resdsl.compile(SPECS / "resnet18.res", {"norm_op": "layernorm", "input": "3x32x32", "classes": "10"})
+    assert net.params == resdsl.compile(SPECS / "resnet18.res", {"input": "3x32x32", "classes": "10"}).params
+    keys = list(net.to_torch().state_dict())
+    assert "layer2.0.downsample.1.weight" in keys and not any("running" in k for k in keys)
+    source = net.torch_source
+    assert "self.bn1 = LayerNorm2d(planes, eps=1e-06)" in source
+    assert "nn.Conv2d(inplanes, planes, 1, stride=stride, bias=False), LayerNorm2d(planes, eps=1e-06)" in source
+    model = net.to_torch().eval()
+    randomise(model)
+    onnx_agrees_with(net, model, x_of(3, 32, 32))
+
+
 def onnx_agrees_with(net, model, x):
     """onnxruntime on `model`'s own (randomised) weights, in every opset."""
     import numpy as np

@@ -37,6 +37,7 @@ class LayerNorm(Op):
     is_module: ClassVar[bool] = True
     layout: ClassVar[str] = "any"  # per position, over the channels: either layout, and flat vectors
     layout_module: ClassVar[bool] = True  # LayerNorm2d on N×C×H×W, nn.LayerNorm on N×H×W×C or flat
+    families: ClassVar[tuple[str, ...]] = ("norm",)  # `policy norm_op = layernorm`: LayerNorm2d where BN would go
     signature: ClassVar[Signature | None] = Signature(
         (ArgSpec("eps", float, 1e-6, minimum=None, range=Range(0, low_open=True)),)
     )
