@@ -217,3 +217,24 @@ def test_a_layer_scale_is_a_blocks_or_the_networks_parameter_not_a_seq_or_group_
     with pytest.raises(ResdslError) as caught:
         network(body, "8x5x5")
     assert caught.value.diagnostics[0].code == code
+
+
+def test_init_trunc_normal_is_timms_convnext_init():
+    """`policy init = trunc_normal` (the bundled ConvNeXts): convs and linear layers start from N(0, 0.02²),
+    biases at zero, norms at γ = 1 and β = 0; the default `he` keeps the ResNets' He-normal convs."""
+    from conftest import SPECS
+
+    net = resdsl.compile(SPECS / "convnext_atto.res", {"input": "3x32x32"})
+    assert net.ir.policies.init == "trunc_normal"
+    torch.manual_seed(0)
+    model = net.to_torch()
+    with torch.no_grad():
+        weights = torch.cat([m.weight.flatten() for m in model.modules() if isinstance(m, torch.nn.Conv2d)])
+        biases = torch.cat([m.bias for m in model.modules() if isinstance(m, torch.nn.Conv2d)])
+        assert abs(float(weights.std()) - 0.02) < 0.001 and float(weights.abs().max()) < 0.2
+        assert float(biases.abs().max()) == 0.0 and float(model.head.fc.bias.abs().max()) == 0.0
+        assert abs(float(model.head.fc.weight.std()) - 0.02) < 0.002
+        assert all(float(m.weight.min()) == 1.0 for m in model.modules() if isinstance(m, torch.nn.LayerNorm))
+    assert "nn.init.trunc_normal_(m.weight, std=0.02)" in net.torch_source
+    he = resdsl.compile(SPECS / "convnext_atto.res", {"input": "3x32x32", "init": "he"})
+    assert "kaiming_normal_" in he.torch_source and "trunc_normal_" not in he.torch_source

@@ -139,7 +139,7 @@ def network_class(ir: IR, body: _Body, name: str, params: list[str], zeroed_bloc
     lines += _intermediates(body, end, tapped)
     lines += _head(body, end)
     lines += _classifier(body, end)
-    lines += _init_weights(body, zeroed_blocks)
+    lines += _init_weights(body, zeroed_blocks, ir.policies.init)
     lines += ["", "", *_features_class(body, name, end, tapped, params)]
     return "\n".join(lines)
 
@@ -181,7 +181,7 @@ def _outputs_class(ir: IR, body: _Body, name: str, params: list[str], zeroed_blo
         f"{INDENT}def forward_features(self, x: torch.Tensor) -> dict[str, torch.Tensor]:",
         *method_body(body.forward),
     ]
-    lines += _init_weights(body, zeroed_blocks)
+    lines += _init_weights(body, zeroed_blocks, ir.policies.init)
     every = tuple(range(len(outputs)))
     inherited = [p for p in params if p.startswith("in_chans")]
     passed = ", ".join(f"{p.split('=')[0]}={p.split('=')[0]}" for p in inherited)
@@ -360,18 +360,33 @@ def _classifier(body: _Body, end: int) -> list[str]:
     ]
 
 
-def _init_weights(body: _Body, zeroed_blocks: bool) -> list[str]:
-    lines = [
-        "",
-        f"{INDENT}def init_weights(self) -> None:",
-        f'{INDENT * 2}"""torchvision\'s and timm\'s initialisation: He-normal convs (fan-out), norms γ = 1, β = 0."""',
-        f"{INDENT * 2}for m in self.modules():",
-        f"{INDENT * 3}if isinstance(m, nn.Conv2d):",
-        f'{INDENT * 4}nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")',
-        f"{INDENT * 3}elif isinstance(m, (nn.BatchNorm2d, nn.GroupNorm)):",
-        f"{INDENT * 4}nn.init.ones_(m.weight)",
-        f"{INDENT * 4}nn.init.zeros_(m.bias)",
-    ]
+def _init_weights(body: _Body, zeroed_blocks: bool, init: str) -> list[str]:
+    if init == "trunc_normal":  # timm's ConvNeXt._init_weights
+        lines = [
+            "",
+            f"{INDENT}def init_weights(self) -> None:",
+            f'{INDENT * 2}"""timm\'s ConvNeXt initialisation: convs and linear layers N(0, 0.02²) truncated, biases 0."""',
+            f"{INDENT * 2}for m in self.modules():",
+            f"{INDENT * 3}if isinstance(m, (nn.Conv2d, nn.Linear)):",
+            f"{INDENT * 4}nn.init.trunc_normal_(m.weight, std=0.02)",
+            f"{INDENT * 4}if m.bias is not None:",
+            f"{INDENT * 5}nn.init.zeros_(m.bias)",
+            f"{INDENT * 3}elif isinstance(m, (nn.BatchNorm2d, nn.GroupNorm, nn.LayerNorm)):",
+            f"{INDENT * 4}nn.init.ones_(m.weight)",
+            f"{INDENT * 4}nn.init.zeros_(m.bias)",
+        ]
+    else:
+        lines = [
+            "",
+            f"{INDENT}def init_weights(self) -> None:",
+            f'{INDENT * 2}"""torchvision\'s and timm\'s initialisation: He-normal convs (fan-out), norms γ = 1, β = 0."""',
+            f"{INDENT * 2}for m in self.modules():",
+            f"{INDENT * 3}if isinstance(m, nn.Conv2d):",
+            f'{INDENT * 4}nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")',
+            f"{INDENT * 3}elif isinstance(m, (nn.BatchNorm2d, nn.GroupNorm)):",
+            f"{INDENT * 4}nn.init.ones_(m.weight)",
+            f"{INDENT * 4}nn.init.zeros_(m.bias)",
+        ]
     if zeroed_blocks:  # once every norm's γ is 1: the blocks' last norms start at zero
         lines += [
             f"{INDENT * 2}for m in self.modules():",

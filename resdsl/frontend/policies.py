@@ -12,6 +12,7 @@ import re
 from ..diagnostics import error
 from ..ir.expr import Value
 from ..ir.policies import (
+    INITS,
     NORM_NAMES,
     PROJECTION_NAMES,
     PROJECTIONS,
@@ -63,6 +64,7 @@ POLICY_VALUES = {
     "final_norm": ("true", "false"),  # under `pre`: a norm and activation after the last add, or not (CIFAR's)
     "projection_names": PROJECTION_NAMES,  # downsample.0, .1 or downsample.conv, .norm (timm's resnetv2.py)
     "shortcut_module": SHORTCUT_MODULES,  # layer2.0.downsample.0 or layer2.0.shortcut.0 (CIFAR ResNets)
+    "init": INITS,  # He-normal convs, or timm's ConvNeXt init (truncated normal, std 0.02)
     "conv_op": family("conv"),  # std_conv: weight-standardised (BiT); a spec's `norm=false` convs stay
 }
 OP_POLICIES = ("norm_op", "act", "attn", "aa", "conv_op")  # policies whose value is an op, maybe with arguments
@@ -107,7 +109,7 @@ def resolve(chosen: dict[str, str], ops: dict[str, OpChoice]) -> Policies:
     values: dict[str, object] = {}
     if "norm" in chosen:
         values["norm"] = NORM_ORDERS[chosen["norm"]]
-    for name in ("shortcut", "projection", "norm_name", "projection_names", "shortcut_module"):
+    for name in ("shortcut", "projection", "norm_name", "projection_names", "shortcut_module", "init"):
         if name in chosen:
             values[name] = chosen[name]
     for name in OP_POLICIES:

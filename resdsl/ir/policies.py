@@ -15,6 +15,9 @@ PROJECTION_NAMES = ("numbered", "named", "named_last")
 # The attribute of a block's projection: `downsample` (torchvision, timm) or `shortcut` (the widely copied CIFAR
 # ResNets of pytorch-cifar, whose checkpoints hold `layer2.0.shortcut.0.weight`).
 SHORTCUT_MODULES = ("downsample", "shortcut")
+# How `init_weights()` starts the weights: He-normal convs (torchvision, timm's ResNets) or a normal of
+# standard deviation 0.02 truncated at ±2 for convs and linear layers, biases zero (timm's ConvNeXt).
+INITS = ("he", "trunc_normal")
 
 
 @dataclass(frozen=True)
@@ -46,6 +49,7 @@ class Policies:
     final_norm: bool = True  # `pre` ends with one norm and activation after the last add
     projection_names: str = "numbered"  # one of PROJECTION_NAMES
     shortcut_module: str = "downsample"  # one of SHORTCUT_MODULES: a projection's attribute in its block
+    init: str = "he"  # one of INITS: how the generated init_weights() starts convs and linear layers
     conv_op: OpChoice = OpChoice("conv")  # the conv of the convs the norm policy manages and of projections
 
     def conv(self, conv: Any) -> Any:
