@@ -362,31 +362,30 @@ def _classifier(body: _Body, end: int) -> list[str]:
 
 def _init_weights(body: _Body, zeroed_blocks: bool, init: str) -> list[str]:
     if init == "trunc_normal":  # timm's ConvNeXt._init_weights
-        lines = [
-            "",
-            f"{INDENT}def init_weights(self) -> None:",
-            f'{INDENT * 2}"""timm\'s ConvNeXt initialisation: convs and linear layers N(0, 0.02²) truncated, biases 0."""',
-            f"{INDENT * 2}for m in self.modules():",
+        doc = "timm's ConvNeXt initialisation: convs and linear layers N(0, 0.02²) truncated, biases 0"
+        weights = [
             f"{INDENT * 3}if isinstance(m, (nn.Conv2d, nn.Linear)):",
             f"{INDENT * 4}nn.init.trunc_normal_(m.weight, std=0.02)",
             f"{INDENT * 4}if m.bias is not None:",
             f"{INDENT * 5}nn.init.zeros_(m.bias)",
             f"{INDENT * 3}elif isinstance(m, (nn.BatchNorm2d, nn.GroupNorm, nn.LayerNorm)):",
-            f"{INDENT * 4}nn.init.ones_(m.weight)",
-            f"{INDENT * 4}nn.init.zeros_(m.bias)",
         ]
     else:
-        lines = [
-            "",
-            f"{INDENT}def init_weights(self) -> None:",
-            f'{INDENT * 2}"""torchvision\'s and timm\'s initialisation: He-normal convs (fan-out), norms γ = 1, β = 0."""',
-            f"{INDENT * 2}for m in self.modules():",
+        doc = "torchvision's and timm's initialisation: He-normal convs (fan-out), norms γ = 1, β = 0"
+        weights = [
             f"{INDENT * 3}if isinstance(m, nn.Conv2d):",
             f'{INDENT * 4}nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")',
             f"{INDENT * 3}elif isinstance(m, (nn.BatchNorm2d, nn.GroupNorm)):",
-            f"{INDENT * 4}nn.init.ones_(m.weight)",
-            f"{INDENT * 4}nn.init.zeros_(m.bias)",
         ]
+    lines = [
+        "",
+        f"{INDENT}def init_weights(self) -> None:",
+        f'{INDENT * 2}"""{doc}."""',
+        f"{INDENT * 2}for m in self.modules():",
+        *weights,
+        f"{INDENT * 4}nn.init.ones_(m.weight)",
+        f"{INDENT * 4}nn.init.zeros_(m.bias)",
+    ]
     if zeroed_blocks:  # once every norm's γ is 1: the blocks' last norms start at zero
         lines += [
             f"{INDENT * 2}for m in self.modules():",
