@@ -243,6 +243,7 @@ def test_a_scripted_module_with_groups_splits_and_selects_agrees():
         ("  convs.0 = conv(4, k=1)\n  convs.fc = conv(4, k=1)", "E0124"),  # numbered or named, not both
         ("  convs.0 = conv(4, k=1)\n  convs.0 = conv(4, k=1) from input\n  add convs.0", "E0104"),
         ("  attn.flat = flatten", "E0124"),  # a function
+        ("  convs.0 = conv(4, k=1)\n  convs = conv(4, k=1)", "E0104"),  # a group's name is taken
         ("  attn.forward = conv(4, k=1)", "E0106"),
     ],
 )

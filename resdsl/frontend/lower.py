@@ -669,6 +669,15 @@ class _Lowerer:
                 "second definition",
                 f"the first is at {first.location}" if first else "",
             )
+        group = scope.lists.get(target.text)
+        if group is not None:  # `convs = ...` after `convs.0 = ...`: one attribute, two modules
+            raise error(
+                "E0104",
+                f"`{target.text}` is defined twice in this scope",
+                target.span,
+                "the name of a group of this block",
+                f"the group starts at {group.span.location}" if group.span else "",
+            )
         scope.names[target.text] = node
 
     def _new(

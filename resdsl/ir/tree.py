@@ -49,7 +49,7 @@ class Template:
     shortcuts: dict[int, ShortcutSlot] = field(default_factory=dict)
     # Residual adds (by index) that only some instances keep (`shortcut = drop`): the class takes a flag.
     skips: set[int] = field(default_factory=set)
-    # Set by the templates pass: for a block called inside this one (by its module name) that returns
+    # Set by the templates pass: for a block called inside this one (by its path in it: `conv1`, `paths.0`) that returns
     # as many channels as one of its parameters in every use, that parameter, so the class writes the
     # width as the call's argument (`conv1 = conv_norm_act(w)` returns `w`).
     widths: dict[str, str] = field(default_factory=dict)
