@@ -259,3 +259,14 @@ def test_the_syntax_round_trips_through_the_formatter():
         RES2 + "\nnetwork n {\n  input 8x6x6\n  r = res2(4)\n  x1, x2 = split from input\n  select x1, x2 from r\n}\n"
     )
     assert format_source(Source("n.res", text.lstrip("\n"))) == text.lstrip("\n")
+
+
+def test_groups_in_a_block_survive_a_projection_moved_to_its_front():
+    """`projection_names = named` builds a block's projection first (timm's pre-activation blocks); the groups
+    built after it keep their members (a regression: they were written over other modules' lines)."""
+    body = "  policy projection_names = named\n  layer1 = res2(8) x 2\n  gap\n  flatten"
+    net = small(body, blocks=RES2, norm="post")
+    keys = list(net.to_torch().state_dict())
+    assert keys[:2] == ["layer1.0.downsample.conv.weight", "layer1.0.downsample.bn.weight"]
+    assert "layer1.0.convs.1.weight" in keys and "layer1.0.bns.1.weight" in keys
+    agrees_with_onnxruntime(net)

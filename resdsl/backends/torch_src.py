@@ -128,8 +128,8 @@ class _Body:
     zeroed: list[str] = field(default_factory=list)  # norms whose scale starts at zero (zero_init_last): `self.bn3`
     zero_guards: dict[str, str] = field(default_factory=dict)  # zeroed norm -> the flag of its add (drop)
     leading: int = 0  # how many lines at the start of `init` build shortcuts that lead the state_dict
-    # A block's groups (`convs`): the `init` line that builds each, and its members' names and modules.
-    lists: dict[Module, tuple[int, list[tuple[str, str]]]] = field(default_factory=dict)
+    # A block's groups (`convs`): the placeholder `init` line that will build each, its members' names and modules.
+    lists: dict[Module, tuple[str, list[tuple[str, str]]]] = field(default_factory=dict)
 
     @property
     def relative(self) -> int:
@@ -325,8 +325,10 @@ class _Emitter:
         would be (so the state_dict holds `convs.0`, `convs.1`, … before `bns.0`, as timm's), written once
         every member is known (`_close_lists`)."""
         if group not in body.lists:
-            body.lists[group] = (len(body.init), [])
-            body.init.append("")
+            # A line of its own that `_close_lists` finds by value: lines before it may still move (a named
+            # projection is moved to the front of the block).
+            body.lists[group] = (f"<group {group.path}>", [])
+            body.init.append(body.lists[group][0])
         body.lists[group][1].append((name, expr))
 
     def _attribute(self, body: _Body, local: str) -> str:
@@ -342,7 +344,8 @@ class _Emitter:
     def _close_lists(self, body: _Body) -> None:
         """Write each group's constructor: an nn.ModuleList of members numbered 0, 1, …, else an nn.ModuleDict
         (named members; or numbers with gaps, where the norm policy placed norms beside some members only)."""
-        for group, (line, members) in body.lists.items():
+        for group, (placeholder, members) in body.lists.items():
+            line = body.init.index(placeholder)
             # The layout `ruff format` gives: one member a line, kept so by the trailing comma.
             if group.path not in self.keyed:  # numbered 0, 1, …: in that order, whatever order the forward met them
                 members = sorted(members, key=lambda member: int(member[0]))
