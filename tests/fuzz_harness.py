@@ -132,7 +132,7 @@ POLICIES = {
     "projection": ["conv", "avgpool"],
     "output_stride": ["none", "2", "4", "8", "16"],
     "zero_init_last": ["true", "false"],
-    "norm_op": ["batchnorm", "groupnorm", "evonorm_s0", "frn", "evonorm_s0(groups=3)"],
+    "norm_op": ["batchnorm", "groupnorm", "evonorm_s0", "frn", "evonorm_s0(groups=3)", "layernorm"],
     "act": ["relu", "gelu", "silu", "relu6", "sigmoid", "hard_swish"],
     "attn": ["none", "se", "eca"],
     "aa": ["none", "blurpool", "avgpool"],
@@ -141,6 +141,8 @@ POLICIES = {
     "final_norm": ["true", "false"],
     "projection_names": ["numbered", "named", "named_last"],
     "conv_op": ["conv", "std_conv", "std_conv(eps=1e-8)", "std_conv(eps=0)"],
+    "shortcut_module": ["downsample", "shortcut"],
+    "init": ["he", "trunc_normal"],
 }
 MUTATIONS = {"number": 4, "statement": 4, "policy": 2, "input": 2, "name": 1, "delete": 1, "duplicate": 1,
              "swap": 1, "insert": 1, "truncate": 0.5, "crlf": 0.5, "tabs": 0.5}  # fmt: skip
