@@ -849,6 +849,17 @@ def test_an_inner_blocks_arguments_do_not_set_the_outer_shortcuts_stride():
     _runs(spec)
 
 
+def test_a_network_level_add_under_pre_does_not_share_a_pre_activation_inside_a_group():
+    # Under `pre` an add of the network's input puts the grouped stem on the branch: its BN → ReLU is
+    # `stem.norm`, `stem.act`, inside the group `stem`, which the projection's code cannot read (an
+    # internal error). The projection reads the raw input there.
+    spec = (
+        "network n {\n  input 3x16x16\n  policy norm = pre\n  stem.conv = conv(8, k=3, s=2)\n"
+        "  stem.pool = maxpool(k=3, s=2)\n  add input\n  gap\n  flatten\n  fc = linear(4)\n}\n"
+    )
+    _runs(spec)
+
+
 @pytest.mark.parametrize(
     "op", ["std_conv(4, k=3, eps=0)", "evonorm_s0(groups=1, eps=-1)", "frn(eps=0)", "pad(p=2147483648)"]
 )

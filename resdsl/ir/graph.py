@@ -211,9 +211,13 @@ class IR:
 
         Under full pre-activation a branch starts BN → ReLU → conv on its block's
         input. The paper's reference code (resnet-1k-layers) shares that
-        pre-activation with the shortcut of a unit that changes dimensions.
+        pre-activation with the shortcut of a unit that changes dimensions. It is shared only where
+        the add's own module computes it: one inside a group or sequence of the network (a network-level
+        add around a grouped stem) is no variable the shortcut's module could read.
         """
         for norm in self.users(tensor):
+            if norm.parent is not add.parent:
+                continue
             if "norm" in norm.op.families and norm.origin is Origin.NORM and norm.branch is add:
                 after = self.users(norm)
                 if len(after) == 1 and "act" in after[0].op.families and after[0].origin is Origin.NORM:
