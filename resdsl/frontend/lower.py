@@ -1042,7 +1042,15 @@ class _Lowerer:
                 )
             return value
         if spec.type is int:
-            return self._int(expr, env, f"`{callee}` argument `{spec.name}`", spec.minimum)
+            number = self._int(expr, env, f"`{callee}` argument `{spec.name}`", spec.minimum)
+            if spec.range is not None and number not in spec.range:
+                raise error(
+                    "E0108",
+                    f"`{callee}` argument `{spec.name}` must be {spec.range}, got {number}",
+                    expr.span,
+                    "out of range",
+                )
+            return number
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise error(
                 "E0107",

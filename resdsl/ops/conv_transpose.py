@@ -6,7 +6,20 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import ClassVar
 
-from .base import ArgSpec, OnnxWriter, Op, Shape, ShapeReport, Signature, StateEntry, TorchWriter, fan_in_bound
+from .base import (
+    ArgSpec,
+    OnnxWriter,
+    Op,
+    Range,
+    Shape,
+    ShapeReport,
+    Signature,
+    StateEntry,
+    TorchWriter,
+    fan_in_bound,
+)
+
+MAX_STRIDE = 2**14 - 1  # the largest stride PyTorch's CPU kernel runs (see the signature)
 
 
 @dataclass(frozen=True)
@@ -18,7 +31,9 @@ class ConvTranspose(Op):
         (
             ArgSpec("out_channels", int, aliases=("out",), bound="channels"),
             ArgSpec("kernel", int, aliases=("k",), bound="spatial"),
-            ArgSpec("stride", int, 1, aliases=("s",), bound="spatial"),
+            # PyTorch's CPU ConvTranspose2d crashes the process (a segmentation fault) from a stride of 2**14
+            # on, for batches of two or more, whatever the sizes: refused before anything runs.
+            ArgSpec("stride", int, 1, aliases=("s",), bound="spatial", range=Range(1, MAX_STRIDE)),
             ArgSpec("padding", int, 0, aliases=("p",), minimum=0, bound="spatial"),
             ArgSpec("output_padding", int, 0, aliases=("op",), minimum=0, bound="spatial"),
             ArgSpec("groups", int, 1, bound="channels"),
