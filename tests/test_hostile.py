@@ -808,8 +808,9 @@ def test_an_activation_after_an_add_that_some_uses_drop_keeps_what_autograd_need
 
 
 def test_a_shortcut_that_no_stride_maps_is_refused_without_searching_every_stride():
-    # A transposed conv of stride 65536 (16383 now, the largest allowed) made sides of millions, then of trillions in the next block; the
-    # projections pass tried every stride up to the side (a fuzz hang). Now each add is E0203 at once.
+    # A transposed conv of stride 65536 (16383 now, the largest allowed) made sides of millions, then of
+    # trillions in the next block; the projections pass tried every stride up to the side (a fuzz hang).
+    # Now each add is E0203 at once.
     import signal
 
     spec = (
