@@ -10,15 +10,11 @@ quick suite, regnety_032's at its own size with `--zoo` (and at 3x96x96 in the q
 
 from __future__ import annotations
 
-import json
-
-import numpy as np
 import pytest
 import timm_facts
 import torch
 from conftest import SPECS
-from recipe import fill_module
-from timm_facts import TIMM, key_shapes, on_meta, recipe_input, relative_error, timm_keys
+from timm_facts import TIMM, on_meta, recipe_input
 from timm_regnet import CFGS, create_model, stage_args
 
 import resdsl
@@ -35,23 +31,12 @@ def test_all_are_bundled_and_only_regnety_032_lacks_facts():
 
 @pytest.mark.parametrize("name", FACTS)
 def test_state_dict_parameters_and_input_size_are_timms(name):
-    facts = json.loads((TIMM / f"{name}.json").read_text())
-    net = resdsl.compile(SPECS / f"{name}.res")
-    assert list(net.input_shape) == facts["input_size"]
-    assert net.params == facts["num_params"]
-    assert key_shapes(on_meta(net.to_torch)) == timm_keys(name)
+    timm_facts.assert_spec_is_timms(resdsl.compile(SPECS / f"{name}.res"), name)
 
 
 @pytest.mark.parametrize("name", timm_facts.quick_or_slow(FACTS, QUICK))
 def test_logits_are_timms(name):
-    facts = json.loads((TIMM / f"{name}.json").read_text())
-    model = resdsl.compile(SPECS / f"{name}.res").to_torch().eval()
-    fill_module(model)
-    with torch.no_grad():
-        logits = model(recipe_input(facts["input_size"])).numpy()
-    expected = np.load(TIMM / f"{name}.out.npy")
-    assert logits.shape == expected.shape
-    assert relative_error(logits, expected) <= 1e-4
+    timm_facts.assert_timms_logits(resdsl.compile(SPECS / f"{name}.res").to_torch(), name)
 
 
 # -- the compact reference, and regnety_032 -----------------------------------------------------------
@@ -65,58 +50,33 @@ def test_reference_widths_are_timms_stages():
 
 @pytest.mark.parametrize("name", [n for n in REGNETS if n in FACTS])
 def test_reference_has_timms_state_dict(name):
-    model = on_meta(lambda: create_model(name))
-    assert key_shapes(model) == timm_keys(name)
-    assert sum(p.numel() for p in model.parameters()) == json.loads((TIMM / f"{name}.json").read_text())["num_params"]
+    timm_facts.assert_timms_state(on_meta(lambda: create_model(name)), name)
 
 
 @pytest.mark.parametrize(
     "name", timm_facts.quick_or_slow(["regnetx_016", "regnety_016", "regnetz_005"], {"regnety_016", "regnetz_005"})
 )
 def test_reference_gives_timms_logits(name):
-    model = create_model(name).eval()
-    fill_module(model)
-    with torch.no_grad():
-        logits = model(recipe_input((3, 224, 224))).numpy()
-    assert relative_error(logits, np.load(TIMM / f"{name}.out.npy")) <= 1e-4
+    timm_facts.assert_timms_logits(create_model(name), name)
 
 
 def test_regnety_032_is_the_reference():
     """State_dict and parameters (timm's arguments give 19,436,338) on the meta device."""
     net = resdsl.compile(SPECS / "regnety_032.res")
-    reference = on_meta(lambda: create_model("regnety_032"))
-    assert key_shapes(on_meta(net.to_torch)) == key_shapes(reference)
-    assert net.params == sum(p.numel() for p in reference.parameters()) == 19_436_338
+    timm_facts.assert_reference_state(net, on_meta(lambda: create_model("regnety_032")), 19_436_338)
 
 
 @pytest.mark.parametrize("size", [pytest.param(224, marks=[pytest.mark.slow, pytest.mark.zoo]), 96])
 def test_regnety_032_gives_the_references_logits(size):
     net = resdsl.compile(SPECS / "regnety_032.res", overrides={"input": f"3x{size}x{size}"})
-    model = net.to_torch().eval()
-    fill_module(model)
-    reference = create_model("regnety_032").eval()
-    reference.load_state_dict(model.state_dict())  # strict: the same keys and shapes
-    x = recipe_input((3, size, size))
-    with torch.no_grad():
-        assert relative_error(model(x).numpy(), reference(x).numpy()) <= 1e-4
+    timm_facts.assert_references_logits(net, create_model("regnety_032"))
 
 
 @pytest.mark.parametrize("name", ["legacy_seresnet18", "regnety_016", "regnetz_005"])
 def test_onnxruntime_gives_the_modules_logits(name):
     """Exported with the recipe's weights at 3x64x64: onnxruntime agrees with the generated module (SE to a
     given width, SE with SiLU, blocks without a shortcut, projections after the branch)."""
-    import onnxruntime as ort
-
-    net = resdsl.compile(SPECS / f"{name}.res", overrides={"input": "3x64x64"})
-    model = net.to_torch().eval()
-    fill_module(model)
-    x = recipe_input(net.input_shape)
-    with torch.no_grad():
-        expected = model(x).numpy()
-    state = {k: v.numpy() for k, v in model.state_dict().items()}
-    session = ort.InferenceSession(net.to_onnx(weights=state).SerializeToString(), providers=["CPUExecutionProvider"])
-    (got,) = session.run(None, {session.get_inputs()[0].name: x.numpy()})
-    assert relative_error(got, expected) <= 1e-4
+    timm_facts.assert_onnxruntime_agrees(resdsl.compile(SPECS / f"{name}.res", overrides={"input": "3x64x64"}))
 
 
 def test_regnet_source_names_timms_modules():

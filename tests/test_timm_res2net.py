@@ -12,15 +12,11 @@ and at its own size with `--zoo`). res2net50_26w_4s's spec also runs under onnxr
 
 from __future__ import annotations
 
-import json
-
-import numpy as np
 import pytest
 import timm_facts
 import torch
 from conftest import SPECS
-from recipe import fill_module
-from timm_facts import TIMM, key_shapes, on_meta, recipe_input, relative_error, timm_keys
+from timm_facts import key_shapes, on_meta
 from timm_res2net import create_model
 
 import resdsl
@@ -34,20 +30,12 @@ def n_params(model: torch.nn.Module) -> int:
 
 @pytest.mark.parametrize("name", FACTS)
 def test_reference_has_timms_state_dict_and_parameters(name):
-    model = on_meta(lambda: create_model(name))
-    assert key_shapes(model) == timm_keys(name)
-    assert n_params(model) == json.loads((TIMM / f"{name}.json").read_text())["num_params"]
+    timm_facts.assert_timms_state(on_meta(lambda: create_model(name)), name)
 
 
 @pytest.mark.parametrize("name", timm_facts.quick_or_slow(FACTS, {"res2net50_26w_4s"}))
 def test_reference_gives_timms_logits(name):
-    model = create_model(name).eval()
-    fill_module(model)
-    with torch.no_grad():
-        logits = model(recipe_input((3, 224, 224))).numpy()
-    expected = np.load(TIMM / f"{name}.out.npy")
-    assert logits.shape == expected.shape
-    assert relative_error(logits, expected) <= 1e-4
+    timm_facts.assert_timms_logits(create_model(name), name)
 
 
 def test_res2next50_has_the_parameters_timms_arguments_give():
@@ -88,60 +76,30 @@ def test_all_eight_are_bundled():
 
 @pytest.mark.parametrize("name", FACTS)
 def test_spec_has_timms_state_dict_parameters_and_input_size(name):
-    facts = json.loads((TIMM / f"{name}.json").read_text())
-    net = resdsl.compile(SPECS / f"{name}.res")
-    assert list(net.input_shape) == facts["input_size"]
-    assert net.params == facts["num_params"]
-    assert key_shapes(on_meta(net.to_torch)) == timm_keys(name)
+    timm_facts.assert_spec_is_timms(resdsl.compile(SPECS / f"{name}.res"), name)
 
 
 @pytest.mark.parametrize("name", timm_facts.quick_or_slow(FACTS, {"res2net50_26w_4s"}))
 def test_spec_gives_timms_logits(name):
-    facts = json.loads((TIMM / f"{name}.json").read_text())
-    model = resdsl.compile(SPECS / f"{name}.res").to_torch().eval()
-    fill_module(model)
-    with torch.no_grad():
-        logits = model(recipe_input(facts["input_size"])).numpy()
-    expected = np.load(TIMM / f"{name}.out.npy")
-    assert logits.shape == expected.shape
-    assert relative_error(logits, expected) <= 1e-4
+    timm_facts.assert_timms_logits(resdsl.compile(SPECS / f"{name}.res").to_torch(), name)
 
 
 def test_res2next50_spec_is_the_reference():
     """No facts: the spec's state_dict (keys, order, shapes) and parameters are the reference's."""
     net = resdsl.compile(SPECS / "res2next50.res")
-    reference = on_meta(lambda: create_model("res2next50"))
-    assert key_shapes(on_meta(net.to_torch)) == key_shapes(reference)
-    assert net.params == n_params(reference) == 24_671_464
+    timm_facts.assert_reference_state(net, on_meta(lambda: create_model("res2next50")), 24_671_464)
 
 
 @pytest.mark.parametrize("size", [pytest.param(224, marks=[pytest.mark.slow, pytest.mark.zoo]), 96])
 def test_res2next50_spec_gives_the_references_logits(size):
     net = resdsl.compile(SPECS / "res2next50.res", overrides={"input": f"3x{size}x{size}"})
-    model = net.to_torch().eval()
-    fill_module(model)
-    reference = create_model("res2next50").eval()
-    reference.load_state_dict(model.state_dict())  # strict: the same keys and shapes
-    x = recipe_input((3, size, size))
-    with torch.no_grad():
-        assert relative_error(model(x).numpy(), reference(x).numpy()) <= 1e-4
+    timm_facts.assert_references_logits(net, create_model("res2next50"))
 
 
 def test_onnxruntime_gives_the_modules_logits():
     """res2net50_26w_4s exported with the recipe's weights at 3x64x64: onnxruntime agrees with the generated
     module (chunks along the channels, the splits' chain, the concatenation, the first blocks' pool)."""
-    import onnxruntime as ort
-
-    net = resdsl.compile(SPECS / "res2net50_26w_4s.res", overrides={"input": "3x64x64"})
-    model = net.to_torch().eval()
-    fill_module(model)
-    x = recipe_input(net.input_shape)
-    with torch.no_grad():
-        expected = model(x).numpy()
-    state = {k: v.numpy() for k, v in model.state_dict().items()}
-    session = ort.InferenceSession(net.to_onnx(weights=state).SerializeToString(), providers=["CPUExecutionProvider"])
-    (got,) = session.run(None, {session.get_inputs()[0].name: x.numpy()})
-    assert relative_error(got, expected) <= 1e-4
+    timm_facts.assert_onnxruntime_agrees(resdsl.compile(SPECS / "res2net50_26w_4s.res", overrides={"input": "3x64x64"}))
 
 
 def test_res2net_source_has_timms_groups_and_splits():

@@ -9,15 +9,10 @@ onnxruntime at 3x64x64.
 
 from __future__ import annotations
 
-import json
-
-import numpy as np
 import pytest
 import timm_facts
-import torch
 from conftest import SPECS
-from recipe import fill_module
-from timm_facts import TIMM, key_shapes, on_meta, recipe_input, relative_error, timm_keys
+from timm_facts import on_meta
 from timm_resnest import create_model, make_divisible
 
 import resdsl
@@ -27,21 +22,12 @@ FACTS = ["resnest14d", "resnest50d"]
 
 @pytest.mark.parametrize("name", FACTS)
 def test_reference_has_timms_state_dict_and_parameters(name):
-    model = on_meta(lambda: create_model(name))
-    assert key_shapes(model) == timm_keys(name)
-    n_params = sum(p.numel() for p in model.parameters())
-    assert n_params == json.loads((TIMM / f"{name}.json").read_text())["num_params"]
+    timm_facts.assert_timms_state(on_meta(lambda: create_model(name)), name)
 
 
 @pytest.mark.parametrize("name", timm_facts.quick_or_slow(FACTS, {"resnest14d"}))
 def test_reference_gives_timms_logits(name):
-    model = create_model(name).eval()
-    fill_module(model)
-    with torch.no_grad():
-        logits = model(recipe_input((3, 224, 224))).numpy()
-    expected = np.load(TIMM / f"{name}.out.npy")
-    assert logits.shape == expected.shape
-    assert relative_error(logits, expected) <= 1e-4
+    timm_facts.assert_timms_logits(create_model(name), name)
 
 
 def test_attention_width_and_avd():
@@ -61,40 +47,18 @@ def test_attention_width_and_avd():
 
 @pytest.mark.parametrize("name", FACTS)
 def test_spec_has_timms_state_dict_parameters_and_input_size(name):
-    facts = json.loads((TIMM / f"{name}.json").read_text())
-    net = resdsl.compile(SPECS / f"{name}.res")
-    assert list(net.input_shape) == facts["input_size"]
-    assert net.params == facts["num_params"]
-    assert key_shapes(on_meta(net.to_torch)) == timm_keys(name)
+    timm_facts.assert_spec_is_timms(resdsl.compile(SPECS / f"{name}.res"), name)
 
 
 @pytest.mark.parametrize("name", timm_facts.quick_or_slow(FACTS, {"resnest14d"}))
 def test_spec_gives_timms_logits(name):
-    facts = json.loads((TIMM / f"{name}.json").read_text())
-    model = resdsl.compile(SPECS / f"{name}.res").to_torch().eval()
-    fill_module(model)
-    with torch.no_grad():
-        logits = model(recipe_input(facts["input_size"])).numpy()
-    expected = np.load(TIMM / f"{name}.out.npy")
-    assert logits.shape == expected.shape
-    assert relative_error(logits, expected) <= 1e-4
+    timm_facts.assert_timms_logits(resdsl.compile(SPECS / f"{name}.res").to_torch(), name)
 
 
 def test_onnxruntime_gives_the_modules_logits():
     """resnest14d exported with the recipe's weights at 3x64x64: onnxruntime agrees with the generated module
     (the radix split, the softmax across the two splits, their weighted sum, the avd pool, the deep stem)."""
-    import onnxruntime as ort
-
-    net = resdsl.compile(SPECS / "resnest14d.res", overrides={"input": "3x64x64"})
-    model = net.to_torch().eval()
-    fill_module(model)
-    x = recipe_input(net.input_shape)
-    with torch.no_grad():
-        expected = model(x).numpy()
-    state = {k: v.numpy() for k, v in model.state_dict().items()}
-    session = ort.InferenceSession(net.to_onnx(weights=state).SerializeToString(), providers=["CPUExecutionProvider"])
-    (got,) = session.run(None, {session.get_inputs()[0].name: x.numpy()})
-    assert relative_error(got, expected) <= 1e-4
+    timm_facts.assert_onnxruntime_agrees(resdsl.compile(SPECS / "resnest14d.res", overrides={"input": "3x64x64"}))
 
 
 def test_resnest_source_has_timms_split_attention():

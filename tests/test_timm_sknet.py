@@ -12,15 +12,11 @@ skresnet18's spec also runs under onnxruntime at 3x64x64.
 
 from __future__ import annotations
 
-import json
-
-import numpy as np
 import pytest
 import timm_facts
 import torch
 from conftest import SPECS
-from recipe import fill_module
-from timm_facts import TIMM, key_shapes, on_meta, recipe_input, relative_error, timm_keys
+from timm_facts import key_shapes, on_meta
 from timm_sknet import create_model, make_divisible
 
 import resdsl
@@ -34,21 +30,12 @@ def n_params(model: torch.nn.Module) -> int:
 
 @pytest.mark.parametrize("name", FACTS)
 def test_reference_has_timms_state_dict_and_parameters(name):
-    model = on_meta(lambda: create_model(name))
-    assert key_shapes(model) == timm_keys(name)
-    assert n_params(model) == json.loads((TIMM / f"{name}.json").read_text())["num_params"]
+    timm_facts.assert_timms_state(on_meta(lambda: create_model(name)), name)
 
 
 @pytest.mark.parametrize("name", timm_facts.quick_or_slow(FACTS, {"skresnet18"}))
 def test_reference_gives_timms_logits(name):
-    facts = json.loads((TIMM / f"{name}.json").read_text())
-    model = create_model(name).eval()
-    fill_module(model)
-    with torch.no_grad():
-        logits = model(recipe_input(facts["input_size"])).numpy()
-    expected = np.load(TIMM / f"{name}.out.npy")
-    assert logits.shape == expected.shape
-    assert relative_error(logits, expected) <= 1e-4
+    timm_facts.assert_timms_logits(create_model(name), name)
 
 
 def test_attention_widths_are_make_divisibles():
@@ -93,60 +80,30 @@ def test_split_input_halves_the_paths_inputs():
 
 @pytest.mark.parametrize("name", FACTS)
 def test_spec_has_timms_state_dict_parameters_and_input_size(name):
-    facts = json.loads((TIMM / f"{name}.json").read_text())
-    net = resdsl.compile(SPECS / f"{name}.res")
-    assert list(net.input_shape) == facts["input_size"]
-    assert net.params == facts["num_params"]
-    assert key_shapes(on_meta(net.to_torch)) == timm_keys(name)
+    timm_facts.assert_spec_is_timms(resdsl.compile(SPECS / f"{name}.res"), name)
 
 
 @pytest.mark.parametrize("name", timm_facts.quick_or_slow(FACTS, {"skresnet18"}))
 def test_spec_gives_timms_logits(name):
-    facts = json.loads((TIMM / f"{name}.json").read_text())
-    model = resdsl.compile(SPECS / f"{name}.res").to_torch().eval()
-    fill_module(model)
-    with torch.no_grad():
-        logits = model(recipe_input(facts["input_size"])).numpy()
-    expected = np.load(TIMM / f"{name}.out.npy")
-    assert logits.shape == expected.shape
-    assert relative_error(logits, expected) <= 1e-4
+    timm_facts.assert_timms_logits(resdsl.compile(SPECS / f"{name}.res").to_torch(), name)
 
 
 def test_skresnext50_32x4d_spec_is_the_reference():
     """No facts: the spec's state_dict (keys, order, shapes) and parameters are the reference's."""
     net = resdsl.compile(SPECS / "skresnext50_32x4d.res")
-    reference = on_meta(lambda: create_model("skresnext50_32x4d"))
-    assert key_shapes(on_meta(net.to_torch)) == key_shapes(reference)
-    assert net.params == n_params(reference) == 27_479_784
+    timm_facts.assert_reference_state(net, on_meta(lambda: create_model("skresnext50_32x4d")), 27_479_784)
 
 
 @pytest.mark.parametrize("size", [pytest.param(224, marks=[pytest.mark.slow, pytest.mark.zoo]), 96])
 def test_skresnext50_32x4d_spec_gives_the_references_logits(size):
     net = resdsl.compile(SPECS / "skresnext50_32x4d.res", overrides={"input": f"3x{size}x{size}"})
-    model = net.to_torch().eval()
-    fill_module(model)
-    reference = create_model("skresnext50_32x4d").eval()
-    reference.load_state_dict(model.state_dict())  # strict: the same keys and shapes
-    x = recipe_input((3, size, size))
-    with torch.no_grad():
-        assert relative_error(model(x).numpy(), reference(x).numpy()) <= 1e-4
+    timm_facts.assert_references_logits(net, create_model("skresnext50_32x4d"))
 
 
 def test_onnxruntime_gives_the_modules_logits():
     """skresnet18 exported with the recipe's weights at 3x64x64: onnxruntime agrees with the generated module
     (the input split between the paths, the softmax across them, their weighted sum)."""
-    import onnxruntime as ort
-
-    net = resdsl.compile(SPECS / "skresnet18.res", overrides={"input": "3x64x64"})
-    model = net.to_torch().eval()
-    fill_module(model)
-    x = recipe_input(net.input_shape)
-    with torch.no_grad():
-        expected = model(x).numpy()
-    state = {k: v.numpy() for k, v in model.state_dict().items()}
-    session = ort.InferenceSession(net.to_onnx(weights=state).SerializeToString(), providers=["CPUExecutionProvider"])
-    (got,) = session.run(None, {session.get_inputs()[0].name: x.numpy()})
-    assert relative_error(got, expected) <= 1e-4
+    timm_facts.assert_onnxruntime_agrees(resdsl.compile(SPECS / "skresnet18.res", overrides={"input": "3x64x64"}))
 
 
 def test_sknet_source_has_timms_paths_and_attention():
