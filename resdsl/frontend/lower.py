@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import math
+from collections.abc import Collection
 from dataclasses import dataclass, field
 
 from ..diagnostics import Collector, Diagnostic, Label, ResdslError, Span, error
@@ -487,29 +488,10 @@ class _Lowerer:
     def _check_member(self, group: Module, levels: list[str], target: ast.Ident) -> None:
         """`levels[-1]`, a new member of `group` (a group itself, or the statement's module): not taken, and
         numbered 0, 1, 2, … in order or named, as its siblings are (the class writes an nn.Sequential or a Group)."""
-        name, shown = levels[-1], ".".join(levels)
         taken = {child.name for child in group.children} | {
             n.path.rpartition(".")[2] for n in self.ir if n.parent is group and n.path
         }
-        if name in taken:
-            raise error("E0104", f"`{target.text}` is defined twice", target.span, "second definition")
-        if taken and name.isdigit() != all(member.isdigit() for member in taken):
-            raise error(
-                "E0124",
-                f"`{shown}`: a group's members are all numbered or all named",
-                target.span,
-                "a number among names" if name.isdigit() else "a name among numbers",
-                "number a group's stages 0, 1, 2, … in order, or give every member a name",
-            )
-        if name.isdigit() and name != str(len(taken)):
-            group_path = ".".join(levels[:-1])
-            raise error(
-                "E0124",
-                f"`{shown}`: the next stage of group `{group_path}` is `{group_path}.{len(taken)}`",
-                target.span,
-                f"expected `{group_path}.{len(taken)}`",
-                "number a group's stages 0, 1, 2, … in order",
-            )
+        _check_numbering(".".join(levels), levels[-1], taken, target.span, "stage")
 
     def _grouped(self, stmt, target: ast.Ident, scope: Scope) -> None:
         """`stem.conv = conv(...)`: the statement's module, named by the last level, inside nested groups
@@ -592,24 +574,7 @@ class _Lowerer:
             group = self.ir.module(group_name, ModuleKind.LIST, scope.module, target.span)
             scope.lists[group_name] = group
         taken = [key.rpartition(".")[2] for key in scope.names if key.startswith(group_name + ".")]
-        if member in taken:
-            raise error("E0104", f"`{target.text}` is defined twice in this scope", target.span, "second definition")
-        if taken and member.isdigit() != taken[0].isdigit():
-            raise error(
-                "E0124",
-                f"`{target.text}`: a group's members are all numbered or all named",
-                target.span,
-                "a number among names" if member.isdigit() else "a name among numbers",
-                "number a group's members 0, 1, 2, … in order, or give every member a name",
-            )
-        if member.isdigit() and member != str(len(taken)):
-            raise error(
-                "E0124",
-                f"`{target.text}`: the next member of group `{group_name}` is `{group_name}.{len(taken)}`",
-                target.span,
-                f"expected `{group_name}.{len(taken)}`",
-                "number a group's members 0, 1, 2, … in order",
-            )
+        _check_numbering(target.text, member, taken, target.span, "member")
         inner = dataclasses.replace(stmt, target=ast.Ident(member, target.span))
         outer = scope.module
         scope.module, self.bind_as = group, (scope, target.text)  # the output's name is the whole path
@@ -1261,6 +1226,30 @@ def _between(ir: IR, candidates: list[Node], end: Node) -> list[Node]:
                 found.add(operand)
                 stack.append(operand)
     return [node for node in candidates if node in found]
+
+
+def _check_numbering(shown: str, name: str, taken: Collection[str], span: Span, what: str) -> None:
+    """`name`, a new member of a group (`shown` is its whole path) whose members so far are `taken`: not
+    taken, and numbered 0, 1, 2, … in order or named, as they are (an nn.Sequential or ModuleList, or not)."""
+    group = shown.rpartition(".")[0]
+    if name in taken:
+        raise error("E0104", f"`{shown}` is defined twice in this scope", span, "second definition")
+    if taken and name.isdigit() != all(member.isdigit() for member in taken):
+        raise error(
+            "E0124",
+            f"`{shown}`: a group's members are all numbered or all named",
+            span,
+            "a number among names" if name.isdigit() else "a name among numbers",
+            f"number a group's {what}s 0, 1, 2, … in order, or give every member a name",
+        )
+    if name.isdigit() and name != str(len(taken)):
+        raise error(
+            "E0124",
+            f"`{shown}`: the next {what} of group `{group}` is `{group}.{len(taken)}`",
+            span,
+            f"expected `{group}.{len(taken)}`",
+            f"number a group's {what}s 0, 1, 2, … in order",
+        )
 
 
 def _key(diag: Diagnostic) -> tuple:
