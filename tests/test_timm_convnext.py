@@ -13,6 +13,7 @@ import json
 
 import numpy as np
 import pytest
+import timm_facts
 import torch
 from conftest import SPECS
 from recipe import fill_module
@@ -81,18 +82,8 @@ def test_convnext_tiny_gives_the_references_logits(size):
 def test_onnxruntime_gives_the_modules_logits(name):
     """Exported with the recipe's weights at 3x64x64: onnxruntime agrees with the generated module, the
     channels-last blocks of convnext_tiny included."""
-    import onnxruntime as ort
-
     net = resdsl.compile(SPECS / f"{name}.res", overrides={"input": "3x64x64"})
-    model = net.to_torch().eval()
-    fill_module(model)
-    x = recipe_input(net.input_shape)
-    with torch.no_grad():
-        expected = model(x).numpy()
-    state = {k: v.numpy() for k, v in model.state_dict().items()}
-    session = ort.InferenceSession(net.to_onnx(weights=state).SerializeToString(), providers=["CPUExecutionProvider"])
-    (got,) = session.run(None, {session.get_inputs()[0].name: x.numpy()})
-    assert relative_error(got, expected) <= 1e-4
+    timm_facts.assert_onnxruntime_agrees(net)
 
 
 @pytest.mark.parametrize("name", NAMES)

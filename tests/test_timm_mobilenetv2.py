@@ -12,6 +12,7 @@ import json
 
 import numpy as np
 import pytest
+import timm_facts
 import torch
 from conftest import SPECS
 from recipe import fill_module
@@ -73,19 +74,9 @@ def test_onnxruntime_gives_the_modules_logits(name):
     """Exported with the recipe's weights: onnxruntime agrees with the generated module, the blocks without
     a shortcut included, and for mobilenetv2_100 (at its own input) with timm's logits; mobilenetv2_140 at
     3x96x96."""
-    import onnxruntime as ort
-
     exact = (TIMM / f"{name}.out.npy").exists()
     net = resdsl.compile(SPECS / f"{name}.res", overrides=None if exact else {"input": "3x96x96"})
-    model = net.to_torch().eval()
-    fill_module(model)
-    x = recipe_input(net.input_shape)
-    with torch.no_grad():
-        expected = model(x).numpy()
-    state = {k: v.numpy() for k, v in model.state_dict().items()}
-    session = ort.InferenceSession(net.to_onnx(weights=state).SerializeToString(), providers=["CPUExecutionProvider"])
-    (got,) = session.run(None, {session.get_inputs()[0].name: x.numpy()})
-    assert relative_error(got, expected) <= 1e-4
+    got = timm_facts.assert_onnxruntime_agrees(net)
     if exact:
         assert relative_error(got, np.load(TIMM / f"{name}.out.npy")) <= 1e-4
 

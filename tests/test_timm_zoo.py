@@ -129,16 +129,6 @@ def test_without_facts_logits_are_the_references(name):
 def test_onnxruntime_gives_the_modules_and_timms_logits(name):
     """A deep stem, ECA, blur pooling, average-pool anti-aliasing and ResNet-RS, exported with the recipe's
     weights: onnxruntime agrees with the generated module, and both with timm."""
-    import onnxruntime as ort
-
     net = resdsl.compile(SPECS / f"{name}.res")
-    model = net.to_torch().eval()
-    fill_module(model)
-    x = recipe_input(net.input_shape)
-    with torch.no_grad():
-        expected = model(x).numpy()
-    state = {k: v.numpy() for k, v in model.state_dict().items()}
-    session = ort.InferenceSession(net.to_onnx(weights=state).SerializeToString(), providers=["CPUExecutionProvider"])
-    (got,) = session.run(None, {session.get_inputs()[0].name: x.numpy()})
-    assert relative_error(got, expected) <= 1e-4
+    got = timm_facts.assert_onnxruntime_agrees(net)
     assert relative_error(got, np.load(TIMM / f"{name}.out.npy")) <= 1e-4

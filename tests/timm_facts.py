@@ -91,8 +91,8 @@ def assert_reference_state(net, reference: torch.nn.Module, params: int) -> None
     assert net.params == sum(p.numel() for p in reference.parameters()) == params
 
 
-def assert_onnxruntime_agrees(net) -> None:
-    """The spec exported with the recipe's weights: onnxruntime gives the generated module's logits."""
+def assert_onnxruntime_agrees(net) -> np.ndarray:
+    """The spec exported with the recipe's weights: onnxruntime gives the generated module's logits (returned)."""
     import onnxruntime as ort
 
     model = net.to_torch().eval()
@@ -104,3 +104,4 @@ def assert_onnxruntime_agrees(net) -> None:
     session = ort.InferenceSession(net.to_onnx(weights=state).SerializeToString(), providers=["CPUExecutionProvider"])
     (got,) = session.run(None, {session.get_inputs()[0].name: x.numpy()})
     assert relative_error(got, expected) <= 1e-4
+    return got
