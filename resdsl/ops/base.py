@@ -342,6 +342,12 @@ def _typed_fields(cls: type[Op]) -> list[tuple[str, type]]:
     return _TYPED_FIELDS[cls]
 
 
+def changed_args(w: TorchWriter, defaults: Sequence[tuple[str, str]]) -> list[str]:
+    """`name=value` for each attribute whose source differs from the module's default, in the given order:
+    generated modules spell out only what a spec changed (`nn.Conv2d(64, 64, 3, stride=2, bias=False)`)."""
+    return [f"{name}={w.attr(name)}" for name, default in defaults if w.attr(name) != default]
+
+
 def half_kernel(values: Mapping[str, Any], exprs: dict[str, Expr], span: Span) -> Expr | None:
     """A conv's default padding, `kernel // 2 * dilation`, as an expression; None when both are constants."""
     dilation = exprs.get("dilation")

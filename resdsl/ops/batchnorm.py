@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import ClassVar
 
-from .base import ArgSpec, OnnxWriter, Op, Range, Shape, ShapeReport, Signature, StateEntry, TorchWriter
+from .base import ArgSpec, OnnxWriter, Op, Range, Shape, ShapeReport, Signature, StateEntry, TorchWriter, changed_args
 
 # The state entry a checkpoint may leave out: it counts training updates and means nothing at inference.
 BATCHES_TRACKED = "num_batches_tracked"
@@ -48,10 +48,7 @@ class BatchNorm(Op):
         return "BN"
 
     def torch_module(self, w: TorchWriter) -> str:
-        args = [w.in_channels()]
-        for name, default in (("eps", repr(1e-5)), ("momentum", repr(0.1))):
-            if w.attr(name) != default:
-                args.append(f"{name}={w.attr(name)}")
+        args = [w.in_channels(), *changed_args(w, (("eps", repr(1e-5)), ("momentum", repr(0.1))))]
         return f"nn.BatchNorm2d({', '.join(args)})"
 
     def onnx(self, w: OnnxWriter, inputs: list[str]) -> None:

@@ -17,6 +17,7 @@ from .base import (
     Signature,
     StateEntry,
     TorchWriter,
+    changed_args,
     fan_in_bound,
     half_kernel,
 )
@@ -99,11 +100,9 @@ class Conv(Op):
 
     def torch_module(self, w: TorchWriter) -> str:
         args = [w.in_channels(), w.attr("out_channels"), w.attr("kernel")]
-        for name, default in (("stride", "1"), ("padding", "0"), ("dilation", "1"), ("groups", "1")):
-            if w.attr(name) != default:
-                args.append(f"{name}={w.attr(name)}")
-        if w.attr("bias") != "True":
-            args.append(f"bias={w.attr('bias')}")
+        args += changed_args(
+            w, (("stride", "1"), ("padding", "0"), ("dilation", "1"), ("groups", "1"), ("bias", "True"))
+        )
         return f"nn.Conv2d({', '.join(args)})"
 
     def onnx(self, w: OnnxWriter, inputs: list[str]) -> None:

@@ -16,6 +16,7 @@ from .base import (
     Signature,
     StateEntry,
     TorchWriter,
+    changed_args,
     fan_in_bound,
 )
 
@@ -109,13 +110,8 @@ class ConvTranspose(Op):
 
     def torch_module(self, w: TorchWriter) -> str:
         args = [w.in_channels(), w.attr("out_channels"), w.attr("kernel")]
-        for name, default in (("stride", "1"), ("padding", "0"), ("output_padding", "0"), ("groups", "1")):
-            if w.attr(name) != default:
-                args.append(f"{name}={w.attr(name)}")
-        if w.attr("bias") != "True":
-            args.append(f"bias={w.attr('bias')}")
-        if w.attr("dilation") != "1":
-            args.append(f"dilation={w.attr('dilation')}")
+        defaults = (("stride", "1"), ("padding", "0"), ("output_padding", "0"), ("groups", "1"), ("bias", "True"))
+        args += changed_args(w, (*defaults, ("dilation", "1")))  # PyTorch's order: dilation after bias
         return f"nn.ConvTranspose2d({', '.join(args)})"
 
     def onnx(self, w: OnnxWriter, inputs: list[str]) -> None:

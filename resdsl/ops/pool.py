@@ -8,7 +8,7 @@ from typing import Any, ClassVar
 
 from ..diagnostics import Span
 from ..ir.expr import BinOp, Expr, Num
-from .base import ArgSpec, OnnxWriter, Op, Shape, ShapeReport, Signature, TorchWriter
+from .base import ArgSpec, OnnxWriter, Op, Shape, ShapeReport, Signature, TorchWriter, changed_args
 from .window import pool_pads, window_out
 
 
@@ -64,11 +64,8 @@ class _Pool(Op):
 
     def _module(self, cls: str, w: TorchWriter) -> str:
         """The module form (inside an nn.Sequential): arguments past kernel and stride only where not default."""
-        args = [w.attr("kernel"), w.attr("stride")]
-        defaults = {"padding": "0", "ceil_mode": "False", "count_include_pad": "True"}
-        args += [
-            f"{name}={w.attr(name)}" for name in defaults if hasattr(self, name) and w.attr(name) != defaults[name]
-        ]
+        defaults = [("padding", "0"), ("ceil_mode", "False"), ("count_include_pad", "True")]
+        args = [w.attr("kernel"), w.attr("stride"), *changed_args(w, [d for d in defaults if hasattr(self, d[0])])]
         return f"{cls}({', '.join(args)})"
 
     def _label(self, name: str) -> str:
