@@ -9,16 +9,12 @@ checked against every fact of `convnext_atto`.
 
 from __future__ import annotations
 
-import json
-
-import numpy as np
 import pytest
 import timm_facts
 import torch
 from conftest import SPECS
-from recipe import fill_module
 from timm_convnext import create_model
-from timm_facts import TIMM, key_shapes, on_meta, quick_or_slow, recipe_input, relative_error, timm_keys
+from timm_facts import TIMM, on_meta, quick_or_slow
 
 import resdsl
 
@@ -32,36 +28,23 @@ def test_both_are_bundled_and_only_atto_has_facts():
 
 def test_convnext_atto_has_timms_state_dict_parameters_and_logits():
     name = "convnext_atto"
-    facts = json.loads((TIMM / f"{name}.json").read_text())
     net = resdsl.compile(SPECS / f"{name}.res")
-    assert list(net.input_shape) == facts["input_size"]
-    assert net.params == facts["num_params"] == 3_695_520
-    assert key_shapes(on_meta(net.to_torch)) == timm_keys(name)
-    model = net.to_torch().eval()
-    fill_module(model)
-    with torch.no_grad():
-        logits = model(recipe_input(facts["input_size"])).numpy()
-    assert relative_error(logits, np.load(TIMM / f"{name}.out.npy")) <= 1e-4
+    timm_facts.assert_spec_is_timms(net, name)
+    assert net.params == 3_695_520
+    timm_facts.assert_timms_logits(net.to_torch(), name)
 
 
 def test_reference_has_timms_state_dict_and_logits():
     name = "convnext_atto"
-    facts = json.loads((TIMM / f"{name}.json").read_text())
-    model = create_model(name).eval()
-    assert key_shapes(model) == timm_keys(name)
-    assert sum(p.numel() for p in model.parameters()) == facts["num_params"]
-    fill_module(model)
-    with torch.no_grad():
-        logits = model(recipe_input(facts["input_size"])).numpy()
-    assert relative_error(logits, np.load(TIMM / f"{name}.out.npy")) <= 1e-4
+    model = create_model(name)
+    timm_facts.assert_timms_state(model, name)
+    timm_facts.assert_timms_logits(model, name)
 
 
 def test_convnext_tiny_has_the_references_state_dict_and_timms_parameters():
     name = "convnext_tiny"
     net = resdsl.compile(SPECS / f"{name}.res")
-    reference = on_meta(lambda: create_model(name))
-    assert key_shapes(on_meta(net.to_torch)) == key_shapes(reference)
-    assert net.params == sum(p.numel() for p in reference.parameters()) == 28_589_128  # timm's count
+    timm_facts.assert_reference_state(net, on_meta(lambda: create_model(name)), 28_589_128)  # timm's count
 
 
 @pytest.mark.parametrize("size", quick_or_slow([64, 224], {64}))
@@ -69,13 +52,7 @@ def test_convnext_tiny_gives_the_references_logits(size):
     """The recipe's weights in both; 3x64x64 in the suite (the last stage at 2x2), 224 with --zoo."""
     name = "convnext_tiny"
     net = resdsl.compile(SPECS / f"{name}.res", overrides={"input": f"3x{size}x{size}"})
-    model = net.to_torch().eval()
-    fill_module(model)
-    reference = create_model(name).eval()
-    reference.load_state_dict(model.state_dict())  # strict: the same keys and shapes
-    x = recipe_input(net.input_shape)
-    with torch.no_grad():
-        assert relative_error(model(x).numpy(), reference(x).numpy()) <= 1e-4
+    timm_facts.assert_references_logits(net, create_model(name))
 
 
 @pytest.mark.parametrize("name", NAMES)

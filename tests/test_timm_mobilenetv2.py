@@ -8,15 +8,11 @@ multiplier's channel rounding), which is itself checked against every fact of `m
 
 from __future__ import annotations
 
-import json
-
 import numpy as np
 import pytest
 import timm_facts
-import torch
 from conftest import SPECS
-from recipe import fill_module
-from timm_facts import TIMM, key_shapes, on_meta, recipe_input, relative_error, timm_keys
+from timm_facts import TIMM, relative_error
 from timm_mobilenetv2 import create_model
 
 import resdsl
@@ -31,42 +27,24 @@ def test_both_are_bundled_and_only_100_has_facts():
 
 def test_mobilenetv2_100_has_timms_state_dict_parameters_and_logits():
     name = "mobilenetv2_100"
-    facts = json.loads((TIMM / f"{name}.json").read_text())
     net = resdsl.compile(SPECS / f"{name}.res")
-    assert list(net.input_shape) == facts["input_size"]
-    assert net.params == facts["num_params"]
-    assert key_shapes(on_meta(net.to_torch)) == timm_keys(name)
-    model = net.to_torch().eval()
-    fill_module(model)
-    with torch.no_grad():
-        logits = model(recipe_input(facts["input_size"])).numpy()
-    assert relative_error(logits, np.load(TIMM / f"{name}.out.npy")) <= 1e-4
+    timm_facts.assert_spec_is_timms(net, name)
+    timm_facts.assert_timms_logits(net.to_torch(), name)
 
 
 def test_reference_has_timms_state_dict_and_logits():
     name = "mobilenetv2_100"
-    model = create_model(name).eval()
-    assert key_shapes(model) == timm_keys(name)
-    assert sum(p.numel() for p in model.parameters()) == json.loads((TIMM / f"{name}.json").read_text())["num_params"]
-    fill_module(model)
-    with torch.no_grad():
-        logits = model(recipe_input((3, 224, 224))).numpy()
-    assert relative_error(logits, np.load(TIMM / f"{name}.out.npy")) <= 1e-4
+    model = create_model(name)
+    timm_facts.assert_timms_state(model, name)
+    timm_facts.assert_timms_logits(model, name)
 
 
 def test_mobilenetv2_140_is_the_reference():
     """State_dict and parameters at its own size; logits at 3x128x128 (quick)."""
     name = "mobilenetv2_140"
-    net = resdsl.compile(SPECS / f"{name}.res")
-    reference = create_model(name).eval()
-    assert key_shapes(on_meta(net.to_torch)) == key_shapes(reference)
-    assert net.params == sum(p.numel() for p in reference.parameters()) == 6_108_776
-    model = net.to_torch().eval()
-    fill_module(model)
-    reference.load_state_dict(model.state_dict())  # strict: the same keys and shapes
-    x = recipe_input((3, 128, 128))
-    with torch.no_grad():
-        assert relative_error(model(x).numpy(), reference(x).numpy()) <= 1e-4
+    timm_facts.assert_reference_state(resdsl.compile(SPECS / f"{name}.res"), create_model(name), 6_108_776)
+    net = resdsl.compile(SPECS / f"{name}.res", overrides={"input": "3x128x128"})
+    timm_facts.assert_references_logits(net, create_model(name))
 
 
 @pytest.mark.parametrize("name", NAMES)
