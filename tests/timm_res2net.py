@@ -1,6 +1,6 @@
-"""A compact PyTorch Res2Net, written from timm's `res2net.py` (`Bottle2neck`, the registry functions) and
-the parts of `resnet.py` it uses (`ResNet`'s stems, `make_blocks`, `downsample_conv`/`downsample_avg`),
-without importing timm.
+"""A compact PyTorch Res2Net, written from timm's `res2net.py` (`Bottle2neck`, the registry functions), in
+the ResNet container of tests/timm_resnet.py (timm's `ResNet`, which res2net.py builds on), without
+importing timm.
 
 timm's module names and order: `conv1` (a 7×7 conv, or the deep stem's Sequential `0`, `1`, `3`, `4`, `6`),
 `bn1`, `act1`, `maxpool`, stages `layer1` … `layer4` of `Bottle2neck`s, then `fc`. Each block holds `conv1`
@@ -16,6 +16,7 @@ from __future__ import annotations
 import math
 
 import torch
+from timm_resnet import ResNet
 from torch import nn
 
 # timm's registry arguments: layers, base_width, cardinality, scale, deep stem (stem_width 32, avg_down)
@@ -29,7 +30,7 @@ ARGS = {
 class Bottle2neck(nn.Module):
     expansion = 4
 
-    def __init__(self, inplanes, planes, stride=1, downsample=None, cardinality=1, base_width=26, scale=4):
+    def __init__(self, inplanes, planes, stride=1, downsample=None, cardinality=1, base_width=26, scale=4, **_):
         super().__init__()
         self.scale = scale
         self.is_first = stride > 1 or downsample is not None
@@ -64,59 +65,14 @@ class Bottle2neck(nn.Module):
         return self.relu(out + shortcut)
 
 
-def downsample(cin: int, cout: int, stride: int, avg_down: bool) -> nn.Sequential:
-    if not avg_down:
-        return nn.Sequential(nn.Conv2d(cin, cout, 1, stride, bias=False), nn.BatchNorm2d(cout))
-    pool = nn.AvgPool2d(2, stride, ceil_mode=True, count_include_pad=False) if stride != 1 else nn.Identity()
-    return nn.Sequential(pool, nn.Conv2d(cin, cout, 1, bias=False), nn.BatchNorm2d(cout))
-
-
-class ResNet(nn.Module):
-    def __init__(self, layers, base_width, cardinality, scale, deep, num_classes=1000):
-        super().__init__()
-        stem_width = 32
-        inplanes = stem_width * 2 if deep else 64
-        if deep:
-            self.conv1 = nn.Sequential(
-                nn.Conv2d(3, stem_width, 3, 2, 1, bias=False),
-                nn.BatchNorm2d(stem_width),
-                nn.ReLU(inplace=True),
-                nn.Conv2d(stem_width, stem_width, 3, 1, 1, bias=False),
-                nn.BatchNorm2d(stem_width),
-                nn.ReLU(inplace=True),
-                nn.Conv2d(stem_width, inplanes, 3, 1, 1, bias=False),
-            )
-        else:
-            self.conv1 = nn.Conv2d(3, inplanes, 7, 2, 3, bias=False)
-        self.bn1 = nn.BatchNorm2d(inplanes)
-        self.act1 = nn.ReLU(inplace=True)
-        self.maxpool = nn.MaxPool2d(3, 2, 1)
-        for i, (planes, depth) in enumerate(zip((64, 128, 256, 512), layers, strict=True)):
-            stride = 1 if i == 0 else 2
-            outplanes = planes * Bottle2neck.expansion
-            proj = downsample(inplanes, outplanes, stride, deep) if stride != 1 or inplanes != outplanes else None
-            blocks = []
-            for j in range(depth):
-                blocks.append(
-                    Bottle2neck(
-                        inplanes,
-                        planes,
-                        stride if j == 0 else 1,
-                        proj if j == 0 else None,
-                        cardinality=cardinality,
-                        base_width=base_width,
-                        scale=scale,
-                    )
-                )
-                inplanes = outplanes
-            self.add_module(f"layer{i + 1}", nn.Sequential(*blocks))
-        self.fc = nn.Linear(inplanes, num_classes)
-
-    def forward(self, x):
-        x = self.maxpool(self.act1(self.bn1(self.conv1(x))))
-        x = self.layer4(self.layer3(self.layer2(self.layer1(x))))
-        return self.fc(x.mean((2, 3)))
-
-
 def create_model(name: str) -> ResNet:
-    return ResNet(**ARGS[name])
+    args = ARGS[name]
+    deep = dict(stem_type="deep", stem_width=32, avg_down=True) if args["deep"] else {}
+    return ResNet(
+        Bottle2neck,
+        args["layers"],
+        cardinality=args["cardinality"],
+        base_width=args["base_width"],
+        block_args=dict(scale=args["scale"]),
+        **deep,
+    )

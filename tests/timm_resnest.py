@@ -1,6 +1,6 @@
 """A compact PyTorch ResNeSt, written from timm's `resnest.py` (`ResNestBottleneck`, the registry functions),
-`layers/split_attn.py` (`SplitAttn`, `RadixSoftmax`) and the parts of `resnet.py` it uses (`ResNet`'s deep
-stem, `make_blocks`, `downsample_avg`), without importing timm.
+`layers/split_attn.py` (`SplitAttn`, `RadixSoftmax`), in the ResNet container of tests/timm_resnet.py
+(timm's `ResNet`, which resnest.py builds on), without importing timm.
 
 timm's module names and order: `conv1` (the deep stem's Sequential `0`, `1`, `3`, `4`, `6`; widths 32, 32,
 64), `bn1`, `act1`, `maxpool`, stages `layer1` … `layer4`, then `fc`. Each block holds `conv1`, `bn1`,
@@ -15,17 +15,12 @@ least 32.
 from __future__ import annotations
 
 import torch.nn.functional as F
+from timm_resnet import ResNet, make_divisible
 from torch import nn
 
 # timm's registry arguments (each also stem_type 'deep', stem_width 32, avg_down, base_width 64, cardinality 1,
 # radix 2, avd, not avd_first)
 LAYERS = {"resnest14d": (1, 1, 1, 1), "resnest26d": (2, 2, 2, 2), "resnest50d": (3, 4, 6, 3)}
-
-
-def make_divisible(v: float, divisor: int = 8, min_value: int | None = None, round_limit: float = 0.9) -> int:
-    min_value = min_value or divisor
-    new_v = max(min_value, int(v + divisor / 2) // divisor * divisor)
-    return new_v + divisor if new_v < round_limit * v else new_v
 
 
 class RadixSoftmax(nn.Module):
@@ -75,7 +70,7 @@ class SplitAttn(nn.Module):
 class ResNestBottleneck(nn.Module):
     expansion = 4
 
-    def __init__(self, inplanes, planes, stride=1, downsample=None, radix=2, cardinality=1, base_width=64):
+    def __init__(self, inplanes, planes, stride=1, downsample=None, radix=2, cardinality=1, base_width=64, **_):
         super().__init__()
         width = int(planes * (base_width / 64.0)) * cardinality
         avd_stride = stride if stride > 1 else 0  # avd, not avd_first; is_first is never set
@@ -98,42 +93,7 @@ class ResNestBottleneck(nn.Module):
         return self.act3(out + shortcut)
 
 
-class ResNet(nn.Module):
-    def __init__(self, layers, stem_width=32, num_classes=1000):
-        super().__init__()
-        inplanes = stem_width * 2
-        self.conv1 = nn.Sequential(
-            nn.Conv2d(3, stem_width, 3, 2, 1, bias=False),
-            nn.BatchNorm2d(stem_width),
-            nn.ReLU(inplace=True),
-            nn.Conv2d(stem_width, stem_width, 3, 1, 1, bias=False),
-            nn.BatchNorm2d(stem_width),
-            nn.ReLU(inplace=True),
-            nn.Conv2d(stem_width, inplanes, 3, 1, 1, bias=False),
-        )
-        self.bn1 = nn.BatchNorm2d(inplanes)
-        self.act1 = nn.ReLU(inplace=True)
-        self.maxpool = nn.MaxPool2d(3, 2, 1)
-        for i, (planes, depth) in enumerate(zip((64, 128, 256, 512), layers, strict=True)):
-            stride = 1 if i == 0 else 2
-            outplanes = planes * ResNestBottleneck.expansion
-            proj = None
-            if stride != 1 or inplanes != outplanes:  # downsample_avg
-                pool = nn.AvgPool2d(2, stride, ceil_mode=True, count_include_pad=False)
-                pool = pool if stride != 1 else nn.Identity()
-                proj = nn.Sequential(pool, nn.Conv2d(inplanes, outplanes, 1, bias=False), nn.BatchNorm2d(outplanes))
-            blocks = []
-            for j in range(depth):
-                blocks.append(ResNestBottleneck(inplanes, planes, stride if j == 0 else 1, proj if j == 0 else None))
-                inplanes = outplanes
-            self.add_module(f"layer{i + 1}", nn.Sequential(*blocks))
-        self.fc = nn.Linear(inplanes, num_classes)
-
-    def forward(self, x):
-        x = self.maxpool(self.act1(self.bn1(self.conv1(x))))
-        x = self.layer4(self.layer3(self.layer2(self.layer1(x))))
-        return self.fc(x.mean((2, 3)))
-
-
 def create_model(name: str) -> ResNet:
-    return ResNet(LAYERS[name])
+    return ResNet(
+        ResNestBottleneck, LAYERS[name], stem_type="deep", stem_width=32, avg_down=True, block_args=dict(radix=2)
+    )

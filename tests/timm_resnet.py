@@ -172,7 +172,7 @@ class ResNet(nn.Module):
     def __init__(
         self, block, layers, num_classes=1000, in_chans=3, cardinality=1, base_width=64, stem_width=64,
         stem_type="", replace_stem_pool=False, block_reduce_first=1, down_kernel_size=1, avg_down=False,
-        act_layer=nn.ReLU, norm_layer=nn.BatchNorm2d, aa_layer=None, attn_layer=None,
+        act_layer=nn.ReLU, norm_layer=nn.BatchNorm2d, aa_layer=None, attn_layer=None, block_args=None,
     ):  # fmt: skip
         super().__init__()
         deep_stem = "deep" in stem_type
@@ -212,8 +212,8 @@ class ResNet(nn.Module):
             self.maxpool = nn.MaxPool2d(kernel_size=3, stride=2, padding=1)
         block_args = dict(
             cardinality=cardinality, base_width=base_width, reduce_first=block_reduce_first, act_layer=act_layer,
-            norm_layer=norm_layer, attn_layer=attn_layer, aa_layer=aa_layer,
-        )  # fmt: skip
+            norm_layer=norm_layer, attn_layer=attn_layer, aa_layer=aa_layer, **(block_args or {}),
+        )  # fmt: skip  # block_args: what other families' blocks take besides (Res2Net's scale, ResNeSt's radix)
         for stage, (planes, count) in enumerate(zip((64, 128, 256, 512), layers, strict=True)):
             stride = 1 if stage == 0 else 2
             downsample = None

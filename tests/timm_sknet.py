@@ -1,6 +1,7 @@
 """A compact PyTorch SK-ResNet, written from timm's `sknet.py` (`SelectiveKernelBasic`,
-`SelectiveKernelBottleneck`), `selective_kernel.py` (`SelectiveKernel`, `SelectiveKernelAttn`) and the
-`ResNet` container of `resnet.py` (`make_blocks`, `downsample_conv`), for checking the SK-ResNet specs.
+`SelectiveKernelBottleneck`), `selective_kernel.py` (`SelectiveKernel`, `SelectiveKernelAttn`), in the
+ResNet container of tests/timm_resnet.py (timm's `ResNet`, which sknet.py builds on), for checking the
+SK-ResNet specs.
 
 timm's module names and order: the stem `conv1`, `bn1` (7×7, stride 2, then a 3×3 max pool), stages
 `layer1` … `layer4` of blocks `0`, `1`, …, then `fc`. The selective kernel (a block's `conv1` in
@@ -20,17 +21,8 @@ import math
 from dataclasses import dataclass, field
 
 import torch
+from timm_resnet import ResNet, make_divisible
 from torch import nn
-
-
-def make_divisible(v: float, divisor: int = 8, min_value: int | None = None, round_limit: float = 0.9) -> int:
-    """timm's make_divisible: the nearest multiple of `divisor`, at least `min_value` (default `divisor`),
-    rounded up when rounding down would lose more than 10%."""
-    min_value = min_value or divisor
-    new_v = max(min_value, int(v + divisor / 2) // divisor * divisor)
-    if new_v < round_limit * v:
-        new_v += divisor
-    return new_v
 
 
 class ConvNormAct(nn.Module):
@@ -87,21 +79,16 @@ class SelectiveKernel(nn.Module):
         return (x * self.attn(x)).sum(1)
 
 
-def downsample(cin: int, cout: int, stride: int) -> nn.Sequential:
-    """timm's downsample_conv with down_kernel_size 1: keys `0.weight`, `1.*`."""
-    return nn.Sequential(nn.Conv2d(cin, cout, 1, stride, bias=False), nn.BatchNorm2d(cout))
-
-
 class SelectiveKernelBasic(nn.Module):
     expansion = 1
 
-    def __init__(self, cin: int, planes: int, stride: int, cardinality: int, base_width: int, sk: dict):
+    def __init__(self, cin, planes, stride=1, downsample=None, cardinality=1, base_width=64, sk=None, **_):
         super().__init__()
         cout = planes * self.expansion
-        self.conv1 = SelectiveKernel(cin, planes, stride, **sk)
+        self.conv1 = SelectiveKernel(cin, planes, stride, **(sk or {}))
         self.conv2 = ConvNormAct(planes, cout, 3, act=False)
         self.act = nn.ReLU()
-        self.downsample = downsample(cin, cout, stride) if stride != 1 or cin != cout else None
+        self.downsample = downsample
 
     def forward(self, x):
         shortcut = x if self.downsample is None else self.downsample(x)
@@ -111,15 +98,15 @@ class SelectiveKernelBasic(nn.Module):
 class SelectiveKernelBottleneck(nn.Module):
     expansion = 4
 
-    def __init__(self, cin: int, planes: int, stride: int, cardinality: int, base_width: int, sk: dict):
+    def __init__(self, cin, planes, stride=1, downsample=None, cardinality=1, base_width=64, sk=None, **_):
         super().__init__()
         width = int(math.floor(planes * (base_width / 64)) * cardinality)
         cout = planes * self.expansion
         self.conv1 = ConvNormAct(cin, width)
-        self.conv2 = SelectiveKernel(width, width, stride, groups=cardinality, **sk)
+        self.conv2 = SelectiveKernel(width, width, stride, groups=cardinality, **(sk or {}))
         self.conv3 = ConvNormAct(width, cout, act=False)
         self.act = nn.ReLU()
-        self.downsample = downsample(cin, cout, stride) if stride != 1 or cin != cout else None
+        self.downsample = downsample
 
     def forward(self, x):
         shortcut = x if self.downsample is None else self.downsample(x)
@@ -146,28 +133,8 @@ CFGS = {
 }
 
 
-class SKResNet(nn.Module):
-    def __init__(self, cfg: Cfg, num_classes: int = 1000):
-        super().__init__()
-        self.conv1 = nn.Conv2d(3, 64, 7, 2, 3, bias=False)
-        self.bn1 = nn.BatchNorm2d(64)
-        self.act1 = nn.ReLU()
-        self.maxpool = nn.MaxPool2d(3, 2, 1)
-        cin = 64
-        for s, (planes, depth) in enumerate(zip((64, 128, 256, 512), cfg.layers, strict=True)):
-            blocks = []
-            for b in range(depth):
-                stride = 2 if s > 0 and b == 0 else 1
-                blocks.append(cfg.block(cin, planes, stride, cfg.cardinality, cfg.base_width, cfg.sk))
-                cin = planes * cfg.block.expansion
-            self.add_module(f"layer{s + 1}", nn.Sequential(*blocks))
-        self.fc = nn.Linear(cin, num_classes)
-
-    def forward(self, x):
-        x = self.maxpool(self.act1(self.bn1(self.conv1(x))))
-        x = self.layer4(self.layer3(self.layer2(self.layer1(x))))
-        return self.fc(x.mean((2, 3)))
-
-
-def create_model(name: str) -> SKResNet:
-    return SKResNet(CFGS[name])
+def create_model(name: str) -> ResNet:
+    cfg = CFGS[name]
+    return ResNet(
+        cfg.block, cfg.layers, cardinality=cfg.cardinality, base_width=cfg.base_width, block_args=dict(sk=cfg.sk)
+    )
