@@ -96,5 +96,13 @@ class Module:
             stack.extend(reversed(module.children))
         return found
 
+    def block_above(self) -> Module | None:
+        """The block instance that holds this one, through a group of its members (`paths.0`); None when
+        a stage, a network group or the network holds it."""
+        above = self.parent
+        while above is not None and above.kind is ModuleKind.LIST:
+            above = above.parent
+        return above if above is not None and above.kind is ModuleKind.BLOCK else None
+
     def __repr__(self) -> str:
         return f"<{self.kind.value} {self.path or self.name}>"

@@ -108,7 +108,7 @@ class _Placer:
         outer = conv.branch.parent
         found, module = None, conv.block
         while module is not None and module is not outer and self.first.get(module) is conv:
-            found, module = module, _block_above(module)
+            found, module = module, module.block_above()
         return found
 
     def before_paths(self, holder: Module, word: str) -> tuple[str, Module]:
@@ -118,7 +118,8 @@ class _Placer:
         assert parent is not None
         if parent.kind is not ModuleKind.LIST:
             return _beside(holder.path, word), parent
-        return self._sibling(parent, word).prefix() + holder.name, self._sibling(parent, word)
+        sibling = self._sibling(parent, word)
+        return sibling.prefix() + holder.name, sibling
 
     def _sibling(self, group: Module, word: str) -> Module:
         """The group beside block group `group` that holds the norms (`word` "bn"/"norm") or activations
@@ -251,14 +252,6 @@ def _child_of(module: Module | None, ancestor: Module) -> Module | None:
     while module is not None and module.parent is not ancestor:
         module = module.parent
     return module
-
-
-def _block_above(module: Module) -> Module | None:
-    """The block instance that holds block instance `module`, through a group of its members; None at the top."""
-    above = module.parent
-    while above is not None and above.kind is ModuleKind.LIST:
-        above = above.parent
-    return above if above is not None and above.kind is ModuleKind.BLOCK else None
 
 
 def _block_of(module: Module) -> Module | None:

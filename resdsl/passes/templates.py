@@ -222,18 +222,8 @@ def inner_stride(node: Node, owner: Module) -> Expr | None | bool:
         if not (isinstance(expr, Var) and expr.name in inner.args):
             return False
         expr = inner.arg_exprs.get(expr.name)
-        inner = _block_above(inner)
+        inner = inner.block_above()
     return expr if inner is owner else False
-
-
-def _block_above(module: Module) -> Module | None:
-    """The block instance that holds block instance `module` (through a group of its members), if any."""
-    above = module.parent
-    while above is not None and above.kind is not ModuleKind.BLOCK:
-        if above.kind is not ModuleKind.LIST:
-            return None
-        above = above.parent
-    return above
 
 
 def _shortcuts(
