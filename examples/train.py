@@ -390,6 +390,9 @@ def finish(args, procs: Processes, module, held_out, what: str) -> None:
         save(args.out / "model.pt", module.state_dict())
         procs.say(f"saved {args.out / 'model.pt'} (load it with model.load_state_dict(torch.load(...)))")
     if procs.distributed:
+        # Every rank reaches here before any tears its connections down: a rank that left while another
+        # still had gloo traffic in flight could abort at exit.
+        dist.barrier()
         dist.destroy_process_group()
 
 

@@ -77,7 +77,7 @@ def test_train_under_torchrun_shows_progress_and_resumes_exactly(tmp_path):
         *("--report", "digests"),
         cwd=tmp_path,
     )
-    assert first.returncode == 0, first.stderr[-3000:]
+    assert first.returncode == 0, first.stdout[-2000:] + first.stderr[-3000:]
     lines = first.stdout.splitlines()
     assert lines[0].startswith("cifar_resnet20: ") and "2 processes × batch 8" in lines[0]
     progress = [PROGRESS.match(line) for line in lines if line.startswith("step ")]
@@ -99,7 +99,7 @@ def test_train_under_torchrun_shows_progress_and_resumes_exactly(tmp_path):
     resumed = torchrun(
         *common, "--resume", "run/checkpoint-000003.pt", "--log-every", "1", "--metrics", "resumed.jsonl", cwd=tmp_path
     )
-    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert resumed.returncode == 0, resumed.stdout[-2000:] + resumed.stderr[-3000:]
     assert "resuming from run/checkpoint-000003.pt at step 3" in resumed.stdout
     assert [int(PROGRESS.match(line).group(1)) for line in resumed.stdout.splitlines() if line.startswith("step ")] == [
         4,
