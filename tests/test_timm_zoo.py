@@ -10,15 +10,11 @@ with `--zoo` (conftest).
 
 from __future__ import annotations
 
-import json
-
 import numpy as np
 import pytest
 import timm_facts
-import torch
 from conftest import SPECS
-from recipe import fill_module
-from timm_facts import TIMM, key_shapes, on_meta, recipe_input, relative_error, timm_keys
+from timm_facts import TIMM, on_meta, relative_error
 from timm_resnet import ZOO, create_model, input_size
 
 import resdsl
@@ -57,23 +53,14 @@ def test_every_model_of_timms_resnet_py_is_bundled():
 
 @pytest.mark.parametrize("name", FACTS)
 def test_state_dict_parameters_and_input_size_are_timms(name):
-    facts = json.loads((TIMM / f"{name}.json").read_text())
     net = resdsl.compile(SPECS / f"{name}.res")
-    assert list(net.input_shape) == facts["input_size"] == list(input_size(name))
-    assert net.params == facts["num_params"]
-    assert key_shapes(on_meta(net.to_torch)) == timm_keys(name)
+    assert net.input_shape == input_size(name)
+    timm_facts.assert_spec_is_timms(net, name)
 
 
 @pytest.mark.parametrize("name", quick_or_slow(FACTS))
 def test_logits_are_timms(name):
-    facts = json.loads((TIMM / f"{name}.json").read_text())
-    model = resdsl.compile(SPECS / f"{name}.res").to_torch().eval()
-    fill_module(model)
-    with torch.no_grad():
-        logits = model(recipe_input(facts["input_size"])).numpy()
-    expected = np.load(TIMM / f"{name}.out.npy")
-    assert logits.shape == expected.shape
-    assert relative_error(logits, expected) <= 1e-4
+    timm_facts.assert_timms_logits(resdsl.compile(SPECS / f"{name}.res").to_torch(), name)
 
 
 # -- the compact reference, and the models without facts ------------------------------------------------
@@ -81,42 +68,29 @@ def test_logits_are_timms(name):
 
 @pytest.mark.parametrize("name", FACTS)
 def test_reference_has_timms_state_dict(name):
-    model = on_meta(lambda: create_model(name))
-    assert key_shapes(model) == timm_keys(name)
-    assert sum(p.numel() for p in model.parameters()) == json.loads((TIMM / f"{name}.json").read_text())["num_params"]
+    timm_facts.assert_timms_state(on_meta(lambda: create_model(name)), name)
 
 
 @pytest.mark.parametrize("name", quick_or_slow(["ecaresnet50d_pruned", "resnetblur50d", "resnetrs50", "resnet101s"]))
 def test_reference_gives_timms_logits(name):
     """The features the models without facts use (pruning, ECA, blur, average-pool downsampling, deep
     stems of width 32 and 64, SE of ratio 1/4, a replaced stem pool), against timm's own logits."""
-    model = create_model(name).eval()
-    fill_module(model)
-    with torch.no_grad():
-        logits = model(recipe_input(input_size(name))).numpy()
-    assert relative_error(logits, np.load(TIMM / f"{name}.out.npy")) <= 1e-4
+    timm_facts.assert_timms_logits(create_model(name), name)
 
 
 @pytest.mark.parametrize("name", WITHOUT_FACTS)
 def test_without_facts_state_dict_and_parameters_are_the_references(name):
     net = resdsl.compile(SPECS / f"{name}.res")
-    reference = on_meta(lambda: create_model(name))
     assert net.input_shape == input_size(name)
-    assert key_shapes(on_meta(net.to_torch)) == key_shapes(reference)
-    assert net.params == sum(p.numel() for p in reference.parameters())
+    timm_facts.assert_reference_state(net, on_meta(lambda: create_model(name)))
 
 
 @pytest.mark.parametrize("name", quick_or_slow(WITHOUT_FACTS))
 def test_without_facts_logits_are_the_references(name):
     """At 3x128x128 rather than the model's own input size: the same layers, a twelfth of the time and
     memory of the largest ones at theirs."""
-    model = resdsl.compile(SPECS / f"{name}.res").to_torch().eval()
-    fill_module(model)
-    reference = create_model(name).eval()
-    reference.load_state_dict(model.state_dict())  # strict: the same keys and shapes
-    x = recipe_input((3, 128, 128))
-    with torch.no_grad():
-        assert relative_error(model(x).numpy(), reference(x).numpy()) <= 1e-4
+    net = resdsl.compile(SPECS / f"{name}.res", {"input": "3x128x128"})
+    timm_facts.assert_references_logits(net, create_model(name))
 
 
 # -- ONNX ------------------------------------------------------------------------------------------------
