@@ -94,6 +94,26 @@ def test_split_misuse_is_a_located_error(body, code):
     assert all(d.span is not None for d in info.value.diagnostics)
 
 
+def test_a_split_that_does_not_divide_the_channels_is_reported_once():
+    """Every piece reads the split tensor: one mistake, reported once (it was reported once per name)."""
+    blocks = "block b(c) {\n  conv1 = conv(c, k=1)\n  x1, x2, x3 = split\n  conv(2, k=3)\n  concat x2, x3\n}\n"
+    for body, kwargs in [
+        ("  a, b, c, d, e = split\n  concat b, c, d, e from a", {}),
+        ("  layer1 = b(8) x 2", {"blocks": blocks}),
+    ]:
+        with pytest.raises(ResdslError) as info:
+            small(body + "\n  flatten", **kwargs)
+        assert [d.code for d in info.value.diagnostics] == ["E0204"]
+        assert "into 5 equal pieces" in str(info.value) or "into 3 equal pieces" in str(info.value)
+
+
+def test_a_concat_of_flat_tensors_says_they_are_flat():
+    with pytest.raises(ResdslError) as info:
+        small("  gap\n  flatten\n  a, b = split\n  concat b from a")
+    (diag,) = info.value.diagnostics
+    assert diag.code == "E0207" and "got the flat 4" in diag.message and "before `flatten`" in diag.help
+
+
 # -- softmax and select --------------------------------------------------------------------------
 
 
@@ -245,6 +265,8 @@ def test_a_scripted_module_with_groups_splits_and_selects_agrees():
         ("  attn.flat = flatten", "E0124"),  # a function
         ("  convs.0 = conv(4, k=1)\n  convs = conv(4, k=1)", "E0104"),  # a group's name is taken
         ("  attn.forward = conv(4, k=1)", "E0106"),
+        ("  attn.keys = conv(4, k=1)", "E0106"),  # nn.ModuleDict's own method: the module could not be added
+        ("  convs.0 = conv(4, k=1)\n  extra.pop = conv(4, k=1)", "E0106"),
     ],
 )
 def test_group_misuse_in_a_block_is_a_located_error(block, code):
@@ -252,6 +274,14 @@ def test_group_misuse_in_a_block_is_a_located_error(block, code):
     with pytest.raises(ResdslError) as info:
         resdsl.compile(spec)
     assert [d.code for d in info.value.diagnostics][:1] == [code]
+
+
+def test_a_network_group_member_named_like_a_container_method_is_a_located_error():
+    for body in ("  stem.append = conv(4, k=1)", "  stem.pop.conv = conv(4, k=1)"):
+        with pytest.raises(ResdslError) as info:
+            small(body + "\n  gap\n  flatten")
+        assert [d.code for d in info.value.diagnostics] == ["E0106"]
+        assert "a method of the module container" in info.value.diagnostics[0].message
 
 
 def test_the_syntax_round_trips_through_the_formatter():

@@ -506,9 +506,9 @@ class _Lowerer:
                 "put the statement outside the group, or read the tensor before the group starts",
             )
         self._check_module_form(stmt, target)
-        for level in levels[:-1]:
+        for i, level in enumerate(levels[:-1]):
             if not level.isdigit():
-                check_name(level, target.span, "group")
+                check_name(level, target.span, "group", group_member=i > 0)  # a deeper level is a member too
         if levels[-1].isdigit() and not _is_stage(stmt):
             raise error(
                 "E0124",

@@ -73,6 +73,9 @@ _MODULE_ATTRS = {
 }
 _GENERATED_NAMES = {"self", "x", "out", "identity", "torch", "nn", "F", "super", "inplanes", "int", "bool", "float"}
 RESERVED = _MODULE_ATTRS | _GENERATED_NAMES
+# Methods of the containers a group is built as (nn.Sequential, nn.ModuleList, nn.ModuleDict): a member
+# named so could not be added to its group.
+_CONTAINER_ATTRS = {"append", "clear", "extend", "insert", "items", "keys", "pop", "update", "values"}
 # Attributes, flags and variables the PyTorch backend generates for shortcuts.
 _GENERATED_PATTERN = re.compile(r"(downsample|identity|has_skip)\d*")
 
@@ -89,13 +92,19 @@ def allowed(name: str, group_member: bool = False) -> bool:
         or name in RESERVED
         or name.startswith("_")
         or (not group_member and _GENERATED_PATTERN.fullmatch(name))
+        or (group_member and name in _CONTAINER_ATTRS)
     )
 
 
 def check_name(name: str, span: Span, what: str, group_member: bool = False) -> None:
     """Raise E0106 unless the spec's name `name` (written at `span`) is allowed."""
     if not allowed(name, group_member):
-        reason = "a Python keyword" if keyword.iskeyword(name) else "reserved in generated code"
+        if keyword.iskeyword(name):
+            reason = "a Python keyword"
+        elif group_member and name in _CONTAINER_ATTRS:
+            reason = "a method of the module container that holds a group's members"
+        else:
+            reason = "reserved in generated code"
         raise error(
             "E0106",
             f"`{name}` cannot name a {what}: it is {reason}",

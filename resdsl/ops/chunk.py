@@ -36,6 +36,8 @@ class Chunk(Op):
     def infer(self, inputs: Sequence[Shape], report: ShapeReport) -> Shape | None:
         (shape,) = inputs
         if shape[0] % self.count:
+            if self.index:  # every piece reads the split tensor: the first one reports the split, once
+                return None
             report.error(
                 "E0204",
                 f"`split` cuts {shape_text(shape)} into {self.count} equal pieces, "

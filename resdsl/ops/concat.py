@@ -26,7 +26,16 @@ class Concat(Op):
         return self.count
 
     def infer(self, inputs: Sequence[Shape], report: ShapeReport) -> Shape | None:
-        if any(len(shape) != 3 for shape in inputs) or len({shape[1:] for shape in inputs}) != 1:
+        flat = [shape for shape in inputs if len(shape) != 3]
+        if flat:
+            report.error(
+                "E0207",
+                f"`concat` joins C×H×W feature maps along the channels, got the flat {shape_text(flat[0])}",
+                "input is flat",
+                "concat the feature maps before `flatten`",
+            )
+            return None
+        if len({shape[1:] for shape in inputs}) != 1:
             shapes = ", ".join(shape_text(shape) for shape in inputs)
             report.error(
                 "E0232",
