@@ -463,3 +463,32 @@ def test_a_stage_belongs_in_the_network_and_a_templates_mistake_is_reported_once
     # The stage in a block is E0116; `bad`'s reserved parameter name is reported at its first use only.
     found = [(d.code, d.span.source.line_col(d.span.start)[0]) for d in caught.value.diagnostics]
     assert found == [("E0116", 3), ("E0106", 8)]
+
+
+@pytest.mark.parametrize(
+    "spec",
+    [
+        # A conv's mistake leaves the block's add with no branch: not reported again as E0206.
+        "block b(c) {\n  conv(c, k=3, bogus=1)\n  add input\n}\nnetwork n {\n  input 3x8x8\n  b(8)\n}\n",
+        "block b(c) {\n  conv(c, k=3, bogus=1)\n  concat input\n}\nnetwork n {\n  input 3x8x8\n  b(8)\n}\n",
+        # An inner block's mistake (a reserved parameter) leaves the outer block's add with no branch.
+        "block g(out) {\n  conv(out, k=1)\n}\nblock gb(c) {\n  g1 = g(c)\n  add input\n}\n"
+        "network n {\n  input 3x8x8\n  gb(8)\n}\n",
+        # A failed statement's names are not then unknown (E0205) to the statements that read them.
+        "block b(c) {\n  conv(c, k=3, bogus=1)\n}\nnetwork n {\n  input 3x8x8\n  l = b(8)\n"
+        "  conv(8, k=1) from input\n  add l\n}\n",
+        "network n {\n  input 3x8x8\n  conv1 = conv(8, k=3)\n  conv1, b = split\n  concat b from conv1\n}\n",
+    ],
+)
+def test_a_failed_statement_is_reported_once_not_again_where_it_is_read(spec):
+    with pytest.raises(resdsl.ResdslError) as caught:
+        resdsl.compile(spec)
+    assert len(caught.value.diagnostics) == 1, caught.value
+    assert caught.value.diagnostics[0].code in ("E0102", "E0106", "E0104")
+
+
+def test_an_add_of_a_tensor_to_itself_after_an_unrelated_mistake_is_still_reported():
+    spec = "network n {\n  input 3x8x8\n  conv(8, k=3, bogus=1)\n  a = conv(8, k=3)\n  add a\n}\n"
+    with pytest.raises(resdsl.ResdslError) as caught:
+        resdsl.compile(spec)
+    assert [d.code for d in caught.value.diagnostics] == ["E0102", "E0206"]

@@ -77,6 +77,8 @@ class Scope:
     explicit: set[str] = field(default_factory=set)  # every name the body's statements give
     branched: bool = False  # a statement read a named tensor with `from`: the body is not one chain
     lists: dict[str, Module] = field(default_factory=dict)  # a block's groups (`convs` of `convs.0`), by name
+    stale: Node | None = None  # the current tensor when a statement last failed (reported): its ops are missing
+    lost: set[str] = field(default_factory=set)  # the names failed statements would have given
 
     def __post_init__(self) -> None:
         self.current = self.input
@@ -321,6 +323,8 @@ class _Lowerer:
             return scope.input
         if ident.text in scope.names:
             return scope.names[ident.text]
+        if ident.text in scope.lost:  # its statement failed: reported there
+            raise _Reported
         close = difflib.get_close_matches(ident.text, [*scope.names, "input"], n=1)
         raise error(
             "E0205",
@@ -398,9 +402,17 @@ class _Lowerer:
             except ResdslError as exc:
                 # Keep going: later statements may hold independent mistakes.
                 self.errors.extend(exc)
-                self.failures += 1
+                self._failed(stmt, scope)
             except _Reported:
-                self.failures += 1
+                self._failed(stmt, scope)
+
+    def _failed(self, stmt, scope: Scope) -> None:
+        """Count a statement whose mistake is reported; what reads its names or its output later is not
+        reported again."""
+        self.failures += 1
+        scope.stale = scope.current
+        targets = stmt.targets if isinstance(stmt, ast.SplitStmt) else [getattr(stmt, "target", None)]
+        scope.lost |= {t.text for t in targets if t is not None}
 
     def _stmt(self, stmt, scope: Scope) -> None:
         if isinstance(stmt, (ast.InputStmt, ast.ClassesStmt, ast.PolicyStmt)):
@@ -650,6 +662,8 @@ class _Lowerer:
     ) -> Node:
         self.limits.check("nodes", len(self.ir) + 1, "the number of ops", span)
         if len(set(operands)) < len(operands):  # `concat input` right after the input; `upsample(to=x)` on x
+            if scope.current is scope.stale:  # the statement that should have come between failed: reported
+                raise _Reported
             raise error(
                 "E0206",
                 f"`{op.kind}` reads one tensor twice",
@@ -679,6 +693,8 @@ class _Lowerer:
             other = scope.input
         elif name in scope.names:
             other = scope.names[name]
+        elif name in scope.lost:  # its statement failed: reported there
+            raise _Reported
         else:
             close = difflib.get_close_matches(name, [*scope.names, "input"], n=1)
             raise error(
@@ -689,6 +705,8 @@ class _Lowerer:
                 f"did you mean `{close[0]}`?" if close else "add `input` or a name defined earlier in this body",
             )
         if other is scope.current:
+            if scope.current is scope.stale:  # the statements that should have come between failed: reported
+                raise _Reported
             does = "adds a tensor to itself" if stmt.op == "add" else "multiplies a tensor by itself"
             raise error(
                 "E0206",

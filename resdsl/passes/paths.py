@@ -28,9 +28,11 @@ def check_inserted_paths(ir: IR, origin: Origin) -> None:
             parents[path[:cut]] = node
             cut = path.rfind(".", 0, cut)
     errors = []
+    reported = set()  # the spec statements reported: once each, whatever it clashes with in each instance
     for path, node in inserted:
         user = _taken(path, spec) or parents.get(path)
-        if user is not None:
+        if user is not None and (user.span or user.path) not in reported:
+            reported.add(user.span or user.path)
             errors.append(
                 Diagnostic(
                     "E0209",
