@@ -125,8 +125,11 @@ class Diagnostic:
         accent = "1;33" if self.severity == "warning" else "1;31"
         out = [paint(f"{self.severity}[{self.code}]", accent) + paint(f": {printable(self.message)}", "1")]
         labelled = [Label(self.span, self.label)] if self.span is not None else []
-        for index, item in enumerate(labelled + self.notes):
-            out.extend(_snippet(item, paint, accent if index == 0 else None))
+        items = labelled + self.notes
+        # One gutter for every excerpt, as wide as the longest line number among them.
+        digits = max((len(str(item.span.source.line_col(item.span.start)[0])) for item in items), default=1)
+        for index, item in enumerate(items):
+            out.extend(_snippet(item, paint, accent if index == 0 else None, digits))
         if self.help:
             out.append(paint("  = help: ", "1;36") + printable(self.help))
         return "\n".join(out)
@@ -166,8 +169,9 @@ def _shown(line: str) -> tuple[str, list[int]]:
     return "".join(pieces), starts
 
 
-def _snippet(item: Label, paint, accent: str | None) -> list[str]:
-    """The source line of `item` with its span underlined: `^` in `accent` for the primary label, else `-`."""
+def _snippet(item: Label, paint, accent: str | None, digits: int) -> list[str]:
+    """The source line of `item` with its span underlined: `^` in `accent` for the primary label, else `-`;
+    line numbers padded to `digits`."""
     source = item.span.source
     line, col = source.line_col(item.span.start)
     end_line, end_col = source.line_col(item.span.end)
@@ -180,7 +184,7 @@ def _snippet(item: Label, paint, accent: str | None) -> list[str]:
     # A span running past its first line is underlined to that line's end.
     last = column(end_col) if end_line == line else len(text)
     width = max(1, last - first)
-    gutter = " " * len(str(line))
+    gutter = " " * digits
     marker = "^" if accent else "-"
     underline = " " * first + marker * width
     if item.message:
@@ -188,7 +192,7 @@ def _snippet(item: Label, paint, accent: str | None) -> list[str]:
     return [
         f"{gutter}--> {printable(item.span.location)}",
         f"{gutter} |",
-        f"{line} | {text}",
+        f"{line:<{digits}} | {text}",
         f"{gutter} | " + paint(underline, accent or "1;34"),
     ]
 

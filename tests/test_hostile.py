@@ -760,6 +760,25 @@ def test_an_error_in_a_block_inside_a_block_is_reported_once_with_each_call_on_t
     ]
 
 
+def test_a_shape_error_in_a_block_points_at_the_calls_that_reached_it():
+    """The shape pass's errors carry the calls, innermost first, as lowering's do: here only the second
+    use's argument makes a width the split cannot divide."""
+    spec = (
+        "block inner(c) {\n  conv1 = conv(c, k=1)\n  x1, x2, x3 = split\n  concat x2, x3 from x1\n}\n"
+        "block outer(c) {\n  a = inner(c)\n  add input\n}\n"
+        "network n {\n  input 9x8x8\n  layer1 = outer(9) x 2\n  layer2 = outer(8)\n  gap\n  flatten\n}\n"
+    )
+    (diag,) = _diagnostics(spec)
+    assert diag.code == "E0204" and diag.span.location == "<text>:3:3"
+    assert [(n.message, n.span.location) for n in diag.notes] == [
+        ("in `layer2.a`, called here", "<text>:7:3"),
+        ("in `layer2`, called here", "<text>:13:3"),
+    ]
+    # Every excerpt shares one gutter, as wide as line 13's number.
+    bars = {line.index("|") for line in ResdslError(diag).render().splitlines() if "|" in line}
+    assert bars == {3}
+
+
 # -- found by the forked harness ----------------------------------------------------------------
 
 

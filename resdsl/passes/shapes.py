@@ -7,15 +7,18 @@ the memory layout they need (`Op.layout`), and `channels_last` is set on
 every node whose output is a channels-last feature map; the network's output
 is not one.
 All independent shape errors are reported together: a node whose operand
-failed is skipped rather than reported again.
+failed is skipped rather than reported again. An error inside a block points
+at the calls that reached it, innermost first, as lowering's errors do (the
+calls' arguments are often the cause).
 """
 
 from __future__ import annotations
 
-from ..diagnostics import Collector
+from ..diagnostics import Collector, Label
 from ..ir.graph import IR
 from ..ir.node import Node
 from ..ir.shape import shape_text
+from ..ir.tree import Module, ModuleKind
 from ..limits import Limits
 from ..ops.base import ShapeReport
 
@@ -34,9 +37,12 @@ def apply(ir: IR, limits: Limits | None = None, only: list[Node] | None = None) 
         if any(s is None for s in shapes):
             node.shape = None
             continue
+        known = len(errors.items)
         node.shape = infer(node, shapes, errors)  # type: ignore[arg-type]  # none is None here
         if node.shape is not None and not _layout(node, operands, errors):
             node.shape = None
+        for diag in errors.items[known:]:
+            diag.notes.extend(_calls(node))
     if only is None:
         last = ir.walk()[-1]
         if last.channels_last:
@@ -48,6 +54,17 @@ def apply(ir: IR, limits: Limits | None = None, only: list[Node] | None = None) 
                 "put `channels_first` after the ops that need channels-last",
             )
     errors.raise_if_any()
+
+
+def _calls(node: Node) -> list[Label]:
+    """A note at each call of a block that `node` is inside, innermost first."""
+    notes = []
+    module: Module | None = node.parent
+    while module is not None:
+        if module.kind is ModuleKind.BLOCK and module.span is not None:
+            notes.append(Label(module.span, f"in `{module.path}`, called here"))
+        module = module.parent
+    return notes
 
 
 _NAMES = {"first": "channels-first", "last": "channels-last"}
