@@ -117,6 +117,30 @@ def test_features_only_taps_the_members_of_a_group_one_by_one():
     assert [f["module"] for f in regnet.feature_info] == ["stem", "s1", "s2", "s3", "s4"]  # timm's, groups whole
 
 
+@pytest.mark.parametrize(
+    ("name", "widths"),
+    [
+        ("res2net50_26w_4s", (256, 512, 1024, 2048)),
+        ("resnest14d", (256, 512, 1024, 2048)),
+        ("skresnet18", (64, 128, 256, 512)),
+    ],
+)
+def test_features_only_of_the_split_families_are_timms(name, widths):
+    """timm's Res2Net, ResNeSt and SKNet are its ResNet class: the same feature_info (act1 at 2, layer1 … layer4),
+    which FPN backbones read; the last map is what the classifier's features are."""
+    model = resdsl.create_model(name, features_only=True, input="3x64x64").eval()
+    expected = [("act1", 64, 2)] + [(f"layer{i + 1}", c, 4 * 2**i) for i, c in enumerate(widths)]
+    assert [(f["module"], f["num_chs"], f["reduction"]) for f in model.feature_info] == expected
+    whole = resdsl.create_model(name, input="3x64x64").eval()
+    loaded = whole.load_state_dict(model.state_dict(), strict=False)
+    assert not loaded.unexpected_keys and sorted(loaded.missing_keys) == ["fc.bias", "fc.weight"]
+    x = torch.randn(1, 3, 64, 64)
+    with torch.no_grad():
+        maps = model(x)
+        torch.testing.assert_close(maps[-1], whole.forward_features(x))
+    assert [m.shape[1:] for m in maps] == [(c, 64 // r, 64 // r) for _, c, r in expected]
+
+
 def test_checkpoint_path_loads_torchvision_keys_strictly(tmp_path):
     source = resdsl.create_model("resnet18")
     torch.save({"state_dict": source.state_dict()}, tmp_path / "w.pth")  # a training checkpoint's wrapping
