@@ -276,6 +276,16 @@ def test_group_misuse_in_a_block_is_a_located_error(block, code):
     assert [d.code for d in info.value.diagnostics][:1] == [code]
 
 
+def test_a_group_whose_name_a_tensor_took_says_where_the_tensor_is():
+    for taken in ("  convs = conv(4, k=1)", "  convs, x2 = split"):
+        spec = f"block b() {{\n{taken}\n  convs.0 = conv(2, k=1)\n}}\nnetwork n {{\n  input 4x6x6\n  b()\n}}\n"
+        with pytest.raises(ResdslError) as info:
+            resdsl.compile(spec)
+        (diag,) = info.value.diagnostics
+        assert diag.code == "E0104" and diag.span.location == "<text>:3:3"
+        assert diag.help == "the first is at <text>:2:3"
+
+
 def test_a_network_group_member_named_like_a_container_method_is_a_located_error():
     for body in ("  stem.append = conv(4, k=1)", "  stem.pop.conv = conv(4, k=1)"):
         with pytest.raises(ResdslError) as info:

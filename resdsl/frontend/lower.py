@@ -582,7 +582,15 @@ class _Lowerer:
         group = scope.lists.get(group_name)
         if group is None:
             if group_name in scope.names or any(child.name == group_name for child in scope.module.children):
-                raise error("E0104", f"`{group_name}` is defined twice in this scope", target.span, "taken")
+                first = scope.names[group_name].span if group_name in scope.names else None
+                first = first or next(c.span for c in scope.module.children if c.name == group_name)
+                raise error(
+                    "E0104",
+                    f"`{group_name}` is defined twice in this scope",
+                    target.span,
+                    "a group of this name, where the name is taken",
+                    f"the first is at {first.location}" if first else "",
+                )
             group = self.ir.module(group_name, ModuleKind.LIST, scope.module, target.span)
             scope.lists[group_name] = group
         taken = [key.rpartition(".")[2] for key in scope.names if key.startswith(group_name + ".")]
