@@ -5,7 +5,8 @@
 
 Each generated network (resdsl.create_model) is timed against its reference
 (bench/reference_resnet.py, torchvision's code path; bench/reference_timm.py,
-timm's for seresnet50; the libraries themselves when installed) holding the
+timm's for seresnet50; tests/timm_res2net.py, timm_resnest.py and
+timm_sknet.py for those families; the libraries themselves when installed) holding the
 same weights (tests/recipe.py, loaded with strict=True), after checking that
 their outputs are bit-identical. Forward passes run in eval mode under
 `torch.inference_mode()`; a training step is zero_grad, forward,
@@ -46,7 +47,15 @@ sys.path.insert(0, str(ROOT / "tests"))
 from recipe import fill_module, recipe_input  # noqa: E402
 
 HEADING = "## Generated modules against torchvision and timm"
-MODELS = ("resnet50", "resnext50_32x4d", "wide_resnet50_2", "seresnet50")
+MODELS = (
+    "resnet50",
+    "resnext50_32x4d",
+    "wide_resnet50_2",
+    "seresnet50",
+    "res2net50_26w_4s",
+    "resnest50d",
+    "skresnet50",
+)
 GOAL = 1.01
 
 
@@ -178,7 +187,10 @@ def render(results: dict) -> str:
         (
             "`bench/module_speed.py` times each generated network against its reference holding the same weights: "
             "torchvision's code path (bench/reference_resnet.py, in-place ReLU modules and `out += identity`) for "
-            "the ResNets, timm's (bench/reference_timm.py) for seresnet50. Forward passes in eval mode under "
+            "the ResNets, timm's (bench/reference_timm.py) for seresnet50, and for Res2Net, ResNeSt and SKNet, whose "
+            "splits, softmax across branches and selected sums are new ops, timm's as the tests' compact references "
+            "write it out (tests/timm_res2net.py, timm_resnest.py, timm_sknet.py, each checked against timm's "
+            "logits). Forward passes in eval mode under "
             "`torch.inference_mode()`; a training step is zero_grad, forward, cross-entropy, backward and SGD. "
             f"Each of {results['rounds']} rounds times both models back to back, the order alternating, and the "
             "ratio generated ÷ reference is taken within the round. "

@@ -218,7 +218,7 @@ BUILDERS: dict[str, Callable[[], ResNet]] = {
 
 def reference(name: str) -> tuple[nn.Module, str]:
     """The reference model `name` and where it came from: torchvision, timm, or the code in bench/."""
-    if name.startswith("se"):
+    if name.startswith(("se", "res2ne", "resnest", "skresnet")):
         from reference_timm import reference as timm_reference
 
         return timm_reference(name)

@@ -207,14 +207,27 @@ BUILDERS: dict[str, Callable[[], ResNet]] = {
 }
 
 
+# timm's Res2Net, ResNeSt and SK-ResNets: the compact references the tests check against timm's facts.
+SPLIT_FAMILIES = {"res2ne": "timm_res2net", "resnest": "timm_resnest", "skresnet": "timm_sknet"}
+
+
 def reference(name: str) -> tuple[nn.Module, str]:
-    """timm's model `name` when timm is installed, else the code above."""
+    """timm's model `name` when timm is installed, else the code above (or the tests' compact reference)."""
     try:
         import timm
 
         return timm.create_model(name), "timm"
     except ImportError:
+        pass
+    family = next((module for prefix, module in SPLIT_FAMILIES.items() if name.startswith(prefix)), None)
+    if family is None:
         return BUILDERS[name](), "timm's code path, written out in bench/reference_timm.py"
+    import importlib
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
+    return importlib.import_module(family).create_model(name), f"timm's code path, written out in tests/{family}.py"
 
 
 if __name__ == "__main__":  # the reference loads a generated seresnet50's state_dict strictly
