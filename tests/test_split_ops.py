@@ -3,15 +3,15 @@
 
 from __future__ import annotations
 
-import numpy as np
-import onnx
-import onnxruntime as ort
 import pytest
 import torch
+from agreement import assert_backends_agree
 
 import resdsl
 from resdsl.diagnostics import ResdslError, Source
 from resdsl.frontend.format import format_source
+
+OPSETS = (13, 17, 21)  # each checked in onnxruntime against the module, with non-trivial BatchNorm statistics
 
 
 def small(body: str, shape: str = "8x6x6", blocks: str = "", norm: str = "none") -> resdsl.Network:
@@ -20,27 +20,6 @@ def small(body: str, shape: str = "8x6x6", blocks: str = "", norm: str = "none")
 
 def node(net, kind: str):
     return next(n for n in net.ir if n.op.kind == kind)
-
-
-def agrees_with_onnxruntime(net, opsets=(13, 17, 21)) -> None:
-    """PyTorch and onnxruntime agree within 1e-4 relative, with non-trivial BatchNorm statistics."""
-    torch.manual_seed(0)
-    model = net.to_torch().eval()
-    with torch.no_grad():
-        for name, buffer in model.named_buffers():
-            if name.endswith("running_var"):
-                buffer.uniform_(0.5, 1.5)
-            elif name.endswith("running_mean"):
-                buffer.uniform_(-0.2, 0.2)
-        x = torch.randn(2, *net.input_shape, generator=torch.Generator().manual_seed(1))
-        want = model(x).numpy()
-    state = {k: v.numpy() for k, v in model.state_dict().items()}
-    for opset in opsets:
-        proto = net.to_onnx(weights=state, opset=opset)
-        onnx.checker.check_model(proto, full_check=True)
-        session = ort.InferenceSession(proto.SerializeToString(), providers=["CPUExecutionProvider"])
-        (got,) = session.run(None, {"input": x.numpy()})
-        assert np.abs(got - want).max() <= 1e-4 * max(1.0, float(np.abs(want).max())), opset
 
 
 # -- split --------------------------------------------------------------------------------------
@@ -57,7 +36,7 @@ def test_split_cuts_the_channels_into_one_piece_per_name():
     assert net.macs == 4 * 36 * 8  # the 1×1 conv only: cutting and joining multiply nothing
     assert "a, b, c, d = x.chunk(4, 1)" in net.torch_source
     assert "split 2/4" in net.to_dot(level="op")
-    agrees_with_onnxruntime(net)
+    assert_backends_agree(net, OPSETS)
 
 
 def test_the_statement_after_a_split_reads_its_first_piece():
@@ -71,7 +50,7 @@ def test_adds_of_pieces_are_plain_sums():
     """Res2Net's hierarchy: what a conv made of one piece, plus the next piece, is no residual add."""
     net = small("  a, b = split\n  conv(4, k=3)\n  add b\n  conv(4, k=3)\n  concat a\n  gap\n  flatten")
     assert [n.op.kind for n in net.ir if n.op.kind in ("add", "sum")] == ["sum"]
-    agrees_with_onnxruntime(net)
+    assert_backends_agree(net, OPSETS)
 
 
 @pytest.mark.parametrize(
@@ -143,7 +122,7 @@ def test_softmax_across_branches_and_select():
     assert "(torch.stack([a, b], 1) * out.unflatten(1, (2, -1))).sum(1)" in source
     dot = net.to_dot(level="op")
     assert "softmax over 2" in dot and "select of 2" in dot
-    agrees_with_onnxruntime(net)
+    assert_backends_agree(net, OPSETS)
 
 
 def test_select_weighs_each_branch_by_its_chunk():
@@ -225,7 +204,7 @@ def test_a_blocks_numbered_group_is_a_module_list_with_its_norms_beside_it():
     assert "nn.Conv2d(w, w, 3, padding=1, bias=False)" in source
     # Per block: conv1 8→8 and its BN, two 3×3 convs 4→4 and their BNs, conv3 8→8 and its BN.
     assert net.params == 2 * (8 * 8 + 2 * 8 + 2 * (4 * 4 * 9 + 2 * 4) + 8 * 8 + 2 * 8)
-    agrees_with_onnxruntime(net)
+    assert_backends_agree(net, OPSETS)
 
 
 def test_a_blocks_named_group_is_a_module_dict():
@@ -243,7 +222,7 @@ block attention(c) {
     source = net.torch_source
     assert "self.attn = nn.ModuleDict(\n            {\n" in source and '"gate": nn.Sigmoid()' in source
     assert "self.attn.fc(" in source and "self.attn.gate(" in source
-    agrees_with_onnxruntime(net)
+    assert_backends_agree(net, OPSETS)
 
 
 def test_a_scripted_module_with_groups_splits_and_selects_agrees():
@@ -309,4 +288,4 @@ def test_groups_in_a_block_survive_a_projection_moved_to_its_front():
     keys = list(net.to_torch().state_dict())
     assert keys[:2] == ["layer1.0.downsample.conv.weight", "layer1.0.downsample.bn.weight"]
     assert "layer1.0.convs.1.weight" in keys and "layer1.0.bns.1.weight" in keys
-    agrees_with_onnxruntime(net)
+    assert_backends_agree(net, OPSETS)
