@@ -540,13 +540,7 @@ class _Lowerer:
                 self.groups[path] = self.ir.module(level, ModuleKind.GROUP, parent, target.span)
             parent = self.groups[path]
         self._check_member(parent, levels, target)
-        inner = dataclasses.replace(stmt, target=ast.Ident(levels[-1], target.span))
-        outer = scope.module
-        scope.module, self.bind_as = parent, (scope, target.text)  # the output's name is the whole path
-        try:
-            self._stmt(inner, scope)
-        finally:
-            scope.module, self.bind_as = outer, None
+        self._member(stmt, target, parent, scope)
 
     @staticmethod
     def _check_module_form(stmt, target: ast.Ident) -> None:
@@ -595,9 +589,14 @@ class _Lowerer:
             scope.lists[group_name] = group
         taken = [key.rpartition(".")[2] for key in scope.names if key.startswith(group_name + ".")]
         _check_numbering(target.text, member, taken, target.span, "member")
-        inner = dataclasses.replace(stmt, target=ast.Ident(member, target.span))
+        self._member(stmt, target, group, scope)
+
+    def _member(self, stmt, target: ast.Ident, group: Module, scope: Scope) -> None:
+        """Lower `stmt` as the member of `group` its path's last level names; its output's name is the
+        whole path (`stem.conv`, `convs.0`)."""
+        inner = dataclasses.replace(stmt, target=ast.Ident(target.text.rpartition(".")[2], target.span))
         outer = scope.module
-        scope.module, self.bind_as = group, (scope, target.text)  # the output's name is the whole path
+        scope.module, self.bind_as = group, (scope, target.text)
         try:
             self._stmt(inner, scope)
         finally:
