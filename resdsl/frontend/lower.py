@@ -1032,23 +1032,15 @@ class _Lowerer:
                 )
             return value
         if spec.type is int:
-            number = self._int(expr, env, f"`{callee}` argument `{spec.name}`", spec.minimum)
-            if spec.range is not None and number not in spec.range:
-                raise error(
-                    "E0108",
-                    f"`{callee}` argument `{spec.name}` must be {spec.range}, got {number}",
-                    expr.span,
-                    "out of range",
-                )
-            return number
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            value = self._int(expr, env, f"`{callee}` argument `{spec.name}`", spec.minimum)
+        elif isinstance(value, bool) or not isinstance(value, (int, float)):
             raise error(
                 "E0107",
                 f"`{callee}` argument `{spec.name}` is a number, got {describe(value)}",
                 expr.span,
                 "not a number",
             )
-        if not math.isfinite(value) or abs(value) > 10**18:
+        elif not math.isfinite(value) or abs(value) > 10**18:
             raise error("E0108", "number too large", expr.span, "this overflows")
         if spec.range is not None and value not in spec.range:
             raise error(
@@ -1057,7 +1049,7 @@ class _Lowerer:
                 expr.span,
                 "out of range",
             )
-        return float(value)
+        return value if spec.type is int else float(value)
 
     # -- blocks -------------------------------------------------------------
 
