@@ -674,13 +674,13 @@ class _Emitter:
             self._list_member(body, node.parent, local.rpartition(".")[2], module)
         else:
             body.init.append(f"self.{local} = {module}")
+        attribute = self._attribute(body, local)
         if node.zero_init:
-            body.zeroed.append(self._attribute(body, local))
+            body.zeroed.append(attribute)
             template, add = body.owner.template, node.branch
             if template is not None and add is not None and add.residual and add.residual.index in template.skips:
-                # only where the add is kept
-                body.zero_guards[self._attribute(body, local)] = skip_flag(add.residual.index)
-        return [f"{target} = {node.op.torch_apply(self._attribute(body, local), args[0])}"]
+                body.zero_guards[attribute] = skip_flag(add.residual.index)  # only where the add is kept
+        return [f"{target} = {node.op.torch_apply(attribute, args[0])}"]
 
     # -- classes ----------------------------------------------------------------
 
