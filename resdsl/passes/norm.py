@@ -111,16 +111,6 @@ class _Placer:
             found, module = module, module.block_above()
         return found
 
-    def before_paths(self, holder: Module, word: str) -> tuple[str, Module]:
-        """The path and module of the norm or activation placed before the conv that opens `holder`: beside
-        it in the block around it (`conv1` → `bn1`), or beside it in its group (`paths.0` → `paths_bn.0`)."""
-        parent = holder.parent
-        assert parent is not None
-        if parent.kind is not ModuleKind.LIST:
-            return _beside(holder.path, word), parent
-        sibling = self._sibling(parent, word)
-        return sibling.prefix() + holder.name, sibling
-
     def _sibling(self, group: Module, word: str) -> Module:
         """The group beside block group `group` that holds the norms (`word` "bn"/"norm") or activations
         ("act") placed for its members: `convs` → `bns`, `acts`; `paths` → `paths_bn`, `paths_act`."""
@@ -129,21 +119,19 @@ class _Placer:
         sibling = next((m for m in group.parent.children if m.name == name and m.kind is ModuleKind.LIST), None)
         return sibling or self.ir.module(name, ModuleKind.LIST, group.parent, group.span)
 
-    def beside(self, conv: Node, word: str) -> tuple[str, Module]:
-        """The path and module of the norm (`word` "bn" or "norm") or activation ("act") placed beside `conv`.
-
-        Beside a member of a block's group they are members of a group of their own, with the member's
-        name: `convs.0` → `bns.0`, `acts.0` (timm's Res2Net), `paths.1` → `paths_bn.1`.
-        """
-        assert conv.path is not None  # convs are modules
-        group = conv.parent
-        if group.kind is not ModuleKind.LIST:
-            return _beside(conv.path, word), group
-        sibling = self._sibling(group, word)
-        return sibling.prefix() + conv.path.rpartition(".")[2], sibling
+    def beside(self, path: str, parent: Module, word: str) -> tuple[str, Module]:
+        """The path and module of the norm (`word` "bn" or "norm") or activation ("act") placed beside the
+        module at `path` under `parent`: `conv1` → `bn1`; beside a member of a block's group, a member of a
+        group of its own with the member's name: `convs.0` → `bns.0`, `acts.0` (timm's Res2Net),
+        `paths.1` → `paths_bn.1`."""
+        if parent.kind is not ModuleKind.LIST:
+            return _beside(path, word), parent
+        sibling = self._sibling(parent, word)
+        return sibling.prefix() + path.rpartition(".")[2], sibling
 
     def conv(self, conv: Node, order: str, final: bool) -> None:
-        (bn, bn_parent), (act, act_parent) = self.beside(conv, self.word), self.beside(conv, "act")
+        assert conv.path is not None  # convs are modules
+        (bn, bn_parent), (act, act_parent) = (self.beside(conv.path, conv.parent, w) for w in (self.word, "act"))
         if conv.norm == "post" or (conv.branch is None and order != "pre"):
             normed = self.after(conv, self.norm, bn, parent=bn_parent)
             self.after(normed, self.act, act, parent=act_parent)
@@ -166,7 +154,8 @@ class _Placer:
         timm's PreBottleneck), and everything in that block that read the raw input reads them instead."""
         holder = self.holder(conv)
         if holder is not None:
-            bn, act = self.before_paths(holder, self.word), self.before_paths(holder, "act")
+            assert holder.parent is not None
+            bn, act = (self.beside(holder.path, holder.parent, w) for w in (self.word, "act"))
         (raw,) = self.ir.operands(conv)
         if order == "pre":
             self.before(conv, self.norm, *bn)
