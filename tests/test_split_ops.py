@@ -125,6 +125,17 @@ def test_softmax_across_branches_and_select():
     assert_backends_agree(net, OPSETS)
 
 
+def test_select_of_three_branches_chains_its_sums():
+    """Three paths (SKNet with a third kernel): softmax(3) and three weighted terms, in every backend."""
+    net = small(
+        "  a = conv(8, k=3)\n  b = conv(8, k=3, d=2) from input\n  c = conv(8, k=3, d=3, p=3) from input\n"
+        "  add a\n  add b\n  gap\n  fc = conv(24, k=1, bias=true)\n  softmax(3)\n  select a, b, c\n  gap\n  flatten"
+    )
+    assert node(net, "select").op.count == 3 and node(net, "softmax").shape == (24, 1, 1)
+    assert "(torch.stack([a, b, c], 1) * out.unflatten(1, (3, -1))).sum(1)" in net.torch_source
+    assert_backends_agree(net, OPSETS)
+
+
 def test_select_weighs_each_branch_by_its_chunk():
     """By hand: weights 1 for the first branch and 0 for the second select the first branch exactly."""
     net = small(

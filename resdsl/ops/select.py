@@ -3,8 +3,10 @@
 The current tensor holds the weights, one chunk of channels per named
 branch: with n branches of C×H×W each, the weights are n·C channels (C×1×1
 per branch after a global pool, or C×H×W). The output is Σ_i branch_i ·
-chunk_i, as timm's SelectiveKernel and SplitAttn compute it:
-`(torch.stack([a, b], 1) * w.unflatten(1, (2, -1))).sum(1)`. Usually the
+chunk_i, as timm's SelectiveKernel computes it:
+`(torch.stack([a, b], 1) * w.unflatten(1, (2, -1))).sum(1)` (timm's SplitAttn
+reshapes the tensor its pieces were cut from instead of stacking them, which
+saves a copy; see docs/benchmarks.md). Usually the
 weights come from `softmax(n)`. In ONNX a `Slice` of each chunk, `Mul`s and `Add`s.
 """
 
@@ -67,19 +69,15 @@ class Select(Op):
         return f"(torch.stack([{', '.join(branches)}], 1) * {weights}.unflatten(1, ({self.count}, -1))).sum(1)"
 
     def onnx(self, w: OnnxWriter, inputs: list[str]) -> None:
-        weights, *branches = inputs
+        weights, *branches = inputs  # two or more branches (lowering refuses fewer)
         width = w.shape[0]
-        total = ""
+        terms = []
         for i, branch in enumerate(branches):
             start, end = w.constant(f"start{i}", [i * width]), w.constant(f"end{i}", [(i + 1) * width])
             chunk_shape = (width, *w.inputs[0][1:])
             chunk = w.step(f"weight{i}", "Slice", [weights, start, end, w.constant(f"axes{i}", [1])], chunk_shape)
-            if i == len(branches) - 1:
-                if total:
-                    term = w.step(f"term{i}", "Mul", [branch, chunk], w.shape)
-                    w.output("Add", [total, term])
-                else:
-                    w.output("Mul", [branch, chunk])
-                return
-            term = w.step(f"term{i}", "Mul", [branch, chunk], w.shape)
-            total = term if not total else w.step(f"sum{i}", "Add", [total, term], w.shape)
+            terms.append(w.step(f"term{i}", "Mul", [branch, chunk], w.shape))
+        total = terms[0]
+        for i, term in enumerate(terms[1:-1], start=1):
+            total = w.step(f"sum{i}", "Add", [total, term], w.shape)
+        w.output("Add", [total, terms[-1]])
