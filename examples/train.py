@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import importlib
 import json
 import math
 import os
@@ -253,6 +254,11 @@ def start_processes(args) -> Processes:
     if args.device == "cuda" and not torch.cuda.is_available():
         raise SystemExit("--device cuda: no CUDA device is available")
     if distributed:
+        # DistributedDataParallel imports torch._dynamo. Imported after the process group exists, it keeps
+        # references to the group, so destroy_process_group() cannot free it: gloo's threads then live on
+        # into interpreter shutdown, where they can abort the process ("terminate called without an active
+        # exception"). Imported first, it does not.
+        importlib.import_module("torch._dynamo")
         dist.init_process_group("nccl" if args.device == "cuda" else "gloo")
         rank, world = dist.get_rank(), dist.get_world_size()
     else:
@@ -377,6 +383,9 @@ def main(argv=None) -> None:
     finish(
         args, procs, module, (test_x, test_y), f"steps {start + 1}-{args.steps} in {time.perf_counter() - began:.1f} s"
     )
+    if procs.distributed:
+        del model  # DDP's reducer holds the process group: without it, destroying the group frees it
+        leave()
 
 
 def finish(args, procs: Processes, module, held_out, what: str) -> None:
@@ -389,11 +398,12 @@ def finish(args, procs: Processes, module, held_out, what: str) -> None:
     if args.out and procs.rank == 0:
         save(args.out / "model.pt", module.state_dict())
         procs.say(f"saved {args.out / 'model.pt'} (load it with model.load_state_dict(torch.load(...)))")
-    if procs.distributed:
-        # Every rank reaches here before any tears its connections down: a rank that left while another
-        # still had gloo traffic in flight could abort at exit.
-        dist.barrier()
-        dist.destroy_process_group()
+
+
+def leave() -> None:
+    """Leave the process group once every rank is done, joining its threads before the interpreter shuts down."""
+    dist.barrier()
+    dist.destroy_process_group()
 
 
 if __name__ == "__main__":

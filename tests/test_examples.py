@@ -7,6 +7,7 @@ import math
 import re
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -45,8 +46,8 @@ PROGRESS = re.compile(r"^step +(\d+)/(\d+)  loss (\d+\.\d+)  acc +(\d+\.\d)%  ([
 FINAL = re.compile(r"^done: steps (\d+)-(\d+) in [\d.]+ s; final held-out accuracy (\d+\.\d)% of (\d+) images")
 
 
-def torchrun(*args: str, cwd) -> subprocess.CompletedProcess:
-    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", str(TRAIN)]
+def torchrun(*args: str, cwd, script=TRAIN) -> subprocess.CompletedProcess:
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", str(script)]
     return subprocess.run([*command, *args], capture_output=True, text=True, timeout=600, cwd=cwd)
 
 
@@ -112,6 +113,27 @@ def test_train_under_torchrun_shows_progress_and_resumes_exactly(tmp_path):
     for before, after in zip(uninterrupted[3:], continued, strict=True):
         assert after["loss"] == pytest.approx(before["loss"], rel=1e-5, abs=1e-6)
         assert after["lr"] == pytest.approx(before["lr"], rel=1e-9)
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not Path("/proc/self/task").is_dir(), reason="lists threads from /proc")
+def test_train_under_torchrun_joins_gloo_threads_before_shutdown(tmp_path):
+    """Gloo's threads left running into interpreter shutdown can abort a rank that has finished its work."""
+    probe = tmp_path / "probe.py"
+    probe.write_text(
+        "import os, sys\n"
+        f"sys.path.insert(0, {str(TRAIN.parent)!r})\n"
+        "import train\n"
+        "train.main(sys.argv[1:])\n"
+        "names = [open(f'/proc/self/task/{task}/comm').read().strip() for task in os.listdir('/proc/self/task')]\n"
+        "open(f'threads-{os.environ[\"RANK\"]}.txt', 'w').write('\\n'.join(sorted(names)))\n"
+    )
+    common = ["cifar_resnet20", "--set", "input=3x8x8", "--set", "classes=10", "--steps", "2", "--batch-size", "8"]
+    run = torchrun(*common, cwd=tmp_path, script=probe)
+    assert run.returncode == 0, run.stdout[-2000:] + run.stderr[-3000:]
+    for rank in (0, 1):
+        threads = (tmp_path / f"threads-{rank}.txt").read_text().split()
+        assert not [name for name in threads if "gloo" in name], threads
 
 
 def test_train_reads_an_image_folder(tmp_path):
