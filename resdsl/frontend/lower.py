@@ -14,7 +14,7 @@ import math
 from collections.abc import Collection
 from dataclasses import dataclass, field
 
-from ..diagnostics import Collector, Diagnostic, Label, ResdslError, Span, error
+from ..diagnostics import Collector, Diagnostic, ResdslError, Span, error
 from ..ir.expr import Expr, Value, is_literal, names_in
 from ..ir.graph import IR
 from ..ir.names import check_name
@@ -1188,15 +1188,15 @@ class _Lowerer:
         with a note at the call that reached it (the call's arguments may be the cause)."""
         fresh = self.errors.items[known:]
         del self.errors.items[known:]
-        call = module.span
+        note = module.call_note()
         for diag in fresh:
             if id(diag) not in self.kept:
                 if _key(diag) in self.template_errors:
                     continue
                 self.template_errors.add(_key(diag))
                 self.kept.add(id(diag))
-            if call is not None:
-                diag.notes.append(Label(call, f"in `{module.path}`, called here"))
+            if note is not None:
+                diag.notes.append(note)
             self.errors.items.append(diag)
 
     def _instance(self, block: ast.BlockDef, template: Template, module: Module, env, outer: Scope) -> None:

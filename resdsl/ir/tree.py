@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from enum import Enum
 
-from ..diagnostics import Span
+from ..diagnostics import Label, Span
 from .expr import Expr, Value
 
 
@@ -103,6 +103,10 @@ class Module:
         while above is not None and above.kind is ModuleKind.LIST:
             above = above.parent
         return above if above is not None and above.kind is ModuleKind.BLOCK else None
+
+    def call_note(self) -> Label | None:
+        """For a block instance, the note an error inside it carries at its call; None without a call."""
+        return Label(self.span, f"in `{self.path}`, called here") if self.span is not None else None
 
     def __repr__(self) -> str:
         return f"<{self.kind.value} {self.path or self.name}>"

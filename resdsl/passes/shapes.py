@@ -61,8 +61,9 @@ def _calls(node: Node) -> list[Label]:
     notes = []
     module: Module | None = node.parent
     while module is not None:
-        if module.kind is ModuleKind.BLOCK and module.span is not None:
-            notes.append(Label(module.span, f"in `{module.path}`, called here"))
+        note = module.call_note() if module.kind is ModuleKind.BLOCK else None
+        if note is not None:
+            notes.append(note)
         module = module.parent
     return notes
 
